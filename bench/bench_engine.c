@@ -1,0 +1,602 @@
+/*
+ * bench_engine.c - decode + aggregate throughput of one RX core, from memory, through the public engine API.
+ *
+ * What is measured. One thread plays both roles the daemon gives to two: the RX core (dts_core_ingest on prebuilt
+ * datagrams, dts_core_tick after each one) and the merger (dts_merger_step whenever a hand-over happened, and at
+ * least every MERGE_PERIOD_MS so slots roll and minutes close as in dattssd). Time inside the ingest bursts and time
+ * inside dts_merger_step are accumulated separately, so the SUMMARY line says how much of a line's cost is the RX
+ * core's and how much is the merger's fold (which in the daemon runs on another thread, but on the same 2 cores).
+ *
+ * What is not measured: sockets, the kernel, the generation of the traffic. The datagrams are generated once, before
+ * the clock starts, into an in-memory pool (--pool-mb, cycled). Names are 'proc<k%50>.<type>_<k>', k drawn uniformly
+ * from [0, --names) by a fixed-seed PRNG (no Zipf: every name is equally likely, the worst case for caches); a name's
+ * type is a fixed function of k and the --mix weights, so one name is always one series. Values are realistic:
+ * counters 1..10 (15% sampled at @0.5 or @0.1), timers lognormal around 20 ms (10% at @0.5), gauges 0..10000 (10% as
+ * +N/-N deltas), set members among 10,000 users.
+ *
+ * The clock is real: now_s and now_ms follow CLOCK_REALTIME, so ticks, 5-second slots and minute closes happen at the
+ * daemon's cadence. One clock read per burst of BURST datagrams keeps the timing overhead out of the per-line figure.
+ *
+ * Output: progress on stderr once per second, then exactly one line on stdout:
+ *   SUMMARY bench=engine names=K mix=... lines_per_datagram=N lines=... seconds=... lines_per_sec=... ns_per_line=...
+ *           ingest_ns_per_line=... merge_ns_per_line=... rejected=... dropped=... rss_mb=...
+ * Exit status 1 when any of its own lines was rejected (a decoder bug or a generator bug: both must be fixed) or when
+ * the engine's line counter disagrees with the lines fed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dts/engine.h"
+
+#define PACK_BYTES 1400 /* packed datagrams: lines joined up to this size (a safe MTU-sized payload) */
+#define BURST 32 /* datagrams between two clock reads (a recvmmsg burst in the daemon is up to 64) */
+#define MERGE_PERIOD_MS 20 /* dattssd's merger wakes this often (server/main.c MERGER_PERIOD_MS) */
+#define MAX_LINE_GEN 128 /* longest line the generator writes */
+
+static const char *const type_word[DTS_NTYPES] = { "counter", "timer", "gauge", "set" };
+static const char *const type_key[DTS_NTYPES] = { "c", "ms", "g", "s" };
+
+struct opts {
+	uint64_t names;
+	unsigned mix[DTS_NTYPES]; /* weights, indexed by enum dts_type */
+	unsigned lpd; /* lines per datagram, 0 = packed */
+	double seconds;
+	uint64_t lines; /* 0 = run for seconds */
+	uint64_t seed;
+	unsigned tick_ms;
+	uint32_t table_capacity;
+	size_t pool_mb;
+	bool quiet;
+};
+
+/* One datagram of the pool. */
+struct dgram {
+	uint32_t off;
+	uint16_t len;
+	uint16_t lines;
+};
+
+struct pool {
+	char *buf;
+	size_t used;
+	struct dgram *d;
+	size_t n, cap;
+	uint64_t lines;
+	uint64_t type_lines[DTS_NTYPES];
+};
+
+/* ---- PRNG (wyrand: fast, 2^64 period, good enough for traffic) ---------------------------------------------------- */
+
+static uint64_t rng_next(uint64_t *s)
+{
+	__uint128_t t;
+
+	*s += 0xa0761d6478bd642fULL;
+	t = (__uint128_t)*s * (*s ^ 0xe7037ed1a0b428dbULL);
+	return (uint64_t)(t >> 64) ^ (uint64_t)t;
+}
+
+/* Uniform in [0, n) (Lemire's multiply; the bias is below 2^-40 for the n used here). */
+static uint64_t rng_below(uint64_t *s, uint64_t n)
+{
+	return (uint64_t)(((__uint128_t)rng_next(s) * n) >> 64);
+}
+
+static double rng_unit(uint64_t *s)
+{
+	return (double)(rng_next(s) >> 11) * 0x1p-53;
+}
+
+static double rng_normal(uint64_t *s)
+{
+	double u = rng_unit(s), v = rng_unit(s);
+
+	return sqrt(-2.0 * log(u > 0 ? u : 0x1p-53)) * cos(2.0 * M_PI * v);
+}
+
+/* A name's type: a fixed function of k and the mix (so one name is always one series). */
+static enum dts_type name_type(const struct opts *o, uint64_t k)
+{
+	uint64_t z = k + 0x9e3779b97f4a7c15ULL;
+	unsigned total = 0, r;
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	for (int t = 0; t < DTS_NTYPES; t++)
+		total += o->mix[t];
+	r = (unsigned)(z % total);
+	for (int t = 0; t < DTS_NTYPES; t++) {
+		if (r < o->mix[t])
+			return (enum dts_type)t;
+		r -= o->mix[t];
+	}
+	return DTS_COUNTER; /* not reached: r < total */
+}
+
+/* Write one statsd line for a random name into out (no newline). Returns its length. */
+static int gen_line(const struct opts *o, uint64_t *rng, char *out, enum dts_type *type_out)
+{
+	uint64_t k = rng_below(rng, o->names);
+	enum dts_type t = name_type(o, k);
+	int n = snprintf(out, MAX_LINE_GEN, "proc%u.%s_%" PRIu64 ":", (unsigned)(k % 50), type_word[t], k);
+	unsigned r = (unsigned)rng_below(rng, 100);
+
+	switch (t) {
+	case DTS_COUNTER:
+		n += snprintf(out + n, MAX_LINE_GEN - n, "%u|c%s", 1 + (unsigned)rng_below(rng, 10),
+			      r < 10 ? "|@0.5" : r < 15 ? "|@0.1" : "");
+		break;
+	case DTS_TIMER: {
+		/* lognormal: median 20 ms, sigma 1 (p99 ~ 200 ms) */
+		double ms = exp(log(20.0) + rng_normal(rng));
+
+		n += snprintf(out + n, MAX_LINE_GEN - n, "%.1f|ms%s", ms, r < 10 ? "|@0.5" : "");
+		break;
+	}
+	case DTS_GAUGE:
+		if (r < 5)
+			n += snprintf(out + n, MAX_LINE_GEN - n, "+%u|g", 1 + (unsigned)rng_below(rng, 10));
+		else if (r < 10)
+			n += snprintf(out + n, MAX_LINE_GEN - n, "-%u|g", 1 + (unsigned)rng_below(rng, 10));
+		else
+			n += snprintf(out + n, MAX_LINE_GEN - n, "%.2f|g", rng_unit(rng) * 10000.0);
+		break;
+	case DTS_SET:
+		n += snprintf(out + n, MAX_LINE_GEN - n, "user%u|s", (unsigned)rng_below(rng, 10000));
+		break;
+	}
+	*type_out = t;
+	return n;
+}
+
+static void pool_free(struct pool *p)
+{
+	free(p->buf);
+	free(p->d);
+}
+
+/*
+ * Fill the pool with datagrams until pool_mb bytes (or, with --lines, a little more than the lines the run needs:
+ * a short run under callgrind should not spend its instructions generating traffic). Returns 0 or -ENOMEM.
+ */
+static int pool_build(struct pool *p, const struct opts *o)
+{
+	size_t cap = o->pool_mb << 20;
+	uint64_t rng = o->seed;
+	char line[MAX_LINE_GEN];
+	enum dts_type t;
+	int n;
+
+	memset(p, 0, sizeof(*p));
+	if (o->lines && o->lines * 48 + PACK_BYTES < cap)
+		cap = o->lines * 48 + PACK_BYTES;
+	p->buf = malloc(cap);
+	p->cap = 1024;
+	p->d = malloc(p->cap * sizeof(*p->d));
+	if (!p->buf || !p->d)
+		goto out_free_pool;
+	n = gen_line(o, &rng, line, &t); /* the next line to place (carried over when it does not fit) */
+	for (;;) {
+		struct dgram d = { .off = (uint32_t)p->used };
+		uint64_t tl[DTS_NTYPES] = { 0 };
+
+		/* Lines of this datagram: exactly lpd, or as many as fit in PACK_BYTES (at least one). */
+		while (o->lpd ? d.lines < o->lpd : d.lines == 0 || d.len + 1 + (size_t)n <= PACK_BYTES) {
+			if (p->used + (size_t)d.len + 1 + (size_t)n > cap)
+				goto out_full;
+			if (d.lines)
+				p->buf[p->used + d.len++] = '\n';
+			memcpy(p->buf + p->used + d.len, line, (size_t)n);
+			d.len += (uint16_t)n;
+			d.lines++;
+			tl[t]++;
+			n = gen_line(o, &rng, line, &t);
+		}
+		if (p->n == p->cap) {
+			struct dgram *nd = realloc(p->d, 2 * p->cap * sizeof(*nd));
+
+			if (!nd)
+				goto out_free_pool;
+			p->d = nd;
+			p->cap *= 2;
+		}
+		p->d[p->n++] = d;
+		p->used += d.len;
+		p->lines += d.lines;
+		for (int k = 0; k < DTS_NTYPES; k++)
+			p->type_lines[k] += tl[k];
+		if (o->lines && p->lines >= o->lines)
+			break;
+	}
+out_full:
+	if (p->n)
+		return 0;
+out_free_pool:
+	pool_free(p);
+	return -ENOMEM;
+}
+
+/* ---- clock and memory ---------------------------------------------------------------------------------------------- */
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t real_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* VmRSS of this process in MiB, or -1 when /proc is not readable. */
+static double rss_mb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char l[256];
+	double kb = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(l, sizeof(l), f))
+		if (sscanf(l, "VmRSS: %lf kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb < 0 ? -1 : kb / 1024.0;
+}
+
+/* ---- options ------------------------------------------------------------------------------------------------------- */
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: bench_engine [options]\n"
+		"Decode + aggregate statsd traffic from memory on one core through the engine API; prints one SUMMARY line.\n"
+		"  --names K               distinct names, drawn uniformly (default 10000)\n"
+		"  --mix c=70,ms=20,g=10   type weights: c counters, ms timers, g gauges, s sets (default c=70,ms=20,g=10)\n"
+		"  --lines-per-datagram N  lines per datagram; 0 = pack lines up to %d bytes (default 0)\n"
+		"  --seconds S             run for S seconds (default 3)\n"
+		"  --lines N               run for N lines instead (at datagram granularity)\n"
+		"  --seed N                traffic PRNG seed (default 1)\n"
+		"  --tick-ms MS            core hand-over period (default 1000, as dattssd)\n"
+		"  --table-capacity N      buckets per core table, power of two (default 65536, as dattssd)\n"
+		"  --pool-mb MB            size of the pregenerated datagram pool, cycled (default 64)\n"
+		"  --quiet                 no progress on stderr\n"
+		"  --help\n",
+		PACK_BYTES);
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *e;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &e, 10);
+	if (errno || e == s || *e || s[0] == '-')
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* "c=70,ms=20,g=10,s=0" -> weights. Returns 0 or -EINVAL. */
+static int parse_mix(const char *s, unsigned mix[DTS_NTYPES])
+{
+	char buf[128];
+	unsigned total = 0;
+	char *save, *tok;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	memset(mix, 0, DTS_NTYPES * sizeof(mix[0]));
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		uint64_t v;
+		int t;
+
+		if (!eq)
+			return -EINVAL;
+		*eq = '\0';
+		for (t = 0; t < DTS_NTYPES; t++)
+			if (strcmp(tok, type_key[t]) == 0)
+				break;
+		if (t == DTS_NTYPES || parse_u64(eq + 1, &v) != 0 || v > 1000000)
+			return -EINVAL;
+		mix[t] = (unsigned)v;
+		total += (unsigned)v;
+	}
+	return total ? 0 : -EINVAL;
+}
+
+static void format_mix(const unsigned mix[DTS_NTYPES], char *out, size_t n)
+{
+	size_t l = 0;
+
+	out[0] = '\0';
+	for (int t = 0; t < DTS_NTYPES; t++)
+		if (mix[t] && l < n)
+			l += (size_t)snprintf(out + l, n - l, "%s%s=%u", l ? "," : "", type_key[t], mix[t]);
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+		{ "names", required_argument, NULL, 'k' },
+		{ "mix", required_argument, NULL, 'm' },
+		{ "lines-per-datagram", required_argument, NULL, 'l' },
+		{ "seconds", required_argument, NULL, 's' },
+		{ "lines", required_argument, NULL, 'n' },
+		{ "seed", required_argument, NULL, 'S' },
+		{ "tick-ms", required_argument, NULL, 't' },
+		{ "table-capacity", required_argument, NULL, 'c' },
+		{ "pool-mb", required_argument, NULL, 'p' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t v;
+	int c;
+
+	o->names = 10000;
+	parse_mix("c=70,ms=20,g=10", o->mix);
+	o->lpd = 0;
+	o->seconds = 3;
+	o->lines = 0;
+	o->seed = 1;
+	o->tick_ms = 1000;
+	o->table_capacity = 1u << 16;
+	o->pool_mb = 64;
+	o->quiet = false;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			if (parse_u64(optarg, &o->names) || o->names == 0 || o->names > 100000000)
+				goto bad;
+			break;
+		case 'm':
+			if (parse_mix(optarg, o->mix))
+				goto bad;
+			break;
+		case 'l':
+			if (parse_u64(optarg, &v) || v > 64)
+				goto bad;
+			o->lpd = (unsigned)v;
+			break;
+		case 's': {
+			char *e;
+
+			o->seconds = strtod(optarg, &e);
+			if (*e || !(o->seconds > 0 && o->seconds < 86400))
+				goto bad;
+			break;
+		}
+		case 'n':
+			if (parse_u64(optarg, &o->lines) || o->lines == 0)
+				goto bad;
+			break;
+		case 'S':
+			if (parse_u64(optarg, &o->seed))
+				goto bad;
+			break;
+		case 't':
+			if (parse_u64(optarg, &v) || v == 0 || v > 60000)
+				goto bad;
+			o->tick_ms = (unsigned)v;
+			break;
+		case 'c':
+			if (parse_u64(optarg, &v) || v < 1024 || v > (1u << 28) || (v & (v - 1)))
+				goto bad;
+			o->table_capacity = (uint32_t)v;
+			break;
+		case 'p':
+			if (parse_u64(optarg, &v) || v == 0 || v > 4095)
+				goto bad;
+			o->pool_mb = (size_t)v;
+			break;
+		case 'q':
+			o->quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "bench_engine: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+bad:
+	for (const struct option *x = lo; x->name; x++)
+		if (x->val == c)
+			fprintf(stderr, "bench_engine: bad value '%s' for --%s (see --help)\n", optarg, x->name);
+	return -EINVAL;
+}
+
+/* ---- the run ------------------------------------------------------------------------------------------------------- */
+
+struct run {
+	uint64_t lines; /* lines fed */
+	uint64_t dgrams;
+	int64_t ingest_ns; /* inside the ingest bursts (dts_core_ingest + dts_core_tick) */
+	int64_t merge_ns; /* inside dts_merger_step */
+	int64_t wall_ns;
+	uint64_t steps;
+};
+
+static void step_merger(struct dts_merger *m, int64_t now_ms, struct run *r)
+{
+	int64_t t0 = mono_ns();
+
+	dts_merger_step(m, now_ms);
+	r->merge_ns += mono_ns() - t0;
+	r->steps++;
+}
+
+static void run(const struct opts *o, const struct pool *p, struct dts_merger *m, struct dts_core *c, struct run *r)
+{
+	const int64_t t_start = mono_ns();
+	const int64_t t_end = t_start + (int64_t)(o->seconds * 1e9);
+	int64_t last_step_ms = real_ms(), next_report = t_start + 1000000000;
+	uint64_t lines_at_report = 0;
+	size_t i = 0;
+
+	memset(r, 0, sizeof(*r));
+	for (;;) {
+		int64_t t0 = mono_ns(), t1;
+		int64_t now_ms = real_ms();
+		bool handed = false;
+
+		for (int b = 0; b < BURST && !handed; b++) {
+			const struct dgram *d = &p->d[i];
+
+			dts_core_ingest(c, p->buf + d->off, d->len, now_ms / 1000);
+			handed = dts_core_tick(c, now_ms);
+			r->lines += d->lines;
+			r->dgrams++;
+			if (++i == p->n)
+				i = 0;
+			if (o->lines && r->lines >= o->lines)
+				break;
+		}
+		t1 = mono_ns();
+		r->ingest_ns += t1 - t0;
+		if (handed || now_ms - last_step_ms >= MERGE_PERIOD_MS) {
+			step_merger(m, now_ms, r);
+			last_step_ms = now_ms;
+		}
+		if (o->lines ? r->lines >= o->lines : t1 >= t_end)
+			break;
+		if (t1 >= next_report) {
+			if (!o->quiet) {
+				struct dts_merger_stats ms;
+
+				dts_merger_stats_read(m, &ms);
+				fprintf(stderr, "bench_engine: t=%.0fs lines=%" PRIu64 " rate=%.2fM/s series=%" PRIu64 "\n",
+					(double)(t1 - t_start) / 1e9, r->lines,
+					(double)(r->lines - lines_at_report) / 1e6, ms.series_live);
+			}
+			lines_at_report = r->lines;
+			next_report += 1000000000;
+		}
+	}
+	r->wall_ns = mono_ns() - t_start;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct pool p;
+	struct dts_merger_cfg mcfg;
+	struct dts_merger *m;
+	struct dts_core_stats cs;
+	struct dts_merger_stats ms;
+	struct run r;
+	uint64_t rejected = 0, dropped = 0, core_dropped = 0;
+	char mixs[64];
+	double rss;
+	int rc = parse_opts(argc, argv, &o);
+
+	if (rc)
+		return rc > 0 ? 0 : 2;
+	format_mix(o.mix, mixs, sizeof(mixs));
+	if (pool_build(&p, &o) != 0) {
+		fprintf(stderr, "bench_engine: cannot allocate the %zu MB datagram pool\n", o.pool_mb);
+		return 1;
+	}
+	if (!o.quiet)
+		fprintf(stderr,
+			"bench_engine: pool %.1f MB, %zu datagrams, %.1f lines/datagram, %" PRIu64
+			" lines (c %" PRIu64 " ms %" PRIu64 " g %" PRIu64 " s %" PRIu64 ")\n",
+			(double)p.used / (1 << 20), p.n, (double)p.lines / (double)p.n, p.lines, p.type_lines[0],
+			p.type_lines[1], p.type_lines[2], p.type_lines[3]);
+
+	dts_rcu_register_thread();
+	dts_merger_cfg_defaults(&mcfg);
+	mcfg.cores = 1;
+	mcfg.tick_ms = o.tick_ms;
+	mcfg.table_capacity = o.table_capacity;
+	m = dts_merger_create(&mcfg);
+	if (!m) {
+		fprintf(stderr, "bench_engine: dts_merger_create: %s\n", strerror(errno));
+		pool_free(&p);
+		dts_rcu_unregister_thread();
+		return 1;
+	}
+
+	run(&o, &p, m, dts_merger_core(m, 0), &r);
+
+	dts_core_stats_read(dts_merger_core(m, 0), &cs);
+	dts_merger_stats_read(m, &ms);
+	for (int i = 0; i < DTS_REJ_COUNT; i++)
+		rejected += cs.rejected[i];
+	for (int i = 0; i < DTS_DROP_COUNT; i++) {
+		core_dropped += cs.dropped[i];
+		dropped += cs.dropped[i] + ms.dropped[i];
+	}
+	rss = rss_mb();
+
+	printf("SUMMARY bench=engine names=%" PRIu64 " mix=%s lines_per_datagram=%u lines=%" PRIu64
+	       " seconds=%.3f lines_per_sec=%.0f ns_per_line=%.2f ingest_ns_per_line=%.2f merge_ns_per_line=%.2f"
+	       " rejected=%" PRIu64 " dropped=%" PRIu64 " rss_mb=%.1f\n",
+	       o.names, mixs, o.lpd, r.lines, (double)r.wall_ns / 1e9, (double)r.lines / ((double)r.wall_ns / 1e9),
+	       (double)r.wall_ns / (double)r.lines, (double)r.ingest_ns / (double)r.lines,
+	       (double)r.merge_ns / (double)r.lines, rejected, dropped, rss);
+	fflush(stdout);
+	if (!o.quiet)
+		fprintf(stderr,
+			"bench_engine: %" PRIu64 " datagrams, %" PRIu64 " merger steps, %" PRIu64 " hand-overs (%" PRIu64
+			" deferred), %" PRIu64 " tables folded, %" PRIu64 " entries folded, series live %" PRIu64
+			", minutes closed %" PRIu64 "\n",
+			r.dgrams, r.steps, cs.handovers, cs.handover_deferred, ms.tables_folded, ms.entries_folded,
+			ms.series_live, ms.minutes_closed);
+	rc = 0;
+	if (rejected) {
+		fprintf(stderr, "bench_engine: FAIL: %" PRIu64 " of its own generated lines were rejected:", rejected);
+		for (int i = 0; i < DTS_REJ_COUNT; i++)
+			if (cs.rejected[i])
+				fprintf(stderr, " %s=%" PRIu64, dts_reject_name((enum dts_reject)i), cs.rejected[i]);
+		fprintf(stderr, "\n");
+		rc = 1;
+	}
+	if (cs.lines != r.lines || cs.samples + rejected + core_dropped != r.lines) {
+		fprintf(stderr,
+			"bench_engine: FAIL: fed %" PRIu64 " lines but the core counted %" PRIu64 " lines, %" PRIu64
+			" samples\n",
+			r.lines, cs.lines, cs.samples);
+		rc = 1;
+	}
+	if (dropped) {
+		fprintf(stderr, "bench_engine: note: dropped:");
+		for (int i = 0; i < DTS_DROP_COUNT; i++)
+			if (cs.dropped[i] || ms.dropped[i])
+				fprintf(stderr, " %s=%" PRIu64 "/%" PRIu64, dts_drop_name((enum dts_drop)i), cs.dropped[i],
+					ms.dropped[i]);
+		fprintf(stderr, " (core/merger)\n");
+	}
+
+	dts_merger_destroy(m, real_ms());
+	dts_rcu_barrier();
+	dts_rcu_unregister_thread();
+	pool_free(&p);
+	return rc;
+}

@@ -1,0 +1,60 @@
+/*
+ * hash.h - the 64-bit hash used for series identity, set members and the AUTH cache.
+ *
+ * Not cryptographic. It must be fast on short keys (20-80 bytes) and well mixed in its low bits, because tables index
+ * with (hash & mask). Collisions between two live series are treated as the same series by per-core tables
+ * (probability ~ n^2 / 2^65: 3e-8 at a million series); the merger compares full identities.
+ */
+#ifndef DTS_HASH_H
+#define DTS_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define DTS_HASH_SEED 0x9e3779b97f4a7c15ULL
+
+static inline uint64_t dts__mix(uint64_t a, uint64_t b)
+{
+	__uint128_t r = (__uint128_t)a * b;
+	return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+static inline uint64_t dts__load64(const unsigned char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+/* Hash n bytes at p. Any thread; pure function. */
+static inline uint64_t dts_hash64(const void *data, size_t n, uint64_t seed)
+{
+	const unsigned char *p = data;
+	uint64_t h = seed ^ dts__mix(n ^ 0xa0761d6478bd642fULL, 0xe7037ed1a0b428dbULL);
+
+	while (n >= 16) {
+		h = dts__mix(dts__load64(p) ^ 0xa0761d6478bd642fULL ^ h, dts__load64(p + 8) ^ 0xe7037ed1a0b428dbULL);
+		p += 16;
+		n -= 16;
+	}
+	if (n >= 8) {
+		h = dts__mix(dts__load64(p) ^ 0x8ebc6af09c88c6e3ULL ^ h, 0x589965cc75374cc3ULL);
+		p += 8;
+		n -= 8;
+	}
+	if (n > 0) {
+		uint64_t t = 0;
+		memcpy(&t, p, n);
+		h = dts__mix(t ^ 0x1d8e4e27c47d124fULL ^ h, 0xe7037ed1a0b428dbULL ^ n);
+	}
+	return dts__mix(h, 0x9e3779b97f4a7c15ULL) ^ h;
+}
+
+/* Continue a hash with more bytes (for multi-part identities). */
+static inline uint64_t dts_hash64_more(uint64_t h, const void *data, size_t n)
+{
+	return dts_hash64(data, n, h ^ 0x2d358dccaa6c78a5ULL);
+}
+
+#endif /* DTS_HASH_H */

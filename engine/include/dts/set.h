@@ -1,0 +1,45 @@
+/*
+ * set.h - distinct counting for statsd sets ('s'): exact while small, HyperLogLog beyond.
+ *
+ * Members arrive as 64-bit hashes (dts_hash64 of the member text). Up to DTS_SET_EXACT_MAX distinct hashes are kept in
+ * a sorted array and the cardinality is exact; the next distinct member converts the set to a HyperLogLog with
+ * 2^DTS_HLL_P one-byte registers (standard error 1.04/sqrt(2^P) = 1.6%, with the usual small-range correction).
+ * Merging is exact for exact sets and register-wise max for HLLs, so any number of merges keeps the stated error.
+ *
+ * Threading: one writer, no internal synchronisation (like dts_sketch).
+ */
+#ifndef DTS_SET_H
+#define DTS_SET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dts/tunables.h"
+
+struct dts_set {
+	uint64_t *exact; /* sorted distinct hashes, owned; NULL once converted to HLL or while empty */
+	uint8_t *hll; /* 2^DTS_HLL_P registers, owned; NULL while exact */
+	uint16_t n; /* members in exact */
+	uint16_t cap; /* allocated slots in exact */
+};
+
+void dts_set_init(struct dts_set *s);
+void dts_set_free(struct dts_set *s);
+
+/* Add one member hash. Returns 0 or -ENOMEM (set unchanged). */
+int dts_set_add(struct dts_set *s, uint64_t member_hash);
+
+/* dst |= src. Returns 0 or -ENOMEM. */
+int dts_set_merge(struct dts_set *dst, const struct dts_set *src);
+
+/* Distinct members: exact while small, HLL estimate otherwise. */
+double dts_set_cardinality(const struct dts_set *s);
+
+size_t dts_set_heap_bytes(const struct dts_set *s);
+
+/* Serialisation as for the sketch (docs/storage.md "set encoding"). */
+size_t dts_set_encoded_size(const struct dts_set *s);
+int dts_set_encode(const struct dts_set *s, uint8_t *buf, size_t buf_len);
+int dts_set_decode(struct dts_set *s, const uint8_t *buf, size_t len);
+
+#endif /* DTS_SET_H */

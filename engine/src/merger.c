@@ -1,0 +1,850 @@
+/*
+ * merger.c - the global side of the engine: the series map (an RCU lock-free hash table), the minute windows, the
+ * rolling 5-second slots behind the current state, and the closing of minutes into the sink.
+ *
+ * Who touches what:
+ *   - The merger thread is the only writer of every struct dts__series and of the map (adds and deletes).
+ *   - Readers (HTTP, alerts) walk the map under the RCU read side and read only a series' immutable identity and its
+ *     published current state (struct dts__cur, replaced whole, old copies freed with call_rcu).
+ *   - RX cores never touch any of it (see engine.h); they meet the merger only through the hand-over rings.
+ *
+ * Time model. Data is keyed by 5-second slot (slot = unix seconds / 5; minute = slot / 12). Each series keeps three
+ * minute windows in a ring indexed by minute % 3 - the minute in grace, the open minute, and the next one (DogStatsD
+ * |T and client clocks may run a little ahead) - which is why grace is bounded to 60 s. Minute M closes when the clock
+ * passes (M + 1) * 60 + grace: every series' window for M is copied into one struct dts_closed_minute and handed to the
+ * sink. A closed window stays in place (read-only) until its ring position is reused, so the moving-window quantiles
+ * can still look one minute back. Data for a minute already closed is counted as late and dropped (docs/architecture.md
+ * explains why; the storage layer will merge such data into the stored minute).
+ *
+ * Current state is republished for every live series when the clock enters a new slot: the aggregate of the last 12
+ * closed slots (exact for count, sum, rate, min, max, avg) and, for timers, quantiles of the sketch of the open minute
+ * plus the previous minute weighted by the share of it still inside the 60 s window.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dts/hash.h"
+#include "engine_internal.h"
+#include "rcu.h"
+
+#define NWIN 3
+
+char dts__rcu_reclaim_token;
+
+struct win {
+	int64_t minute; /* -1 when unused */
+	bool closed;
+	struct dts_agg agg;
+	struct dts_sketch sk; /* timers */
+	struct dts_set set; /* sets */
+};
+
+struct slotagg {
+	int64_t slot; /* -1 when unused */
+	double sum, count, min, max, lst;
+};
+
+struct cur {
+	struct rcu_head rcu;
+	struct dts_current v;
+};
+
+struct series {
+	struct cds_lfht_node node; /* in merger->map, hash = series hash */
+	struct rcu_head rcu;
+	uint64_t hash;
+	_Atomic(struct cur *) cur; /* published current state (merger writes, readers load-acquire) */
+	/* merger-private from here */
+	int64_t last_seen_s;
+	double gauge_value;
+	bool gauge_known;
+	uint8_t type;
+	uint16_t user_len, process_len, counter_len, tags_len;
+	const char *user, *process, *counter, *tags; /* into name[] (immutable) */
+	struct win win[NWIN];
+	struct slotagg ring[DTS_SLOTS_PER_MINUTE];
+	char name[]; /* user\0process\0counter\0tags\0 */
+};
+
+struct dts_merger {
+	struct dts_merger_cfg cfg;
+	struct dts_decode_cfg dcfg; /* the cores' copy; secret and default process point into the fields below */
+	uint8_t *secret;
+	char *default_process;
+	char *user;
+	struct cds_lfht *map;
+	struct dts_core **cores;
+	struct dts__table **pool;
+	unsigned npool;
+	struct win **fold_map; /* per bucket of the table being folded: its target window */
+	uint32_t fold_map_cap;
+	int64_t closed_upto; /* minutes < closed_upto are closed; INT64_MIN before the first step */
+	int64_t pub_slot; /* slot of the last current-state publication */
+	uint64_t nseries;
+	struct dts_merger_stats stats;
+};
+
+const char *dts_drop_name(enum dts_drop d)
+{
+	static const char *const names[DTS_DROP_COUNT] = {
+		[DTS_DROP_TABLE_FULL] = "table_full", [DTS_DROP_LATE] = "late",
+		[DTS_DROP_FUTURE] = "future",	      [DTS_DROP_NOMEM] = "nomem",
+		[DTS_DROP_SERIES_LIMIT] = "series_limit",
+	};
+	return (unsigned)d < DTS_DROP_COUNT ? names[d] : "unknown";
+}
+
+void dts_merger_cfg_defaults(struct dts_merger_cfg *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->cores = 1;
+	dts_decode_cfg_defaults(&cfg->decode);
+	cfg->user = "default";
+	cfg->tick_ms = 1000;
+	cfg->grace_s = 10;
+	cfg->table_capacity = 1u << 16;
+	cfg->tables_per_core = 3;
+	cfg->max_series = 4u << 20;
+	cfg->expire_s = 600;
+}
+
+void dts_rcu_register_thread(void)
+{
+	urcu_memb_register_thread();
+}
+
+void dts_rcu_unregister_thread(void)
+{
+	urcu_memb_unregister_thread();
+}
+
+void dts_rcu_barrier(void)
+{
+	urcu_memb_barrier();
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- series ---------------------------------------------------------------------------------------------------- */
+
+struct match_key {
+	const struct dts__ident *id;
+	uint8_t type;
+};
+
+static int series_match(struct cds_lfht_node *node, const void *key)
+{
+	const struct series *s = caa_container_of(node, struct series, node);
+	const struct match_key *k = key;
+	const struct dts__ident *id = k->id;
+	const char *b = id->bytes;
+
+	if (s->type != k->type || s->user_len != id->user_len || s->process_len != id->process_len ||
+	    s->counter_len != id->counter_len || s->tags_len != id->tags_len)
+		return 0;
+	if (memcmp(s->user, b, id->user_len) != 0)
+		return 0;
+	b += id->user_len;
+	if (memcmp(s->process, b, id->process_len) != 0)
+		return 0;
+	b += id->process_len;
+	if (memcmp(s->counter, b, id->counter_len) != 0)
+		return 0;
+	b += id->counter_len;
+	return memcmp(s->tags, b, id->tags_len) == 0;
+}
+
+static void win_reset(struct win *w, int64_t minute)
+{
+	w->minute = minute;
+	w->closed = false;
+	dts_agg_init(&w->agg);
+	dts_sketch_clear(&w->sk);
+	dts_set_free(&w->set);
+	dts_set_init(&w->set);
+}
+
+static struct series *series_new(const struct dts__ident *id, uint8_t type, uint64_t hash)
+{
+	size_t n = (size_t)id->user_len + id->process_len + id->counter_len + id->tags_len + 4;
+	struct series *s = calloc(1, sizeof(*s) + n);
+	const char *src = id->bytes;
+	char *p;
+
+	if (!s)
+		return NULL;
+	cds_lfht_node_init(&s->node);
+	s->hash = hash;
+	s->type = type;
+	s->user_len = id->user_len;
+	s->process_len = id->process_len;
+	s->counter_len = id->counter_len;
+	s->tags_len = id->tags_len;
+	p = s->name;
+#define COPY_PART(field, len)              \
+	do {                               \
+		s->field = p;              \
+		memcpy(p, src, (len));     \
+		p[(len)] = '\0';           \
+		p += (len) + 1;            \
+		src += (len);              \
+	} while (0)
+	COPY_PART(user, id->user_len);
+	COPY_PART(process, id->process_len);
+	COPY_PART(counter, id->counter_len);
+	COPY_PART(tags, id->tags_len);
+#undef COPY_PART
+	for (int i = 0; i < NWIN; i++) {
+		s->win[i].minute = -1;
+		dts_agg_init(&s->win[i].agg);
+		dts_sketch_init(&s->win[i].sk);
+		dts_set_init(&s->win[i].set);
+	}
+	for (int i = 0; i < DTS_SLOTS_PER_MINUTE; i++)
+		s->ring[i].slot = -1;
+	return s;
+}
+
+static void series_free_now(struct series *s)
+{
+	for (int i = 0; i < NWIN; i++) {
+		dts_sketch_free(&s->win[i].sk);
+		dts_set_free(&s->win[i].set);
+	}
+	free(atomic_load_explicit(&s->cur, memory_order_relaxed));
+	free(s);
+}
+
+static void series_free_rcu(struct rcu_head *head)
+{
+	dts__reclaim_begin();
+	series_free_now(caa_container_of(head, struct series, rcu));
+}
+
+static void cur_free_rcu(struct rcu_head *head)
+{
+	dts__reclaim_begin();
+	free(caa_container_of(head, struct cur, rcu));
+}
+
+/* Find the series of a table entry, creating it if needed. Caller holds the RCU read side. */
+static struct series *series_get(struct dts_merger *m, const struct dts__table *t, const struct dts__entry *e)
+{
+	struct match_key key = { dts__table_ident(t, e), e->type };
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *node;
+	struct series *s;
+
+	cds_lfht_lookup(m->map, (unsigned long)e->hash, series_match, &key, &it);
+	node = cds_lfht_iter_get_node(&it);
+	if (node)
+		return caa_container_of(node, struct series, node);
+	if (m->nseries >= m->cfg.max_series) {
+		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_SERIES_LIMIT], 1);
+		return NULL;
+	}
+	s = series_new(key.id, e->type, e->hash);
+	if (!s) {
+		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+		return NULL;
+	}
+	dts__hb_release(s);
+	cds_lfht_add(m->map, (unsigned long)e->hash, &s->node);
+	m->nseries++;
+	DTS__STAT_ADD(m->stats.series_created, 1);
+	__atomic_store_n(&m->stats.series_live, m->nseries, __ATOMIC_RELAXED);
+	return s;
+}
+
+/* The window of minute for s, or NULL (counted) when that minute is closed or too far ahead. */
+static struct win *series_win(struct dts_merger *m, struct series *s, int64_t minute, int64_t now_min)
+{
+	struct win *w = &s->win[minute % NWIN];
+
+	if (minute < m->closed_upto) {
+		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_LATE], 1);
+		return NULL;
+	}
+	if (minute > now_min + 1) {
+		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_FUTURE], 1);
+		return NULL;
+	}
+	if (w->minute != minute) {
+		if (w->minute >= m->closed_upto) {
+			/* defensive: an open minute still occupies this position (cannot happen with grace <= 60 s) */
+			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_FUTURE], 1);
+			return NULL;
+		}
+		win_reset(w, minute);
+	}
+	return w;
+}
+
+static void slot_merge(struct series *s, int64_t slot, const struct dts_agg *a)
+{
+	struct slotagg *r = &s->ring[slot % DTS_SLOTS_PER_MINUTE];
+
+	if (r->slot != slot) {
+		if (r->slot > slot)
+			return; /* older than the 60 s window: counts in its minute, not in the current state */
+		r->slot = slot;
+		r->sum = 0;
+		r->count = 0;
+		r->min = INFINITY;
+		r->max = -INFINITY;
+		r->lst = 0;
+	}
+	r->sum += a->sum;
+	r->count += a->count;
+	r->min = a->min < r->min ? a->min : r->min;
+	r->max = a->max > r->max ? a->max : r->max;
+	if (a->count > 0)
+		r->lst = a->lst;
+}
+
+/* Fold one entry's scalar aggregate into window w and the slot ring. */
+static void fold_entry(struct series *s, struct win *w, const struct dts__entry *e, int64_t slot)
+{
+	struct dts_agg one;
+	const struct dts_agg *a = &e->agg;
+
+	if (s->type == DTS_GAUGE) {
+		if (e->flags & DTS__ENT_GAUGE_ABS) {
+			s->gauge_value = e->agg.lst;
+		} else {
+			/* only deltas arrived in this entry: apply them to the known value (0 if none yet) */
+			s->gauge_value = (s->gauge_known ? s->gauge_value : 0) + e->agg.lst;
+			dts_agg_init(&one);
+			dts_agg_add(&one, s->gauge_value, 1.0);
+			a = &one;
+		}
+		s->gauge_known = true;
+	}
+	dts_agg_merge(&w->agg, a);
+	slot_merge(s, slot, a);
+	if (slot * DTS_SLOT_SECONDS > s->last_seen_s)
+		s->last_seen_s = slot * DTS_SLOT_SECONDS;
+}
+
+static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s)
+{
+	const int64_t now_min = now_s / 60;
+	uint64_t n = 0;
+
+	dts__read_lock();
+	for (uint32_t i = 0; i < t->n_used; i++) {
+		uint32_t idx = t->used[i];
+		const struct dts__entry *e = &t->entries[idx];
+		int64_t slot = (int64_t)t->base_slot + e->slot_rel;
+		struct series *s = series_get(m, t, e);
+		struct win *w = s ? series_win(m, s, slot / DTS_SLOTS_PER_MINUTE, now_min) : NULL;
+
+		m->fold_map[idx] = w;
+		if (!w)
+			continue;
+		fold_entry(s, w, e, slot);
+		n++;
+	}
+	dts__read_unlock();
+
+	for (uint32_t i = 0; i < t->n_tlog; i++) {
+		const struct dts__tlog *l = &t->tlog[i];
+		struct win *w = m->fold_map[l->entry];
+
+		if (w && dts_sketch_add_key(&w->sk, l->key == INT16_MIN ? INT32_MIN : l->key, l->negative,
+					    l->weight) != 0)
+			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+	}
+	for (uint32_t i = 0; i < t->n_slog; i++) {
+		const struct dts__slog *l = &t->slog[i];
+		struct win *w = m->fold_map[l->entry];
+
+		if (w && dts_set_add(&w->set, l->member) != 0)
+			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+	}
+	DTS__STAT_ADD(m->stats.entries_folded, n);
+	DTS__STAT_ADD(m->stats.tables_folded, 1);
+}
+
+/* ---- current state --------------------------------------------------------------------------------------------- */
+
+/* dst += factor * src, bin by bin (src's keys re-expressed at level 0 so dst maps them to its own level). */
+static void sketch_merge_scaled(struct dts_sketch *dst, const struct dts_sketch *src, double factor)
+{
+	const struct dts_sketch_store *st[2] = { &src->pos, &src->neg };
+
+	if (factor <= 0)
+		return;
+	if (src->zero > 0)
+		dts_sketch_add_key(dst, INT32_MIN, false, src->zero * factor);
+	for (int sign = 0; sign < 2; sign++)
+		for (uint32_t i = 0; i < st[sign]->nbins; i++) {
+			float c = st[sign]->bins[i];
+			int32_t key = st[sign]->lo + (int32_t)i;
+
+			if (c > 0)
+				dts_sketch_add_key(dst, key * (1 << src->level), sign == 1, c * factor);
+		}
+}
+
+static struct cur *current_compute(const struct series *s, int64_t cur_slot, int64_t now_s)
+{
+	struct cur *c = malloc(sizeof(*c));
+	struct dts_current *v;
+	int64_t newest = -1;
+
+	if (!c)
+		return NULL;
+	v = &c->v;
+	memset(v, 0, sizeof(*v));
+	v->as_of_ms = cur_slot * DTS_SLOT_SECONDS * 1000;
+	v->last_seen_s = s->last_seen_s;
+	v->min = INFINITY;
+	v->max = -INFINITY;
+	v->bot10 = v->top10 = v->p50 = v->p99 = v->distinct = NAN;
+	for (int i = 0; i < DTS_SLOTS_PER_MINUTE; i++) {
+		const struct slotagg *r = &s->ring[i];
+
+		if (r->slot < cur_slot - DTS_SLOTS_PER_MINUTE || r->slot >= cur_slot || r->count <= 0)
+			continue;
+		v->sum += r->sum;
+		v->count += r->count;
+		v->min = r->min < v->min ? r->min : v->min;
+		v->max = r->max > v->max ? r->max : v->max;
+		if (r->slot > newest) {
+			newest = r->slot;
+			v->last = r->lst;
+		}
+	}
+	if (v->count == 0) {
+		v->min = v->max = v->avg = NAN;
+	} else {
+		v->avg = v->sum / v->count;
+	}
+	v->rate = v->sum / 60.0;
+	if (s->type == DTS_GAUGE)
+		v->last = s->gauge_known ? s->gauge_value : NAN;
+	if (s->type == DTS_TIMER) {
+		int64_t min = now_s / 60;
+		const struct win *wc = &s->win[min % NWIN], *wp = &s->win[(min - 1) % NWIN];
+		struct dts_sketch tmp;
+		double back = 1.0 - (double)(now_s - min * 60) / 60.0; /* share of the previous minute in the window */
+
+		dts_sketch_init(&tmp);
+		if (wc->minute == min)
+			sketch_merge_scaled(&tmp, &wc->sk, 1.0);
+		if (wp->minute == min - 1)
+			sketch_merge_scaled(&tmp, &wp->sk, back);
+		if (tmp.count > 0) {
+			v->bot10 = dts_sketch_quantile(&tmp, 0.10);
+			v->top10 = dts_sketch_quantile(&tmp, 0.90);
+			v->p50 = dts_sketch_quantile(&tmp, 0.50);
+			v->p99 = dts_sketch_quantile(&tmp, 0.99);
+		}
+		dts_sketch_free(&tmp);
+	}
+	if (s->type == DTS_SET) {
+		const struct win *wc = &s->win[(now_s / 60) % NWIN];
+
+		v->distinct = wc->minute == now_s / 60 ? dts_set_cardinality(&wc->set) : 0;
+	}
+	return c;
+}
+
+static bool series_idle(const struct dts_merger *m, const struct series *s, int64_t now_s)
+{
+	if (s->last_seen_s + (int64_t)m->cfg.expire_s > now_s)
+		return false;
+	for (int i = 0; i < NWIN; i++)
+		if (s->win[i].minute >= m->closed_upto)
+			return false;
+	return true;
+}
+
+/* Republish the current state of every series and expire idle ones. Merger thread; holds the read side. */
+static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
+{
+	struct cds_lfht_iter it;
+	struct series *s;
+
+	dts__read_lock();
+	cds_lfht_for_each_entry(m->map, &it, s, node) {
+		struct cur *c, *old;
+
+		if (series_idle(m, s, now_s)) {
+			if (cds_lfht_del(m->map, &s->node) == 0) {
+				m->nseries--;
+				DTS__STAT_ADD(m->stats.series_expired, 1);
+				urcu_memb_call_rcu(&s->rcu, series_free_rcu);
+			}
+			continue;
+		}
+		c = current_compute(s, cur_slot, now_s);
+		if (!c) {
+			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+			continue;
+		}
+		old = atomic_exchange_explicit(&s->cur, c, memory_order_acq_rel);
+		if (old)
+			urcu_memb_call_rcu(&old->rcu, cur_free_rcu);
+	}
+	dts__read_unlock();
+	__atomic_store_n(&m->stats.series_live, m->nseries, __ATOMIC_RELAXED);
+}
+
+/* ---- minute close ---------------------------------------------------------------------------------------------- */
+
+static bool win_has_data(const struct win *w)
+{
+	return w->agg.count > 0 || w->sk.count > 0;
+}
+
+static char *dup_ident(const struct series *s)
+{
+	size_t n = (size_t)s->user_len + s->process_len + s->counter_len + s->tags_len + 4;
+	char *p = malloc(n);
+
+	if (p)
+		memcpy(p, s->name, n);
+	return p;
+}
+
+void dts_closed_minute_release(struct dts_closed_minute *cm)
+{
+	if (!cm)
+		return;
+	for (size_t i = 0; i < cm->n; i++) {
+		dts_sketch_free(&cm->recs[i].sketch);
+		dts_set_free(&cm->recs[i].set);
+		free((char *)cm->recs[i].user);
+	}
+	free(cm->recs);
+	free(cm);
+}
+
+/* Copy every series' window of minute into a closed minute and hand it to the sink. */
+static void close_minute(struct dts_merger *m, int64_t minute)
+{
+	int64_t t0 = mono_ns();
+	struct dts_closed_minute *cm = calloc(1, sizeof(*cm));
+	size_t cap = m->nseries ? m->nseries : 1;
+	struct cds_lfht_iter it;
+	struct series *s;
+
+	if (cm)
+		cm->recs = malloc(cap * sizeof(*cm->recs));
+	if (!cm || !cm->recs) {
+		free(cm);
+		cm = NULL;
+		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+	}
+	if (cm)
+		cm->minute = minute;
+	dts__read_lock();
+	cds_lfht_for_each_entry(m->map, &it, s, node) {
+		struct win *w = &s->win[minute % NWIN];
+		struct dts_minute_rec *r;
+		char *id;
+
+		if (w->minute != minute)
+			continue;
+		w->closed = true;
+		if (!cm || !win_has_data(w) || cm->n == cap)
+			continue;
+		id = dup_ident(s);
+		if (!id) {
+			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+			continue;
+		}
+		r = &cm->recs[cm->n];
+		r->user = id;
+		r->process = id + s->user_len + 1;
+		r->counter = r->process + s->process_len + 1;
+		r->tags = r->counter + s->counter_len + 1;
+		r->type = s->type;
+		r->agg = w->agg;
+		dts_sketch_init(&r->sketch);
+		dts_set_init(&r->set);
+		if (dts_sketch_copy(&r->sketch, &w->sk) != 0 || dts_set_merge(&r->set, &w->set) != 0) {
+			dts_sketch_free(&r->sketch);
+			dts_set_free(&r->set);
+			free(id);
+			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+			continue;
+		}
+		cm->n++;
+	}
+	dts__read_unlock();
+	m->closed_upto = minute + 1;
+	DTS__STAT_ADD(m->stats.minutes_closed, 1);
+	__atomic_store_n(&m->stats.close_ns_last, (uint64_t)(mono_ns() - t0), __ATOMIC_RELAXED);
+	if (!cm)
+		return;
+	if (cm->n == 0) {
+		dts_closed_minute_release(cm); /* nothing to store: the sink only sees minutes with data */
+		return;
+	}
+	if (m->cfg.sink.minute_closed)
+		m->cfg.sink.minute_closed(m->cfg.sink.ctx, cm);
+	else
+		dts_closed_minute_release(cm);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------------------------- */
+
+static struct dts_core *core_new(struct dts_merger *m, unsigned id)
+{
+	struct dts_core *c = aligned_alloc(DTS__CACHELINE, (sizeof(struct dts_core) + DTS__CACHELINE - 1) &
+							      ~(size_t)(DTS__CACHELINE - 1));
+
+	if (!c)
+		return NULL;
+	memset(c, 0, sizeof(*c));
+	c->dcfg = &m->dcfg;
+	c->user = m->user;
+	c->user_len = (uint16_t)strlen(m->user);
+	c->user_hash = dts_hash64(m->user, c->user_len, DTS_HASH_SEED);
+	c->tick_ms = m->cfg.tick_ms;
+	c->id = id;
+	dts_auth_cache_init(&c->auth);
+	return c;
+}
+
+struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
+{
+	struct dts__table_cfg tcfg;
+	struct dts_merger *m;
+	unsigned per = cfg->tables_per_core;
+
+	if (cfg->cores < 1 || cfg->cores > 64 || cfg->tick_ms < 1 || cfg->grace_s > 60 || per < 2 ||
+	    per > DTS__RING_SLOTS || !cfg->user || !*cfg->user || strlen(cfg->user) > DTS_MAX_USER ||
+	    cfg->table_capacity < 1024 || (cfg->table_capacity & (cfg->table_capacity - 1))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		goto out_nomem;
+	m->cfg = *cfg;
+	m->dcfg = cfg->decode;
+	m->user = strdup(cfg->user);
+	m->default_process = strndup(cfg->decode.default_process ? cfg->decode.default_process : "default",
+				     cfg->decode.default_process ? cfg->decode.default_process_len : 7);
+	if (!m->user || !m->default_process)
+		goto out_free_merger;
+	m->cfg.user = m->user;
+	m->dcfg.default_process = m->default_process;
+	m->dcfg.default_process_len = (uint16_t)strlen(m->default_process);
+	if (cfg->decode.secret && cfg->decode.secret_len) {
+		m->secret = malloc(cfg->decode.secret_len);
+		if (!m->secret)
+			goto out_free_merger;
+		memcpy(m->secret, cfg->decode.secret, cfg->decode.secret_len);
+		m->dcfg.secret = m->secret;
+	} else {
+		m->dcfg.secret = NULL;
+		m->dcfg.secret_len = 0;
+	}
+	m->closed_upto = INT64_MIN;
+	m->pub_slot = -1;
+	m->map = cds_lfht_new_flavor(1 << 12, 1 << 12, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+				     &urcu_memb_flavor, NULL);
+	m->cores = calloc(cfg->cores, sizeof(*m->cores));
+	m->pool = calloc((size_t)cfg->cores * per, sizeof(*m->pool));
+	m->fold_map_cap = cfg->table_capacity;
+	m->fold_map = calloc(cfg->table_capacity, sizeof(*m->fold_map));
+	if (!m->map || !m->cores || !m->pool || !m->fold_map)
+		goto out_free_merger;
+
+	tcfg.capacity = cfg->table_capacity;
+	tcfg.keys_bytes = cfg->table_capacity * 48; /* ~96 identity bytes per entry at the 1/2 load mark */
+	tcfg.tlog_entries = cfg->table_capacity * 4;
+	tcfg.slog_entries = cfg->table_capacity;
+	for (unsigned i = 0; i < cfg->cores; i++) {
+		struct dts_core *c = core_new(m, i);
+
+		if (!c)
+			goto out_free_merger;
+		m->cores[i] = c;
+		for (unsigned k = 0; k < per; k++) {
+			struct dts__table *t = dts__table_create(&tcfg);
+
+			if (!t)
+				goto out_free_merger;
+			m->pool[m->npool++] = t;
+			if (k == 0)
+				c->active = t;
+			else
+				dts__ring_push(&c->free, t, 0);
+		}
+	}
+	return m;
+
+out_free_merger:
+	for (unsigned i = 0; i < m->npool; i++)
+		dts__table_destroy(m->pool[i]);
+	for (unsigned i = 0; m->cores && i < cfg->cores; i++)
+		free(m->cores[i]);
+	if (m->map)
+		cds_lfht_destroy(m->map, NULL);
+	free(m->pool);
+	free(m->cores);
+	free(m->fold_map);
+	free(m->secret);
+	free(m->default_process);
+	free(m->user);
+	free(m);
+out_nomem:
+	errno = ENOMEM;
+	return NULL;
+}
+
+struct dts_core *dts_merger_core(struct dts_merger *m, unsigned i)
+{
+	return i < m->cfg.cores ? m->cores[i] : NULL;
+}
+
+/*
+ * Fold every handed-over table, oldest hand-over first across all cores, so that order-sensitive aggregates (gauges,
+ * first/last values) see the cores' data in the order it was handed over. Bounded by the pool size.
+ */
+static unsigned fold_pending(struct dts_merger *m, int64_t now_ms)
+{
+	unsigned n = 0;
+	int64_t t0 = mono_ns(), oldest = now_ms;
+
+	for (;;) {
+		struct dts_core *c = NULL;
+		struct dts__table *t;
+		int64_t best = INT64_MAX, stamp = 0;
+
+		for (unsigned i = 0; i < m->cfg.cores; i++) {
+			int64_t st = dts__ring_peek_stamp(&m->cores[i]->full);
+
+			if (st < best) {
+				best = st;
+				c = m->cores[i];
+			}
+		}
+		if (!c)
+			break;
+		t = dts__ring_pop(&c->full, &stamp);
+		fold_table(m, t, now_ms / 1000);
+		dts__table_reset(t);
+		dts__ring_push(&c->free, t, now_ms);
+		oldest = stamp < oldest ? stamp : oldest;
+		n++;
+	}
+	if (n) {
+		__atomic_store_n(&m->stats.merge_lag_ms, (uint64_t)(now_ms - oldest), __ATOMIC_RELAXED);
+		DTS__STAT_ADD(m->stats.fold_ns_total, (uint64_t)(mono_ns() - t0));
+	}
+	return n;
+}
+
+unsigned dts_merger_step(struct dts_merger *m, int64_t now_ms)
+{
+	const int64_t now_s = now_ms / 1000;
+	const int64_t cur_slot = now_s / DTS_SLOT_SECONDS;
+	unsigned n;
+
+	if (m->closed_upto == INT64_MIN)
+		m->closed_upto = now_s / 60 - 1;
+	n = fold_pending(m, now_ms);
+	while ((m->closed_upto + 1) * 60 + (int64_t)m->cfg.grace_s <= now_s)
+		close_minute(m, m->closed_upto);
+	if (cur_slot != m->pub_slot) {
+		publish_all(m, cur_slot, now_s);
+		m->pub_slot = cur_slot;
+	}
+	return n;
+}
+
+void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
+{
+	struct cds_lfht_iter it;
+	struct series *s;
+	int64_t now_s = now_ms / 1000, last;
+
+	if (!m)
+		return;
+	/* The cores have stopped: fold what they handed over and their active tables. */
+	fold_pending(m, now_ms);
+	if (m->closed_upto == INT64_MIN)
+		m->closed_upto = now_s / 60 - 1;
+	for (unsigned i = 0; i < m->cfg.cores; i++) {
+		fold_table(m, m->cores[i]->active, now_s);
+		dts__table_reset(m->cores[i]->active);
+	}
+	/* Close every minute that holds data, the open ones included (shutdown closes the open minute). */
+	last = now_s / 60 + 1;
+	while (m->closed_upto <= last)
+		close_minute(m, m->closed_upto);
+
+	dts__read_lock();
+	cds_lfht_for_each_entry(m->map, &it, s, node) {
+		if (cds_lfht_del(m->map, &s->node) == 0)
+			urcu_memb_call_rcu(&s->rcu, series_free_rcu);
+	}
+	dts__read_unlock();
+	urcu_memb_barrier();
+	cds_lfht_destroy(m->map, NULL);
+	for (unsigned i = 0; i < m->npool; i++)
+		dts__table_destroy(m->pool[i]);
+	for (unsigned i = 0; i < m->cfg.cores; i++)
+		free(m->cores[i]);
+	free(m->pool);
+	free(m->cores);
+	free(m->fold_map);
+	free(m->secret);
+	free(m->default_process);
+	free(m->user);
+	free(m);
+}
+
+void dts_merger_stats_read(const struct dts_merger *m, struct dts_merger_stats *out)
+{
+	const uint64_t *src = (const uint64_t *)&m->stats;
+	uint64_t *dst = (uint64_t *)out;
+
+	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}
+
+size_t dts_merger_read_current(struct dts_merger *m, const char *user, dts_series_visit_fn fn, void *ctx)
+{
+	struct cds_lfht_iter it;
+	struct series *s;
+	size_t n = 0;
+
+	dts__read_lock();
+	cds_lfht_for_each_entry(m->map, &it, s, node) {
+		struct dts_series_view v;
+		struct cur *c;
+
+		dts__hb_acquire(s);
+		if (user && strcmp(s->user, user) != 0)
+			continue;
+		c = atomic_load_explicit(&s->cur, memory_order_acquire);
+		v.user = s->user;
+		v.process = s->process;
+		v.counter = s->counter;
+		v.tags = s->tags;
+		v.type = s->type;
+		v.cur = c ? &c->v : NULL;
+		n++;
+		if (fn(ctx, &v))
+			break;
+	}
+	dts__read_unlock();
+	return n;
+}

@@ -1,0 +1,731 @@
+/*
+ * sketch.c - DDSketch-style relative-error quantile sketch with the float-bits cubic key mapping, bounded by uniform
+ * collapsing (UDDSketch), and the scalar partial aggregate.
+ *
+ * Why it is built this way
+ * ------------------------
+ * RX cores compute a level-0 key per timer value (dts_sketch_key) on the receive path, so the mapping must not call
+ * log(): it reads the exponent e and the mantissa s of the double from its bits and evaluates the cubic
+ *     L(v) = e + A s^3 + B s^2 + C s      (A = 6/35, B = -3/5, C = 10/7, exact at powers of two)
+ * which is monotone and whose slope in ln(v) is at least C = 10/7 (at s = 0) and at most 52/35 (at s -> 1). With
+ * m = 7 / (10 ln gamma), a key spans 1/m in L and so at most ln(gamma) in ln(v): every value of a bin is within alpha of
+ * the bin's representative 2*lo*hi/(lo+hi). An exact log mapping needs 1/log2(gamma) = ln 2/ln gamma keys per octave;
+ * this one uses m = 0.7/ln gamma, 1% more.
+ *
+ * Stores are dense arrays covering exactly [min key, max key] of what was added (at the current level), grown by
+ * doubling up to DTS_SKETCH_MAX_BINS. A key that would make a store span more than that raises the sketch's level until
+ * the span fits: key_l = ceil(key0 / 2^l), one level being (k + 1) >> 1 with an arithmetic shift. Because
+ * ceil(ceil(x/2)/2) = ceil(x/4) and "fits at level l" implies "fits at level l+1", the level of a sketch is always the
+ * smallest level at which everything it was given fits, whatever the order of adds and merges. That is why merging
+ * any partition of the data gives bin for bin the sketch of the whole (with integral weights, whose float sums are
+ * exact below 2^24 per bin).
+ *
+ * Every operation that can fail (allocation) first computes the target level and sizes, allocates, and only then
+ * changes the sketch, so a failed call leaves the sketch as it was.
+ *
+ * Encoding (version 1, little-endian; a store is "positive" then "negative", both at the sketch's level):
+ *
+ *   offset  size    field
+ *   0       1       version = 1
+ *   1       1       level (0 .. DTS__SKETCH_MAX_LEVEL)
+ *   2       8       zero: f64, weight of |v| <= DTS_SKETCH_MIN_VALUE (finite, >= 0)
+ *   10      8       count: f64, total weight (finite, >= 0)
+ *   18      ...     positive store, then negative store, each:
+ *                     lo      zigzag LEB128 varint (1..5 bytes, minimal): key of the first bin at `level`
+ *                     nbins   LEB128 varint (minimal), 0 .. DTS_SKETCH_MAX_BINS
+ *                     bins    nbins x f32 (finite, >= 0): weight of keys lo .. lo + nbins - 1
+ *
+ * An empty store is written lo = 0, nbins = 0 (2 bytes); an empty sketch is 22 bytes, a full one 18 + 2 * 1027. Keys
+ * must lie in the range dts_sketch_key can produce, collapsed to `level`. The decoder accepts exactly what the encoder
+ * can write (canonical varints, lo = 0 for empty stores), so decode then encode gives back the same bytes.
+ */
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dts/sketch.h"
+
+/* The cubic's coefficients and the mapping's multiplier. ln(gamma) = 2 atanh(alpha) as a series so that it is a
+ * compile-time constant (error < alpha^11, far below double precision for alpha <= 0.05). */
+#define CUB_A (6.0 / 35.0)
+#define CUB_B (-3.0 / 5.0)
+#define CUB_C (10.0 / 7.0)
+#define ALPHA_ DTS_SKETCH_ALPHA
+#define LN_GAMMA                                                                                                     \
+	(2.0 * (ALPHA_ + ALPHA_ * ALPHA_ * ALPHA_ / 3.0 + ALPHA_ * ALPHA_ * ALPHA_ * ALPHA_ * ALPHA_ / 5.0 +          \
+		ALPHA_ * ALPHA_ * ALPHA_ * ALPHA_ * ALPHA_ * ALPHA_ * ALPHA_ / 7.0 +                                  \
+		ALPHA_ * ALPHA_ * ALPHA_ * ALPHA_ * ALPHA_ * ALPHA_ * ALPHA_ * ALPHA_ * ALPHA_ / 9.0))
+#define KEY_MULT (7.0 / (10.0 * LN_GAMMA))
+
+/* Values are clamped to 2^900 (~8.5e270) so that level-0 keys fit in int16 with INT16_MIN left free: the per-core
+ * timer log (table.h) stores them that way. key0(2^900) = ceil(900 * m) = 31499 at 1%. */
+#define MAX_EXP 900
+#define MAX_VALUE 0x1p900
+
+/* Floating-point conditions are not integer constant expressions for every compiler, so "alpha <= 5%" and "key0(2^900)
+ * < INT16_MAX" are checked by tests/unit/test_sketch.c (sketch_key.extremes_fit_int16_and_are_clamped and
+ * sketch_key.level_alpha_table), not by _Static_assert. A smaller alpha than about 0.0097 needs a lower MAX_EXP. */
+_Static_assert(DTS_SKETCH_MAX_BINS >= 4 && DTS_SKETCH_MAX_BINS <= 65535, "nbins and cap are uint16");
+
+/* Highest level a sketch may be at. The whole key range (-1046 .. 31499, 32546 keys) fits in 256 bins at level 7; 16
+ * leaves room for a smaller DTS_SKETCH_MAX_BINS and keeps every shift below well defined. */
+#define DTS__SKETCH_MAX_LEVEL 16
+
+#define FORMAT_VERSION 1
+#define HEADER_BYTES 18
+#define MIN_CAP 8
+
+int32_t dts_sketch_key(double v)
+{
+	uint64_t b;
+	double s;
+	double y;
+	int32_t k;
+	int e;
+
+	v = fabs(v);
+	if (!(v > DTS_SKETCH_MIN_VALUE)) /* also NaN */
+		v = DTS_SKETCH_MIN_VALUE;
+	if (v > MAX_VALUE)
+		v = MAX_VALUE;
+	memcpy(&b, &v, sizeof(b));
+	e = (int)(b >> 52) - 1023; /* v is normal here: no subnormal case */
+	b = (b & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
+	memcpy(&s, &b, sizeof(s));
+	s -= 1.0;
+	y = ((double)e + ((CUB_A * s + CUB_B) * s + CUB_C) * s) * KEY_MULT;
+	k = (int32_t)y; /* truncation; ceil below without a libm call */
+	return k + (y > (double)k);
+}
+
+/* Bounds of the level-0 keys: dts_sketch_key returns keys in [key0(2^-30), key0(2^900)] (2^-30 < MIN_VALUE), and
+ * add_key and decode accept exactly that range, so whatever a sketch holds can be encoded and decoded. At powers of
+ * two L(v) = e exactly, so the bounds are ceil(e * m); the unit tests check them against dts_sketch_key. */
+#define MIN_EXP (-30)
+#define KEY0_MIN ((int32_t)(MIN_EXP * KEY_MULT)) /* truncation of a negative non-integer = ceil */
+#define KEY0_MAX ((int32_t)(MAX_EXP * KEY_MULT) + 1)
+/* (requires 2^-30 < DTS_SKETCH_MIN_VALUE: checked by the tests with the other floating-point conditions) */
+
+/* ceil(k / 2^d) for d in 0..31, with an arithmetic shift. */
+static inline int32_t key_collapse(int32_t k, unsigned d)
+{
+	return (int32_t)(((int64_t)k + (((int64_t)1 << d) - 1)) >> d);
+}
+
+/* The value whose L is y: y = e + P(s) with P(s) = A s^3 + B s^2 + C s increasing on [0, 1] (P' >= 26/35), solved by
+ * Newton from s = frac(y), which is within 0.1 of the root; 6 steps reach full double precision. Cold path. */
+static double cubic_inverse(double y)
+{
+	double e = floor(y);
+	double f = y - e;
+	double s = f;
+
+	for (int i = 0; i < 6; i++) {
+		double p = ((CUB_A * s + CUB_B) * s + CUB_C) * s - f;
+		double dp = (3.0 * CUB_A * s + 2.0 * CUB_B) * s + CUB_C;
+
+		s -= p / dp;
+	}
+	if (s < 0.0)
+		s = 0.0;
+	if (s > 1.0)
+		s = 1.0;
+	return ldexp(1.0 + s, (int)e);
+}
+
+double dts_sketch_key_value(int32_t key, unsigned level)
+{
+	double lo, hi;
+
+	if (level > 62)
+		return NAN;
+	lo = cubic_inverse(ldexp((double)key - 1.0, (int)level) / KEY_MULT);
+	hi = cubic_inverse(ldexp((double)key, (int)level) / KEY_MULT);
+	if (!(lo > 0.0))
+		return 0.0;
+	return 2.0 / (1.0 / lo + 1.0 / hi); /* = 2 lo hi / (lo + hi) without overflowing lo * hi */
+}
+
+double dts_sketch_level_alpha(unsigned level)
+{
+	if (level == 0)
+		return DTS_SKETCH_ALPHA;
+	/* (g - 1)/(g + 1) with ln g = 2^level ln gamma */
+	return tanh(ldexp(LN_GAMMA, (int)(level > 62 ? 62 : level)) / 2.0);
+}
+
+void dts_sketch_init(struct dts_sketch *s)
+{
+	memset(s, 0, sizeof(*s));
+}
+
+void dts_sketch_free(struct dts_sketch *s)
+{
+	free(s->pos.bins);
+	free(s->neg.bins);
+	dts_sketch_init(s);
+}
+
+void dts_sketch_clear(struct dts_sketch *s)
+{
+	s->pos.lo = 0;
+	s->pos.nbins = 0;
+	s->neg.lo = 0;
+	s->neg.nbins = 0;
+	s->zero = 0.0;
+	s->count = 0.0;
+	s->level = 0;
+}
+
+size_t dts_sketch_heap_bytes(const struct dts_sketch *s)
+{
+	return ((size_t)s->pos.cap + s->neg.cap) * sizeof(float);
+}
+
+/* Capacity for n bins: a power of two >= MIN_CAP, never above DTS_SKETCH_MAX_BINS (n <= DTS_SKETCH_MAX_BINS). */
+static uint16_t cap_for(uint32_t n)
+{
+	uint32_t c = MIN_CAP;
+
+	while (c < n)
+		c <<= 1;
+	return (uint16_t)(c > DTS_SKETCH_MAX_BINS ? DTS_SKETCH_MAX_BINS : c);
+}
+
+/* Make room for n bins; contents are kept. Returns 0 or -ENOMEM (store unchanged). */
+static int store_reserve(struct dts_sketch_store *st, uint32_t n)
+{
+	uint16_t cap;
+	float *p;
+
+	if (n <= st->cap)
+		return 0;
+	cap = cap_for(n);
+	p = realloc(st->bins, (size_t)cap * sizeof(float));
+	if (!p)
+		return -ENOMEM;
+	st->bins = p;
+	st->cap = cap;
+	return 0;
+}
+
+/* Span, in bins at `d` levels above the store's, of the store's keys together with key k (already at the new
+ * level); has_k false: of the store alone. 0 for an empty store without k. */
+static uint32_t span_with(const struct dts_sketch_store *st, unsigned d, bool has_k, int32_t k)
+{
+	int32_t lo, hi;
+
+	if (st->nbins == 0)
+		return has_k ? 1 : 0;
+	lo = key_collapse(st->lo, d);
+	hi = key_collapse(st->lo + st->nbins - 1, d);
+	if (has_k) {
+		lo = k < lo ? k : lo;
+		hi = k > hi ? k : hi;
+	}
+	return (uint32_t)(hi - lo) + 1;
+}
+
+/* Collapse a store in place by d levels: bin i goes to ceil((lo + i) / 2^d) - new lo, which is <= i, so a forward
+ * pass that overwrites each target on its first visit never reads a bin it already wrote. */
+static void store_collapse(struct dts_sketch_store *st, unsigned d)
+{
+	int32_t nlo;
+	int32_t prev = -1;
+
+	if (d == 0 || st->nbins == 0)
+		return;
+	nlo = key_collapse(st->lo, d);
+	for (uint32_t i = 0; i < st->nbins; i++) {
+		int32_t j = key_collapse(st->lo + (int32_t)i, d) - nlo;
+
+		if (j != prev)
+			st->bins[j] = st->bins[i];
+		else
+			st->bins[j] += st->bins[i];
+		prev = j;
+	}
+	st->nbins = (uint16_t)(prev + 1);
+	st->lo = nlo;
+}
+
+/* Extend a store's range to include key k; capacity must already be there. New bins are zero. */
+static void store_extend(struct dts_sketch_store *st, int32_t k)
+{
+	if (st->nbins == 0) {
+		st->lo = k;
+		st->nbins = 1;
+		st->bins[0] = 0.0f;
+	} else if (k < st->lo) {
+		uint32_t shift = (uint32_t)(st->lo - k);
+
+		memmove(st->bins + shift, st->bins, (size_t)st->nbins * sizeof(float));
+		memset(st->bins, 0, (size_t)shift * sizeof(float));
+		st->lo = k;
+		st->nbins = (uint16_t)(st->nbins + shift);
+	} else if (k >= st->lo + st->nbins) {
+		uint32_t n = (uint32_t)(k - st->lo) + 1;
+
+		memset(st->bins + st->nbins, 0, (size_t)(n - st->nbins) * sizeof(float));
+		st->nbins = (uint16_t)n;
+	}
+}
+
+/* Bring the whole sketch to `level` (>= its level). */
+static void sketch_collapse_to(struct dts_sketch *s, unsigned level)
+{
+	unsigned d = level - s->level;
+
+	store_collapse(&s->pos, d);
+	store_collapse(&s->neg, d);
+	s->level = (uint8_t)level;
+}
+
+static bool weight_ok(double w)
+{
+	return w > 0.0 && w <= FLT_MAX; /* false for NaN; FLT_MAX: bins are float */
+}
+
+/* The slow path of add: key0's bin is outside its store's range. */
+static int add_key_slow(struct dts_sketch *s, struct dts_sketch_store *st, int32_t key0, float w)
+{
+	unsigned level = s->level;
+	int32_t k = key_collapse(key0, level);
+	uint32_t span = span_with(st, 0, true, k);
+	int err;
+
+	while (span > DTS_SKETCH_MAX_BINS && level < DTS__SKETCH_MAX_LEVEL) {
+		level++;
+		k = key_collapse(key0, level);
+		span = span_with(st, level - s->level, true, k);
+	}
+	if (span > DTS_SKETCH_MAX_BINS) /* defensive: cannot happen for keys in dts_sketch_key's range */
+		return -EINVAL;
+	err = store_reserve(st, span);
+	if (err)
+		return err;
+	sketch_collapse_to(s, level);
+	store_extend(st, k);
+	st->bins[k - st->lo] += w;
+	return 0;
+}
+
+int dts_sketch_add_key(struct dts_sketch *s, int32_t key0, bool negative, double w)
+{
+	struct dts_sketch_store *st;
+	int32_t k;
+	int err;
+
+	if (!weight_ok(w))
+		return -EINVAL;
+	if (key0 == INT32_MIN) {
+		s->zero += w;
+		s->count += w;
+		return 0;
+	}
+	if (key0 < KEY0_MIN || key0 > KEY0_MAX)
+		return -EINVAL;
+	st = negative ? &s->neg : &s->pos;
+	k = key_collapse(key0, s->level);
+	if (st->nbins != 0 && k >= st->lo && k < st->lo + (int32_t)st->nbins) {
+		st->bins[k - st->lo] += (float)w;
+	} else {
+		err = add_key_slow(s, st, key0, (float)w);
+		if (err)
+			return err;
+	}
+	s->count += w;
+	return 0;
+}
+
+int dts_sketch_add(struct dts_sketch *s, double v, double w)
+{
+	if (isnan(v))
+		return -EINVAL;
+	if (fabs(v) <= DTS_SKETCH_MIN_VALUE)
+		return dts_sketch_add_key(s, INT32_MIN, false, w);
+	return dts_sketch_add_key(s, dts_sketch_key(v), v < 0.0, w);
+}
+
+/* Range of a store once moved to `level` and merged with src (at src_level <= level); lo/hi out, returns the span. */
+static uint32_t union_span(const struct dts_sketch_store *a, unsigned a_up, const struct dts_sketch_store *b,
+			   unsigned b_up)
+{
+	int32_t lo, hi;
+
+	if (a->nbins == 0 && b->nbins == 0)
+		return 0;
+	if (a->nbins == 0)
+		return span_with(b, b_up, false, 0);
+	if (b->nbins == 0)
+		return span_with(a, a_up, false, 0);
+	lo = key_collapse(a->lo, a_up);
+	hi = key_collapse(a->lo + a->nbins - 1, a_up);
+	if (key_collapse(b->lo, b_up) < lo)
+		lo = key_collapse(b->lo, b_up);
+	if (key_collapse(b->lo + b->nbins - 1, b_up) > hi)
+		hi = key_collapse(b->lo + b->nbins - 1, b_up);
+	return (uint32_t)(hi - lo) + 1;
+}
+
+/* dst (already at `level`, capacity reserved) += src's bins moved up by d levels. */
+static void store_merge(struct dts_sketch_store *dst, const struct dts_sketch_store *src, unsigned d)
+{
+	if (src->nbins == 0)
+		return;
+	store_extend(dst, key_collapse(src->lo, d));
+	store_extend(dst, key_collapse(src->lo + src->nbins - 1, d));
+	for (uint32_t i = 0; i < src->nbins; i++)
+		dst->bins[key_collapse(src->lo + (int32_t)i, d) - dst->lo] += src->bins[i];
+}
+
+static void sketch_scale2(struct dts_sketch *s)
+{
+	for (uint32_t i = 0; i < s->pos.nbins; i++)
+		s->pos.bins[i] *= 2.0f;
+	for (uint32_t i = 0; i < s->neg.nbins; i++)
+		s->neg.bins[i] *= 2.0f;
+	s->zero *= 2.0;
+	s->count *= 2.0;
+}
+
+int dts_sketch_merge(struct dts_sketch *dst, const struct dts_sketch *src)
+{
+	unsigned level = dst->level > src->level ? dst->level : src->level;
+	uint32_t pspan, nspan;
+	int err;
+
+	if (dst == src) {
+		sketch_scale2(dst);
+		return 0;
+	}
+	for (;;) {
+		pspan = union_span(&dst->pos, level - dst->level, &src->pos, level - src->level);
+		nspan = union_span(&dst->neg, level - dst->level, &src->neg, level - src->level);
+		if ((pspan <= DTS_SKETCH_MAX_BINS && nspan <= DTS_SKETCH_MAX_BINS) || level >= DTS__SKETCH_MAX_LEVEL)
+			break;
+		level++;
+	}
+	if (pspan > DTS_SKETCH_MAX_BINS || nspan > DTS_SKETCH_MAX_BINS) /* defensive: keys out of range */
+		return -EINVAL;
+	err = store_reserve(&dst->pos, pspan);
+	if (!err)
+		err = store_reserve(&dst->neg, nspan);
+	if (err)
+		return err;
+	sketch_collapse_to(dst, level);
+	store_merge(&dst->pos, &src->pos, level - src->level);
+	store_merge(&dst->neg, &src->neg, level - src->level);
+	dst->zero += src->zero;
+	dst->count += src->count;
+	return 0;
+}
+
+int dts_sketch_copy(struct dts_sketch *dst, const struct dts_sketch *src)
+{
+	int err;
+
+	if (dst == src)
+		return 0;
+	err = store_reserve(&dst->pos, src->pos.nbins);
+	if (!err)
+		err = store_reserve(&dst->neg, src->neg.nbins);
+	if (err)
+		return err;
+	if (src->pos.nbins)
+		memcpy(dst->pos.bins, src->pos.bins, (size_t)src->pos.nbins * sizeof(float));
+	if (src->neg.nbins)
+		memcpy(dst->neg.bins, src->neg.bins, (size_t)src->neg.nbins * sizeof(float));
+	dst->pos.lo = src->pos.lo;
+	dst->pos.nbins = src->pos.nbins;
+	dst->neg.lo = src->neg.lo;
+	dst->neg.nbins = src->neg.nbins;
+	dst->zero = src->zero;
+	dst->count = src->count;
+	dst->level = src->level;
+	return 0;
+}
+
+/*
+ * Walk the bins in ascending order of value (negative store from its highest key down, zero, positive store up) and
+ * return the value of the first bin whose cumulative weight exceeds the rank. Float bins can sum to a little less
+ * than count (precision beyond 2^24 per bin), so running off the end returns the highest non-empty bin.
+ */
+double dts_sketch_quantile(const struct dts_sketch *s, double q)
+{
+	const struct dts_sketch_store *neg = &s->neg, *pos = &s->pos;
+	double rank, cum = 0.0, last = NAN;
+
+	if (!(s->count > 0.0) || isnan(q))
+		return NAN;
+	q = q < 0.0 ? 0.0 : (q > 1.0 ? 1.0 : q);
+	rank = floor(q * (s->count - 1.0));
+	for (int32_t i = (int32_t)neg->nbins - 1; i >= 0; i--) {
+		if (neg->bins[i] <= 0.0f)
+			continue;
+		last = -dts_sketch_key_value(neg->lo + i, s->level);
+		cum += neg->bins[i];
+		if (cum > rank)
+			return last;
+	}
+	if (s->zero > 0.0) {
+		last = 0.0;
+		cum += s->zero;
+		if (cum > rank)
+			return last;
+	}
+	for (uint32_t i = 0; i < pos->nbins; i++) {
+		if (pos->bins[i] <= 0.0f)
+			continue;
+		last = dts_sketch_key_value(pos->lo + (int32_t)i, s->level);
+		cum += pos->bins[i];
+		if (cum > rank)
+			return last;
+	}
+	return last;
+}
+
+/* Encoding helpers. Varints are LEB128, at most 5 bytes for 32 bits. */
+static size_t varint_len(uint32_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static size_t put_varint(uint8_t *p, uint32_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Read a minimal varint of at most 32 bits at *pos. Returns 0 or -EINVAL. */
+static int get_varint(const uint8_t *buf, size_t len, size_t *pos, uint32_t *out)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	for (i = 0; i < 5; i++) {
+		uint8_t b;
+
+		if (*pos + i >= len)
+			return -EINVAL;
+		b = buf[*pos + i];
+		v |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			if (i > 0 && b == 0) /* non-minimal */
+				return -EINVAL;
+			if (v > UINT32_MAX)
+				return -EINVAL;
+			*pos += i + 1;
+			*out = (uint32_t)v;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static uint32_t zigzag(int32_t v)
+{
+	return ((uint32_t)v << 1) ^ (uint32_t)(v >> 31);
+}
+
+static int32_t unzigzag(uint32_t u)
+{
+	return (int32_t)((u >> 1) ^ (~(u & 1) + 1));
+}
+
+static void put_f64(uint8_t *p, double d)
+{
+	uint64_t u;
+
+	memcpy(&u, &d, 8);
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(u >> (8 * i));
+}
+
+static double get_f64(const uint8_t *p)
+{
+	uint64_t u = 0;
+	double d;
+
+	for (int i = 0; i < 8; i++)
+		u |= (uint64_t)p[i] << (8 * i);
+	memcpy(&d, &u, 8);
+	return d;
+}
+
+static void put_f32(uint8_t *p, float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, 4);
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(u >> (8 * i));
+}
+
+static float get_f32(const uint8_t *p)
+{
+	uint32_t u = 0;
+	float f;
+
+	for (int i = 0; i < 4; i++)
+		u |= (uint32_t)p[i] << (8 * i);
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+static size_t store_encoded_size(const struct dts_sketch_store *st)
+{
+	if (st->nbins == 0)
+		return 2;
+	return varint_len(zigzag(st->lo)) + varint_len(st->nbins) + (size_t)st->nbins * 4;
+}
+
+size_t dts_sketch_encoded_size(const struct dts_sketch *s)
+{
+	return HEADER_BYTES + store_encoded_size(&s->pos) + store_encoded_size(&s->neg);
+}
+
+static size_t store_encode(const struct dts_sketch_store *st, uint8_t *p)
+{
+	size_t n;
+
+	if (st->nbins == 0) {
+		p[0] = 0;
+		p[1] = 0;
+		return 2;
+	}
+	n = put_varint(p, zigzag(st->lo));
+	n += put_varint(p + n, st->nbins);
+	for (uint32_t i = 0; i < st->nbins; i++, n += 4)
+		put_f32(p + n, st->bins[i]);
+	return n;
+}
+
+int dts_sketch_encode(const struct dts_sketch *s, uint8_t *buf, size_t buf_len)
+{
+	size_t need = dts_sketch_encoded_size(s);
+	size_t n;
+
+	if (buf_len < need)
+		return -ENOSPC;
+	buf[0] = FORMAT_VERSION;
+	buf[1] = s->level;
+	put_f64(buf + 2, s->zero);
+	put_f64(buf + 10, s->count);
+	n = HEADER_BYTES;
+	n += store_encode(&s->pos, buf + n);
+	n += store_encode(&s->neg, buf + n);
+	return (int)n;
+}
+
+/* Where one store's fields are in the input, after validation. */
+struct store_view {
+	int32_t lo;
+	uint32_t nbins;
+	size_t bins_off;
+};
+
+static bool weight_valid(double w)
+{
+	return w >= 0.0 && w <= DBL_MAX; /* false for NaN and inf */
+}
+
+static int store_parse(const uint8_t *buf, size_t len, size_t *pos, unsigned level, struct store_view *v)
+{
+	uint32_t zz;
+	int32_t kmin = key_collapse(KEY0_MIN, level), kmax = key_collapse(KEY0_MAX, level);
+
+	if (get_varint(buf, len, pos, &zz) || get_varint(buf, len, pos, &v->nbins))
+		return -EINVAL;
+	v->lo = unzigzag(zz);
+	if (v->nbins == 0)
+		return v->lo == 0 ? 0 : -EINVAL;
+	if (v->nbins > DTS_SKETCH_MAX_BINS || v->lo < kmin || v->lo > kmax || v->nbins - 1 > (uint32_t)(kmax - v->lo))
+		return -EINVAL;
+	if (len - *pos < (size_t)v->nbins * 4)
+		return -EINVAL;
+	v->bins_off = *pos;
+	for (uint32_t i = 0; i < v->nbins; i++)
+		if (!weight_valid(get_f32(buf + *pos + 4 * (size_t)i)))
+			return -EINVAL;
+	*pos += (size_t)v->nbins * 4;
+	return 0;
+}
+
+static void store_fill(struct dts_sketch_store *st, const uint8_t *buf, const struct store_view *v)
+{
+	st->lo = v->lo;
+	st->nbins = (uint16_t)v->nbins;
+	for (uint32_t i = 0; i < v->nbins; i++)
+		st->bins[i] = get_f32(buf + v->bins_off + 4 * (size_t)i);
+}
+
+/* Validate everything first, then reserve, then fill: on any error s is unchanged. */
+int dts_sketch_decode(struct dts_sketch *s, const uint8_t *buf, size_t len)
+{
+	struct store_view pv, nv;
+	double zero, count;
+	unsigned level;
+	size_t pos = HEADER_BYTES;
+	int err;
+
+	if (len < HEADER_BYTES || buf[0] != FORMAT_VERSION || buf[1] > DTS__SKETCH_MAX_LEVEL)
+		return -EINVAL;
+	level = buf[1];
+	zero = get_f64(buf + 2);
+	count = get_f64(buf + 10);
+	if (!weight_valid(zero) || !weight_valid(count))
+		return -EINVAL;
+	if (store_parse(buf, len, &pos, level, &pv) || store_parse(buf, len, &pos, level, &nv))
+		return -EINVAL;
+	err = store_reserve(&s->pos, pv.nbins);
+	if (!err)
+		err = store_reserve(&s->neg, nv.nbins);
+	if (err)
+		return err;
+	store_fill(&s->pos, buf, &pv);
+	store_fill(&s->neg, buf, &nv);
+	s->zero = zero;
+	s->count = count;
+	s->level = (uint8_t)level;
+	return (int)pos;
+}
+
+void dts_agg_init(struct dts_agg *a)
+{
+	a->sum = 0.0;
+	a->count = 0.0;
+	a->min = INFINITY;
+	a->max = -INFINITY;
+	a->fst = 0.0;
+	a->lst = 0.0;
+}
+
+void dts_agg_merge(struct dts_agg *dst, const struct dts_agg *later)
+{
+	if (later->count == 0.0)
+		return;
+	if (dst->count == 0.0) {
+		*dst = *later;
+		return;
+	}
+	dst->sum += later->sum;
+	dst->count += later->count;
+	dst->min = later->min < dst->min ? later->min : dst->min;
+	dst->max = later->max > dst->max ? later->max : dst->max;
+	dst->lst = later->lst;
+}

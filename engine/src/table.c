@@ -1,0 +1,67 @@
+/*
+ * table.c - allocation and reset of the per-core aggregation table (see table.h for the layout and the ownership
+ * rules). The insert path lives in core.c, next to the decoder loop that feeds it, so the compiler can inline it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "table.h"
+
+struct dts__table *dts__table_create(const struct dts__table_cfg *cfg)
+{
+	struct dts__table *t;
+
+	if (cfg->capacity < 64 || (cfg->capacity & (cfg->capacity - 1)) != 0 || cfg->keys_bytes < 4096 ||
+	    cfg->tlog_entries < 4096 || cfg->slog_entries < 1024) {
+		errno = EINVAL;
+		return NULL;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		goto out_nomem;
+	t->mask = cfg->capacity - 1;
+	/* Linear probing stays short below 1/2 load; the rest is headroom while a hand-over is pending. */
+	t->max_used = cfg->capacity / 2;
+	t->keys_cap = cfg->keys_bytes;
+	t->tlog_cap = cfg->tlog_entries;
+	t->slog_cap = cfg->slog_entries;
+	t->entries = aligned_alloc(64, (size_t)cfg->capacity * sizeof(struct dts__entry));
+	t->used = malloc((size_t)cfg->capacity * sizeof(uint32_t));
+	t->keys = aligned_alloc(64, cfg->keys_bytes);
+	t->tlog = malloc((size_t)cfg->tlog_entries * sizeof(struct dts__tlog));
+	t->slog = malloc((size_t)cfg->slog_entries * sizeof(struct dts__slog));
+	if (!t->entries || !t->used || !t->keys || !t->tlog || !t->slog)
+		goto out_free_table;
+	memset(t->entries, 0, (size_t)cfg->capacity * sizeof(struct dts__entry));
+	return t;
+
+out_free_table:
+	dts__table_destroy(t);
+out_nomem:
+	errno = ENOMEM;
+	return NULL;
+}
+
+void dts__table_destroy(struct dts__table *t)
+{
+	if (!t)
+		return;
+	free(t->entries);
+	free(t->used);
+	free(t->keys);
+	free(t->tlog);
+	free(t->slog);
+	free(t);
+}
+
+void dts__table_reset(struct dts__table *t)
+{
+	for (uint32_t i = 0; i < t->n_used; i++)
+		t->entries[t->used[i]].hash = 0;
+	t->n_used = 0;
+	t->keys_used = 0;
+	t->n_tlog = 0;
+	t->n_slog = 0;
+	t->has_base = false;
+}

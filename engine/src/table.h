@@ -1,0 +1,115 @@
+/*
+ * table.h - the per-core aggregation table (engine-internal).
+ *
+ * One table collects everything one RX core decoded during one tick: an open-addressing hash table of
+ * (series, 5-second slot) -> scalar partial aggregate, an arena holding each series' identity bytes, and two append-only
+ * logs for what cannot be summed in place: timer sketch keys and set member hashes. Nothing in it is shared while the
+ * core writes it: the core owns the table until it hands it over (core.c), then the merger owns it until it is reset
+ * and handed back. Hand-over goes through a release/acquire pair on the rings, which orders every write below.
+ *
+ * Memory is allocated once at creation (no malloc afterwards); every structure has a fixed capacity, and when one
+ * fills the table asks for an early hand-over (dts__table_wants_handover). Filling up completely is a counted drop.
+ *
+ * Layout of one entry (64 bytes, one cache line; entries are 64-byte aligned):
+ *   0  hash      u64  series hash (0 = empty bucket)
+ *   8  key_off   u32  offset of the identity record in the key arena
+ *  12  slot_rel  i16  slot - table.base_slot (slot = unix seconds / DTS_SLOT_SECONDS)
+ *  14  type      u8   enum dts_type
+ *  15  flags     u8   DTS__ENT_*
+ *  16  agg       struct dts_agg (sum count min max fst lst, 6 x f64)
+ */
+#ifndef DTS_TABLE_H
+#define DTS_TABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dts/sketch.h"
+#include "dts/types.h"
+
+#define DTS__ENT_GAUGE_ABS 0x01 /* gauge: an absolute value was seen in this entry (lst is absolute) */
+#define DTS__ENT_GAUGE_PENDING 0x02 /* gauge: deltas seen before any absolute value (lst holds their sum) */
+
+struct dts__entry {
+	uint64_t hash;
+	uint32_t key_off;
+	int16_t slot_rel;
+	uint8_t type;
+	uint8_t flags;
+	struct dts_agg agg;
+};
+
+/* Identity record in the key arena (8-byte aligned): lengths then the bytes user|process|counter|tags, unseparated. */
+struct dts__ident {
+	uint16_t user_len;
+	uint16_t process_len;
+	uint16_t counter_len;
+	uint16_t tags_len;
+	char bytes[];
+};
+
+/* One timer value: its entry, its level-0 sketch key (INT16_MIN = zero bin), sign, weight. */
+struct dts__tlog {
+	uint32_t entry;
+	int16_t key;
+	uint8_t negative;
+	uint8_t pad;
+	float weight;
+};
+
+/* One set member: its entry and member hash. */
+struct dts__slog {
+	uint32_t entry;
+	uint32_t pad;
+	uint64_t member;
+};
+
+struct dts__table {
+	struct dts__entry *entries; /* capacity buckets */
+	uint32_t *used; /* indices of occupied buckets, in insertion order (n_used of them) */
+	char *keys; /* identity arena */
+	struct dts__tlog *tlog;
+	struct dts__slog *slog;
+	uint32_t mask; /* capacity - 1 */
+	uint32_t max_used; /* hand over beyond this many entries (load factor bound) */
+	uint32_t n_used;
+	uint32_t keys_cap, keys_used;
+	uint32_t tlog_cap, n_tlog;
+	uint32_t slog_cap, n_slog;
+	uint32_t base_slot; /* slot_rel is relative to this */
+	bool has_base;
+};
+
+struct dts__table_cfg {
+	uint32_t capacity; /* buckets, power of two */
+	uint32_t keys_bytes;
+	uint32_t tlog_entries;
+	uint32_t slog_entries;
+};
+
+/* Allocate a table. Returns NULL with errno set (EINVAL for a capacity that is not a power of two, ENOMEM). */
+struct dts__table *dts__table_create(const struct dts__table_cfg *cfg);
+void dts__table_destroy(struct dts__table *t);
+
+/* Empty the table (touches only used buckets). Owner only. */
+void dts__table_reset(struct dts__table *t);
+
+/* True when one of the capacities is past its early hand-over mark. */
+static inline bool dts__table_wants_handover(const struct dts__table *t)
+{
+	return t->n_used >= t->max_used || t->keys_used + 1024 > t->keys_cap || t->n_tlog + 1024 > t->tlog_cap ||
+	       t->n_slog + 256 > t->slog_cap;
+}
+
+static inline const struct dts__ident *dts__table_ident(const struct dts__table *t, const struct dts__entry *e)
+{
+	return (const struct dts__ident *)(t->keys + e->key_off);
+}
+
+static inline uint32_t dts__table_bucket(const struct dts__table *t, uint64_t hash, uint32_t slot)
+{
+	return (uint32_t)(hash ^ (hash >> 29) ^ ((uint64_t)slot * 0x9e3779b1u)) & t->mask;
+}
+
+#endif /* DTS_TABLE_H */

@@ -1,0 +1,130 @@
+/*
+ * config.h - every setting of the dattssd daemon, where it comes from, and how it is checked.
+ *
+ * Sources, later wins (docs/configuration.md):
+ *     built-in defaults  <  config file (--config FILE)  <  environment (DATTSS_SECRET only)  <  command-line flags
+ * dts_config_parse_args() applies all of them in that order, whatever the order of the flags in argv (--config is
+ * read first wherever it appears).
+ *
+ * Config file: one 'key = value' per line; keys are the field names below (underscores). '#' starts a comment at the
+ * start of a line or after whitespace; blank lines are ignored; a value may be wrapped in "double" or 'single' quotes
+ * (needed for an empty value, leading/trailing spaces, or a " #" inside it; there are no escapes). A key given twice:
+ * the later line wins. An unknown key is an error that suggests the closest known one.
+ *
+ * Flags: --key-with-dashes=VALUE or --key-with-dashes VALUE; booleans as --cpu-pin, --no-cpu-pin or --cpu-pin=BOOL.
+ *
+ * Every value is validated when it is set; a load either applies entirely or leaves the struct untouched.
+ *
+ * Thread context: these functions are for startup (main thread, before workers exist). They are not thread-safe
+ * against concurrent use of the same struct and read the environment. Once filled, a struct dts_config is read-only
+ * and may be read from any thread.
+ *
+ * Strings are NUL-terminated fixed arrays inside the struct: copying the struct copies everything, nothing to free.
+ */
+#ifndef DTS_CONFIG_H
+#define DTS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Array sizes, each including the terminating NUL. */
+#define DTS_CONFIG_PATH_SIZE 256 /* data_dir, secret_file, config_file: up to 255 bytes; a daemon's paths are short, and
+				  * PATH_MAX (4096) per field would make the struct 16 KiB for nothing */
+#define DTS_CONFIG_SOCKET_SIZE 108 /* unix_socket: sizeof(struct sockaddr_un.sun_path), so up to 107 bytes */
+#define DTS_CONFIG_BIND_SIZE 46 /* bind: INET6_ADDRSTRLEN, the longest IPv6 literal plus NUL */
+#define DTS_CONFIG_SECRET_SIZE 257 /* secret: up to 256 bytes; HMAC-SHA1 takes any key length, 256 is ample */
+#define DTS_CONFIG_NAME_SIZE 65 /* user, default_process: up to 64 bytes (DTS_MAX_USER in dts/tunables.h) */
+
+/* Returned by dts_config_parse_args() when --help or --version was printed: the caller exits with status 0. */
+#define DTS_CONFIG_EXIT 1
+
+/* Environment variable read for the secret (so it needs to be neither in a file nor on the command line). */
+#define DTS_CONFIG_SECRET_ENV "DATTSS_SECRET"
+
+/*
+ * All daemon settings. Public, read-only after dts_config_parse_args() returns; written only by the functions below.
+ * Each field: meaning [default; accepted range].
+ */
+struct dts_config {
+	/* Storage */
+	char data_dir[DTS_CONFIG_PATH_SIZE]; /* RocksDB directory ["./data"; non-empty, <= 255 bytes] */
+
+	/* Listeners */
+	char bind[DTS_CONFIG_BIND_SIZE]; /* address of every listener ["127.0.0.1"; IPv4 or IPv6 literal] */
+	uint16_t statsd_port; /* statsd + DaTtSs lines, UDP and TCP [8125; 0..65535, 0 = off] */
+	char unix_socket[DTS_CONFIG_SOCKET_SIZE]; /* statsd Unix datagram socket path ["" = off; <= 107 bytes] */
+	uint16_t http_port; /* HTTP API, dashboard, /metrics [8080; 0..65535, 0 = off; != statsd_port] */
+
+	/* Receive workers */
+	unsigned workers; /* UDP receive threads (SO_REUSEPORT sockets) [2; 1..64] */
+	bool cpu_pin; /* pin worker i to CPU (i mod ncpu) [true] */
+	unsigned recv_batch; /* datagrams per recvmmsg() call [64; 1..1024] */
+	unsigned rcvbuf_bytes; /* SO_RCVBUF per socket [8388608; 0..1073741824, 0 = system default] */
+
+	/* Aggregation timing */
+	unsigned tick_ms; /* how often workers hand tables to the merger [1000; 10..60000] */
+	unsigned grace_s; /* seconds after a minute ends before it is closed and stored [10; 0..600] */
+	int64_t max_past_skew_s; /* statsd |T timestamps accepted down to now - this [600; 0..86400] */
+	int64_t max_future_skew_s; /* ... and up to now + this [60; 0..3600] */
+
+	/* Identity of statsd lines (they carry no user or process of their own) */
+	char user[DTS_CONFIG_NAME_SIZE]; /* user owning statsd lines on these listeners ["default"; 1..64 of
+					  * [A-Za-z0-9@._+-]] */
+	char default_process[DTS_CONFIG_NAME_SIZE]; /* process for names without a separator ["default"; 1..64 of
+						     * [A-Za-z0-9@._+-], must not contain process_sep] */
+	bool split_process; /* process = first process_sep-separated segment of the name [true] */
+	char process_sep; /* ['.'; one printable character, not a letter, digit, space, ':' or '|'] */
+
+	/* DaTtSs UDP lines */
+	char secret[DTS_CONFIG_SECRET_SIZE]; /* HMAC key for AUTH tokens ["" = DaTtSs lines rejected; <= 256 bytes].
+					      * Never log it: dts_config_dump() redacts it. */
+	char secret_file[DTS_CONFIG_PATH_SIZE]; /* file the secret was read from, "" when it was not (informational) */
+
+	/* Logging */
+	int log_level; /* enum dts_log_level [DTS_LOG_INFO; error, warn, info, debug] */
+
+	/* Provenance */
+	char config_file[DTS_CONFIG_PATH_SIZE]; /* the --config file loaded, "" when none */
+};
+
+/* Fill c with the built-in defaults above. Never fails. */
+void dts_config_defaults(struct dts_config *c);
+
+/*
+ * Apply the settings in the config file at path on top of c.
+ * Returns 0; -EINVAL for a syntax error, unknown key or bad value; or -errno when the file (or a secret_file it names)
+ * cannot be read. On error c is unchanged and err (when errlen > 0) holds one line naming the file, the line and the
+ * key, e.g. "dattssd.conf:12: workers: must be an integer between 1 and 64, got 'abc'".
+ * Checks each value on its own; the cross-field checks run in dts_config_check(). Does not set c->config_file.
+ */
+int dts_config_load_file(struct dts_config *c, const char *path, char *err, size_t errlen);
+
+/*
+ * Apply argv on top of c: the --config file first, then DATTSS_SECRET from the environment, then every other flag
+ * in argv order, then dts_config_check(). argv[0] is the program name and is skipped; argv is not modified.
+ * Returns 0 when c is ready; DTS_CONFIG_EXIT (positive) when --help or --version was given, printed to stdout, and
+ * the caller should exit with status 0 (c is then unchanged); or a negative errno (-EINVAL for a bad flag or value)
+ * with err naming the flag, key or file, and c unchanged.
+ */
+int dts_config_parse_args(struct dts_config *c, int argc, char **argv, char *err, size_t errlen);
+
+/*
+ * Checks between settings: default_process must not contain process_sep; statsd_port and http_port must differ
+ * unless 0. Returns 0 or -EINVAL with err set. Run by dts_config_parse_args(); call it yourself after
+ * dts_config_load_file() alone.
+ */
+int dts_config_check(const struct dts_config *c, char *err, size_t errlen);
+
+/* Print the --help text (usage, every flag with its default and meaning, the precedence rules) to out. */
+void dts_config_usage(FILE *out);
+
+/*
+ * Print c to out as a config file ('key = value' lines, one per key, in the order of the docs) for debug logging.
+ * The secret is never printed: a comment says whether it is set, how long it is and where it came from.
+ * Returns 0, or -EIO when out reported an error.
+ */
+int dts_config_dump(const struct dts_config *c, FILE *out);
+
+#endif /* DTS_CONFIG_H */

@@ -1,0 +1,496 @@
+/*
+ * http.c - /healthz, /api/v1/current and /metrics over libmicrohttpd.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "log.h"
+
+#define HTTP_THREADS 2
+
+struct dts_http {
+	struct MHD_Daemon *d;
+	struct dts_http_ctx ctx;
+};
+
+/* ---- RCU registration of libmicrohttpd's threads --------------------------------------------------------------- */
+
+static pthread_key_t rcu_key;
+static pthread_once_t rcu_key_once = PTHREAD_ONCE_INIT;
+
+static void rcu_thread_exit(void *unused)
+{
+	(void)unused;
+	dts_rcu_unregister_thread();
+}
+
+static void rcu_key_init(void)
+{
+	pthread_key_create(&rcu_key, rcu_thread_exit);
+}
+
+/* Register the calling request thread with RCU once; it is unregistered when the thread exits. */
+static void ensure_rcu_thread(void)
+{
+	pthread_once(&rcu_key_once, rcu_key_init);
+	if (!pthread_getspecific(rcu_key)) {
+		dts_rcu_register_thread();
+		pthread_setspecific(rcu_key, (void *)1);
+	}
+}
+
+/* ---- responses ------------------------------------------------------------------------------------------------- */
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type, char *body, size_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	enum MHD_Result ret;
+
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type", type);
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	ret = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned status, json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
+
+	json_decref(j);
+	if (!s)
+		return MHD_NO;
+	return reply(conn, status, "application/json", s, strlen(s));
+}
+
+static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return reply_json(conn, status, json_pack("{s:s}", "error", msg));
+}
+
+/* A JSON number, or null for NaN/inf (JSON has neither). */
+static json_t *num(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
+/* ---- /api/v1/current ------------------------------------------------------------------------------------------- */
+
+struct cur_row {
+	char *process, *counter, *tags;
+	uint8_t type;
+	bool has_cur;
+	struct dts_current cur;
+};
+
+struct cur_collect {
+	struct cur_row *rows;
+	size_t n, cap;
+	const char *process; /* filter, NULL = all */
+	bool oom;
+};
+
+static int collect_row(void *arg, const struct dts_series_view *v)
+{
+	struct cur_collect *c = arg;
+	struct cur_row *row;
+
+	if (c->process && strcmp(c->process, v->process) != 0)
+		return 0;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 256;
+		struct cur_row *nr = realloc(c->rows, cap * sizeof(*nr));
+
+		if (!nr) {
+			c->oom = true;
+			return 1;
+		}
+		c->rows = nr;
+		c->cap = cap;
+	}
+	row = &c->rows[c->n];
+	row->process = strdup(v->process);
+	row->counter = strdup(v->counter);
+	row->tags = strdup(v->tags);
+	if (!row->process || !row->counter || !row->tags) {
+		free(row->process);
+		free(row->counter);
+		free(row->tags);
+		c->oom = true;
+		return 1;
+	}
+	row->type = v->type;
+	row->has_cur = v->cur != NULL;
+	if (v->cur)
+		row->cur = *v->cur;
+	c->n++;
+	return 0;
+}
+
+static int row_cmp(const void *a, const void *b)
+{
+	const struct cur_row *x = a, *y = b;
+	int c = strcmp(x->process, y->process);
+
+	if (c)
+		return c;
+	c = strcmp(x->counter, y->counter);
+	if (c)
+		return c;
+	c = strcmp(x->tags, y->tags);
+	return c ? c : (int)x->type - (int)y->type;
+}
+
+static json_t *row_json(const struct cur_row *r, int64_t now_ms)
+{
+	const struct dts_current *c = &r->cur;
+	json_t *o = json_object();
+
+	json_object_set_new(o, "counter", json_string(r->counter));
+	json_object_set_new(o, "type", json_string(dts_type_name(r->type)));
+	if (r->tags[0])
+		json_object_set_new(o, "tags", json_string(r->tags));
+	if (!r->has_cur) {
+		json_object_set_new(o, "pending", json_true()); /* seen, first 5-second slot not closed yet */
+		return o;
+	}
+	json_object_set_new(o, "last_seen", json_integer(c->last_seen_s));
+	json_object_set_new(o, "as_of_ms", json_integer(c->as_of_ms));
+	json_object_set_new(o, "age_ms", json_integer(now_ms - c->as_of_ms));
+	json_object_set_new(o, "count", num(c->count));
+	switch (r->type) {
+	case DTS_COUNTER:
+		json_object_set_new(o, "sum", num(c->sum));
+		json_object_set_new(o, "rate", num(c->rate));
+		break;
+	case DTS_GAUGE:
+		json_object_set_new(o, "last", num(c->last));
+		json_object_set_new(o, "avg", num(c->avg));
+		json_object_set_new(o, "min", num(c->min));
+		json_object_set_new(o, "max", num(c->max));
+		break;
+	case DTS_TIMER:
+		json_object_set_new(o, "sum", num(c->sum));
+		json_object_set_new(o, "avg", num(c->avg));
+		json_object_set_new(o, "min", num(c->min));
+		json_object_set_new(o, "max", num(c->max));
+		json_object_set_new(o, "bot10", num(c->bot10));
+		json_object_set_new(o, "top10", num(c->top10));
+		json_object_set_new(o, "p50", num(c->p50));
+		json_object_set_new(o, "p99", num(c->p99));
+		break;
+	case DTS_SET:
+		json_object_set_new(o, "distinct", num(c->distinct));
+		break;
+	}
+	return o;
+}
+
+static bool valid_name(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++) {
+		char ch = s[n];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      strchr("@._+-", ch)))
+			return false;
+	}
+	return n > 0 && n <= max;
+}
+
+static enum MHD_Result api_current(struct dts_http *h, struct MHD_Connection *conn)
+{
+	const char *user = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "user");
+	const char *process = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "process");
+	struct cur_collect c = { .process = process };
+	int64_t now_ms = dts_now_ms();
+	json_t *root, *procs, *proc = NULL, *counters = NULL;
+	const char *prev = NULL;
+
+	if (!user)
+		user = h->ctx.cfg->user;
+	if (!valid_name(user, DTS_MAX_USER))
+		return reply_error(conn, 400, "user: must be 1..%d characters of [A-Za-z0-9@._+-]", DTS_MAX_USER);
+	if (process && !valid_name(process, DTS_MAX_NAME))
+		return reply_error(conn, 400, "process: must be 1..%d characters of [A-Za-z0-9@._+-]", DTS_MAX_NAME);
+	ensure_rcu_thread();
+	dts_merger_read_current(h->ctx.merger, user, collect_row, &c);
+	if (c.oom) {
+		for (size_t i = 0; i < c.n; i++) {
+			free(c.rows[i].process);
+			free(c.rows[i].counter);
+			free(c.rows[i].tags);
+		}
+		free(c.rows);
+		return reply_error(conn, 503, "out of memory while reading the current state");
+	}
+	qsort(c.rows, c.n, sizeof(*c.rows), row_cmp);
+	root = json_object();
+	procs = json_array();
+	json_object_set_new(root, "user", json_string(user));
+	json_object_set_new(root, "now_ms", json_integer(now_ms));
+	json_object_set_new(root, "window_s", json_integer(60));
+	for (size_t i = 0; i < c.n; i++) {
+		struct cur_row *r = &c.rows[i];
+
+		if (!prev || strcmp(prev, r->process) != 0) {
+			proc = json_object();
+			counters = json_array();
+			json_object_set_new(proc, "process", json_string(r->process));
+			json_object_set_new(proc, "counters", counters);
+			json_array_append_new(procs, proc);
+			prev = r->process;
+		}
+		json_array_append_new(counters, row_json(r, now_ms));
+	}
+	json_object_set_new(root, "processes", procs);
+	for (size_t i = 0; i < c.n; i++) {
+		free(c.rows[i].process);
+		free(c.rows[i].counter);
+		free(c.rows[i].tags);
+	}
+	free(c.rows);
+	return reply_json(conn, 200, root);
+}
+
+/* ---- /metrics -------------------------------------------------------------------------------------------------- */
+
+struct buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+__attribute__((format(printf, 2, 3))) static void bprintf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->oom)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->oom = true;
+			return;
+		}
+		if ((size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t cap = (b->cap + (size_t)n + 1) * 2;
+		char *np = realloc(b->p, cap);
+
+		if (!np) {
+			b->oom = true;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+}
+
+static void metric_head(struct buf *b, const char *name, const char *type, const char *help)
+{
+	bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static enum MHD_Result metrics(struct dts_http *h, struct MHD_Connection *conn)
+{
+	unsigned n = h->ctx.cores;
+	struct dts_core_stats *cs = calloc(n, sizeof(*cs));
+	struct dts_merger_stats ms;
+	struct buf b = { .p = malloc(16384), .cap = 16384 };
+
+	if (!cs || !b.p) {
+		free(cs);
+		free(b.p);
+		return reply_error(conn, 503, "out of memory");
+	}
+	for (unsigned i = 0; i < n; i++)
+		dts_core_stats_read(dts_merger_core(h->ctx.merger, i), &cs[i]);
+	dts_merger_stats_read(h->ctx.merger, &ms);
+
+	/* Worker label: UDP workers are 0..n-2; the last core serves TCP and the Unix socket ("stream"). */
+#define PER_CORE(name, type, help, field)                                                      \
+	do {                                                                                   \
+		metric_head(&b, name, type, help);                                             \
+		for (unsigned i = 0; i < n; i++)                                               \
+			bprintf(&b, name "{worker=\"%s%u\"} %" PRIu64 "\n", i + 1 == n ? "stream" : "", \
+				i + 1 == n ? 0 : i, cs[i].field);                              \
+	} while (0)
+	PER_CORE("dattss_received_packets_total", "counter", "Datagrams (or stream reads) received.", packets);
+	PER_CORE("dattss_received_bytes_total", "counter", "Payload bytes received.", bytes);
+	PER_CORE("dattss_received_lines_total", "counter", "Non-blank lines received.", lines);
+	PER_CORE("dattss_samples_total", "counter", "Values aggregated.", samples);
+	PER_CORE("dattss_handovers_total", "counter", "Tables handed from a worker to the merger.", handovers);
+	PER_CORE("dattss_handover_deferred_total", "counter",
+		 "Hand-overs postponed because no clean table was free.", handover_deferred);
+#undef PER_CORE
+	metric_head(&b, "dattss_decoded_lines_total", "counter", "Lines decoded, by protocol.");
+	for (unsigned i = 0; i < n; i++) {
+		const char *pre = i + 1 == n ? "stream" : "";
+		unsigned id = i + 1 == n ? 0 : i;
+
+		bprintf(&b, "dattss_decoded_lines_total{worker=\"%s%u\",protocol=\"statsd\"} %" PRIu64 "\n", pre, id,
+			cs[i].statsd_lines);
+		bprintf(&b, "dattss_decoded_lines_total{worker=\"%s%u\",protocol=\"dattss\"} %" PRIu64 "\n", pre, id,
+			cs[i].dattss_lines);
+	}
+	metric_head(&b, "dattss_rejected_lines_total", "counter", "Malformed lines skipped, by reason.");
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned r = 1; r < DTS_REJ_COUNT; r++)
+			bprintf(&b, "dattss_rejected_lines_total{worker=\"%s%u\",reason=\"%s\"} %" PRIu64 "\n",
+				i + 1 == n ? "stream" : "", i + 1 == n ? 0 : i, dts_reject_name(r), cs[i].rejected[r]);
+	metric_head(&b, "dattss_dropped_total", "counter", "Valid values or entries dropped, by stage and reason.");
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned d = 0; d < DTS_DROP_COUNT; d++)
+			bprintf(&b, "dattss_dropped_total{stage=\"worker\",worker=\"%s%u\",reason=\"%s\"} %" PRIu64 "\n",
+				i + 1 == n ? "stream" : "", i + 1 == n ? 0 : i, dts_drop_name(d), cs[i].dropped[d]);
+	for (unsigned d = 0; d < DTS_DROP_COUNT; d++)
+		bprintf(&b, "dattss_dropped_total{stage=\"merger\",reason=\"%s\"} %" PRIu64 "\n", dts_drop_name(d),
+			ms.dropped[d]);
+	if (h->ctx.receiver) {
+		struct dts_receiver_stats rs;
+
+		dts_receiver_stats_read(h->ctx.receiver, &rs);
+		metric_head(&b, "dattss_socket_errors_total", "counter", "Receive calls that failed.");
+		bprintf(&b, "dattss_socket_errors_total %" PRIu64 "\n", rs.recv_errors);
+		metric_head(&b, "dattss_tcp_connections_total", "counter", "TCP connections, by outcome.");
+		bprintf(&b, "dattss_tcp_connections_total{outcome=\"accepted\"} %" PRIu64 "\n", rs.tcp_accepted);
+		bprintf(&b, "dattss_tcp_connections_total{outcome=\"refused\"} %" PRIu64 "\n", rs.tcp_refused);
+	}
+	metric_head(&b, "dattss_merge_lag_seconds", "gauge", "Age of the oldest table in the merger's last fold.");
+	bprintf(&b, "dattss_merge_lag_seconds %.3f\n", (double)ms.merge_lag_ms / 1000.0);
+	metric_head(&b, "dattss_merger_fold_seconds_total", "counter", "Time the merger spent folding tables.");
+	bprintf(&b, "dattss_merger_fold_seconds_total %.6f\n", (double)ms.fold_ns_total / 1e9);
+	metric_head(&b, "dattss_merger_tables_folded_total", "counter", "Tables folded by the merger.");
+	bprintf(&b, "dattss_merger_tables_folded_total %" PRIu64 "\n", ms.tables_folded);
+	metric_head(&b, "dattss_minutes_closed_total", "counter", "Minute windows closed.");
+	bprintf(&b, "dattss_minutes_closed_total %" PRIu64 "\n", ms.minutes_closed);
+	metric_head(&b, "dattss_minute_close_seconds", "gauge", "Duration of the last minute close.");
+	bprintf(&b, "dattss_minute_close_seconds %.6f\n", (double)ms.close_ns_last / 1e9);
+	metric_head(&b, "dattss_series_live", "gauge", "Series in the live map.");
+	bprintf(&b, "dattss_series_live %" PRIu64 "\n", ms.series_live);
+	metric_head(&b, "dattss_series_created_total", "counter", "Series created.");
+	bprintf(&b, "dattss_series_created_total %" PRIu64 "\n", ms.series_created);
+	metric_head(&b, "dattss_series_expired_total", "counter", "Idle series removed from the live map.");
+	bprintf(&b, "dattss_series_expired_total %" PRIu64 "\n", ms.series_expired);
+	metric_head(&b, "dattss_uptime_seconds", "gauge", "Seconds since dattssd started.");
+	bprintf(&b, "dattss_uptime_seconds %.3f\n", (double)(dts_now_ms() - h->ctx.started_ms) / 1000.0);
+	free(cs);
+	if (b.oom) {
+		free(b.p);
+		return reply_error(conn, 503, "out of memory");
+	}
+	return reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
+}
+
+/* ---- dispatch -------------------------------------------------------------------------------------------------- */
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+			      const char *version, const char *upload_data, size_t *upload_size, void **req_ctx)
+{
+	struct dts_http *h = cls;
+	static int first_call_marker;
+
+	(void)version;
+	(void)upload_data;
+	if (*req_ctx == NULL) {
+		*req_ctx = &first_call_marker; /* headers only; answer on the next call */
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		*upload_size = 0; /* no endpoint here takes a body: discard it */
+		return MHD_YES;
+	}
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return reply_error(conn, 405, "method %s not allowed on %s", method, url);
+	if (strcmp(url, "/healthz") == 0) {
+		struct dts_merger_stats ms;
+
+		dts_merger_stats_read(h->ctx.merger, &ms);
+		return reply_json(conn, 200,
+				  json_pack("{s:b,s:I,s:I}", "ok", 1, "uptime_s",
+					    (json_int_t)((dts_now_ms() - h->ctx.started_ms) / 1000), "series",
+					    (json_int_t)ms.series_live));
+	}
+	if (strcmp(url, "/api/v1/current") == 0)
+		return api_current(h, conn);
+	if (strcmp(url, "/metrics") == 0)
+		return metrics(h, conn);
+	return reply_error(conn, 404, "no such endpoint: %s", url);
+}
+
+struct dts_http *dts_http_start(const struct dts_http_ctx *ctx, char *err, size_t errlen)
+{
+	struct dts_http *h = calloc(1, sizeof(*h));
+	struct sockaddr_storage ss;
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+
+	if (!h) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	h->ctx = *ctx;
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, ctx->cfg->bind, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons(ctx->cfg->http_port);
+	} else if (inet_pton(AF_INET6, ctx->cfg->bind, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(ctx->cfg->http_port);
+		flags |= MHD_USE_IPv6;
+	} else {
+		snprintf(err, errlen, "bind: '%s' is not an IPv4 or IPv6 address", ctx->cfg->bind);
+		free(h);
+		return NULL;
+	}
+	h->d = MHD_start_daemon(flags, ctx->cfg->http_port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, &ss,
+				MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_TIMEOUT,
+				(unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)512, MHD_OPTION_END);
+	if (!h->d) {
+		snprintf(err, errlen, "http %s port %u: cannot listen (address in use or not permitted?)",
+			 ctx->cfg->bind, ctx->cfg->http_port);
+		free(h);
+		return NULL;
+	}
+	dts_info("http", "serving http://%s%s%s:%u/", ss.ss_family == AF_INET6 ? "[" : "", ctx->cfg->bind,
+		 ss.ss_family == AF_INET6 ? "]" : "", ctx->cfg->http_port);
+	return h;
+}
+
+void dts_http_stop(struct dts_http *h)
+{
+	if (!h)
+		return;
+	MHD_stop_daemon(h->d);
+	free(h);
+}

@@ -1,0 +1,41 @@
+/*
+ * http.h - dattssd's HTTP API (libmicrohttpd, JSON via jansson).
+ *
+ *   GET /healthz          {"ok":true,"uptime_s":N,"series":N}
+ *   GET /api/v1/current   every process of the user with its counters' current state (docs/api.md)
+ *   GET /metrics          self-metrics in Prometheus text exposition format
+ * Errors are JSON: {"error":"message"} with a 4xx/5xx status.
+ *
+ * Request threads are libmicrohttpd's own (a small pool); each registers itself with RCU on first use and reads the
+ * engine only under the RCU read side, so a slow client never delays the merger or the receive workers.
+ */
+#ifndef DTS_HTTP_H
+#define DTS_HTTP_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "dts/engine.h"
+#include "receive.h"
+
+struct dts_http;
+
+/* What the API reads. All pointers must outlive the server. */
+struct dts_http_ctx {
+	const struct dts_config *cfg;
+	struct dts_merger *merger;
+	struct dts_receiver *receiver; /* may be NULL (no socket counters) */
+	unsigned cores; /* engine cores to report (workers + 1) */
+	int64_t started_ms;
+};
+
+/*
+ * Start serving on cfg->bind:cfg->http_port. Returns NULL with a message naming the address and port in err.
+ * Main thread.
+ */
+struct dts_http *dts_http_start(const struct dts_http_ctx *ctx, char *err, size_t errlen);
+
+/* Stop serving and join the request threads. NULL is accepted. Main thread. */
+void dts_http_stop(struct dts_http *h);
+
+#endif /* DTS_HTTP_H */

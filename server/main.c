@@ -1,0 +1,154 @@
+/*
+ * main.c - dattssd: configuration, threads, signals, orderly shutdown.
+ *
+ * Threads: the UDP workers and the stream thread (receive.c), the merger (here), libmicrohttpd's request threads
+ * (http.c), liburcu's call_rcu thread. The main thread only waits for SIGINT/SIGTERM (blocked everywhere else).
+ *
+ * Shutdown order matters: stop HTTP (no more readers), stop the receive threads (no more writers to the cores), then
+ * the merger folds what the cores held and closes the open minute into the sink before exiting.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "dts/engine.h"
+#include "http.h"
+#include "log.h"
+#include "receive.h"
+
+/* The merger wakes this often to fold hand-overs: well under the default 1 s tick so lag stays small. */
+#define MERGER_PERIOD_MS 20
+
+struct merger_thread {
+	struct dts_merger *m;
+	_Atomic bool stop;
+	pthread_t thread;
+};
+
+/* Closed minutes: logged until the storage sink lands (closed minutes are not persisted by this build). */
+static void log_sink(void *ctx, struct dts_closed_minute *cm)
+{
+	time_t t = (time_t)(cm->minute * 60);
+	struct tm tm;
+	char when[32];
+
+	(void)ctx;
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%MZ", &tm);
+	dts_info("merger", "minute %s closed: %zu series", when, cm->n);
+	dts_closed_minute_release(cm);
+}
+
+static void *merger_main(void *arg)
+{
+	struct merger_thread *mt = arg;
+	struct timespec period = { 0, MERGER_PERIOD_MS * 1000000L };
+
+	pthread_setname_np(pthread_self(), "dts-merger");
+	dts_rcu_register_thread();
+	while (!atomic_load(&mt->stop)) {
+		dts_merger_step(mt->m, dts_now_ms());
+		nanosleep(&period, NULL);
+	}
+	dts_merger_destroy(mt->m, dts_now_ms());
+	dts_rcu_unregister_thread();
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct dts_config cfg;
+	struct dts_merger_cfg mcfg;
+	struct merger_thread mt = { 0 };
+	struct dts_receiver *rx = NULL;
+	struct dts_http *http = NULL;
+	char err[512];
+	sigset_t sigs;
+	int rc, sig = 0;
+
+	dts_config_defaults(&cfg);
+	rc = dts_config_parse_args(&cfg, argc, argv, err, sizeof(err));
+	if (rc == DTS_CONFIG_EXIT)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "dattssd: %s\n(try 'dattssd --help')\n", err);
+		return 2;
+	}
+	dts_log_set_level(cfg.log_level);
+
+	/* Block the shutdown signals before any thread starts so that only the main thread receives them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	dts_merger_cfg_defaults(&mcfg);
+	mcfg.cores = cfg.workers + 1; /* + the stream core (TCP, Unix socket) */
+	mcfg.user = cfg.user;
+	mcfg.tick_ms = cfg.tick_ms;
+	mcfg.grace_s = cfg.grace_s;
+	mcfg.decode.process_sep = cfg.process_sep;
+	mcfg.decode.split_process = cfg.split_process;
+	mcfg.decode.default_process = cfg.default_process;
+	mcfg.decode.default_process_len = (uint16_t)strlen(cfg.default_process);
+	mcfg.decode.max_past_skew_s = cfg.max_past_skew_s;
+	mcfg.decode.max_future_skew_s = cfg.max_future_skew_s;
+	mcfg.decode.secret = (const uint8_t *)cfg.secret;
+	mcfg.decode.secret_len = strlen(cfg.secret);
+	mcfg.sink.minute_closed = log_sink;
+	mt.m = dts_merger_create(&mcfg);
+	if (!mt.m) {
+		dts_err("main", "cannot create the engine: %s", strerror(errno));
+		return 1;
+	}
+	if (!cfg.secret[0])
+		dts_warn("main", "no secret configured: DaTtSs 'AUTH:PROCESS:STAT:VALUE' lines will be rejected");
+	dts_warn("main", "storage is not part of this build: closed minutes are logged, not persisted (data_dir %s "
+			 "unused)", cfg.data_dir);
+
+	if (pthread_create(&mt.thread, NULL, merger_main, &mt) != 0) {
+		dts_err("main", "cannot start the merger thread");
+		return 1;
+	}
+	rx = dts_receiver_start(&cfg, mt.m, err, sizeof(err));
+	if (!rx) {
+		dts_err("main", "%s", err);
+		rc = 1;
+		goto out_stop_merger;
+	}
+	if (cfg.http_port) {
+		struct dts_http_ctx hctx = {
+			.cfg = &cfg, .merger = mt.m, .receiver = rx, .cores = mcfg.cores, .started_ms = dts_now_ms(),
+		};
+
+		http = dts_http_start(&hctx, err, sizeof(err));
+		if (!http) {
+			dts_err("main", "%s", err);
+			rc = 1;
+			goto out_stop_receiver;
+		}
+	}
+	dts_info("main", "dattssd ready (workers %u, tick %u ms, grace %u s, user '%s')", cfg.workers, cfg.tick_ms,
+		 cfg.grace_s, cfg.user);
+	while (sigwait(&sigs, &sig) != 0)
+		;
+	dts_info("main", "%s received: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	rc = 0;
+
+	dts_http_stop(http);
+out_stop_receiver:
+	dts_receiver_stop(rx);
+out_stop_merger:
+	atomic_store(&mt.stop, true);
+	pthread_join(mt.thread, NULL);
+	dts_info("main", "stopped");
+	return rc;
+}

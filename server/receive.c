@@ -1,0 +1,469 @@
+/*
+ * receive.c - UDP workers (SO_REUSEPORT + recvmmsg), and the stream thread (TCP lines and the Unix datagram socket).
+ *
+ * The kernel spreads datagrams over the workers' SO_REUSEPORT sockets by a hash of the 4-tuple, so one client's
+ * datagrams always reach the same worker and each worker aggregates into its own engine core without sharing
+ * anything. A worker's loop: one recvmmsg() burst (blocking at most DTS_RECV_WAKE_MS), ingest exactly the datagrams
+ * that arrived (never the requested count), then dts_core_tick(). Buffers are allocated once at start.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "receive.h"
+
+#define DGRAM_MAX 65536 /* largest UDP payload */
+
+struct rx_stats {
+	_Alignas(64) uint64_t recv_calls;
+	uint64_t truncated;
+	uint64_t recv_errors;
+	uint64_t tcp_accepted;
+	uint64_t tcp_refused;
+};
+
+#define STAT_ADD(field, n) __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n), \
+					    __ATOMIC_RELAXED)
+
+struct udp_worker {
+	_Alignas(64) struct dts_receiver *r;
+	struct dts_core *core;
+	pthread_t thread;
+	bool started;
+	int fd;
+	unsigned id;
+	unsigned batch;
+	int cpu; /* -1: not pinned */
+	struct mmsghdr *msgs;
+	struct iovec *iov;
+	char *bufs; /* batch x DGRAM_MAX */
+	struct rx_stats stats;
+};
+
+struct tcp_conn {
+	int fd;
+	size_t len;
+	char buf[DTS_RECV_TCP_BUF];
+};
+
+struct dts_receiver {
+	_Atomic bool stop;
+	unsigned nworkers;
+	struct udp_worker *workers;
+	/* stream thread */
+	pthread_t stream_thread;
+	bool stream_started;
+	struct dts_core *stream_core;
+	int tcp_fd; /* -1 when off */
+	int unix_fd; /* -1 when off */
+	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct tcp_conn *conns[DTS_RECV_MAX_TCP];
+	char *unix_buf;
+	struct rx_stats stream_stats;
+};
+
+int64_t dts_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int make_addr(const char *bind_addr, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, bind_addr, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons(port);
+		*len = sizeof(*a4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, bind_addr, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(port);
+		*len = sizeof(*a6);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* Open and bind one socket of the given type on bind:port with SO_REUSEPORT. Returns fd or -errno. */
+static int open_inet(const char *bind_addr, uint16_t port, int type, unsigned rcvbuf, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	int fd, one = 1, e;
+	const char *what = type == SOCK_DGRAM ? "udp" : "tcp";
+
+	if (make_addr(bind_addr, port, &ss, &slen) != 0) {
+		snprintf(err, errlen, "bind: '%s' is not an IPv4 or IPv6 address", bind_addr);
+		return -EINVAL;
+	}
+	fd = socket(ss.ss_family, type | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		e = errno;
+		snprintf(err, errlen, "%s socket: %s", what, strerror(e));
+		return -e;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+		goto out_err;
+	if (rcvbuf && type == SOCK_DGRAM) {
+		int v = (int)rcvbuf;
+
+		/* SO_RCVBUFFORCE passes net.core.rmem_max when we are root; fall back to the capped request. */
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof(v)) != 0)
+			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+	}
+	if (bind(fd, (struct sockaddr *)&ss, slen) != 0)
+		goto out_err;
+	if (type == SOCK_STREAM && listen(fd, 128) != 0)
+		goto out_err;
+	return fd;
+
+out_err:
+	e = errno;
+	snprintf(err, errlen, "%s %s port %u: %s", what, bind_addr, port, strerror(e));
+	close(fd);
+	return -e;
+}
+
+static void *udp_worker_main(void *arg)
+{
+	struct udp_worker *w = arg;
+	struct dts_receiver *r = w->r;
+	char name[16];
+
+	snprintf(name, sizeof(name), "dts-rx%u", w->id);
+	pthread_setname_np(pthread_self(), name);
+	if (w->cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(w->cpu, &set);
+		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
+			dts_warn("receive", "worker %u: could not pin to cpu %d", w->id, w->cpu);
+	}
+	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+		int n = recvmmsg(w->fd, w->msgs, w->batch, MSG_WAITFORONE, NULL);
+		int64_t now_ms = dts_now_ms();
+
+		if (n > 0) {
+			STAT_ADD(w->stats.recv_calls, 1);
+			for (int i = 0; i < n; i++) {
+				if (w->msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
+					STAT_ADD(w->stats.truncated, 1);
+				dts_core_ingest(w->core, w->iov[i].iov_base, w->msgs[i].msg_len, now_ms / 1000);
+			}
+		} else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			STAT_ADD(w->stats.recv_errors, 1);
+		}
+		dts_core_tick(w->core, now_ms);
+	}
+	return NULL;
+}
+
+static void tcp_accept(struct dts_receiver *r)
+{
+	int fd = accept4(r->tcp_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	for (int i = 0; i < DTS_RECV_MAX_TCP; i++) {
+		if (r->conns[i])
+			continue;
+		r->conns[i] = malloc(sizeof(struct tcp_conn)); /* per connection, not per line: off the hot path */
+		if (!r->conns[i])
+			break;
+		r->conns[i]->fd = fd;
+		r->conns[i]->len = 0;
+		STAT_ADD(r->stream_stats.tcp_accepted, 1);
+		return;
+	}
+	STAT_ADD(r->stream_stats.tcp_refused, 1);
+	close(fd);
+}
+
+static void tcp_close(struct dts_receiver *r, int i, int64_t now_ms)
+{
+	struct tcp_conn *c = r->conns[i];
+
+	/* A final line without '\n' still counts when the peer closes. */
+	if (c->len)
+		dts_core_ingest(r->stream_core, c->buf, c->len, now_ms / 1000);
+	close(c->fd);
+	free(c);
+	r->conns[i] = NULL;
+}
+
+static void tcp_read(struct dts_receiver *r, int i, int64_t now_ms)
+{
+	struct tcp_conn *c = r->conns[i];
+
+	for (int rounds = 0; rounds < 16; rounds++) { /* bounded work per connection per loop */
+		ssize_t n = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+		size_t used;
+
+		if (n == 0) {
+			tcp_close(r, i, now_ms);
+			return;
+		}
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+				STAT_ADD(r->stream_stats.recv_errors, 1);
+				tcp_close(r, i, now_ms);
+			}
+			return;
+		}
+		STAT_ADD(r->stream_stats.recv_calls, 1);
+		c->len += (size_t)n;
+		used = dts_core_ingest_stream(r->stream_core, c->buf, c->len, now_ms / 1000);
+		memmove(c->buf, c->buf + used, c->len - used);
+		c->len -= used;
+	}
+}
+
+static void *stream_main(void *arg)
+{
+	struct dts_receiver *r = arg;
+	struct pollfd pfd[2 + DTS_RECV_MAX_TCP];
+	int map[2 + DTS_RECV_MAX_TCP];
+
+	pthread_setname_np(pthread_self(), "dts-stream");
+	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+		nfds_t n = 0;
+		int64_t now_ms;
+
+		if (r->tcp_fd >= 0) {
+			pfd[n] = (struct pollfd){ .fd = r->tcp_fd, .events = POLLIN };
+			map[n++] = -1;
+		}
+		if (r->unix_fd >= 0) {
+			pfd[n] = (struct pollfd){ .fd = r->unix_fd, .events = POLLIN };
+			map[n++] = -2;
+		}
+		/* While the core is saturated, leave TCP data in the kernel: flow control slows the senders down
+		 * instead of us dropping what they sent. */
+		bool tcp_paused = dts_core_saturated(r->stream_core);
+
+		for (int i = 0; i < DTS_RECV_MAX_TCP && !tcp_paused; i++)
+			if (r->conns[i]) {
+				pfd[n] = (struct pollfd){ .fd = r->conns[i]->fd, .events = POLLIN };
+				map[n++] = i;
+			}
+		int rc = poll(pfd, n, DTS_RECV_WAKE_MS);
+		now_ms = dts_now_ms();
+		for (nfds_t k = 0; rc > 0 && k < n; k++) {
+			if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			if (map[k] == -1) {
+				tcp_accept(r);
+			} else if (map[k] == -2) {
+				for (int d = 0; d < 64; d++) { /* bounded burst */
+					ssize_t len = recv(r->unix_fd, r->unix_buf, DGRAM_MAX, MSG_DONTWAIT);
+
+					if (len < 0)
+						break;
+					STAT_ADD(r->stream_stats.recv_calls, 1);
+					dts_core_ingest(r->stream_core, r->unix_buf, (size_t)len, now_ms / 1000);
+				}
+			} else {
+				tcp_read(r, map[k], now_ms);
+			}
+		}
+		dts_core_tick(r->stream_core, now_ms);
+	}
+	return NULL;
+}
+
+static int open_unix(struct dts_receiver *r, const char *path, unsigned rcvbuf, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, e;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "unix_socket: path '%s' is longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	/* Remove a stale socket left by a previous run, but never a file that is not a socket. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "unix_socket: '%s' exists and is not a socket", path);
+			return -EEXIST;
+		}
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		e = errno;
+		snprintf(err, errlen, "unix_socket '%s': %s", path, strerror(e));
+		if (fd >= 0)
+			close(fd);
+		return -e;
+	}
+	if (rcvbuf) {
+		int v = (int)rcvbuf;
+
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof(v)) != 0)
+			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+	}
+	strcpy(r->unix_path, path);
+	return fd;
+}
+
+static int worker_init(struct udp_worker *w, const struct dts_config *cfg, char *err, size_t errlen)
+{
+	struct timeval tv = { .tv_sec = 0, .tv_usec = DTS_RECV_WAKE_MS * 1000 };
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	w->batch = cfg->recv_batch;
+	w->cpu = cfg->cpu_pin && ncpu > 0 ? (int)(w->id % (unsigned)ncpu) : -1;
+	w->fd = open_inet(cfg->bind, cfg->statsd_port, SOCK_DGRAM, cfg->rcvbuf_bytes, err, errlen);
+	if (w->fd < 0)
+		return w->fd;
+	setsockopt(w->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	w->msgs = calloc(w->batch, sizeof(*w->msgs));
+	w->iov = calloc(w->batch, sizeof(*w->iov));
+	w->bufs = malloc((size_t)w->batch * DGRAM_MAX);
+	if (!w->msgs || !w->iov || !w->bufs) {
+		snprintf(err, errlen, "worker %u: out of memory for %u receive buffers", w->id, w->batch);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < w->batch; i++) {
+		w->iov[i].iov_base = w->bufs + (size_t)i * DGRAM_MAX;
+		w->iov[i].iov_len = DGRAM_MAX;
+		w->msgs[i].msg_hdr.msg_iov = &w->iov[i];
+		w->msgs[i].msg_hdr.msg_iovlen = 1;
+	}
+	return 0;
+}
+
+struct dts_receiver *dts_receiver_start(const struct dts_config *cfg, struct dts_merger *m, char *err, size_t errlen)
+{
+	struct dts_receiver *r = calloc(1, sizeof(*r));
+	int fd;
+
+	if (!r) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	r->tcp_fd = -1;
+	r->unix_fd = -1;
+	r->nworkers = cfg->statsd_port ? cfg->workers : 0;
+	r->stream_core = dts_merger_core(m, cfg->workers);
+	r->workers = calloc(cfg->workers, sizeof(*r->workers));
+	r->unix_buf = malloc(DGRAM_MAX);
+	if (!r->workers || !r->unix_buf || !r->stream_core) {
+		snprintf(err, errlen, "out of memory (or the engine has fewer than workers + 1 cores)");
+		goto out_stop;
+	}
+	for (unsigned i = 0; i < cfg->workers; i++)
+		r->workers[i].fd = -1;
+	for (unsigned i = 0; i < r->nworkers; i++) {
+		struct udp_worker *w = &r->workers[i];
+
+		w->r = r;
+		w->id = i;
+		w->core = dts_merger_core(m, i);
+		if (worker_init(w, cfg, err, errlen) != 0)
+			goto out_stop;
+	}
+	if (cfg->statsd_port) {
+		fd = open_inet(cfg->bind, cfg->statsd_port, SOCK_STREAM, 0, err, errlen);
+		if (fd < 0)
+			goto out_stop;
+		r->tcp_fd = fd;
+	}
+	if (cfg->unix_socket[0]) {
+		fd = open_unix(r, cfg->unix_socket, cfg->rcvbuf_bytes, err, errlen);
+		if (fd < 0)
+			goto out_stop;
+		r->unix_fd = fd;
+	}
+	for (unsigned i = 0; i < r->nworkers; i++) {
+		if (pthread_create(&r->workers[i].thread, NULL, udp_worker_main, &r->workers[i]) != 0) {
+			snprintf(err, errlen, "worker %u: cannot start thread", i);
+			goto out_stop;
+		}
+		r->workers[i].started = true;
+	}
+	if (pthread_create(&r->stream_thread, NULL, stream_main, r) != 0) {
+		snprintf(err, errlen, "stream thread: cannot start");
+		goto out_stop;
+	}
+	r->stream_started = true;
+	dts_info("receive", "listening: udp+tcp %s:%u (%u workers), unix %s", cfg->bind, cfg->statsd_port, r->nworkers,
+		 cfg->unix_socket[0] ? cfg->unix_socket : "off");
+	return r;
+
+out_stop:
+	dts_receiver_stop(r);
+	return NULL;
+}
+
+void dts_receiver_stop(struct dts_receiver *r)
+{
+	if (!r)
+		return;
+	atomic_store(&r->stop, true);
+	for (unsigned i = 0; r->workers && i < r->nworkers; i++) {
+		struct udp_worker *w = &r->workers[i];
+
+		if (w->started)
+			pthread_join(w->thread, NULL);
+		if (w->fd >= 0)
+			close(w->fd);
+		free(w->msgs);
+		free(w->iov);
+		free(w->bufs);
+	}
+	if (r->stream_started)
+		pthread_join(r->stream_thread, NULL);
+	for (int i = 0; i < DTS_RECV_MAX_TCP; i++)
+		if (r->conns[i])
+			tcp_close(r, i, dts_now_ms());
+	if (r->tcp_fd >= 0)
+		close(r->tcp_fd);
+	if (r->unix_fd >= 0) {
+		close(r->unix_fd);
+		unlink(r->unix_path);
+	}
+	free(r->unix_buf);
+	free(r->workers);
+	free(r);
+}
+
+void dts_receiver_stats_read(const struct dts_receiver *r, struct dts_receiver_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i <= r->nworkers; i++) {
+		const struct rx_stats *s = i < r->nworkers ? &r->workers[i].stats : &r->stream_stats;
+
+		out->recv_calls += __atomic_load_n(&s->recv_calls, __ATOMIC_RELAXED);
+		out->truncated += __atomic_load_n(&s->truncated, __ATOMIC_RELAXED);
+		out->recv_errors += __atomic_load_n(&s->recv_errors, __ATOMIC_RELAXED);
+		out->tcp_accepted += __atomic_load_n(&s->tcp_accepted, __ATOMIC_RELAXED);
+		out->tcp_refused += __atomic_load_n(&s->tcp_refused, __ATOMIC_RELAXED);
+	}
+}

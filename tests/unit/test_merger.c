@@ -1,0 +1,310 @@
+/*
+ * test_merger.c - the merger: folding hand-overs from several cores, the current state (1-minute moving window),
+ * minute close into the sink, late data, users, expiry, shutdown. Driven with a fake clock (no sleeps).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dts/engine.h"
+
+#define T0 1700000040LL /* a minute boundary: 1700000040 / 60 = 28333334 */
+
+static struct dts_merger *m;
+static struct dts_closed_minute *closed[16];
+static int nclosed;
+
+static void sink(void *ctx, struct dts_closed_minute *cm)
+{
+	(void)ctx;
+	cr_assert_lt(nclosed, 16);
+	closed[nclosed++] = cm;
+}
+
+static void start(unsigned cores, unsigned grace)
+{
+	struct dts_merger_cfg cfg;
+
+	dts_rcu_register_thread();
+	dts_merger_cfg_defaults(&cfg);
+	cfg.cores = cores;
+	cfg.grace_s = grace;
+	cfg.table_capacity = 4096;
+	cfg.tick_ms = 1000;
+	cfg.expire_s = 120;
+	cfg.decode.secret = (const uint8_t *)"s3cret";
+	cfg.decode.secret_len = 6;
+	cfg.sink.minute_closed = sink;
+	nclosed = 0;
+	m = dts_merger_create(&cfg);
+	cr_assert_not_null(m);
+}
+
+static void setup(void)
+{
+	start(2, 5);
+}
+
+static void teardown(void)
+{
+	if (m)
+		dts_merger_destroy(m, (T0 + 3600) * 1000);
+	for (int i = 0; i < nclosed; i++)
+		dts_closed_minute_release(closed[i]);
+	nclosed = 0;
+	dts_rcu_barrier();
+	dts_rcu_unregister_thread();
+}
+
+TestSuite(merger, .init = setup, .fini = teardown);
+
+/* Ingest on core i at time now_s and hand the table over at once. */
+static void feed(unsigned core, int64_t now_s, const char *dgram)
+{
+	struct dts_core *c = dts_merger_core(m, core);
+
+	dts_core_ingest(c, dgram, strlen(dgram), now_s);
+	dts_core_flush(c);
+	cr_assert(dts_core_tick(c, now_s * 1000), "hand-over must succeed");
+}
+
+struct want {
+	const char *user, *process, *counter;
+	uint8_t type;
+	const struct dts_current *cur;
+	bool found;
+	struct dts_current copy;
+};
+
+static int find_cb(void *ctx, const struct dts_series_view *v)
+{
+	struct want *w = ctx;
+
+	if (strcmp(v->process, w->process) || strcmp(v->counter, w->counter) || v->type != w->type)
+		return 0;
+	w->found = true;
+	if (v->cur)
+		w->copy = *v->cur;
+	w->cur = v->cur ? &w->copy : NULL;
+	return 1;
+}
+
+static const struct dts_current *current(const char *user, const char *process, const char *counter, uint8_t type)
+{
+	static struct want w;
+
+	memset(&w, 0, sizeof(w));
+	w.process = process;
+	w.counter = counter;
+	w.type = type;
+	dts_merger_read_current(m, user, find_cb, &w);
+	return w.found ? w.cur : NULL;
+}
+
+static const struct dts_minute_rec *closed_rec(int64_t minute, const char *process, const char *counter)
+{
+	for (int i = 0; i < nclosed; i++) {
+		if (closed[i]->minute != minute)
+			continue;
+		for (size_t k = 0; k < closed[i]->n; k++)
+			if (!strcmp(closed[i]->recs[k].process, process) && !strcmp(closed[i]->recs[k].counter, counter))
+				return &closed[i]->recs[k];
+	}
+	return NULL;
+}
+
+Test(merger, counters_from_two_cores_sum_exactly)
+{
+	dts_merger_step(m, T0 * 1000);
+	feed(0, T0 + 1, "api.hits:1|c\napi.hits:2|c");
+	feed(1, T0 + 2, "api.hits:10|c");
+	feed(0, T0 + 6, "api.hits:100|c");
+	dts_merger_step(m, (T0 + 7) * 1000);
+	/* The slot [T0+5, T0+10) is still open: only the first slot is in the current state. */
+	const struct dts_current *cur = current("default", "api", "hits", DTS_COUNTER);
+	cr_assert_not_null(cur);
+	cr_expect_float_eq(cur->sum, 13, 1e-9);
+	cr_expect_float_eq(cur->count, 3, 1e-9);
+	cr_expect_float_eq(cur->rate, 13.0 / 60, 1e-9);
+	dts_merger_step(m, (T0 + 10) * 1000);
+	cur = current("default", "api", "hits", DTS_COUNTER);
+	cr_expect_float_eq(cur->sum, 113, 1e-9);
+}
+
+Test(merger, moving_window_forgets_after_60s)
+{
+	dts_merger_step(m, T0 * 1000);
+	feed(0, T0 + 1, "api.hits:5|c");
+	dts_merger_step(m, (T0 + 5) * 1000);
+	cr_expect_float_eq(current(NULL, "api", "hits", DTS_COUNTER)->sum, 5, 1e-9);
+	feed(0, T0 + 30, "api.hits:1|c");
+	dts_merger_step(m, (T0 + 60) * 1000);
+	cr_expect_float_eq(current(NULL, "api", "hits", DTS_COUNTER)->sum, 6, 1e-9, "both slots within 60 s");
+	dts_merger_step(m, (T0 + 65) * 1000);
+	cr_expect_float_eq(current(NULL, "api", "hits", DTS_COUNTER)->sum, 1, 1e-9, "first slot left the window");
+	dts_merger_step(m, (T0 + 95) * 1000);
+	cr_expect_float_eq(current(NULL, "api", "hits", DTS_COUNTER)->sum, 0, 1e-9);
+}
+
+Test(merger, minute_closes_after_grace_with_exact_aggregates)
+{
+	dts_merger_step(m, T0 * 1000);
+	feed(0, T0 + 1, "api.q:10|ms\napi.q:20|ms\napi.hits:3|c\napi.temp:7|g");
+	feed(1, T0 + 59, "api.q:30|ms\napi.hits:4|c\napi.temp:9|g");
+	dts_merger_step(m, (T0 + 60 + 4) * 1000);
+	cr_expect_eq(nclosed, 0, "still within grace (5 s)");
+	dts_merger_step(m, (T0 + 60 + 5) * 1000);
+	cr_assert_eq(nclosed, 1);
+	cr_expect_eq(closed[0]->minute, T0 / 60);
+	cr_expect_eq(closed[0]->n, 3);
+
+	const struct dts_minute_rec *q = closed_rec(T0 / 60, "api", "q");
+	cr_assert_not_null(q);
+	cr_expect_eq(q->type, DTS_TIMER);
+	cr_expect_float_eq(q->agg.count, 3, 1e-9);
+	cr_expect_float_eq(q->agg.sum, 60, 1e-9);
+	cr_expect_float_eq(q->agg.min, 10, 1e-9);
+	cr_expect_float_eq(q->agg.max, 30, 1e-9);
+	cr_expect_float_eq(q->agg.fst, 10, 1e-9);
+	cr_expect_float_eq(q->agg.lst, 30, 1e-9);
+	cr_expect_float_eq(q->sketch.count, 3, 1e-9);
+	cr_expect_float_eq(dts_sketch_quantile(&q->sketch, 0.5), 20, 20 * 0.0101);
+
+	const struct dts_minute_rec *h = closed_rec(T0 / 60, "api", "hits");
+	cr_assert_not_null(h);
+	cr_expect_float_eq(h->agg.sum, 7, 1e-9);
+	const struct dts_minute_rec *g = closed_rec(T0 / 60, "api", "temp");
+	cr_assert_not_null(g);
+	cr_expect_float_eq(g->agg.lst, 9, 1e-9);
+	cr_expect_float_eq(g->agg.min, 7, 1e-9);
+	cr_expect_str_eq(g->user, "default");
+}
+
+Test(merger, late_data_is_counted_and_dropped)
+{
+	struct dts_merger_stats st;
+	char line[64];
+
+	dts_merger_step(m, T0 * 1000);
+	feed(0, T0 + 1, "api.hits:1|c");
+	dts_merger_step(m, (T0 + 70) * 1000); /* minute T0 closed */
+	cr_assert_eq(nclosed, 1);
+	snprintf(line, sizeof(line), "api.hits:1|c|T%lld", (long long)(T0 + 2));
+	feed(0, T0 + 71, line);
+	dts_merger_step(m, (T0 + 71) * 1000);
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.dropped[DTS_DROP_LATE], 1);
+}
+
+Test(merger, gauge_deltas_across_tables)
+{
+	dts_merger_step(m, T0 * 1000);
+	feed(0, T0 + 1, "g.level:100|g");
+	feed(1, T0 + 2, "g.level:+5|g");
+	feed(0, T0 + 3, "g.level:-20|g");
+	dts_merger_step(m, (T0 + 5) * 1000);
+	const struct dts_current *cur = current(NULL, "g", "level", DTS_GAUGE);
+	cr_assert_not_null(cur);
+	cr_expect_float_eq(cur->last, 85, 1e-9);
+	cr_expect_float_eq(cur->min, 85, 1e-9);
+	cr_expect_float_eq(cur->max, 105, 1e-9);
+	cr_expect_float_eq(cur->count, 3, 1e-9);
+}
+
+Test(merger, timer_quantiles_in_current_state)
+{
+	char buf[8192];
+	int n = 0;
+
+	dts_merger_step(m, T0 * 1000);
+	for (int v = 1; v <= 1000; v++) {
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "api.lat:%d|ms\n", v);
+		if (n > 7000) {
+			feed(v % 2, T0 + 1, buf);
+			n = 0;
+		}
+	}
+	if (n)
+		feed(0, T0 + 1, buf);
+	dts_merger_step(m, (T0 + 5) * 1000);
+	const struct dts_current *cur = current(NULL, "api", "lat", DTS_TIMER);
+	cr_assert_not_null(cur);
+	cr_expect_float_eq(cur->count, 1000, 1e-9);
+	cr_expect_float_eq(cur->avg, 500.5, 1e-9);
+	cr_expect_float_eq(cur->min, 1, 1e-9);
+	cr_expect_float_eq(cur->max, 1000, 1e-9);
+	/* rank floor(q * 999): 100, 900, 500, 990 (1-based values = rank + 1) */
+	struct {
+		double got, exact;
+	} q[] = { { cur->bot10, 100 }, { cur->top10, 900 }, { cur->p50, 500 }, { cur->p99, 990 } };
+	for (size_t i = 0; i < 4; i++)
+		cr_expect(fabs(q[i].got - q[i].exact) <= q[i].exact * 0.0201, "quantile %zu: %g vs %g", i, q[i].got,
+			  q[i].exact);
+}
+
+Test(merger, users_are_separate)
+{
+	char auth[128], line[256];
+
+	cr_assert_gt(dts_dattss_auth((const uint8_t *)"s3cret", 6, "42", 2, auth, sizeof(auth)), 0);
+	snprintf(line, sizeof(line), "%s:api:hits:3c\napi.hits:1|c", auth);
+	dts_merger_step(m, T0 * 1000);
+	feed(0, T0 + 1, line);
+	dts_merger_step(m, (T0 + 5) * 1000);
+	cr_expect_float_eq(current("42", "api", "hits", DTS_COUNTER)->sum, 3, 1e-9);
+	cr_expect_float_eq(current("default", "api", "hits", DTS_COUNTER)->sum, 1, 1e-9);
+	cr_expect_null(current("7", "api", "hits", DTS_COUNTER));
+}
+
+Test(merger, idle_series_expire)
+{
+	struct dts_merger_stats st;
+
+	dts_merger_step(m, T0 * 1000);
+	feed(0, T0 + 1, "api.once:1|c");
+	dts_merger_step(m, (T0 + 5) * 1000);
+	cr_expect_not_null(current(NULL, "api", "once", DTS_COUNTER));
+	dts_merger_step(m, (T0 + 200) * 1000); /* expire_s = 120 */
+	cr_expect_null(current(NULL, "api", "once", DTS_COUNTER));
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.series_expired, 1);
+	cr_expect_eq(st.series_live, 0);
+}
+
+Test(merger, destroy_closes_the_open_minute)
+{
+	dts_merger_step(m, T0 * 1000);
+	feed(0, T0 + 1, "api.hits:2|c");
+	/* data still in a core's active table, never handed over */
+	dts_core_ingest(dts_merger_core(m, 1), "api.hits:3|c", 12, T0 + 2);
+	dts_merger_destroy(m, (T0 + 3) * 1000);
+	m = NULL;
+	cr_assert_eq(nclosed, 1);
+	cr_expect_float_eq(closed_rec(T0 / 60, "api", "hits")->agg.sum, 5, 1e-9);
+}
+
+Test(merger, create_rejects_bad_config)
+{
+	static const char *const what[] = { "zero cores", "65 cores", "grace beyond 60 s", "capacity not 2^n",
+					     "empty user", "one table per core" };
+
+	for (int i = 0; i < 6; i++) {
+		struct dts_merger_cfg cfg;
+
+		dts_merger_cfg_defaults(&cfg);
+		switch (i) {
+		case 0: cfg.cores = 0; break;
+		case 1: cfg.cores = 65; break;
+		case 2: cfg.grace_s = 61; break; /* the window ring holds three minutes */
+		case 3: cfg.table_capacity = 3000; break;
+		case 4: cfg.user = ""; break;
+		case 5: cfg.tables_per_core = 1; break;
+		}
+		errno = 0;
+		cr_expect_null(dts_merger_create(&cfg), "%s", what[i]);
+		cr_expect_eq(errno, EINVAL, "%s", what[i]);
+	}
+}
