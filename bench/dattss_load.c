@@ -214,36 +214,38 @@ static int gen_line(const struct opts *o, uint64_t k, uint64_t *rng, char *out, 
 
 /*
  * Build thread s's pool: the names i with i mod T == s->id, in permuted order, repeated (new values each pass) until
- * at least MIN_POOL_LINES lines. Returns 0 or -ENOMEM.
+ * at least MIN_POOL_LINES lines, then one prebuilt mmsghdr per datagram. Returns 0 or -ENOMEM.
  */
 static int pool_build(struct sender *s, const struct opts *o)
 {
 	uint64_t share = o->names / o->threads + (s->id < o->names % o->threads);
 	uint64_t passes = share ? (MIN_POOL_LINES + share - 1) / share : 0;
-	uint64_t total = share * passes, rng = mix64(o->seed + s->id);
-	size_t cap_bytes = (size_t)total * (MAX_LINE_GEN / 2) + PACK_BYTES, used = 0, cap_d;
+	uint64_t total = share * passes, rng = mix64(o->seed + s->id), i = 0;
+	/* generated lines are under 48 bytes (name <= 30, value <= 12, type 3); 64 per line plus a '\n' is ample */
+	size_t cap_bytes = (size_t)total * 65 + PACK_BYTES, used = 0, cap_d;
 	struct perm p;
 	char line[MAX_LINE_GEN];
 	enum dts_type t;
-	uint64_t i = 0;
 	int n;
 
 	if (total == 0)
 		return 0; /* more threads than names: this one idles */
 	perm_init(&p, o->names, o->seed);
 	cap_d = o->lpd ? total / o->lpd + 1 : total / 8 + 16;
-	s->buf = malloc(cap_bytes);
+	s->buf = malloc(cap_bytes); /* never reallocated: iov_base points into it */
 	s->meta = malloc(cap_d * sizeof(*s->meta));
-	if (!s->buf || !s->meta)
+	s->iov = malloc(cap_d * sizeof(*s->iov));
+	if (!s->buf || !s->meta || !s->iov)
 		return -ENOMEM;
-	/* the i-th line of the pool: name perm(s->id + T * (i mod share)) */
-#define NEXT_LINE() gen_line(o, perm_at(&p, s->id + (uint64_t)o->threads * (i % share)), &rng, line, &t)
-	n = NEXT_LINE();
+	/* the i-th line of the pool: name perm(id + T * (i mod share)) */
+	n = gen_line(o, perm_at(&p, s->id + (uint64_t)o->threads * (i % share)), &rng, line, &t);
 	while (i < total) {
 		struct dgram_meta m = { 0 };
 		size_t len = 0;
 
 		while (i < total && (o->lpd ? m.lines < o->lpd : m.lines == 0 || len + 1 + (size_t)n <= PACK_BYTES)) {
+			if (used + len + 1 + (size_t)n > cap_bytes)
+				return -ENOMEM; /* defensive: cannot happen with the bound above */
 			if (m.lines)
 				s->buf[used + len++] = '\n';
 			memcpy(s->buf + used + len, line, (size_t)n);
@@ -251,29 +253,450 @@ static int pool_build(struct sender *s, const struct opts *o)
 			m.lines++;
 			m.type_lines[t]++;
 			if (++i < total)
-				n = NEXT_LINE();
+				n = gen_line(o, perm_at(&p, s->id + (uint64_t)o->threads * (i % share)), &rng, line, &t);
 		}
 		if (s->n == cap_d) {
 			struct dgram_meta *nm = realloc(s->meta, 2 * cap_d * sizeof(*nm));
+			struct iovec *ni;
 
 			if (!nm)
 				return -ENOMEM;
 			s->meta = nm;
+			ni = realloc(s->iov, 2 * cap_d * sizeof(*ni));
+			if (!ni)
+				return -ENOMEM;
+			s->iov = ni;
 			cap_d *= 2;
 		}
-		s->meta[s->n].lines = m.lines;
-		memcpy(s->meta[s->n].type_lines, m.type_lines, sizeof(m.type_lines));
-		/* offsets for now; turned into iovecs below once buf stops moving */
-		s->meta[s->n].type_lines[0] = m.type_lines[0];
+		s->meta[s->n] = m;
+		s->iov[s->n].iov_base = s->buf + used;
+		s->iov[s->n].iov_len = len;
 		s->n++;
 		used += len;
-		/* remember the length in a side array built below: recompute from offsets */
-		if (s->n == 1 || 1) {
-			static __thread size_t *lens_dummy; /* unused: see iov construction */
-			(void)lens_dummy;
-		}
-		(void)len;
 	}
-#undef NEXT_LINE
+	s->msgs = calloc(s->n, sizeof(*s->msgs));
+	if (!s->msgs)
+		return -ENOMEM;
+	for (size_t k = 0; k < s->n; k++) {
+		s->msgs[k].msg_hdr.msg_iov = &s->iov[k];
+		s->msgs[k].msg_hdr.msg_iovlen = 1;
+	}
 	return 0;
+}
+
+static void sender_free(struct sender *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->msgs);
+	free(s->iov);
+	free(s->meta);
+	free(s->buf);
+}
+
+/* ---- sending ------------------------------------------------------------------------------------------------------- */
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void sleep_until(int64_t t_ns)
+{
+	struct timespec ts = { .tv_sec = t_ns / 1000000000, .tv_nsec = t_ns % 1000000000 };
+
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+#define RELAXED_ADD(field, n) atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + \
+						   (n), memory_order_relaxed)
+
+static void *sender_main(void *arg)
+{
+	struct sender *s = arg;
+	const struct opts *o = s->o;
+	const double rate = o->rate / o->threads; /* lines per second for this thread */
+	const int64_t t0 = mono_ns();
+	uint64_t lines = 0, pool_lines = 0;
+	size_t i = 0;
+	double lines_per_dgram;
+
+	if (s->n == 0)
+		return NULL;
+	for (size_t k = 0; k < s->n; k++)
+		pool_lines += s->meta[k].lines;
+	lines_per_dgram = (double)pool_lines / (double)s->n;
+	while (!atomic_load_explicit(&stop_flag, memory_order_relaxed)) {
+		int64_t now = mono_ns();
+		size_t want = BURST;
+		int r;
+
+		if (rate > 0) {
+			double due = rate * (double)(now - t0) / 1e9 - (double)lines; /* lines behind schedule */
+
+			if (due < lines_per_dgram) {
+				/* on schedule: sleep until the next datagram is due, within [SLICE_MIN, SLICE_MAX] */
+				int64_t wait = (int64_t)((lines_per_dgram - due) / rate * 1e9);
+
+				if (wait < SLICE_MIN_NS)
+					wait = SLICE_MIN_NS;
+				if (wait > SLICE_MAX_NS)
+					wait = SLICE_MAX_NS;
+				sleep_until(now + wait);
+				continue;
+			}
+			want = (size_t)(due / lines_per_dgram);
+			if (want > BURST)
+				want = BURST;
+		}
+		if (want > s->n - i)
+			want = s->n - i;
+		r = sendmmsg(s->fd, &s->msgs[i], (unsigned)want, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			RELAXED_ADD(s->errors, 1);
+			if (errno != ECONNREFUSED && errno != ENOBUFS && errno != EAGAIN) {
+				s->err = errno;
+				break;
+			}
+			sleep_until(mono_ns() + ERR_BACKOFF_NS);
+			continue;
+		}
+		/* Count exactly the datagrams the kernel took (r may be less than want). */
+		uint64_t tl[DTS_NTYPES] = { 0 }, nl = 0;
+
+		for (int k = 0; k < r; k++) {
+			const struct dgram_meta *m = &s->meta[i + (size_t)k];
+
+			nl += m->lines;
+			for (int t = 0; t < DTS_NTYPES; t++)
+				tl[t] += m->type_lines[t];
+		}
+		lines += nl;
+		RELAXED_ADD(s->lines, nl);
+		for (int t = 0; t < DTS_NTYPES; t++)
+			RELAXED_ADD(s->type_lines[t], tl[t]);
+		RELAXED_ADD(s->dgrams, (uint64_t)r);
+		i += (size_t)r;
+		if (i == s->n)
+			i = 0;
+	}
+	return NULL;
+}
+
+/* ---- options ------------------------------------------------------------------------------------------------------- */
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: dattss-load [options]\n"
+		"Send statsd lines over loopback UDP (sendmmsg) to a dattssd; prints one SUMMARY line.\n"
+		"  --host ADDR             127.0.0.0/8 or ::1 only (\"localhost\" = 127.0.0.1) (default 127.0.0.1)\n"
+		"  --port PORT             statsd UDP port (default 8125)\n"
+		"  --threads T             sending threads, each with its own socket (default 1)\n"
+		"  --rate LINES_PER_SEC    total over all threads; 0 = as fast as possible (default 0)\n"
+		"  --seconds S             duration (default 10)\n"
+		"  --names K               distinct names (default 1000)\n"
+		"  --mix c=70,ms=20,g=10   type weights: c counters, ms timers, g gauges, s sets (default c=70,ms=20,g=10)\n"
+		"  --lines-per-datagram N  lines per datagram; 0 = pack lines up to %d bytes (default 0)\n"
+		"  --seed N                permutation and value seed (default 1)\n"
+		"  --quiet                 no progress on stderr\n"
+		"  --help\n"
+		"Counter lines are always '<name>:1|c', so a server's counter sums must equal counter_lines_sent.\n",
+		PACK_BYTES);
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *e;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &e, 10);
+	if (errno || e == s || *e || s[0] == '-')
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_mix(const char *s, unsigned mix[DTS_NTYPES])
+{
+	char buf[128];
+	unsigned total = 0;
+	char *save, *tok;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	memset(mix, 0, DTS_NTYPES * sizeof(mix[0]));
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		uint64_t v;
+		int t;
+
+		if (!eq)
+			return -EINVAL;
+		*eq = '\0';
+		for (t = 0; t < DTS_NTYPES; t++)
+			if (strcmp(tok, type_key[t]) == 0)
+				break;
+		if (t == DTS_NTYPES || parse_u64(eq + 1, &v) != 0 || v > 1000000)
+			return -EINVAL;
+		mix[t] = (unsigned)v;
+		total += (unsigned)v;
+	}
+	return total ? 0 : -EINVAL;
+}
+
+/* Loopback only: 127.0.0.0/8 or ::1. Fills the address. Returns 0 or -EINVAL. */
+static int loopback_addr(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (strcmp(host, "localhost") == 0)
+		host = "127.0.0.1";
+	if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+		if ((ntohl(a4->sin_addr.s_addr) >> 24) != 127)
+			return -EINVAL;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons(port);
+		*len = sizeof(*a4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+		if (!IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr))
+			return -EINVAL;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(port);
+		*len = sizeof(*a6);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+		{ "host", required_argument, NULL, 'H' },
+		{ "port", required_argument, NULL, 'P' },
+		{ "threads", required_argument, NULL, 'T' },
+		{ "rate", required_argument, NULL, 'r' },
+		{ "seconds", required_argument, NULL, 's' },
+		{ "names", required_argument, NULL, 'k' },
+		{ "mix", required_argument, NULL, 'm' },
+		{ "lines-per-datagram", required_argument, NULL, 'l' },
+		{ "seed", required_argument, NULL, 'S' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t v;
+	char *e;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	strcpy(o->host, "127.0.0.1");
+	o->port = 8125;
+	o->threads = 1;
+	o->rate = 0;
+	o->seconds = 10;
+	o->names = 1000;
+	parse_mix("c=70,ms=20,g=10", o->mix);
+	o->lpd = 0;
+	o->seed = 1;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 'H':
+			if (strlen(optarg) >= sizeof(o->host))
+				goto bad;
+			strcpy(o->host, optarg);
+			break;
+		case 'P':
+			if (parse_u64(optarg, &v) || v == 0 || v > 65535)
+				goto bad;
+			o->port = (uint16_t)v;
+			break;
+		case 'T':
+			if (parse_u64(optarg, &v) || v == 0 || v > 64)
+				goto bad;
+			o->threads = (unsigned)v;
+			break;
+		case 'r':
+			o->rate = strtod(optarg, &e);
+			if (*e || e == optarg || !(o->rate >= 0 && o->rate < 1e10))
+				goto bad;
+			break;
+		case 's':
+			o->seconds = strtod(optarg, &e);
+			if (*e || e == optarg || !(o->seconds > 0 && o->seconds < 86400))
+				goto bad;
+			break;
+		case 'k':
+			if (parse_u64(optarg, &o->names) || o->names == 0 || o->names > 100000000)
+				goto bad;
+			break;
+		case 'm':
+			if (parse_mix(optarg, o->mix))
+				goto bad;
+			break;
+		case 'l':
+			if (parse_u64(optarg, &v) || v > 64)
+				goto bad;
+			o->lpd = (unsigned)v;
+			break;
+		case 'S':
+			if (parse_u64(optarg, &o->seed))
+				goto bad;
+			break;
+		case 'q':
+			o->quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "dattss-load: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+bad:
+	for (const struct option *x = lo; x->name; x++)
+		if (x->val == c)
+			fprintf(stderr, "dattss-load: bad value '%s' for --%s (see --help)\n", optarg, x->name);
+	return -EINVAL;
+}
+
+/* ---- main ---------------------------------------------------------------------------------------------------------- */
+
+static void totals(struct sender *s, unsigned n, uint64_t *lines, uint64_t tl[DTS_NTYPES], uint64_t *dgrams,
+		   uint64_t *errors)
+{
+	*lines = *dgrams = *errors = 0;
+	for (int t = 0; t < DTS_NTYPES; t++)
+		tl[t] = 0;
+	for (unsigned i = 0; i < n; i++) {
+		*lines += atomic_load_explicit(&s[i].lines, memory_order_relaxed);
+		for (int t = 0; t < DTS_NTYPES; t++)
+			tl[t] += atomic_load_explicit(&s[i].type_lines[t], memory_order_relaxed);
+		*dgrams += atomic_load_explicit(&s[i].dgrams, memory_order_relaxed);
+		*errors += atomic_load_explicit(&s[i].errors, memory_order_relaxed);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	struct sender *s;
+	uint64_t lines, tl[DTS_NTYPES], dgrams, errors, last = 0;
+	int64_t t_start, t_end, next;
+	unsigned started = 0;
+	int rc = parse_opts(argc, argv, &o);
+
+	if (rc)
+		return rc > 0 ? 0 : 2;
+	if (loopback_addr(o.host, o.port, &ss, &slen) != 0) {
+		fprintf(stderr,
+			"dattss-load: refusing --host '%s': this load generator only sends to loopback "
+			"(127.0.0.0/8, ::1 or localhost), never to another machine\n",
+			o.host);
+		return 2;
+	}
+	s = aligned_alloc(64, ((o.threads * sizeof(*s)) + 63) & ~(size_t)63);
+	if (!s) {
+		fprintf(stderr, "dattss-load: out of memory\n");
+		return 1;
+	}
+	memset(s, 0, o.threads * sizeof(*s));
+	for (unsigned i = 0; i < o.threads; i++)
+		s[i].fd = -1; /* so that cleanup closes only what was opened */
+	for (unsigned i = 0; i < o.threads; i++) {
+		int sndbuf = 4 << 20;
+
+		s[i].o = &o;
+		s[i].id = i;
+		s[i].fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (s[i].fd < 0 || connect(s[i].fd, (struct sockaddr *)&ss, slen) != 0) {
+			fprintf(stderr, "dattss-load: socket to %s port %u: %s\n", o.host, o.port, strerror(errno));
+			rc = 1;
+			goto out_free_senders;
+		}
+		setsockopt(s[i].fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+		if (pool_build(&s[i], &o) != 0) {
+			fprintf(stderr, "dattss-load: cannot allocate the datagram pool of thread %u\n", i);
+			rc = 1;
+			goto out_free_senders;
+		}
+	}
+	if (!o.quiet) {
+		size_t nd = 0;
+		uint64_t pl = 0;
+
+		for (unsigned i = 0; i < o.threads; i++) {
+			nd += s[i].n;
+			for (size_t k = 0; k < s[i].n; k++)
+				pl += s[i].meta[k].lines;
+		}
+		fprintf(stderr, "dattss-load: %u thread(s), pools %" PRIu64 " lines in %zu datagrams (%.1f lines each)\n",
+			o.threads, pl, nd, nd ? (double)pl / (double)nd : 0.0);
+	}
+
+	t_start = mono_ns();
+	t_end = t_start + (int64_t)(o.seconds * 1e9);
+	for (; started < o.threads; started++) {
+		if (pthread_create(&s[started].thread, NULL, sender_main, &s[started]) != 0) {
+			fprintf(stderr, "dattss-load: cannot start thread %u\n", started);
+			atomic_store(&stop_flag, true);
+			rc = 1;
+			break;
+		}
+	}
+	for (next = t_start + 1000000000; rc == 0; next += 1000000000) {
+		sleep_until(next < t_end ? next : t_end);
+		if (next >= t_end)
+			break;
+		if (!o.quiet) {
+			totals(s, o.threads, &lines, tl, &dgrams, &errors);
+			fprintf(stderr, "dattss-load: t=%.0fs lines=%" PRIu64 " rate=%.3fM/s errors=%" PRIu64 "\n",
+				(double)(next - t_start) / 1e9, lines, (double)(lines - last) / 1e6, errors);
+			last = lines;
+		}
+	}
+	atomic_store(&stop_flag, true);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(s[i].thread, NULL);
+	t_end = mono_ns();
+	for (unsigned i = 0; i < o.threads; i++)
+		if (s[i].err) {
+			fprintf(stderr, "dattss-load: thread %u stopped: sendmmsg: %s\n", i, strerror(s[i].err));
+			rc = 1;
+		}
+
+	totals(s, o.threads, &lines, tl, &dgrams, &errors);
+	printf("SUMMARY bench=load lines_sent=%" PRIu64 " counter_lines_sent=%" PRIu64 " timer_lines_sent=%" PRIu64
+	       " datagrams_sent=%" PRIu64 " send_errors=%" PRIu64 " seconds=%.3f lines_per_sec=%.0f gauge_lines_sent=%" PRIu64
+	       " set_lines_sent=%" PRIu64 " threads=%u names=%" PRIu64 " target_rate=%.0f lines_per_datagram=%u\n",
+	       lines, tl[DTS_COUNTER], tl[DTS_TIMER], dgrams, errors, (double)(t_end - t_start) / 1e9,
+	       (double)lines / ((double)(t_end - t_start) / 1e9), tl[DTS_GAUGE], tl[DTS_SET], o.threads, o.names, o.rate,
+	       o.lpd);
+	fflush(stdout);
+
+out_free_senders:
+	for (unsigned i = 0; i < o.threads; i++)
+		sender_free(&s[i]);
+	free(s);
+	return rc;
 }

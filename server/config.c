@@ -17,6 +17,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -81,26 +82,26 @@ static const struct key keys[] = {
 	  "statsd/DaTtSs lines over UDP and TCP; 0 = off" },
 	{ "unix_socket", K_PATH, FIELD(unix_socket), 0, 0, true, "PATH", "statsd Unix datagram socket; empty = off" },
 	{ "http_port", K_U16, FIELD(http_port), 0, 65535, false, "PORT", "HTTP API, dashboard, /metrics; 0 = off" },
-	{ "workers", K_UINT, FIELD(workers), 1, 64, false, "N", "UDP receive threads, 1..64" },
+	{ "workers", K_UINT, FIELD(workers), 1, 63, false, "N", "UDP receive threads, 1..63" },
 	{ "cpu_pin", K_BOOL, FIELD(cpu_pin), 0, 0, false, NULL, "pin worker i to CPU i mod ncpu" },
 	{ "recv_batch", K_UINT, FIELD(recv_batch), 1, 1024, false, "N", "datagrams per recvmmsg() call, 1..1024" },
 	{ "rcvbuf_bytes", K_BYTES, FIELD(rcvbuf_bytes), 0, RCVBUF_MAX, false, "BYTES",
 	  "SO_RCVBUF per socket (K/M/G suffix ok), up to 1G; 0 = system default" },
 	{ "tick_ms", K_UINT, FIELD(tick_ms), 10, 60000, false, "MS", "table hand-over period to the merger, 10..60000" },
-	{ "grace_s", K_UINT, FIELD(grace_s), 0, 600, false, "S", "seconds after a minute ends before it is closed, 0..600" },
+	{ "grace_s", K_UINT, FIELD(grace_s), 0, 60, false, "S", "seconds after a minute ends before it is closed, 0..60" },
 	{ "max_past_skew_s", K_I64, FIELD(max_past_skew_s), 0, 86400, false, "S",
 	  "oldest statsd |T timestamp accepted, seconds before now, 0..86400" },
-	{ "max_future_skew_s", K_I64, FIELD(max_future_skew_s), 0, 3600, false, "S",
-	  "newest statsd |T timestamp accepted, seconds after now, 0..3600" },
+	{ "max_future_skew_s", K_I64, FIELD(max_future_skew_s), 0, 60, false, "S",
+	  "newest statsd |T timestamp accepted, seconds after now, 0..60" },
 	{ "user", K_NAME, FIELD(user), 0, 0, false, "NAME", "user owning statsd lines, 1..64 of [A-Za-z0-9@._+-]" },
 	{ "default_process", K_NAME, FIELD(default_process), 0, 0, false, "NAME",
 	  "process for statsd names without a separator" },
 	{ "split_process", K_BOOL, FIELD(split_process), 0, 0, false, NULL,
 	  "process = first segment of a statsd name" },
 	{ "process_sep", K_SEP, FIELD(process_sep), 0, 0, false, "CHAR",
-	  "separator between process and counter (one punctuation character)" },
+	  "separator between process and counter: one of . _ -" },
 	{ "secret", K_SECRET, FIELD(secret), 0, 0, false, "SECRET",
-	  "HMAC key for DaTtSs AUTH (visible in ps: prefer --secret-file or $DATTSS_SECRET); empty = DaTtSs lines rejected" },
+	  "HMAC key for DaTtSs AUTH; empty = reject DaTtSs lines (shows in ps: prefer the next)" },
 	{ "secret_file", K_SECRET_FILE, FIELD(secret_file), 0, 0, false, "FILE", "read the secret from FILE (one line)" },
 	{ "log_level", K_LOG_LEVEL, FIELD(log_level), 0, 0, false, "LEVEL", "error, warn, info or debug" },
 };
@@ -364,7 +365,7 @@ out_close:
 
 /*
  * Parse v for key k and store it in c. Returns 0, or a negative errno with why set to a reason without the key
- * name ("must be an integer between 1 and 64, got 'abc'"). On error c is unchanged.
+ * name ("must be an integer between 1 and 63, got 'abc'"). On error c is unchanged.
  */
 static int set_value(struct dts_config *c, const struct key *k, const char *v, char *why, size_t whylen)
 {
@@ -424,12 +425,17 @@ static int set_value(struct dts_config *c, const struct key *k, const char *v, c
 			     (long long)k->max, show(v, shown));
 			return -EINVAL;
 		}
-		if (k->kind == K_U16)
+		/* The table's field size must match its kind: the store goes through the offset. */
+		if (k->kind == K_U16) {
+			assert(k->size == sizeof(uint16_t));
 			*(uint16_t *)(void *)field = (uint16_t)n;
-		else if (k->kind == K_UINT)
+		} else if (k->kind == K_UINT) {
+			assert(k->size == sizeof(unsigned));
 			*(unsigned *)(void *)field = (unsigned)n;
-		else
+		} else {
+			assert(k->size == sizeof(int64_t));
 			*(int64_t *)(void *)field = n;
+		}
 		return 0;
 
 	case K_BYTES:
@@ -438,6 +444,7 @@ static int set_value(struct dts_config *c, const struct key *k, const char *v, c
 			     (long long)k->min, (long long)k->max, show(v, shown));
 			return -EINVAL;
 		}
+		assert(k->size == sizeof(unsigned));
 		*(unsigned *)(void *)field = (unsigned)n;
 		return 0;
 
@@ -446,17 +453,16 @@ static int set_value(struct dts_config *c, const struct key *k, const char *v, c
 			errf(why, whylen, "must be true/false, yes/no, on/off or 1/0, got '%s'", show(v, shown));
 			return -EINVAL;
 		}
+		assert(k->size == sizeof(bool));
 		*(bool *)(void *)field = b;
 		return 0;
 
 	case K_SEP:
-		/* Printable, not alphanumeric (it would split names in the middle of words), not a space (names never hold
-		 * one), and not ':' or '|' (statsd syntax: they can never occur inside a metric name). */
-		if (strlen(v) != 1 || v[0] <= ' ' || v[0] >= 0x7f || (v[0] >= '0' && v[0] <= '9') ||
-		    (v[0] >= 'a' && v[0] <= 'z') || (v[0] >= 'A' && v[0] <= 'Z') || v[0] == ':' || v[0] == '|') {
-			errf(why, whylen,
-			     "must be exactly one printable character other than a letter, digit, space, ':' or '|' "
-			     "(quote '#': \"#\"), got '%s'",
+		/* The process is split off the *normalised* name, and normalisation keeps only [A-Za-z0-9_.-]: of the
+		 * non-alphanumeric characters only '.', '_' and '-' can ever be found there (docs/protocols.md). */
+		if (strlen(v) != 1 || !strchr("._-", v[0])) {
+			errf(why, whylen, "must be one of '.', '_' or '-' (the only separators left after name "
+					  "normalisation), got '%s'",
 			     show(v, shown));
 			return -EINVAL;
 		}
@@ -963,8 +969,8 @@ int dts_config_dump(const struct dts_config *c, FILE *out)
 		char value[DTS_CONFIG_PATH_SIZE + 8];
 		if (k->kind == K_SECRET) {
 			if (c->secret[0])
-				fprintf(out, "# secret: set, %zu bytes, redacted%s\n", strlen(c->secret),
-					c->secret_file[0] ? " (from secret_file)" : "");
+				fprintf(out, "# secret: set, %zu byte%s, redacted%s\n", strlen(c->secret),
+					strlen(c->secret) == 1 ? "" : "s", c->secret_file[0] ? " (from secret_file)" : "");
 			else
 				fprintf(out, "# secret: not set (DaTtSs UDP lines are rejected)\n");
 			continue;

@@ -58,16 +58,19 @@ struct dts_config {
 	uint16_t http_port; /* HTTP API, dashboard, /metrics [8080; 0..65535, 0 = off; != statsd_port] */
 
 	/* Receive workers */
-	unsigned workers; /* UDP receive threads (SO_REUSEPORT sockets) [2; 1..64] */
+	unsigned workers; /* UDP receive threads (SO_REUSEPORT sockets) [2; 1..63: the merger takes at most 64 cores
+			   * and main.c adds one for the TCP/Unix-socket stream thread] */
 	bool cpu_pin; /* pin worker i to CPU (i mod ncpu) [true] */
 	unsigned recv_batch; /* datagrams per recvmmsg() call [64; 1..1024] */
 	unsigned rcvbuf_bytes; /* SO_RCVBUF per socket [8388608; 0..1073741824, 0 = system default] */
 
 	/* Aggregation timing */
 	unsigned tick_ms; /* how often workers hand tables to the merger [1000; 10..60000] */
-	unsigned grace_s; /* seconds after a minute ends before it is closed and stored [10; 0..600] */
+	unsigned grace_s; /* seconds after a minute ends before it is closed and stored [10; 0..60: the merger keeps
+			   * three minute windows per series (engine.h), so a minute must close within the next] */
 	int64_t max_past_skew_s; /* statsd |T timestamps accepted down to now - this [600; 0..86400] */
-	int64_t max_future_skew_s; /* ... and up to now + this [60; 0..3600] */
+	int64_t max_future_skew_s; /* ... and up to now + this [60; 0..60: further ahead than the next minute the
+				    * merger has no window and would drop it anyway] */
 
 	/* Identity of statsd lines (they carry no user or process of their own) */
 	char user[DTS_CONFIG_NAME_SIZE]; /* user owning statsd lines on these listeners ["default"; 1..64 of
@@ -96,7 +99,7 @@ void dts_config_defaults(struct dts_config *c);
  * Apply the settings in the config file at path on top of c.
  * Returns 0; -EINVAL for a syntax error, unknown key or bad value; or -errno when the file (or a secret_file it names)
  * cannot be read. On error c is unchanged and err (when errlen > 0) holds one line naming the file, the line and the
- * key, e.g. "dattssd.conf:12: workers: must be an integer between 1 and 64, got 'abc'".
+ * key, e.g. "dattssd.conf:12: workers: must be an integer between 1 and 63, got 'abc'".
  * Checks each value on its own; the cross-field checks run in dts_config_check(). Does not set c->config_file.
  */
 int dts_config_load_file(struct dts_config *c, const char *path, char *err, size_t errlen);

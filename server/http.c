@@ -320,8 +320,19 @@ static void metric_head(struct buf *b, const char *name, const char *type, const
 	bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* Worker label of engine core i: UDP workers are "0".."n-2"; the last core serves TCP and the Unix socket. */
+static const char *worker_label(unsigned i, unsigned n, char *buf, size_t len)
+{
+	if (i + 1 == n)
+		return "stream";
+	snprintf(buf, len, "%u", i);
+	return buf;
+}
+
 static enum MHD_Result metrics(struct dts_http *h, struct MHD_Connection *conn)
 {
+	char lb[16];
+
 	unsigned n = h->ctx.cores;
 	struct dts_core_stats *cs = calloc(n, sizeof(*cs));
 	struct dts_merger_stats ms;
@@ -341,8 +352,8 @@ static enum MHD_Result metrics(struct dts_http *h, struct MHD_Connection *conn)
 	do {                                                                                   \
 		metric_head(&b, name, type, help);                                             \
 		for (unsigned i = 0; i < n; i++)                                               \
-			bprintf(&b, name "{worker=\"%s%u\"} %" PRIu64 "\n", i + 1 == n ? "stream" : "", \
-				i + 1 == n ? 0 : i, cs[i].field);                              \
+			bprintf(&b, name "{worker=\"%s\"} %" PRIu64 "\n",                   \
+				worker_label(i, n, lb, sizeof(lb)), cs[i].field);               \
 	} while (0)
 	PER_CORE("dattss_received_packets_total", "counter", "Datagrams (or stream reads) received.", packets);
 	PER_CORE("dattss_received_bytes_total", "counter", "Payload bytes received.", bytes);
@@ -354,24 +365,23 @@ static enum MHD_Result metrics(struct dts_http *h, struct MHD_Connection *conn)
 #undef PER_CORE
 	metric_head(&b, "dattss_decoded_lines_total", "counter", "Lines decoded, by protocol.");
 	for (unsigned i = 0; i < n; i++) {
-		const char *pre = i + 1 == n ? "stream" : "";
-		unsigned id = i + 1 == n ? 0 : i;
+		const char *w = worker_label(i, n, lb, sizeof(lb));
 
-		bprintf(&b, "dattss_decoded_lines_total{worker=\"%s%u\",protocol=\"statsd\"} %" PRIu64 "\n", pre, id,
+		bprintf(&b, "dattss_decoded_lines_total{worker=\"%s\",protocol=\"statsd\"} %" PRIu64 "\n", w,
 			cs[i].statsd_lines);
-		bprintf(&b, "dattss_decoded_lines_total{worker=\"%s%u\",protocol=\"dattss\"} %" PRIu64 "\n", pre, id,
+		bprintf(&b, "dattss_decoded_lines_total{worker=\"%s\",protocol=\"dattss\"} %" PRIu64 "\n", w,
 			cs[i].dattss_lines);
 	}
 	metric_head(&b, "dattss_rejected_lines_total", "counter", "Malformed lines skipped, by reason.");
 	for (unsigned i = 0; i < n; i++)
 		for (unsigned r = 1; r < DTS_REJ_COUNT; r++)
-			bprintf(&b, "dattss_rejected_lines_total{worker=\"%s%u\",reason=\"%s\"} %" PRIu64 "\n",
-				i + 1 == n ? "stream" : "", i + 1 == n ? 0 : i, dts_reject_name(r), cs[i].rejected[r]);
+			bprintf(&b, "dattss_rejected_lines_total{worker=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+				worker_label(i, n, lb, sizeof(lb)), dts_reject_name(r), cs[i].rejected[r]);
 	metric_head(&b, "dattss_dropped_total", "counter", "Valid values or entries dropped, by stage and reason.");
 	for (unsigned i = 0; i < n; i++)
 		for (unsigned d = 0; d < DTS_DROP_COUNT; d++)
-			bprintf(&b, "dattss_dropped_total{stage=\"worker\",worker=\"%s%u\",reason=\"%s\"} %" PRIu64 "\n",
-				i + 1 == n ? "stream" : "", i + 1 == n ? 0 : i, dts_drop_name(d), cs[i].dropped[d]);
+			bprintf(&b, "dattss_dropped_total{stage=\"worker\",worker=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+				worker_label(i, n, lb, sizeof(lb)), dts_drop_name(d), cs[i].dropped[d]);
 	for (unsigned d = 0; d < DTS_DROP_COUNT; d++)
 		bprintf(&b, "dattss_dropped_total{stage=\"merger\",reason=\"%s\"} %" PRIu64 "\n", dts_drop_name(d),
 			ms.dropped[d]);

@@ -82,6 +82,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	dts_log_set_level(cfg.log_level);
+	if (dts_log_enabled(DTS_LOG_DEBUG))
+		dts_config_dump(&cfg, stderr);
 
 	/* Block the shutdown signals before any thread starts so that only the main thread receives them. */
 	sigemptyset(&sigs);

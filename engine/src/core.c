@@ -19,8 +19,8 @@
 #include "dts/hash.h"
 #include "engine_internal.h"
 
+/* Where a decoded sample goes: its identity hash, slot and (prefetched) table bucket. */
 struct pending {
-	struct dts_sample s;
 	uint64_t hash;
 	uint32_t slot;
 	uint32_t bucket;
@@ -30,6 +30,7 @@ struct pending {
 #define PENDING_MAX (DTS_INGEST_BATCH + DTS_MAX_VALUES_PER_LINE)
 
 struct batch {
+	struct dts_sample s[PENDING_MAX]; /* contiguous, so the decoders write straight into it */
 	struct pending p[PENDING_MAX];
 	unsigned n; /* pending samples */
 	unsigned lines; /* lines decoded into this batch (= scratch buffers in use) */
@@ -107,7 +108,7 @@ static uint32_t store_ident(struct dts_core *c, struct dts__table *t, const stru
 
 /* Find or insert the bucket for (hash, slot). Returns NULL when the table cannot take a new entry. */
 static struct dts__entry *lookup_insert(struct dts_core *c, struct dts__table *t, const struct pending *pd,
-					int16_t rel, uint32_t *idx_out)
+					const struct dts_sample *s, int16_t rel, uint32_t *idx_out)
 {
 	uint32_t i = pd->bucket;
 
@@ -125,14 +126,14 @@ static struct dts__entry *lookup_insert(struct dts_core *c, struct dts__table *t
 	/* Hard limit 7/8 full: past max_used the core asks for a hand-over but keeps aggregating meanwhile. */
 	if (t->n_used >= t->mask - (t->mask >> 3))
 		return NULL;
-	uint32_t off = store_ident(c, t, &pd->s);
+	uint32_t off = store_ident(c, t, s);
 	if (off == UINT32_MAX)
 		return NULL;
 	struct dts__entry *e = &t->entries[i];
 	e->hash = pd->hash;
 	e->key_off = off;
 	e->slot_rel = rel;
-	e->type = pd->s.type;
+	e->type = s->type;
 	e->flags = 0;
 	dts_agg_init(&e->agg);
 	t->used[t->n_used++] = i;
@@ -157,9 +158,8 @@ static void apply_gauge(struct dts__entry *e, const struct dts_sample *s)
 }
 
 /* Aggregate one pending sample. Returns true when it was counted. */
-static bool apply_one(struct dts_core *c, struct dts__table *t, const struct pending *pd)
+static bool apply_one(struct dts_core *c, struct dts__table *t, const struct pending *pd, const struct dts_sample *s)
 {
-	const struct dts_sample *s = &pd->s;
 	struct dts__entry *e;
 	uint32_t idx;
 	int64_t rel;
@@ -179,7 +179,7 @@ static bool apply_one(struct dts_core *c, struct dts__table *t, const struct pen
 		count_drop(c, DTS_DROP_TABLE_FULL);
 		return false;
 	}
-	e = lookup_insert(c, t, pd, (int16_t)rel, &idx);
+	e = lookup_insert(c, t, pd, s, (int16_t)rel, &idx);
 	if (!e) {
 		count_drop(c, DTS_DROP_TABLE_FULL);
 		return false;
@@ -197,7 +197,8 @@ static bool apply_one(struct dts_core *c, struct dts__table *t, const struct pen
 		l->key = a <= DTS_SKETCH_MIN_VALUE ? INT16_MIN : (int16_t)dts_sketch_key(a);
 		l->negative = s->value < 0;
 		l->pad = 0;
-		l->weight = (float)s->weight;
+		/* 1/rate is finite for any accepted rate but may exceed float: clamp (the scalar agg keeps the double). */
+		l->weight = s->weight < 1e30 ? (float)s->weight : 1e30f;
 		break;
 	}
 	case DTS_GAUGE:
@@ -221,7 +222,7 @@ static void flush_batch(struct dts_core *c, struct batch *b)
 	struct dts__table *t = c->active;
 
 	for (unsigned i = 0; i < b->n; i++)
-		b->applied += apply_one(c, t, &b->p[i]);
+		b->applied += apply_one(c, t, &b->p[i], &b->s[i]);
 	b->n = 0;
 	b->lines = 0;
 }
@@ -230,28 +231,23 @@ static void flush_batch(struct dts_core *c, struct batch *b)
 static void decode_line(struct dts_core *c, struct batch *b, const char *line, size_t len, int64_t now_s)
 {
 	struct dts_scratch *scratch;
-	struct pending *first;
+	struct dts_sample *first;
 	int n;
 
 	if (b->lines == DTS_INGEST_BATCH || b->n + DTS_MAX_VALUES_PER_LINE > PENDING_MAX)
 		flush_batch(c, b);
 	scratch = &c->scratch[b->lines];
-	first = &b->p[b->n];
+	first = &b->s[b->n];
 	if (len > DTS_MAX_LINE) {
 		count_reject(c, DTS_REJ_LINE_TOO_LONG);
 		return;
 	}
 	if (dts_line_is_dattss(line, len)) {
-		n = dts_dattss_decode(c->dcfg, &c->auth, line, len, &first->s, scratch);
+		n = dts_dattss_decode(c->dcfg, &c->auth, line, len, first, scratch);
 		if (n > 0)
 			DTS__STAT_ADD(c->stats.dattss_lines, 1);
 	} else {
-		/* Decode values into the pending array, stride sizeof(struct pending): use a local array, then copy. */
-		struct dts_sample tmp[DTS_MAX_VALUES_PER_LINE];
-
-		n = dts_statsd_decode(c->dcfg, line, len, now_s, tmp, DTS_MAX_VALUES_PER_LINE, scratch);
-		for (int i = 0; i < n; i++)
-			first[i].s = tmp[i];
+		n = dts_statsd_decode(c->dcfg, line, len, now_s, first, DTS_MAX_VALUES_PER_LINE, scratch);
 		if (n > 0)
 			DTS__STAT_ADD(c->stats.statsd_lines, 1);
 	}
@@ -262,10 +258,10 @@ static void decode_line(struct dts_core *c, struct batch *b, const char *line, s
 		count_reject(c, -n);
 		return;
 	}
-	uint64_t h = dts__sample_hash(c, &first->s);
+	uint64_t h = dts__sample_hash(c, first);
 	for (int i = 0; i < n; i++) {
-		struct pending *pd = &first[i];
-		int64_t ts = pd->s.ts ? pd->s.ts : now_s;
+		struct pending *pd = &b->p[b->n + (unsigned)i];
+		int64_t ts = first[i].ts ? first[i].ts : now_s;
 
 		pd->hash = h;
 		pd->slot = (uint32_t)(ts / DTS_SLOT_SECONDS);

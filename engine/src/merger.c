@@ -38,8 +38,8 @@ struct win {
 	int64_t minute; /* -1 when unused */
 	bool closed;
 	struct dts_agg agg;
-	struct dts_sketch sk; /* timers */
-	struct dts_set set; /* sets */
+	struct dts_sketch *sk; /* timers only (NULL otherwise): counters and gauges do not pay for it */
+	struct dts_set *set; /* sets only */
 };
 
 struct slotagg {
@@ -168,10 +168,15 @@ static void win_reset(struct win *w, int64_t minute)
 	w->minute = minute;
 	w->closed = false;
 	dts_agg_init(&w->agg);
-	dts_sketch_clear(&w->sk);
-	dts_set_free(&w->set);
-	dts_set_init(&w->set);
+	if (w->sk)
+		dts_sketch_clear(w->sk);
+	if (w->set) {
+		dts_set_free(w->set);
+		dts_set_init(w->set);
+	}
 }
+
+static void series_free_now(struct series *s);
 
 static struct series *series_new(const struct dts__ident *id, uint8_t type, uint64_t hash)
 {
@@ -206,19 +211,38 @@ static struct series *series_new(const struct dts__ident *id, uint8_t type, uint
 	for (int i = 0; i < NWIN; i++) {
 		s->win[i].minute = -1;
 		dts_agg_init(&s->win[i].agg);
-		dts_sketch_init(&s->win[i].sk);
-		dts_set_init(&s->win[i].set);
+		if (type == DTS_TIMER) {
+			s->win[i].sk = malloc(sizeof(struct dts_sketch));
+			if (!s->win[i].sk)
+				goto out_free_series;
+			dts_sketch_init(s->win[i].sk);
+		} else if (type == DTS_SET) {
+			s->win[i].set = malloc(sizeof(struct dts_set));
+			if (!s->win[i].set)
+				goto out_free_series;
+			dts_set_init(s->win[i].set);
+		}
 	}
 	for (int i = 0; i < DTS_SLOTS_PER_MINUTE; i++)
 		s->ring[i].slot = -1;
 	return s;
+
+out_free_series:
+	series_free_now(s);
+	return NULL;
 }
 
 static void series_free_now(struct series *s)
 {
 	for (int i = 0; i < NWIN; i++) {
-		dts_sketch_free(&s->win[i].sk);
-		dts_set_free(&s->win[i].set);
+		if (s->win[i].sk) {
+			dts_sketch_free(s->win[i].sk);
+			free(s->win[i].sk);
+		}
+		if (s->win[i].set) {
+			dts_set_free(s->win[i].set);
+			free(s->win[i].set);
+		}
 	}
 	free(atomic_load_explicit(&s->cur, memory_order_relaxed));
 	free(s);
@@ -360,7 +384,7 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 		const struct dts__tlog *l = &t->tlog[i];
 		struct win *w = m->fold_map[l->entry];
 
-		if (w && dts_sketch_add_key(&w->sk, l->key == INT16_MIN ? INT32_MIN : l->key, l->negative,
+		if (w && w->sk && dts_sketch_add_key(w->sk, l->key == INT16_MIN ? INT32_MIN : l->key, l->negative,
 					    l->weight) != 0)
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 	}
@@ -368,7 +392,7 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 		const struct dts__slog *l = &t->slog[i];
 		struct win *w = m->fold_map[l->entry];
 
-		if (w && dts_set_add(&w->set, l->member) != 0)
+		if (w && w->set && dts_set_add(w->set, l->member) != 0)
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 	}
 	DTS__STAT_ADD(m->stats.entries_folded, n);
@@ -376,25 +400,6 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 }
 
 /* ---- current state --------------------------------------------------------------------------------------------- */
-
-/* dst += factor * src, bin by bin (src's keys re-expressed at level 0 so dst maps them to its own level). */
-static void sketch_merge_scaled(struct dts_sketch *dst, const struct dts_sketch *src, double factor)
-{
-	const struct dts_sketch_store *st[2] = { &src->pos, &src->neg };
-
-	if (factor <= 0)
-		return;
-	if (src->zero > 0)
-		dts_sketch_add_key(dst, INT32_MIN, false, src->zero * factor);
-	for (int sign = 0; sign < 2; sign++)
-		for (uint32_t i = 0; i < st[sign]->nbins; i++) {
-			float c = st[sign]->bins[i];
-			int32_t key = st[sign]->lo + (int32_t)i;
-
-			if (c > 0)
-				dts_sketch_add_key(dst, key * (1 << src->level), sign == 1, c * factor);
-		}
-}
 
 static struct cur *current_compute(const struct series *s, int64_t cur_slot, int64_t now_s)
 {
@@ -440,10 +445,12 @@ static struct cur *current_compute(const struct series *s, int64_t cur_slot, int
 		double back = 1.0 - (double)(now_s - min * 60) / 60.0; /* share of the previous minute in the window */
 
 		dts_sketch_init(&tmp);
-		if (wc->minute == min)
-			sketch_merge_scaled(&tmp, &wc->sk, 1.0);
-		if (wp->minute == min - 1)
-			sketch_merge_scaled(&tmp, &wp->sk, back);
+		/* A failure (-ENOMEM; back is in (0, 1]) leaves tmp without that window: it only affects the quantiles
+		 * published below, and there is no merger here to count it against. */
+		if (wc->minute == min && wc->sk)
+			(void)dts_sketch_merge_scaled(&tmp, wc->sk, 1.0);
+		if (wp->minute == min - 1 && wp->sk)
+			(void)dts_sketch_merge_scaled(&tmp, wp->sk, back);
 		if (tmp.count > 0) {
 			v->bot10 = dts_sketch_quantile(&tmp, 0.10);
 			v->top10 = dts_sketch_quantile(&tmp, 0.90);
@@ -455,7 +462,7 @@ static struct cur *current_compute(const struct series *s, int64_t cur_slot, int
 	if (s->type == DTS_SET) {
 		const struct win *wc = &s->win[(now_s / 60) % NWIN];
 
-		v->distinct = wc->minute == now_s / 60 ? dts_set_cardinality(&wc->set) : 0;
+		v->distinct = wc->minute == now_s / 60 && wc->set ? dts_set_cardinality(wc->set) : 0;
 	}
 	return c;
 }
@@ -505,7 +512,7 @@ static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
 
 static bool win_has_data(const struct win *w)
 {
-	return w->agg.count > 0 || w->sk.count > 0;
+	return w->agg.count > 0 || (w->sk && w->sk->count > 0);
 }
 
 static char *dup_ident(const struct series *s)
@@ -574,7 +581,7 @@ static void close_minute(struct dts_merger *m, int64_t minute)
 		r->agg = w->agg;
 		dts_sketch_init(&r->sketch);
 		dts_set_init(&r->set);
-		if (dts_sketch_copy(&r->sketch, &w->sk) != 0 || dts_set_merge(&r->set, &w->set) != 0) {
+		if ((w->sk && dts_sketch_copy(&r->sketch, w->sk) != 0) || (w->set && dts_set_merge(&r->set, w->set) != 0)) {
 			dts_sketch_free(&r->sketch);
 			dts_set_free(&r->set);
 			free(id);
@@ -656,7 +663,7 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	}
 	m->closed_upto = INT64_MIN;
 	m->pub_slot = -1;
-	m->map = cds_lfht_new_flavor(1 << 12, 1 << 12, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+	m->map = cds_lfht_new_flavor(1 << 16, 1 << 16, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
 				     &urcu_memb_flavor, NULL);
 	m->cores = calloc(cfg->cores, sizeof(*m->cores));
 	m->pool = calloc((size_t)cfg->cores * per, sizeof(*m->pool));

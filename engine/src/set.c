@@ -3,9 +3,22 @@
  *
  * HyperLogLog (Flajolet et al. 2007) with m = 2^P one-byte registers: the top P bits of the 64-bit hash pick the
  * register, the register keeps the maximum over its members of rho = 1 + the number of leading zeros of the remaining
- * 64 - P bits (64 - P + 1 when they are all zero). The estimate is the raw alpha_m m^2 / sum(2^-M[j]) with the linear
- * counting correction m ln(m / V) when the raw estimate is at most 2.5 m and V registers are still zero. No large-range
- * correction is needed with 64-bit hashes. Standard error 1.04 / sqrt(m) = 1.6% at P = 12.
+ * q = 64 - P bits (q + 1 when they are all zero).
+ *
+ * The estimate is Ertl's improved estimator ("New cardinality estimation algorithms for HyperLogLog sketches", 2017,
+ * section 4; the one Redis uses). With C[k] the number of registers holding k (k = 0 .. q + 1):
+ *
+ *     z = m tau(1 - C[q+1]/m),  then for k = q .. 1: z = (z + C[k]) / 2,  then z += m sigma(C[0]/m)
+ *     E = alpha_inf m^2 / z,    alpha_inf = 1 / (2 ln 2)
+ *
+ *     sigma(x) = x + sum_{k>=1} x^(2^k) 2^(k-1)
+ *     tau(x)   = (1 - x - sum_{k>=1} (1 - x^(2^-k))^2 2^-k) / 3
+ *
+ * sigma corrects for registers still at 0 (it replaces linear counting, with no switch point) and tau for registers
+ * at their maximum (never reached in practice with 64-bit hashes). Why not the standard estimator with linear counting:
+ * its raw estimate is biased upwards just above the 2.5 m switch point, which gave RMS 3.0% and worst 5.4% over 50
+ * member lists at n = 10,000 (m = 4096); Ertl's estimator stays at about the nominal 1.04 / sqrt(m) = 1.6% everywhere
+ * (docs/sketch.md has the measurements). It reads the same registers, so the encoding is unchanged.
  *
  * The exact array is converted when the (DTS_SET_EXACT_MAX + 1)-th distinct member arrives, so a set with n <= 64
  * members is exact whatever the order of adds and merges, and merging HLLs is register-wise max (exact: the merge of
@@ -40,6 +53,7 @@
 
 #define HLL_M (1u << DTS_HLL_P)
 #define HLL_MAX_RHO (64 - DTS_HLL_P + 1)
+#define HLL_ALPHA_INF 0.72134752044448170368 /* 1 / (2 ln 2) */
 #define FORMAT_VERSION 1
 #define KIND_EXACT 0
 #define KIND_DENSE 1
@@ -228,22 +242,58 @@ int dts_set_merge(struct dts_set *dst, const struct dts_set *src)
 	return 0;
 }
 
+/* Ertl's sigma(x) for x = C[0]/m in [0, 1]: the series x + sum x^(2^k) 2^(k-1), summed until it stops changing
+ * (x^(2^k) falls doubly exponentially). sigma(1) is infinite: every register empty means an estimate of 0. */
+static double hll_sigma(double x)
+{
+	double y = 1.0, z = x, prev;
+
+	if (x == 1.0)
+		return INFINITY;
+	do {
+		x *= x;
+		prev = z;
+		z += x * y;
+		y += y;
+	} while (z != prev);
+	return z;
+}
+
+/* Ertl's tau(x) for x = 1 - C[q+1]/m in [0, 1]: (1 - x - sum (1 - x^(2^-k))^2 2^-k) / 3, summed until it stops
+ * changing (the k-th term falls like 8^-k). */
+static double hll_tau(double x)
+{
+	double y = 1.0, z, prev;
+
+	if (x == 0.0 || x == 1.0)
+		return 0.0;
+	z = 1.0 - x;
+	do {
+		x = sqrt(x);
+		prev = z;
+		y *= 0.5;
+		z -= (1.0 - x) * (1.0 - x) * y;
+	} while (z != prev);
+	return z / 3.0;
+}
+
 double dts_set_cardinality(const struct dts_set *s)
 {
 	const double m = HLL_M;
-	double sum = 0.0, e;
-	uint32_t zeros = 0;
+	uint32_t hist[HLL_MAX_RHO + 1] = { 0 };
+	double z;
 
 	if (!s->hll)
 		return s->n;
-	for (uint32_t j = 0; j < HLL_M; j++) {
-		sum += ldexp(1.0, -(int)s->hll[j]);
-		zeros += s->hll[j] == 0;
-	}
-	e = 0.7213 / (1.0 + 1.079 / m) * m * m / sum;
-	if (e <= 2.5 * m && zeros > 0)
-		e = m * log(m / zeros);
-	return e;
+	for (uint32_t j = 0; j < HLL_M; j++)
+		hist[s->hll[j]]++; /* registers are <= HLL_MAX_RHO: hll_add and the decoders keep them there */
+	z = m * hll_tau((m - hist[HLL_MAX_RHO]) / m);
+	for (int k = HLL_MAX_RHO - 1; k >= 1; k--)
+		z = 0.5 * (z + hist[k]);
+	z += m * hll_sigma(hist[0] / m);
+	if (!(z > 0.0)) /* defensive: every register at its maximum, only possible from a crafted encoding */
+		return ldexp(1.0, 64); /* as many distinct members as there are hashes */
+	return HLL_ALPHA_INF * m * m / z; /* 0 when every register is empty (z infinite) */
 }
 
 static uint32_t hll_nonzero(const uint8_t *reg)

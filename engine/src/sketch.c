@@ -8,9 +8,9 @@
  * log(): it reads the exponent e and the mantissa s of the double from its bits and evaluates the cubic
  *     L(v) = e + A s^3 + B s^2 + C s      (A = 6/35, B = -3/5, C = 10/7, exact at powers of two)
  * which is monotone and whose slope in ln(v) is at least C = 10/7 (at s = 0) and at most 52/35 (at s -> 1). With
- * m = 7 / (10 ln gamma), a key spans 1/m in L and so at most ln(gamma) in ln(v): every value of a bin is within alpha of
- * the bin's representative 2*lo*hi/(lo+hi). An exact log mapping needs 1/log2(gamma) = ln 2/ln gamma keys per octave;
- * this one uses m = 0.7/ln gamma, 1% more.
+ * m = 7 / (10 ln gamma), a key spans 1/m in L and so at most ln(gamma) in ln(v): every value of a bin is within alpha
+ * of the bin's representative 2*lo*hi/(lo+hi). An exact log mapping needs 1/log2(gamma) = ln 2/ln gamma keys per
+ * octave; this one uses m = 0.7/ln gamma, 1% more.
  *
  * Stores are dense arrays covering exactly [min key, max key] of what was added (at the current level), grown by
  * doubling up to DTS_SKETCH_MAX_BINS. A key that would make a store span more than that raises the sketch's level until
@@ -35,9 +35,10 @@
  *                     nbins   LEB128 varint (minimal), 0 .. DTS_SKETCH_MAX_BINS
  *                     bins    nbins x f32 (finite, >= 0): weight of keys lo .. lo + nbins - 1
  *
- * An empty store is written lo = 0, nbins = 0 (2 bytes); an empty sketch is 22 bytes, a full one 18 + 2 * 1027. Keys
- * must lie in the range dts_sketch_key can produce, collapsed to `level`. The decoder accepts exactly what the encoder
- * can write (canonical varints, lo = 0 for empty stores), so decode then encode gives back the same bytes.
+ * An empty store is written lo = 0, nbins = 0 (2 bytes); an empty sketch is 22 bytes, a full one at most
+ * 18 + 2 * (3 + 2 + 1024) = 2076. Keys must lie in the range dts_sketch_key can produce, collapsed to `level`. The
+ * decoder accepts exactly what the encoder can write (canonical varints, lo = 0 for empty stores), so decode then
+ * encode gives back the same bytes.
  */
 #include <errno.h>
 #include <float.h>
@@ -100,13 +101,12 @@ int32_t dts_sketch_key(double v)
 	return k + (y > (double)k);
 }
 
-/* Bounds of the level-0 keys: dts_sketch_key returns keys in [key0(2^-30), key0(2^900)] (2^-30 < MIN_VALUE), and
- * add_key and decode accept exactly that range, so whatever a sketch holds can be encoded and decoded. At powers of
- * two L(v) = e exactly, so the bounds are ceil(e * m); the unit tests check them against dts_sketch_key. */
+/* Bounds of the level-0 keys: dts_sketch_key returns keys in [key0(2^-30), key0(2^900)] (2^-30 < MIN_VALUE, checked
+ * by the tests), and add_key and decode accept exactly that range, so whatever a sketch holds can be encoded and
+ * decoded. At powers of two L(v) = e exactly, so the bounds are ceil(e * m) (-1049 and 31499 at 1%). */
 #define MIN_EXP (-30)
 #define KEY0_MIN ((int32_t)(MIN_EXP * KEY_MULT)) /* truncation of a negative non-integer = ceil */
 #define KEY0_MAX ((int32_t)(MAX_EXP * KEY_MULT) + 1)
-/* (requires 2^-30 < DTS_SKETCH_MIN_VALUE: checked by the tests with the other floating-point conditions) */
 
 /* ceil(k / 2^d) for d in 0..31, with an arithmetic shift. */
 static inline int32_t key_collapse(int32_t k, unsigned d)
@@ -115,7 +115,7 @@ static inline int32_t key_collapse(int32_t k, unsigned d)
 }
 
 /* The value whose L is y: y = e + P(s) with P(s) = A s^3 + B s^2 + C s increasing on [0, 1] (P' >= 26/35), solved by
- * Newton from s = frac(y), which is within 0.1 of the root; 6 steps reach full double precision. Cold path. */
+ * Newton from s = frac(y) (P(s) stays within 0.09 of s); 6 steps reach full double precision. Cold path. */
 static double cubic_inverse(double y)
 {
 	double e = floor(y);
@@ -370,37 +370,26 @@ static uint32_t union_span(const struct dts_sketch_store *a, unsigned a_up, cons
 	return (uint32_t)(hi - lo) + 1;
 }
 
-/* dst (already at `level`, capacity reserved) += src's bins moved up by d levels. */
-static void store_merge(struct dts_sketch_store *dst, const struct dts_sketch_store *src, unsigned d)
+/* dst (already at `level`, capacity reserved) += factor * src's bins moved up by d levels. Each of src's bins is
+ * scaled before it is added, so with factor 1 this adds exactly src's floats. */
+static void store_merge(struct dts_sketch_store *dst, const struct dts_sketch_store *src, unsigned d, double factor)
 {
 	if (src->nbins == 0)
 		return;
 	store_extend(dst, key_collapse(src->lo, d));
 	store_extend(dst, key_collapse(src->lo + src->nbins - 1, d));
 	for (uint32_t i = 0; i < src->nbins; i++)
-		dst->bins[key_collapse(src->lo + (int32_t)i, d) - dst->lo] += src->bins[i];
+		dst->bins[key_collapse(src->lo + (int32_t)i, d) - dst->lo] += (float)((double)src->bins[i] * factor);
 }
 
-static void sketch_scale2(struct dts_sketch *s)
-{
-	for (uint32_t i = 0; i < s->pos.nbins; i++)
-		s->pos.bins[i] *= 2.0f;
-	for (uint32_t i = 0; i < s->neg.nbins; i++)
-		s->neg.bins[i] *= 2.0f;
-	s->zero *= 2.0;
-	s->count *= 2.0;
-}
-
-int dts_sketch_merge(struct dts_sketch *dst, const struct dts_sketch *src)
+/* dst += factor * src for a factor already checked (see scaled_ok). */
+static int merge_scaled(struct dts_sketch *dst, const struct dts_sketch *src, double factor)
 {
 	unsigned level = dst->level > src->level ? dst->level : src->level;
 	uint32_t pspan, nspan;
 	int err;
 
-	if (dst == src) {
-		sketch_scale2(dst);
-		return 0;
-	}
+	/* dst == src works too: same level and ranges, so nothing collapses and each bin is read before it is written */
 	for (;;) {
 		pspan = union_span(&dst->pos, level - dst->level, &src->pos, level - src->level);
 		nspan = union_span(&dst->neg, level - dst->level, &src->neg, level - src->level);
@@ -416,11 +405,44 @@ int dts_sketch_merge(struct dts_sketch *dst, const struct dts_sketch *src)
 	if (err)
 		return err;
 	sketch_collapse_to(dst, level);
-	store_merge(&dst->pos, &src->pos, level - src->level);
-	store_merge(&dst->neg, &src->neg, level - src->level);
-	dst->zero += src->zero;
-	dst->count += src->count;
+	store_merge(&dst->pos, &src->pos, level - src->level, factor);
+	store_merge(&dst->neg, &src->neg, level - src->level, factor);
+	dst->zero += src->zero * factor;
+	dst->count += src->count * factor;
 	return 0;
+}
+
+int dts_sketch_merge(struct dts_sketch *dst, const struct dts_sketch *src)
+{
+	return merge_scaled(dst, src, 1.0);
+}
+
+/* Whether src's weights times factor (> 0, finite) are still weights a sketch can hold: bins at most FLT_MAX (a float
+ * cast above it is undefined, and decode rejects inf), zero and count finite. A factor <= 1 cannot grow anything. */
+static bool scaled_ok(const struct dts_sketch *src, double factor)
+{
+	const struct dts_sketch_store *st[2] = { &src->pos, &src->neg };
+
+	if (!(factor > 0.0 && factor <= DBL_MAX))
+		return false;
+	if (factor <= 1.0)
+		return true;
+	if (!(src->count * factor <= DBL_MAX) || !(src->zero * factor <= DBL_MAX))
+		return false;
+	for (int k = 0; k < 2; k++)
+		for (uint32_t i = 0; i < st[k]->nbins; i++)
+			if (!((double)st[k]->bins[i] * factor <= FLT_MAX))
+				return false;
+	return true;
+}
+
+int dts_sketch_merge_scaled(struct dts_sketch *dst, const struct dts_sketch *src, double factor)
+{
+	if (factor == 0.0)
+		return 0;
+	if (!scaled_ok(src, factor))
+		return -EINVAL;
+	return merge_scaled(dst, src, factor);
 }
 
 int dts_sketch_copy(struct dts_sketch *dst, const struct dts_sketch *src)

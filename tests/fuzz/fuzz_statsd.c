@@ -1,0 +1,155 @@
+/*
+ * fuzz_statsd.c - libFuzzer target for dts_statsd_decode.
+ *
+ * The input is a datagram: it is split on '\n' and every line decoded, as dts_ingest does. Each line is first copied
+ * into a heap buffer of exactly its length so ASan sees any read past it. Invariants checked on every result:
+ *   - the return is 0..max_out or -(a reject reason in 1..DTS_REJ_COUNT-1);
+ *   - every span lies inside the line, the scratch buffer or the configured default process;
+ *   - lengths are within the limits (name, tags), the user is the listener's (NULL/0);
+ *   - names hold only [A-Za-z0-9_.-], tags only those and ':' and ',', and tags are sorted and distinct;
+ *   - value finite, weight finite and >= 1, type in range, ts 0 or within the skew window;
+ *   - decoding is deterministic (a second decode gives the same result).
+ * The configuration alternates between the defaults and no-split with '_' as separator, chosen by the first byte.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dts/decode.h"
+
+#define NOW 1700000000LL
+#define MAX_OUT 8
+
+#define CHECK(c)                 \
+	do {                     \
+		if (!(c))        \
+			abort(); \
+	} while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int in(const char *p, size_t n, const void *base, size_t size)
+{
+	const char *b = base;
+
+	return p >= b && p + n <= b + size;
+}
+
+static int name_chars_ok(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+		      c == '.' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+static void check_tags(const char *t, size_t n)
+{
+	const char *prev = NULL;
+	size_t prev_len = 0;
+	size_t a = 0;
+
+	CHECK(n <= DTS_MAX_TAGS_LEN);
+	if (n == 0)
+		return;
+	unsigned count = 0;
+	for (;;) {
+		size_t b = a;
+		while (b < n && t[b] != ',')
+			b++;
+		CHECK(b > a); /* no empty tag */
+		for (size_t i = a; i < b; i++)
+			CHECK(name_chars_ok(t + i, 1) || t[i] == ':');
+		if (prev != NULL) {
+			size_t m = prev_len < b - a ? prev_len : b - a;
+			int c = memcmp(prev, t + a, m);
+			CHECK(c < 0 || (c == 0 && prev_len < b - a)); /* strictly increasing */
+		}
+		prev = t + a;
+		prev_len = b - a;
+		count++;
+		if (b == n)
+			break;
+		a = b + 1;
+	}
+	CHECK(count <= DTS_MAX_TAGS);
+}
+
+static void decode_line(const struct dts_decode_cfg *cfg, const char *src, size_t len)
+{
+	static struct dts_sample out[MAX_OUT], out2[MAX_OUT];
+	static struct dts_scratch scratch, scratch2;
+	char *line = malloc(len ? len : 1);
+
+	CHECK(line != NULL);
+	memcpy(line, src, len);
+	int r = dts_statsd_decode(cfg, line, len, NOW, out, MAX_OUT, &scratch);
+	CHECK(r <= MAX_OUT && r > -DTS_REJ_COUNT);
+	CHECK(dts_reject_name(r < 0 ? -r : 0) != NULL);
+	for (int k = 0; k < r; k++) {
+		const struct dts_sample *s = &out[k];
+
+		CHECK(in(s->process, s->process_len, line, len) ||
+		      in(s->process, s->process_len, scratch.buf, sizeof(scratch.buf)) ||
+		      in(s->process, s->process_len, cfg->default_process, cfg->default_process_len));
+		CHECK(in(s->counter, s->counter_len, line, len) ||
+		      in(s->counter, s->counter_len, scratch.buf, sizeof(scratch.buf)));
+		CHECK(s->tags != NULL);
+		CHECK(s->tags_len == 0 || in(s->tags, s->tags_len, scratch.buf, sizeof(scratch.buf)));
+		CHECK(s->user == NULL && s->user_len == 0);
+		CHECK(s->counter_len >= 1 && s->counter_len <= DTS_MAX_NAME);
+		CHECK(s->process == cfg->default_process || s->process_len + 1 + s->counter_len <= DTS_MAX_NAME);
+		CHECK(s->process_len >= 1);
+		CHECK(name_chars_ok(s->counter, s->counter_len));
+		if (s->process != cfg->default_process)
+			CHECK(name_chars_ok(s->process, s->process_len));
+		check_tags(s->tags, s->tags_len);
+		CHECK(s->type < DTS_NTYPES);
+		CHECK(isfinite(s->value));
+		CHECK(isfinite(s->weight) && s->weight >= 1.0);
+		CHECK((s->flags & ~DTS_SAMPLE_GAUGE_DELTA) == 0);
+		CHECK(s->type == DTS_GAUGE || s->flags == 0);
+		CHECK(s->type == DTS_SET || s->set_member == 0);
+		CHECK(s->ts == 0 || (s->ts >= NOW - cfg->max_past_skew_s && s->ts <= NOW + cfg->max_future_skew_s));
+		CHECK(k == 0 || s->type == DTS_SET || (s->process == out[0].process && s->counter == out[0].counter));
+	}
+	CHECK(r <= 0 || dts_line_is_dattss(line, len) == 0);
+
+	int r2 = dts_statsd_decode(cfg, line, len, NOW, out2, MAX_OUT, &scratch2);
+	CHECK(r2 == r);
+	for (int k = 0; k < r; k++) {
+		CHECK(out2[k].process_len == out[k].process_len && out2[k].counter_len == out[k].counter_len);
+		CHECK(memcmp(out2[k].counter, out[k].counter, out[k].counter_len) == 0);
+		CHECK(out2[k].tags_len == out[k].tags_len && memcmp(out2[k].tags, out[k].tags, out[k].tags_len) == 0);
+		CHECK(memcmp(&out2[k].value, &out[k].value, sizeof(double)) == 0);
+		CHECK(out2[k].set_member == out[k].set_member && out2[k].flags == out[k].flags);
+	}
+	free(line);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct dts_decode_cfg cfg;
+	const char *p = (const char *)data, *end = p + size;
+
+	dts_decode_cfg_defaults(&cfg);
+	if (size > 0 && (data[0] & 0x80)) {
+		cfg.split_process = data[0] & 1;
+		cfg.process_sep = '_';
+	}
+	while (p <= end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *e = nl != NULL ? nl : end;
+
+		decode_line(&cfg, p, (size_t)(e - p));
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+	return 0;
+}

@@ -76,6 +76,12 @@ int dh_start(struct dh_daemon *d, const char *const *extra, char *err, size_t er
  */
 int dh_stop(struct dh_daemon *d, int timeout_ms);
 
+/* True while the child runs; reaps it (filling d->status) once it has exited, whoever stopped it. */
+bool dh_alive(struct dh_daemon *d);
+
+/* "running", "exited with status N" or "killed by signal N (name)" into buf; returns buf. */
+const char *dh_state_text(const struct dh_daemon *d, char *buf, size_t len);
+
 /* dh_stop(d, 5000) if still running, then remove the directory tree. Idempotent; safe on a zeroed struct. */
 void dh_destroy(struct dh_daemon *d);
 
@@ -87,7 +93,8 @@ char *dh_read_log(const struct dh_daemon *d);
 
 /* ---- sending ------------------------------------------------------------------------------------------------ */
 
-/* A UDP socket connected to the statsd port (one socket = one source port = one receive worker). Returns fd or -errno. */
+/* A UDP socket connected to the statsd port (one socket = one source port = one receive worker).
+ * Returns the fd or -errno. */
 int dh_udp_socket(const struct dh_daemon *d);
 /* Send one datagram on fd. Returns 0 or -errno (a short send is -EMSGSIZE). */
 int dh_udp_send(int fd, const char *buf, size_t len);
@@ -121,11 +128,12 @@ json_t *dh_find_series(json_t *root, const char *process, const char *counter, c
 double dh_num(const json_t *obj, const char *field);
 
 /*
- * Poll GET path (an /api/v1/current URL) every 100 ms until the series' field equals want exactly or timeout_ms
- * passed. Returns a new reference to the last version of the series object seen (check the field yourself: at
- * timeout it is the last value, not want), or NULL when the series never appeared with a current state.
+ * Poll GET path (an /api/v1/current URL) every 100 ms until the series' field equals want exactly, timeout_ms
+ * passed, or the daemon exited. Returns a new reference to the last version of the series object seen (check the
+ * field yourself: at timeout it is the last value, not want), or NULL when the series never appeared with a current
+ * state.
  */
-json_t *dh_wait_series(const struct dh_daemon *d, const char *path, const char *process, const char *counter,
+json_t *dh_wait_series(struct dh_daemon *d, const char *path, const char *process, const char *counter,
 		       const char *type, const char *tags, const char *field, double want, int timeout_ms);
 
 /*
@@ -142,7 +150,7 @@ double dh_metric(const struct dh_daemon *d, const char *name, const char *const 
 
 /*
  * Run argv (argv[0] a path) with stdin from /dev/null, stdout and stderr captured, for at most timeout_ms (then
- * SIGKILL). Returns 0 with *status the waitpid status and *out/*errout (may be NULL) malloc'd NUL-terminated
+ * SIGKILL). Returns 0 with *status the waitpid status and *out, *errout (each may be NULL) malloc'd NUL-terminated
  * captures, or -errno.
  */
 int dh_run(const char *const *argv, int timeout_ms, int *status, char **out, char **errout);

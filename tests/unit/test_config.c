@@ -164,7 +164,7 @@ static const struct good goods[] = {
 	{ "http_port", "65535", "http_port = 65535" },
 	{ "workers", "1", "workers = 1" },
 	{ "workers", "7", "workers = 7" },
-	{ "workers", "64", "workers = 64" },
+	{ "workers", "63", "workers = 63" },
 	{ "workers", "007", "workers = 7" },
 	{ "cpu_pin", "false", "cpu_pin = false" },
 	{ "cpu_pin", "no", "cpu_pin = false" },
@@ -182,11 +182,11 @@ static const struct good goods[] = {
 	{ "tick_ms", "10", "tick_ms = 10" },
 	{ "tick_ms", "60000", "tick_ms = 60000" },
 	{ "grace_s", "0", "grace_s = 0" },
-	{ "grace_s", "600", "grace_s = 600" },
+	{ "grace_s", "60", "grace_s = 60" },
 	{ "max_past_skew_s", "0", "max_past_skew_s = 0" },
 	{ "max_past_skew_s", "86400", "max_past_skew_s = 86400" },
 	{ "max_future_skew_s", "0", "max_future_skew_s = 0" },
-	{ "max_future_skew_s", "3600", "max_future_skew_s = 3600" },
+	{ "max_future_skew_s", "60", "max_future_skew_s = 60" },
 	{ "user", "alice@example.com", "user = \"alice@example.com\"" },
 	{ "user", "u_1+x-y.Z", "user = \"u_1+x-y.Z\"" },
 	{ "user", "42", "user = \"42\"" },
@@ -195,10 +195,9 @@ static const struct good goods[] = {
 	{ "default_process", "my-app_2", "default_process = \"my-app_2\"" },
 	{ "split_process", "false", "split_process = false" },
 	{ "split_process", "No", "split_process = false" },
-	{ "process_sep", "/", "process_sep = \"/\"" },
+	{ "process_sep", "_", "process_sep = \"_\"" },
 	{ "process_sep", "-", "process_sep = \"-\"" },
-	{ "process_sep", "#", "process_sep = \"#\"" },
-	{ "process_sep", "\"", "process_sep = '\"'" },
+	{ "process_sep", ".", "process_sep = \".\"" },
 	{ "log_level", "error", "log_level = error" },
 	{ "log_level", "warn", "log_level = warn" },
 	{ "log_level", "warning", "log_level = warn" },
@@ -307,7 +306,7 @@ Test(config, typed_fields)
 	int rc = parse(&c, err, sizeof(err),
 		       ARGS("--workers=5", "--statsd-port", "9000", "--http-port=0", "--rcvbuf-bytes=2M", "--tick-ms=250",
 			    "--grace-s=3", "--max-past-skew-s=30", "--max-future-skew-s=5", "--recv-batch=8",
-			    "--process-sep=/", "--no-split-process", "--no-cpu-pin", "--log-level=debug", "--bind=::1",
+			    "--process-sep=_", "--no-split-process", "--no-cpu-pin", "--log-level=debug", "--bind=::1",
 			    "--user=bob", "--default-process=misc", "--secret=k", "--unix-socket=/tmp/s",
 			    "--data-dir=/d"));
 	cr_assert_eq(rc, 0, "%s", err);
@@ -320,7 +319,7 @@ Test(config, typed_fields)
 	cr_expect_eq(c.max_past_skew_s, 30);
 	cr_expect_eq(c.max_future_skew_s, 5);
 	cr_expect_eq(c.recv_batch, 8);
-	cr_expect_eq(c.process_sep, '/');
+	cr_expect_eq(c.process_sep, '_');
 	cr_expect_not(c.split_process);
 	cr_expect_not(c.cpu_pin);
 	cr_expect_eq(c.log_level, DTS_LOG_DEBUG);
@@ -400,10 +399,10 @@ static const struct bad bads[] = {
 	{ "statsd_port", "99999999999999999999999", "between 0 and 65535" },
 	{ "unix_socket", too_long_sock, "at most 107 bytes" },
 	{ "http_port", "70000", "between 0 and 65535, got '70000'" },
-	{ "workers", "0", "between 1 and 64, got '0'" },
-	{ "workers", "65", "between 1 and 64" },
-	{ "workers", "abc", "must be an integer between 1 and 64, got 'abc'" },
-	{ "workers", "2.0", "between 1 and 64" },
+	{ "workers", "0", "between 1 and 63, got '0'" },
+	{ "workers", "64", "between 1 and 63" },
+	{ "workers", "abc", "must be an integer between 1 and 63, got 'abc'" },
+	{ "workers", "2.0", "between 1 and 63" },
 	{ "workers", "3 3", "got '3 3'" },
 	{ "cpu_pin", "maybe", "true/false" },
 	{ "cpu_pin", "", "true/false" },
@@ -421,11 +420,12 @@ static const struct bad bads[] = {
 	{ "rcvbuf_bytes", "", "byte count" },
 	{ "tick_ms", "9", "between 10 and 60000" },
 	{ "tick_ms", "60001", "between 10 and 60000" },
-	{ "grace_s", "601", "between 0 and 600" },
-	{ "grace_s", "-1", "between 0 and 600" },
+	{ "grace_s", "61", "between 0 and 60" },
+	{ "grace_s", "600", "between 0 and 60" },
+	{ "grace_s", "-1", "between 0 and 60" },
 	{ "max_past_skew_s", "86401", "between 0 and 86400" },
 	{ "max_past_skew_s", "-5", "between 0 and 86400" },
-	{ "max_future_skew_s", "3601", "between 0 and 3600" },
+	{ "max_future_skew_s", "61", "between 0 and 60" },
 	{ "user", "", "1 to 64 characters" },
 	{ "user", "a b", "got 'a b'" },
 	{ "user", "a/b", "1 to 64 characters" },
@@ -435,15 +435,17 @@ static const struct bad bads[] = {
 	{ "default_process", "", "1 to 64 characters" },
 	{ "default_process", "a|b", "1 to 64 characters" },
 	{ "split_process", "nope", "true/false" },
-	{ "process_sep", "", "exactly one printable character" },
+	{ "process_sep", "", "must be one of '.', '_' or '-'" },
+	{ "process_sep", "/", "must be one of" },
+	{ "process_sep", "#", "must be one of" },
 	{ "process_sep", "ab", "got 'ab'" },
-	{ "process_sep", "a", "exactly one" },
-	{ "process_sep", "Z", "exactly one" },
-	{ "process_sep", "5", "exactly one" },
-	{ "process_sep", ":", "exactly one" },
-	{ "process_sep", "|", "exactly one" },
-	{ "process_sep", " ", "exactly one" },
-	{ "process_sep", "\xc3\xa9", "exactly one" },
+	{ "process_sep", "a", "must be one of" },
+	{ "process_sep", "Z", "must be one of" },
+	{ "process_sep", "5", "must be one of" },
+	{ "process_sep", ":", "must be one of" },
+	{ "process_sep", "|", "must be one of" },
+	{ "process_sep", " ", "must be one of" },
+	{ "process_sep", "\xc3\xa9", "must be one of" },
 	{ "log_level", "verbose", "error, warn, info or debug, got 'verbose'" },
 	{ "log_level", "", "error, warn, info or debug" },
 	{ "log_level", "3", "error, warn, info or debug" },
@@ -558,7 +560,7 @@ static const struct syntax syntaxes[] = {
 	{ "unix_socket = ''\n", "unix_socket = \"\"", NULL },
 	{ "unix_socket = /x\nunix_socket =\n", "unix_socket = \"\"", NULL },
 	{ "unix_socket = /x\nunix_socket = # off\n", "unix_socket = \"\"", NULL },
-	{ "process_sep = \"#\"\n", "process_sep = \"#\"", NULL },
+	{ "process_sep = \"_\"\n", "process_sep = \"_\"", NULL },
 	{ "secret = ab#cd\n", "# secret: set, 5 bytes, redacted", NULL },
 	{ "secret = 'ab #cd'\n", "# secret: set, 6 bytes, redacted", NULL },
 	{ "workers 3\n", NULL, "dattssd.conf:1: expected 'key = value', got 'workers 3'" },
@@ -567,8 +569,8 @@ static const struct syntax syntaxes[] = {
 	{ "workers = \"3\n", NULL, "dattssd.conf:1: workers: missing closing \"" },
 	{ "workers = '3\n", NULL, "dattssd.conf:1: workers: missing closing '" },
 	{ "workers = \"3\" x\n", NULL, "dattssd.conf:1: workers: unexpected text after the closing quote" },
-	{ "workers = 3# no space, so not a comment\n", NULL, "workers: must be an integer between 1 and 64" },
-	{ "process_sep = #\n", NULL, "process_sep: must be exactly one" },
+	{ "workers = 3# no space, so not a comment\n", NULL, "workers: must be an integer between 1 and 63" },
+	{ "process_sep = #\n", NULL, "process_sep: must be one of" },
 	{ "a\r\nb\r\nworkers = x\r\n", NULL, "dattssd.conf:1: expected" },
 	{ "# 1\n# 2\n\n# 4\nworkers = 3\n\nworkers = 99\n", NULL, "dattssd.conf:7: workers: must be an integer" },
 	{ "wokers = 3\n", NULL, "dattssd.conf:1: unknown key 'wokers' (did you mean 'workers'?)" },
@@ -743,7 +745,7 @@ Test(config, bad_file_line_reported_through_parse_args)
 	const char *conf = write_conf("workers = 4\n\n# x\nworkers = abc\n");
 	char arg[200], want[300], err[512] = "";
 	snprintf(arg, sizeof(arg), "--config=%s", conf);
-	snprintf(want, sizeof(want), "%s:4: workers: must be an integer between 1 and 64, got 'abc'", conf);
+	snprintf(want, sizeof(want), "%s:4: workers: must be an integer between 1 and 63, got 'abc'", conf);
 	struct dts_config c;
 	dts_config_defaults(&c);
 	cr_expect_eq(parse(&c, err, sizeof(err), ARGS("--workers=8", arg)), -EINVAL);
@@ -1026,7 +1028,7 @@ Test(config, dump_redacts_secret_and_round_trips)
 	struct dts_config c;
 	dts_config_defaults(&c);
 	cr_assert_eq(parse(&c, err, sizeof(err),
-			   ARGS("--workers=7", "--bind=::", "--process-sep=#", "--data-dir= odd dir ", "--no-cpu-pin",
+			   ARGS("--workers=7", "--bind=::", "--process-sep=-", "--data-dir= odd dir ", "--no-cpu-pin",
 				"--log-level=warn", "--rcvbuf-bytes=1M", "--user=x@y", arg)),
 		     0, "%s", err);
 	char *d = dump_str(&c);
@@ -1182,12 +1184,14 @@ Test(log, civil_date_matches_gmtime_over_centuries)
 		char buf[128], want[64];
 		struct tm tm;
 		time_t tt = (time_t)t;
-		cr_assert_not_null(gmtime_r(&tt, &tm));
+		if (!gmtime_r(&tt, &tm))
+			cr_assert_fail("gmtime_r(%lld) failed", (long long)t);
 		strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%S", &tm);
 		fmt_line(buf, sizeof(buf), tt, 0, DTS_LOG_INFO, "c", "x");
-		if (t >= 0 || tm.tm_year + 1900 >= 1000) /* strftime pads %Y to 4 digits only for years >= 1000 */
-			cr_assert(strncmp(buf, want, strlen(want)) == 0, "t=%lld: got '%.19s' want '%s'", (long long)t,
-				  buf, want);
+		/* strftime pads %Y to 4 digits only for years >= 1000. Assert only on a mismatch: Criterion reports every
+		 * assertion over a pipe, and 70,000 of them would make this the slowest unit test. */
+		if ((t >= 0 || tm.tm_year + 1900 >= 1000) && strncmp(buf, want, strlen(want)) != 0)
+			cr_assert_fail("t=%lld: got '%.19s' want '%s'", (long long)t, buf, want);
 		checked++;
 	}
 	cr_expect_gt(checked, 70000);
@@ -1295,7 +1299,8 @@ Test(log, concurrent_lines_never_interleave)
 		int k = p[33] - '0';
 		cr_assert(k >= 0 && k < LOG_THREADS);
 		for (const char *q = p + 35; q < nl; q++)
-			cr_assert_eq(*q, 'a' + k, "line %u mixes threads", lines);
+			if (*q != 'a' + k) /* assert only on failure: one assertion per byte would take seconds */
+				cr_assert_fail("line %u mixes threads at byte %td", lines, q - p);
 		lines++;
 		p = nl + 1;
 	}

@@ -76,6 +76,9 @@ static const struct ok_case ok_cases[] = {
 	{ "9007199254740993", 9007199254740992.0 }, /* 2^53 + 1: halfway, ties to even (slow path) */
 	{ "9007199254740995", 9007199254740996.0 }, /* halfway, ties to even, upwards */
 	{ "18446744073709551615", 18446744073709551615.0 }, /* 2^64 - 1: 20 digits, truncated mantissa */
+	{ "18446744073709551616", 18446744073709551616.0 }, /* 2^64: would wrap a 20-digit uint64 to 0 */
+	{ "36893488147419103233", 36893488147419103233.0 }, /* 2^65 + 1: would wrap to 1 */
+	{ "1844674407370955161.6", 1844674407370955161.6 }, /* the 20th digit after the point */
 	{ "1e22", 1e22 }, /* last exact power of ten */
 	{ "1e23", 1e23 }, /* 10 * 1e22: Clinger's extended fast path, correctly rounded */
 	{ "1e30", 1e30 },

@@ -41,7 +41,7 @@ static double rng_uniform(void) /* (0, 1) */
 
 static double rng_normal(void)
 {
-	return sqrt(-2.0 * log(rng_uniform())) * cos(2.0 * M_PI * rng_uniform());
+	return sqrt(-2.0 * log(rng_uniform())) * cos(6.283185307179586 * rng_uniform());
 }
 
 static double gen_uniform_1_100(void)

@@ -29,7 +29,7 @@ void dts_set_free(struct dts_set *s);
 /* Add one member hash. Returns 0 or -ENOMEM (set unchanged). */
 int dts_set_add(struct dts_set *s, uint64_t member_hash);
 
-/* dst |= src. Returns 0 or -ENOMEM. */
+/* dst |= src (src unchanged). Returns 0 or -ENOMEM (dst unchanged then). */
 int dts_set_merge(struct dts_set *dst, const struct dts_set *src);
 
 /* Distinct members: exact while small, HLL estimate otherwise. */
@@ -37,7 +37,12 @@ double dts_set_cardinality(const struct dts_set *s);
 
 size_t dts_set_heap_bytes(const struct dts_set *s);
 
-/* Serialisation as for the sketch (docs/storage.md "set encoding"). */
+/*
+ * Serialisation as for the sketch (byte table at the top of set.c and in docs/sketch.md): encode returns bytes written
+ * or -ENOSPC; decode replaces the set's contents and returns bytes consumed, -EINVAL (never reads past len) or
+ * -ENOMEM, leaving the set unchanged on error. Exact sets, sparse HLLs (few non-zero registers) and dense HLLs have
+ * their own layouts; decode accepts only what encode would write.
+ */
 size_t dts_set_encoded_size(const struct dts_set *s);
 int dts_set_encode(const struct dts_set *s, uint8_t *buf, size_t buf_len);
 int dts_set_decode(struct dts_set *s, const uint8_t *buf, size_t len);

@@ -9,8 +9,9 @@
  * so that every bin spans at most ln(gamma) in ln(v): any value in the bin is within alpha of the bin's representative
  * 2*lo*hi/(lo+hi). A sketch at collapse level l stores key_l = ceil(key0 / 2^l): each collapse merges bins pairwise,
  * which is the same as using gamma^(2^l), so the guarantee after l collapses is alpha_l = (g_l - 1)/(g_l + 1) with
- * g_l = gamma^(2^l) (2.0% at l=1, 4.0% at l=2). Keys of level-0 values fit in int16 for every finite double the
- * decoders accept (|key0| <= 64 * m * 1.01 < 2300).
+ * g_l = gamma^(2^l) (2.0% at l=1, 4.0% at l=2). |v| is clamped to [DTS_SKETCH_MIN_VALUE, 2^900 (~8.5e270)] before
+ * mapping, so level-0 keys lie in [-1046, 31499] at alpha = 1% and fit in int16 with INT16_MIN free, for every double
+ * (values above 2^900 all land in the top bin and lose their accuracy).
  *
  * Merging two sketches adds bins after bringing both to the higher level: it is exact (the result is the sketch of the
  * union of the inputs), so the accuracy of any number of merges is the accuracy of the final level.
@@ -30,7 +31,8 @@
 
 #include "dts/tunables.h"
 
-/* Level-0 key of |v| for |v| > DTS_SKETCH_MIN_VALUE (values above 1e300 are clamped). Pure; any thread; ~3 ns. */
+/* Level-0 key of |v| for |v| > DTS_SKETCH_MIN_VALUE (values above 2^900 are clamped to it; smaller values and NaN
+ * give the key of DTS_SKETCH_MIN_VALUE). Pure; any thread; ~2.5 ns. */
 int32_t dts_sketch_key(double v);
 
 /* Representative value of key at collapse level (the value minimising relative error over the bin). Pure. */
@@ -64,25 +66,39 @@ void dts_sketch_free(struct dts_sketch *s);
 /* Reset to empty, keeping allocations for reuse. */
 void dts_sketch_clear(struct dts_sketch *s);
 
-/* Add value v with weight w (> 0). Returns 0 or -ENOMEM (the sketch is unchanged then). */
+/* Add value v with weight w (> 0). Returns 0, -EINVAL (v is NaN, or w is not in (0, FLT_MAX]) or -ENOMEM; the sketch
+ * is unchanged on error. */
 int dts_sketch_add(struct dts_sketch *s, double v, double w);
 
 /*
  * Add weight w to the bin of a precomputed level-0 key (as produced by dts_sketch_key) with the sign of the original
- * value (negative != 0 for values < 0). key == INT32_MIN means the zero bin. Returns 0 or -ENOMEM.
- * This is how the merger folds the keys that RX cores computed.
+ * value (negative != 0 for values < 0). key == INT32_MIN means the zero bin. Returns 0, -EINVAL (key0 outside what
+ * dts_sketch_key returns, or w not in (0, FLT_MAX]) or -ENOMEM; the sketch is unchanged on error. Amortised O(1).
+ * This is how the merger folds the keys that RX cores computed. For v not NaN, dts_sketch_add(s, v, w) is exactly
+ * dts_sketch_add_key(s, |v| <= DTS_SKETCH_MIN_VALUE ? INT32_MIN : dts_sketch_key(v), v < 0, w).
  */
 int dts_sketch_add_key(struct dts_sketch *s, int32_t key0, bool negative, double w);
 
-/* dst += src (src unchanged). Returns 0 or -ENOMEM (dst may then be collapsed but holds no partial data of src). */
+/* dst += src (src unchanged; dst == src doubles dst). Returns 0 or -ENOMEM (dst unchanged then). */
 int dts_sketch_merge(struct dts_sketch *dst, const struct dts_sketch *src);
+
+/*
+ * dst += factor * src, bin by bin (src unchanged; dst == src multiplies dst by 1 + factor). Levels are aligned exactly
+ * as by dts_sketch_merge and each of src's bins is scaled before it is added, so the result, at whatever level it ends,
+ * is up to float rounding the sketch of dst's data plus src's data with every weight multiplied by factor; factor 1 is
+ * bin for bin dts_sketch_merge. Scaled bins below the smallest float become 0 (count keeps the total). factor 0 is a
+ * no-op returning 0. Returns 0, -EINVAL (factor negative, NaN or infinite, or a scaled bin above FLT_MAX) or -ENOMEM;
+ * dst is unchanged on error. Used for the merger's sliding one-minute window (a share of the previous minute).
+ */
+int dts_sketch_merge_scaled(struct dts_sketch *dst, const struct dts_sketch *src, double factor);
 
 /* Deep copy src into dst (dst must be initialised; its old bins are reused or freed). Returns 0 or -ENOMEM. */
 int dts_sketch_copy(struct dts_sketch *dst, const struct dts_sketch *src);
 
 /*
  * The q-quantile (0 <= q <= 1) with DDSketch's rank convention: the value of the bin holding the element of rank
- * floor(q * (count - 1)) in ascending order. BOT10 is q = 0.1, TOP10 is q = 0.9. Returns NAN when empty.
+ * floor(q * (count - 1)) in ascending order. BOT10 is q = 0.1, TOP10 is q = 0.9. Returns NAN when empty or q is NaN;
+ * q outside [0, 1] is clamped.
  */
 double dts_sketch_quantile(const struct dts_sketch *s, double q);
 
@@ -90,9 +106,11 @@ double dts_sketch_quantile(const struct dts_sketch *s, double q);
 size_t dts_sketch_heap_bytes(const struct dts_sketch *s);
 
 /*
- * Serialise into buf (see docs/storage.md "sketch encoding"). Returns bytes written, or -ENOSPC when buf_len is too
- * small; dts_sketch_encoded_size gives the exact size. dts_sketch_decode parses what encode wrote into an initialised
- * sketch: returns bytes consumed, or -EINVAL on malformed input (never reads past len), -ENOMEM.
+ * Serialise into buf (byte table at the top of sketch.c and in docs/sketch.md). Returns bytes written, or -ENOSPC
+ * when buf_len is too small; dts_sketch_encoded_size gives the exact size. dts_sketch_decode parses what encode wrote
+ * into an initialised sketch, replacing its contents: returns bytes consumed (bytes after the encoding are left
+ * alone), or -EINVAL on malformed input (never reads past len), -ENOMEM; the sketch is unchanged on error. Decode
+ * accepts only canonical encodings, so re-encoding a decoded sketch gives the same bytes.
  */
 size_t dts_sketch_encoded_size(const struct dts_sketch *s);
 int dts_sketch_encode(const struct dts_sketch *s, uint8_t *buf, size_t buf_len);
@@ -100,7 +118,7 @@ int dts_sketch_decode(struct dts_sketch *s, const uint8_t *buf, size_t len);
 
 /*
  * Scalar partial aggregate of some values over a time slot. Merge-able in time order.
- * count is a weight (sample rates make it fractional). min/max are +inf/-inf when count == 0.
+ * count is a weight (sample rates make it fractional). min/max are +inf/-inf and fst/lst 0 when count == 0.
  * fst/lst: first and last value in time. For gauges lst is the gauge's value (see dts_agg_gauge_*).
  */
 struct dts_agg {
@@ -126,7 +144,7 @@ static inline void dts_agg_add(struct dts_agg *a, double v, double w)
 	a->lst = v;
 }
 
-/* dst = dst followed in time by later. Either may be empty. */
+/* dst = dst followed in time by later: fst from dst, lst from later (from the non-empty one if either is empty). */
 void dts_agg_merge(struct dts_agg *dst, const struct dts_agg *later);
 
 #endif /* DTS_SKETCH_H */
