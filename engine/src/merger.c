@@ -83,6 +83,7 @@ struct dts_merger {
 	uint32_t fold_map_cap;
 	int64_t closed_upto; /* minutes < closed_upto are closed; INT64_MIN before the first step */
 	int64_t pub_slot; /* slot of the last current-state publication */
+	int64_t next_checkpoint_ms;
 	uint64_t nseries;
 	struct dts_merger_stats stats;
 };
@@ -538,10 +539,13 @@ void dts_closed_minute_release(struct dts_closed_minute *cm)
 	free(cm);
 }
 
-/* Copy every series' window of minute into a closed minute and hand it to the sink. */
-static void close_minute(struct dts_merger *m, int64_t minute)
+/*
+ * Copy every series' window of minute into a new closed minute. close = true marks the windows closed (they stay
+ * readable for the moving-window quantiles until their ring position is reused). Returns NULL (counted) when out of
+ * memory; records that cannot be copied are counted and skipped.
+ */
+static struct dts_closed_minute *collect_minute(struct dts_merger *m, int64_t minute, bool close)
 {
-	int64_t t0 = mono_ns();
 	struct dts_closed_minute *cm = calloc(1, sizeof(*cm));
 	size_t cap = m->nseries ? m->nseries : 1;
 	struct cds_lfht_iter it;
@@ -554,8 +558,10 @@ static void close_minute(struct dts_merger *m, int64_t minute)
 		cm = NULL;
 		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 	}
-	if (cm)
+	if (cm) {
 		cm->minute = minute;
+		cm->open = !close;
+	}
 	dts__read_lock();
 	cds_lfht_for_each_entry(m->map, &it, s, node) {
 		struct win *w = &s->win[minute % NWIN];
@@ -564,7 +570,8 @@ static void close_minute(struct dts_merger *m, int64_t minute)
 
 		if (w->minute != minute)
 			continue;
-		w->closed = true;
+		if (close)
+			w->closed = true;
 		if (!cm || !win_has_data(w) || cm->n == cap)
 			continue;
 		id = dup_ident(s);
@@ -591,19 +598,96 @@ static void close_minute(struct dts_merger *m, int64_t minute)
 		cm->n++;
 	}
 	dts__read_unlock();
-	m->closed_upto = minute + 1;
-	DTS__STAT_ADD(m->stats.minutes_closed, 1);
-	__atomic_store_n(&m->stats.close_ns_last, (uint64_t)(mono_ns() - t0), __ATOMIC_RELAXED);
+	return cm;
+}
+
+/* Hand cm to a sink callback, or release it when it is empty or there is no callback. */
+static void hand_to_sink(struct dts_closed_minute *cm, void (*fn)(void *, struct dts_closed_minute *), void *ctx)
+{
 	if (!cm)
 		return;
-	if (cm->n == 0) {
+	if (cm->n == 0 || !fn) {
 		dts_closed_minute_release(cm); /* nothing to store: the sink only sees minutes with data */
 		return;
 	}
-	if (m->cfg.sink.minute_closed)
-		m->cfg.sink.minute_closed(m->cfg.sink.ctx, cm);
-	else
-		dts_closed_minute_release(cm);
+	fn(ctx, cm);
+}
+
+/* Close minute: copy its windows into a closed minute and hand it to the sink. */
+static void close_minute(struct dts_merger *m, int64_t minute)
+{
+	int64_t t0 = mono_ns();
+	struct dts_closed_minute *cm = collect_minute(m, minute, true);
+
+	m->closed_upto = minute + 1;
+	DTS__STAT_ADD(m->stats.minutes_closed, 1);
+	__atomic_store_n(&m->stats.close_ns_last, (uint64_t)(mono_ns() - t0), __ATOMIC_RELAXED);
+	hand_to_sink(cm, m->cfg.sink.minute_closed, m->cfg.sink.ctx);
+}
+
+/* Hand a copy of every open minute (in grace, current, next) to the sink's checkpoint callback. */
+static void checkpoint_open(struct dts_merger *m, int64_t now_s)
+{
+	for (int64_t minute = m->closed_upto; minute <= now_s / 60 + 1; minute++)
+		hand_to_sink(collect_minute(m, minute, false), m->cfg.sink.checkpoint, m->cfg.sink.ctx);
+}
+
+int dts_merger_restore(struct dts_merger *m, const struct dts_closed_minute *cm, int64_t now_ms)
+{
+	const int64_t now_s = now_ms / 1000;
+	char buf[sizeof(struct dts__ident) + 2 * DTS_MAX_USER + 2 * DTS_MAX_NAME + DTS_MAX_TAGS_LEN + 8];
+	struct dts__ident *id = (struct dts__ident *)buf;
+	int restored = 0;
+
+	if (m->closed_upto == INT64_MIN)
+		m->closed_upto = now_s / 60 - 1;
+	dts__read_lock();
+	for (size_t i = 0; i < cm->n; i++) {
+		const struct dts_minute_rec *r = &cm->recs[i];
+		struct dts_sample smp = {
+			.user = r->user, .process = r->process, .counter = r->counter, .tags = r->tags,
+			.user_len = (uint16_t)strlen(r->user), .process_len = (uint16_t)strlen(r->process),
+			.counter_len = (uint16_t)strlen(r->counter), .tags_len = (uint16_t)strlen(r->tags),
+			.type = r->type,
+		};
+		struct dts__entry e = { .type = r->type };
+		struct dts__table t = { .keys = buf };
+		struct series *s;
+		struct win *w;
+
+		if ((size_t)smp.user_len + smp.process_len + smp.counter_len + smp.tags_len + sizeof(*id) > sizeof(buf) ||
+		    r->type >= DTS_NTYPES)
+			continue; /* defensive: records come from this engine, whose bounds are smaller */
+		id->user_len = smp.user_len;
+		id->process_len = smp.process_len;
+		id->counter_len = smp.counter_len;
+		id->tags_len = smp.tags_len;
+		memcpy(id->bytes, r->user, smp.user_len);
+		memcpy(id->bytes + smp.user_len, r->process, smp.process_len);
+		memcpy(id->bytes + smp.user_len + smp.process_len, r->counter, smp.counter_len);
+		memcpy(id->bytes + smp.user_len + smp.process_len + smp.counter_len, r->tags, smp.tags_len);
+		e.hash = dts__sample_hash(m->cores[0], &smp);
+		s = series_get(m, &t, &e);
+		w = s ? series_win(m, s, cm->minute, now_s / 60) : NULL;
+		if (!w)
+			continue;
+		dts_agg_merge(&w->agg, &r->agg);
+		if (s->type == DTS_GAUGE && r->agg.count > 0) {
+			s->gauge_value = r->agg.lst;
+			s->gauge_known = true;
+		}
+		if ((w->sk && dts_sketch_merge(w->sk, &r->sketch) != 0) || (w->set && dts_set_merge(w->set, &r->set) != 0)) {
+			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+			dts__read_unlock();
+			return -ENOMEM;
+		}
+		int64_t seen = cm->minute * 60 < now_s ? cm->minute * 60 : now_s;
+		if (seen > s->last_seen_s)
+			s->last_seen_s = seen;
+		restored++;
+	}
+	dts__read_unlock();
+	return restored;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------------------------- */
@@ -624,6 +708,24 @@ static struct dts_core *core_new(struct dts_merger *m, unsigned id)
 	c->id = id;
 	dts_auth_cache_init(&c->auth);
 	return c;
+}
+
+/* Free the merger's own allocations (the series map must be empty). Used by create's error path and by destroy. */
+static void merger_free(struct dts_merger *m)
+{
+	for (unsigned i = 0; i < m->npool; i++)
+		dts__table_destroy(m->pool[i]);
+	for (unsigned i = 0; m->cores && i < m->cfg.cores; i++)
+		free(m->cores[i]);
+	if (m->map)
+		cds_lfht_destroy(m->map, NULL);
+	free(m->pool);
+	free(m->cores);
+	free(m->fold_map);
+	free(m->secret);
+	free(m->default_process);
+	free(m->user);
+	free(m);
 }
 
 struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
@@ -697,19 +799,7 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	return m;
 
 out_free_merger:
-	for (unsigned i = 0; i < m->npool; i++)
-		dts__table_destroy(m->pool[i]);
-	for (unsigned i = 0; m->cores && i < cfg->cores; i++)
-		free(m->cores[i]);
-	if (m->map)
-		cds_lfht_destroy(m->map, NULL);
-	free(m->pool);
-	free(m->cores);
-	free(m->fold_map);
-	free(m->secret);
-	free(m->default_process);
-	free(m->user);
-	free(m);
+	merger_free(m);
 out_nomem:
 	errno = ENOMEM;
 	return NULL;
@@ -773,6 +863,10 @@ unsigned dts_merger_step(struct dts_merger *m, int64_t now_ms)
 		publish_all(m, cur_slot, now_s);
 		m->pub_slot = cur_slot;
 	}
+	if (m->cfg.checkpoint_ms && m->cfg.sink.checkpoint && now_ms >= m->next_checkpoint_ms) {
+		checkpoint_open(m, now_s);
+		m->next_checkpoint_ms = now_ms + m->cfg.checkpoint_ms;
+	}
 	return n;
 }
 
@@ -804,18 +898,7 @@ void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
 	}
 	dts__read_unlock();
 	urcu_memb_barrier();
-	cds_lfht_destroy(m->map, NULL);
-	for (unsigned i = 0; i < m->npool; i++)
-		dts__table_destroy(m->pool[i]);
-	for (unsigned i = 0; i < m->cfg.cores; i++)
-		free(m->cores[i]);
-	free(m->pool);
-	free(m->cores);
-	free(m->fold_map);
-	free(m->secret);
-	free(m->default_process);
-	free(m->user);
-	free(m);
+	merger_free(m);
 }
 
 void dts_merger_stats_read(const struct dts_merger *m, struct dts_merger_stats *out)

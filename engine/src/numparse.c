@@ -31,6 +31,7 @@
 #include <stdlib.h>
 
 #include "dts/decode.h"
+#include "normalize.h"
 
 /* Significant digits kept for strtod on the slow path (>= 768 keeps the rounding exact; see above). */
 #define DTS__MAX_DIGITS 800
@@ -156,9 +157,15 @@ static int parse_slow(const char *p, size_t len, bool neg, long exp10, double *o
 	return 0;
 }
 
-int dts_parse_double(const char *p, size_t len, double *out)
+/*
+ * General path: the grammar with up to 19 significant digits in m, any exponent, the Clinger checks and strtod for
+ * the rest. Parses the number starting at p and ending before end or at the first byte that cannot continue it.
+ * Returns the end of the number, or NULL (see dts__parse_number).
+ */
+static const char *parse_general(const char *p, const char *end, double *out)
 {
 	const unsigned char *s = (const unsigned char *)p;
+	size_t len = (size_t)(end - p);
 	size_t i = 0;
 	bool neg = false;
 	uint64_t m = 0;
@@ -168,7 +175,7 @@ int dts_parse_double(const char *p, size_t len, double *out)
 	size_t ndigits = 0; /* mantissa digits seen, including leading zeros */
 
 	if (len == 0)
-		return -EINVAL;
+		return NULL;
 	if (s[0] == '-' || s[0] == '+') {
 		neg = s[0] == '-';
 		i = 1;
@@ -202,7 +209,7 @@ int dts_parse_double(const char *p, size_t len, double *out)
 		}
 	}
 	if (ndigits == 0)
-		return -EINVAL; /* "", "+", ".", "e5", "inf", "nan", ... */
+		return NULL; /* "", "+", ".", "e5", "inf", "nan", ... */
 	/* Exponent. */
 	long x = 0;
 	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
@@ -220,16 +227,14 @@ int dts_parse_double(const char *p, size_t len, double *out)
 				x = x * 10 + (s[i] - '0');
 		}
 		if (xdigits == 0)
-			return -EINVAL; /* "1e", "1e+" */
+			return NULL; /* "1e", "1e+", "1ex" */
 		if (xneg)
 			x = -x;
 	}
-	if (i != len)
-		return -EINVAL; /* junk: "1.2.3", "0x10", "1 ", "1,5" */
-
+	/* The number is [p, p + i). */
 	if (m == 0 && !truncated) {
 		*out = neg ? -0.0 : 0.0;
-		return 0;
+		return p + i;
 	}
 	if (!truncated && m <= DTS__TWO53) {
 		long ex = e + x;
@@ -238,12 +243,12 @@ int dts_parse_double(const char *p, size_t len, double *out)
 		if (ex >= 0 && ex <= 22) {
 			v *= pow10_exact[ex];
 			*out = neg ? -v : v;
-			return 0;
+			return p + i;
 		}
 		if (ex < 0 && ex >= -22) {
 			v /= pow10_exact[-ex];
 			*out = neg ? -v : v;
-			return 0;
+			return p + i;
 		}
 		if (ex > 22 && ex <= 22 + 15) {
 			/* m * 10^(ex-22) may still be an exact integer <= 2^53: then one multiply by 1e22 is exact. */
@@ -251,9 +256,71 @@ int dts_parse_double(const char *p, size_t len, double *out)
 			if (m <= DTS__TWO53 / f) {
 				v = (double)(m * f) * pow10_exact[22];
 				*out = neg ? -v : v;
-				return 0;
+				return p + i;
 			}
 		}
 	}
-	return parse_slow(p, len, neg, x, out);
+	return parse_slow(p, i, neg, x, out) == 0 ? p + i : NULL;
+}
+
+/*
+ * The hot path. Statsd values are short: "5", "+3", "20.5", "4521.37". One loop per side of the point accumulates
+ * every digit (leading zeros included) into m; with at most 19 digits m cannot wrap, and then m * 10^-nfrac is the
+ * value. When m <= 2^53 (always so for up to 15 digits) both m and 10^nfrac (nfrac <= 19) are exact doubles and
+ * one IEEE division rounds correctly (Clinger's fast path, the same one parse_general takes). Anything else - an
+ * exponent, more than 19 digits, m > 2^53 - is parsed again from the start by parse_general.
+ */
+const char *dts__parse_number(const char *p, const char *end, double *out)
+{
+	const unsigned char *s = (const unsigned char *)p, *e = (const unsigned char *)end;
+	const unsigned char *d0;
+	uint64_t m = 0;
+	unsigned d;
+	size_t nd, nfrac = 0;
+	bool neg = false;
+
+	if (s < e && (*s == '-' || *s == '+')) {
+		neg = *s == '-';
+		s++;
+	}
+	d0 = s;
+	while (s < e && (d = (unsigned)*s - '0') < 10) {
+		m = m * 10 + d;
+		s++;
+	}
+	nd = (size_t)(s - d0);
+	if (s < e && *s == '.') {
+		const unsigned char *f0 = ++s;
+
+		while (s < e && (d = (unsigned)*s - '0') < 10) {
+			m = m * 10 + d;
+			s++;
+		}
+		nfrac = (size_t)(s - f0);
+		nd += nfrac;
+	}
+	if (__builtin_expect(nd - 1 >= 19 || m > DTS__TWO53 || (s < e && (*s | 0x20) == 'e'), 0)) {
+		if (nd == 0)
+			return NULL; /* "", "+", ".", "e5", "inf", ... */
+		return parse_general(p, end, out);
+	}
+	double v = (double)m;
+	if (nfrac != 0)
+		v /= pow10_exact[nfrac];
+	*out = neg ? -v : v;
+	return (const char *)s;
+}
+
+int dts_parse_double(const char *p, size_t len, double *out)
+{
+	double v;
+	const char *q;
+
+	if (len == 0)
+		return -EINVAL;
+	q = dts__parse_number(p, p + len, &v);
+	if (q != p + len)
+		return -EINVAL; /* NULL, or junk after the number: "1.2.3", "0x10", "1 ", "1,5" */
+	*out = v;
+	return 0;
 }

@@ -16,6 +16,15 @@
 static struct dts_merger *m;
 static struct dts_closed_minute *closed[16];
 static int nclosed;
+static struct dts_closed_minute *ckpt[16];
+static int nckpt;
+
+static void ckpt_sink(void *ctx, struct dts_closed_minute *cm)
+{
+	(void)ctx;
+	cr_assert_lt(nckpt, 16);
+	ckpt[nckpt++] = cm;
+}
 
 static void sink(void *ctx, struct dts_closed_minute *cm)
 {
@@ -38,7 +47,10 @@ static void start(unsigned cores, unsigned grace)
 	cfg.decode.secret = (const uint8_t *)"s3cret";
 	cfg.decode.secret_len = 6;
 	cfg.sink.minute_closed = sink;
+	cfg.sink.checkpoint = ckpt_sink;
+	cfg.checkpoint_ms = 5000;
 	nclosed = 0;
+	nckpt = 0;
 	m = dts_merger_create(&cfg);
 	cr_assert_not_null(m);
 }
@@ -54,7 +66,10 @@ static void teardown(void)
 		dts_merger_destroy(m, (T0 + 3600) * 1000);
 	for (int i = 0; i < nclosed; i++)
 		dts_closed_minute_release(closed[i]);
+	for (int i = 0; i < nckpt; i++)
+		dts_closed_minute_release(ckpt[i]);
 	nclosed = 0;
+	nckpt = 0;
 	dts_rcu_barrier();
 	dts_rcu_unregister_thread();
 }
@@ -307,4 +322,73 @@ Test(merger, create_rejects_bad_config)
 		cr_expect_null(dts_merger_create(&cfg), "%s", what[i]);
 		cr_expect_eq(errno, EINVAL, "%s", what[i]);
 	}
+}
+
+Test(merger, checkpoints_copy_open_minutes_without_closing)
+{
+	dts_merger_step(m, T0 * 1000);
+	nckpt = 0; /* nothing to checkpoint yet */
+	feed(0, T0 + 1, "api.hits:4|c\napi.lat:10|ms\napi.lat:30|ms");
+	dts_merger_step(m, (T0 + 6) * 1000);
+	cr_assert_eq(nckpt, 1, "one open minute with data");
+	cr_expect(ckpt[0]->open);
+	cr_expect_eq(ckpt[0]->minute, T0 / 60);
+	cr_expect_eq(ckpt[0]->n, 2);
+	dts_merger_step(m, (T0 + 8) * 1000);
+	cr_expect_eq(nckpt, 1, "next checkpoint only after checkpoint_ms");
+	feed(1, T0 + 9, "api.hits:1|c");
+	dts_merger_step(m, (T0 + 11) * 1000);
+	cr_assert_eq(nckpt, 2);
+	for (size_t i = 0; i < ckpt[1]->n; i++)
+		if (!strcmp(ckpt[1]->recs[i].counter, "hits"))
+			cr_expect_float_eq(ckpt[1]->recs[i].agg.sum, 5, 1e-9, "checkpoints are cumulative copies");
+	cr_expect_eq(nclosed, 0, "a checkpoint does not close the minute");
+}
+
+Test(merger, restore_after_crash_merges_with_new_data)
+{
+	struct dts_closed_minute *saved;
+
+	/* First life: data, a checkpoint, then a crash (the merger is simply abandoned for a new one). */
+	dts_merger_step(m, T0 * 1000);
+	feed(0, T0 + 1, "api.hits:4|c\napi.lat:10|ms\napi.lat:30|ms\ng.level:7|g");
+	dts_merger_step(m, (T0 + 6) * 1000);
+	cr_assert_eq(nckpt, 1);
+	saved = ckpt[0];
+	nckpt = 0;
+	dts_merger_destroy(m, (T0 + 6) * 1000); /* closes the minute into the sink: discard that */
+	for (int i = 0; i < nclosed; i++)
+		dts_closed_minute_release(closed[i]);
+	nclosed = 0;
+	dts_rcu_unregister_thread();
+
+	/* Second life: restore the checkpoint, receive more, close: both lives are in the minute, once. */
+	start(2, 5);
+	cr_expect_eq(dts_merger_restore(m, saved, (T0 + 20) * 1000), 3);
+	dts_closed_minute_release(saved);
+	feed(1, T0 + 21, "api.hits:1|c\napi.lat:20|ms");
+	dts_merger_step(m, (T0 + 66) * 1000);
+	cr_assert_eq(nclosed, 1);
+	const struct dts_minute_rec *h = closed_rec(T0 / 60, "api", "hits");
+	const struct dts_minute_rec *l = closed_rec(T0 / 60, "api", "lat");
+	const struct dts_minute_rec *g = closed_rec(T0 / 60, "g", "level");
+	cr_assert(h && l && g);
+	cr_expect_float_eq(h->agg.sum, 5, 1e-9);
+	cr_expect_float_eq(l->agg.count, 3, 1e-9);
+	cr_expect_float_eq(l->sketch.count, 3, 1e-9);
+	cr_expect_float_eq(l->agg.min, 10, 1e-9);
+	cr_expect_float_eq(g->agg.lst, 7, 1e-9);
+}
+
+Test(merger, restore_refuses_closed_minutes)
+{
+	struct dts_merger_stats st;
+	struct dts_minute_rec r = { .user = "default", .process = "api", .counter = "x", .tags = "", .type = DTS_COUNTER };
+	struct dts_closed_minute cm = { .minute = T0 / 60 - 5, .n = 1, .recs = &r };
+
+	dts_agg_init(&r.agg);
+	dts_agg_add(&r.agg, 1, 1);
+	cr_expect_eq(dts_merger_restore(m, &cm, T0 * 1000), 0);
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.dropped[DTS_DROP_LATE], 1);
 }

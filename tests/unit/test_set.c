@@ -113,8 +113,8 @@ static uint64_t list_member(unsigned list, uint64_t i)
  * The estimator's error statistics over HLL_LISTS independent member lists, each grown to 1,000,000 members and
  * estimated on the way: the RMS relative error must be within 2 standard errors (3.25% at P = 12) and the worst within
  * 4 (6.5%) at every size. 500 is just above the exact limit, 10,000 is where the standard estimator with linear
- * counting was worst: on these lists RMS 3.02% and worst 5.31% there, inside those bounds, so n = 10,000 also has to
- * meet 1.5 standard errors (2.44%; Ertl's estimator gives 1.33%) to catch a return of that bias. About 1 s.
+ * counting was worst: on these lists RMS 3.20% and worst 4.45% there, inside those bounds, so n = 10,000 also has to
+ * meet 1.5 standard errors (2.44%; Ertl's estimator gives 1.56%) to catch a return of that bias. About 1 s.
  */
 #define HLL_LISTS 20
 

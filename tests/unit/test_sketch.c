@@ -434,6 +434,174 @@ Test(sketch_accuracy, merge_into_and_from_empty_and_self)
 	dts_sketch_free(&twice);
 }
 
+/* ---- scaled merge ---- */
+
+/* dts_sketch_merge_scaled(.., 1.0) is dts_sketch_merge bin for bin: whole distributions merged into each other (at
+ * their own levels, so both directions of level alignment occur), into an empty sketch, and into themselves. */
+Test(sketch_merge_scaled, factor_one_is_merge, .timeout = 60)
+{
+	for (size_t d = 0; d < NDISTS; d++) {
+		size_t e = (d + 4) % NDISTS; /* another distribution, often at another level */
+		double *x = make_data(&dists[d], 6000 + d), *y = make_data(&dists[e], 7000 + e);
+		struct dts_sketch a, b, merged, scaled;
+		char what[96];
+
+		sketch_all(&a, x, dists[d].n);
+		sketch_all(&b, y, dists[e].n);
+		dts_sketch_init(&merged);
+		dts_sketch_init(&scaled);
+		snprintf(what, sizeof(what), "%s += %s", dists[d].name, dists[e].name);
+		cr_assert_eq(dts_sketch_copy(&merged, &a), 0);
+		cr_assert_eq(dts_sketch_copy(&scaled, &a), 0);
+		cr_assert_eq(dts_sketch_merge(&merged, &b), 0);
+		cr_assert_eq(dts_sketch_merge_scaled(&scaled, &b, 1.0), 0);
+		assert_same_sketch(&scaled, &merged, what);
+		cr_assert_eq(dts_sketch_merge(&merged, &merged), 0); /* self */
+		cr_assert_eq(dts_sketch_merge_scaled(&scaled, &scaled, 1.0), 0);
+		assert_same_sketch(&scaled, &merged, what);
+		dts_sketch_clear(&scaled); /* into empty */
+		cr_assert_eq(dts_sketch_merge_scaled(&scaled, &a, 1.0), 0);
+		assert_same_sketch(&scaled, &a, dists[d].name);
+		dts_sketch_free(&a);
+		dts_sketch_free(&b);
+		dts_sketch_free(&merged);
+		dts_sketch_free(&scaled);
+		free(x);
+		free(y);
+	}
+}
+
+/*
+ * dst gets level-0 keys [dst_from, dst_to] with weight 1, src gets [src_from, src_to] with weight 2 (from > to: none),
+ * each in the negative store when its *_neg is set, and both a zero-bin weight. dst += factor * src must then be bin
+ * for bin the sketch of dst's keys at weight 1 and src's at 2 * factor added one by one (factors are powers of two or
+ * small integers, so every float sum is exact), at the expected level.
+ */
+struct scaled_case {
+	const char *name;
+	int32_t dst_from, dst_to;
+	bool dst_neg;
+	int32_t src_from, src_to;
+	bool src_neg;
+	double factor;
+	unsigned dst_level, src_level, level; /* before (checked, so each case shows what it claims) and after */
+};
+
+static const struct scaled_case scaled_cases[] = {
+	{ "same level, factor 1", 0, 100, false, 50, 200, false, 1.0, 0, 0, 0 },
+	{ "into empty, halves", 1, 0, false, 0, 200, false, 0.5, 0, 0, 0 },
+	{ "src a level up, factor 1/4", 0, 100, false, -300, 300, false, 0.25, 0, 2, 2 },
+	{ "dst a level up, factor 1/4", -300, 300, false, 0, 100, false, 0.25, 2, 0, 2 },
+	{ "both stores, src up", 0, 100, false, 0, 300, true, 0.5, 0, 1, 1 },
+	{ "factor 3", 0, 100, true, -40, 60, true, 3.0, 0, 0, 0 },
+	/* each side fits in 256 bins at level 0, the union spans 257: one level up */
+	{ "257 bins at level 0", 0, 128, false, 129, 256, false, 0.5, 0, 0, 1 },
+	/* src at level 1 fills 256 bins (keys 0..510 -> 0..255), dst's key 512 -> 256 makes 257: level 2 */
+	{ "257 bins at src's level", 512, 512, false, 0, 510, false, 0.5, 0, 1, 2 },
+	{ "257 bins at dst's level", 0, 510, false, 512, 512, false, 0.5, 1, 0, 2 },
+	{ "257 bins at level 1 in the negative store", -512, -512, true, -510, 0, true, 0.125, 0, 1, 2 },
+};
+
+static void add_keys(struct dts_sketch *s, int32_t from, int32_t to, bool negative, double w)
+{
+	for (int32_t k = from; k <= to; k++)
+		cr_assert_eq(dts_sketch_add_key(s, k, negative, w), 0);
+}
+
+Test(sketch_merge_scaled, table)
+{
+	for (size_t c = 0; c < sizeof(scaled_cases) / sizeof(scaled_cases[0]); c++) {
+		const struct scaled_case *t = &scaled_cases[c];
+		struct dts_sketch dst, src, src_before, want;
+
+		dts_sketch_init(&dst);
+		dts_sketch_init(&src);
+		dts_sketch_init(&src_before);
+		dts_sketch_init(&want);
+		add_keys(&dst, t->dst_from, t->dst_to, t->dst_neg, 1.0);
+		cr_assert_eq(dts_sketch_add_key(&dst, INT32_MIN, false, 1.0), 0);
+		add_keys(&src, t->src_from, t->src_to, t->src_neg, 2.0);
+		cr_assert_eq(dts_sketch_add_key(&src, INT32_MIN, false, 2.0), 0);
+		cr_assert_eq(dst.level, t->dst_level, "%s: dst level %u", t->name, dst.level);
+		cr_assert_eq(src.level, t->src_level, "%s: src level %u", t->name, src.level);
+		add_keys(&want, t->dst_from, t->dst_to, t->dst_neg, 1.0);
+		add_keys(&want, t->src_from, t->src_to, t->src_neg, 2.0 * t->factor);
+		cr_assert_eq(dts_sketch_add_key(&want, INT32_MIN, false, 1.0 + 2.0 * t->factor), 0);
+		cr_assert_eq(dts_sketch_copy(&src_before, &src), 0);
+
+		cr_assert_eq(dts_sketch_merge_scaled(&dst, &src, t->factor), 0, "%s", t->name);
+		cr_assert_eq(dst.level, t->level, "%s: level %u", t->name, dst.level);
+		assert_same_sketch(&dst, &want, t->name);
+		assert_same_sketch(&src, &src_before, t->name);
+		dts_sketch_free(&dst);
+		dts_sketch_free(&src);
+		dts_sketch_free(&src_before);
+		dts_sketch_free(&want);
+	}
+}
+
+/* Halving is exact in float: 0.5 x a sketch of fractional weights (collapsed, both signs, zero bin) is bin for bin the
+ * sketch of the halved weights; merging a sketch into itself with factor 0.5 multiplies it by 1.5. */
+Test(sketch_merge_scaled, half_halves_every_count)
+{
+	struct dts_sketch a, half, want, self;
+
+	dts_sketch_init(&a);
+	dts_sketch_init(&half);
+	dts_sketch_init(&want);
+	dts_sketch_init(&self);
+	for (int i = 1; i <= 1000; i++) {
+		double v = (i % 7 == 0 ? -1.0 : 1.0) * i * 0.37, w = 0.25 * (1 + i % 5);
+
+		cr_assert_eq(dts_sketch_add(&a, v, w), 0);
+		cr_assert_eq(dts_sketch_add(&want, v, 0.5 * w), 0);
+		cr_assert_eq(dts_sketch_add(&self, v, 1.5 * w), 0);
+	}
+	cr_assert_eq(dts_sketch_add(&a, 0.0, 3.0), 0);
+	cr_assert_eq(dts_sketch_add(&want, 0.0, 1.5), 0);
+	cr_assert_eq(dts_sketch_add(&self, 0.0, 4.5), 0);
+	cr_assert_gt(a.level, 0, "the data should need a collapse");
+	cr_assert_eq(dts_sketch_merge_scaled(&half, &a, 0.5), 0);
+	assert_same_sketch(&half, &want, "0.5 x");
+	cr_assert_eq(dts_sketch_merge_scaled(&a, &a, 0.5), 0);
+	assert_same_sketch(&a, &self, "self, 1.5 x");
+	dts_sketch_free(&a);
+	dts_sketch_free(&half);
+	dts_sketch_free(&want);
+	dts_sketch_free(&self);
+}
+
+/* factor 0 is a no-op; negative, NaN and infinite factors and scaled bins above FLT_MAX are -EINVAL; dst is unchanged
+ * either way. */
+Test(sketch_merge_scaled, zero_and_invalid_factors_leave_dst_unchanged)
+{
+	static const double bad[] = { -1.0, -1e-300, NAN, INFINITY, -INFINITY };
+	struct dts_sketch dst, before, src, big;
+
+	dts_sketch_init(&dst);
+	dts_sketch_init(&before);
+	dts_sketch_init(&src);
+	dts_sketch_init(&big);
+	add_keys(&dst, 0, 100, false, 1.0);
+	add_keys(&src, -500, 500, true, 1.0); /* would collapse dst's stores if it went in */
+	cr_assert_eq(dts_sketch_add(&big, 7.0, FLT_MAX / 2), 0);
+	cr_assert_eq(dts_sketch_copy(&before, &dst), 0);
+	cr_assert_eq(dts_sketch_merge_scaled(&dst, &src, 0.0), 0);
+	assert_same_sketch(&dst, &before, "factor 0");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(dts_sketch_merge_scaled(&dst, &src, bad[i]), -EINVAL, "factor %g", bad[i]);
+		assert_same_sketch(&dst, &before, "bad factor");
+	}
+	cr_assert_eq(dts_sketch_merge_scaled(&dst, &big, 4.0), -EINVAL);
+	assert_same_sketch(&dst, &before, "bin above FLT_MAX");
+	cr_assert_eq(dts_sketch_merge_scaled(&dst, &big, 2.0), 0); /* exactly FLT_MAX is still a weight */
+	cr_assert_eq(dst.count, 101.0 + FLT_MAX);
+	dts_sketch_free(&dst);
+	dts_sketch_free(&before);
+	dts_sketch_free(&src);
+	dts_sketch_free(&big);
+}
+
 /* ---- collapsing ---- */
 
 struct collapse_case {

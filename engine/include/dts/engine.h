@@ -84,15 +84,24 @@ struct dts_minute_rec {
 
 struct dts_closed_minute {
 	int64_t minute; /* unix seconds / 60 */
+	bool open; /* true for a checkpoint: a copy of a minute that is still open (more data may come) */
 	size_t n;
 	struct dts_minute_rec *recs;
 };
 
 void dts_closed_minute_release(struct dts_closed_minute *cm);
 
-/* Where closed minutes go. Called from the merger thread; must not block for long (queue the work elsewhere). */
+/*
+ * Where closed minutes go. Both callbacks run on the merger thread, take ownership of cm, and must not block for long
+ * (queue the work elsewhere).
+ *   minute_closed: the final aggregates of minute cm->minute (only minutes with data are handed over).
+ *   checkpoint:    optional; every cfg.checkpoint_ms, a copy of each open minute window with data (cm->open is
+ *                  true). A store that keeps the latest checkpoint of each minute can give it back through
+ *                  dts_merger_restore after a crash, so a kill -9 loses at most one checkpoint interval.
+ */
 struct dts_sink {
-	void (*minute_closed)(void *ctx, struct dts_closed_minute *cm); /* takes ownership of cm */
+	void (*minute_closed)(void *ctx, struct dts_closed_minute *cm);
+	void (*checkpoint)(void *ctx, struct dts_closed_minute *cm);
 	void *ctx;
 };
 
@@ -106,6 +115,7 @@ struct dts_merger_cfg {
 	uint32_t tables_per_core; /* tables in each core's pool (>= 2) */
 	uint64_t max_series; /* live series bound (memory bound); new series beyond it are dropped and counted */
 	unsigned expire_s; /* a series without data for this long leaves the map (and the current state) */
+	unsigned checkpoint_ms; /* period of sink.checkpoint calls; 0 = no checkpoints */
 	struct dts_sink sink; /* may have a NULL callback: closed minutes are then released at once */
 };
 
@@ -174,6 +184,15 @@ void dts_core_stats_read(const struct dts_core *c, struct dts_core_stats *out);
 unsigned dts_merger_step(struct dts_merger *m, int64_t now_ms);
 
 void dts_merger_stats_read(const struct dts_merger *m, struct dts_merger_stats *out);
+
+/*
+ * Merge a minute's records (a checkpoint written before a crash, or any partial aggregates of an open minute) back
+ * into the windows, creating series as needed, as if the data had just been folded. Records of a minute that is
+ * already closed at now_ms, or too far ahead, are refused (counted as late/future drops). cm stays the caller's.
+ * Returns the number of records restored, or -ENOMEM. Merger thread only, typically before the first
+ * dts_merger_step.
+ */
+int dts_merger_restore(struct dts_merger *m, const struct dts_closed_minute *cm, int64_t now_ms);
 
 /*
  * Current state of one series: the 1-minute moving window over the last 12 closed 5-second slots (DESIGN §2).

@@ -27,27 +27,41 @@ static inline uint64_t dts__load64(const unsigned char *p)
 	return v;
 }
 
-/* Hash n bytes at p. Any thread; pure function. */
+static inline uint64_t dts__load32(const unsigned char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+/*
+ * Hash n bytes at p. Any thread; pure function. Tails are read with fixed-size overlapping loads (no variable-length
+ * memcpy): 8..15 bytes as two 8-byte loads, 4..7 as two 4-byte loads, 1..3 as three single bytes.
+ */
 static inline uint64_t dts_hash64(const void *data, size_t n, uint64_t seed)
 {
 	const unsigned char *p = data;
 	uint64_t h = seed ^ dts__mix(n ^ 0xa0761d6478bd642fULL, 0xe7037ed1a0b428dbULL);
+	uint64_t a, b;
 
-	while (n >= 16) {
+	while (n > 16) {
 		h = dts__mix(dts__load64(p) ^ 0xa0761d6478bd642fULL ^ h, dts__load64(p + 8) ^ 0xe7037ed1a0b428dbULL);
 		p += 16;
 		n -= 16;
 	}
 	if (n >= 8) {
-		h = dts__mix(dts__load64(p) ^ 0x8ebc6af09c88c6e3ULL ^ h, 0x589965cc75374cc3ULL);
-		p += 8;
-		n -= 8;
+		a = dts__load64(p);
+		b = dts__load64(p + n - 8);
+	} else if (n >= 4) {
+		a = dts__load32(p);
+		b = dts__load32(p + n - 4);
+	} else if (n > 0) {
+		a = ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
+		b = 0;
+	} else {
+		a = b = 0;
 	}
-	if (n > 0) {
-		uint64_t t = 0;
-		memcpy(&t, p, n);
-		h = dts__mix(t ^ 0x1d8e4e27c47d124fULL ^ h, 0xe7037ed1a0b428dbULL ^ n);
-	}
+	h = dts__mix(a ^ 0x8ebc6af09c88c6e3ULL ^ h, b ^ 0x589965cc75374cc3ULL ^ n);
 	return dts__mix(h, 0x9e3779b97f4a7c15ULL) ^ h;
 }
 

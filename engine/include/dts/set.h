@@ -3,7 +3,8 @@
  *
  * Members arrive as 64-bit hashes (dts_hash64 of the member text). Up to DTS_SET_EXACT_MAX distinct hashes are kept in
  * a sorted array and the cardinality is exact; the next distinct member converts the set to a HyperLogLog with
- * 2^DTS_HLL_P one-byte registers (standard error 1.04/sqrt(2^P) = 1.6%, with the usual small-range correction).
+ * 2^DTS_HLL_P one-byte registers (standard error 1.04/sqrt(2^P) = 1.6%; cardinality by Ertl's improved estimator, unbiased across the whole range,
+ * measured in docs/sketch.md).
  * Merging is exact for exact sets and register-wise max for HLLs, so any number of merges keeps the stated error.
  *
  * Threading: one writer, no internal synchronisation (like dts_sketch).
