@@ -247,7 +247,8 @@ static enum MHD_Result api_current(struct dts_http *h, struct MHD_Connection *co
 		free(c.rows);
 		return reply_error(conn, 503, "out of memory while reading the current state");
 	}
-	qsort(c.rows, c.n, sizeof(*c.rows), row_cmp);
+	if (c.n > 1) /* rows is NULL when the user has no series: qsort(NULL, ...) is undefined */
+		qsort(c.rows, c.n, sizeof(*c.rows), row_cmp);
 	root = json_object();
 	procs = json_array();
 	json_object_set_new(root, "user", json_string(user));

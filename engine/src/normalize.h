@@ -15,6 +15,9 @@
  *     continuation bytes, so byte-wise matching finds exactly the characters a UTF-8 decoder would.
  * Tags use the same rules with ':' kept (key:value).
  *
+ * Also here, because both line decoders need them and they are internal: dts__keep_span (the hot name scan) and
+ * dts__parse_number (numparse.c: dts_parse_double that reports where the number ended).
+ *
  * Everything here is a pure function; callable from any thread.
  */
 #ifndef DTS_NORMALIZE_H
@@ -23,6 +26,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* Byte classes. DTS__NC_KEEP bytes are copied unchanged; a name made only of them needs no copy. */
 enum {
@@ -47,6 +54,98 @@ static inline bool dts__name_keep(unsigned char c)
 {
 	return dts__name_class[c] == DTS__NC_KEEP;
 }
+
+/*
+ * The name scan of the fast path, in one pass: returns k, the index of the first byte of [p, p + n) that is not
+ * DTS__NC_KEEP (n when there is none), and sets *sep_at to the index of the first byte equal to sep in [0, k), or k
+ * when there is none. Never reads outside [p, p + n). A sep that is not a keep byte is never found.
+ *
+ * With SSE2 (every x86-64) 16 bytes are classified at once: [A-Za-z] as (c | 0x20) - 'a' < 26, [0-9], '-' and '.'
+ * (adjacent) as unsigned range checks done with a signed compare after a bias of 0x80, '_' by equality. The last
+ * chunk is the line's last 16 bytes (overlapping bytes already seen are masked off), and a line of 8..15 bytes is read
+ * as its first and last 8, so no load crosses the span. Shorter spans, and targets without SSE2, use the table.
+ */
+static inline size_t dts__keep_span_scalar(const char *p, size_t n, char sep, size_t *sep_at)
+{
+	size_t i = 0;
+
+	while (i < n && dts__name_keep((unsigned char)p[i]) && p[i] != sep)
+		i++;
+	*sep_at = i;
+	while (i < n && dts__name_keep((unsigned char)p[i]))
+		i++;
+	if (*sep_at > i)
+		*sep_at = i;
+	return i;
+}
+
+#if defined(__SSE2__)
+/* Bit j set when byte j of x is not in [A-Za-z0-9_.-]. */
+static inline unsigned dts__nonkeep_mask16(__m128i x)
+{
+	const __m128i alpha =
+		_mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(x, _mm_set1_epi8(0x20)), _mm_set1_epi8((char)(0x80 - 'a'))),
+			       _mm_set1_epi8((char)(0x80 + 26)));
+	const __m128i digit =
+		_mm_cmplt_epi8(_mm_add_epi8(x, _mm_set1_epi8((char)(0x80 - '0'))), _mm_set1_epi8((char)(0x80 + 10)));
+	const __m128i dash_dot =
+		_mm_cmplt_epi8(_mm_add_epi8(x, _mm_set1_epi8((char)(0x80 - '-'))), _mm_set1_epi8((char)(0x80 + 2)));
+	const __m128i under = _mm_cmpeq_epi8(x, _mm_set1_epi8('_'));
+	const __m128i keep = _mm_or_si128(_mm_or_si128(alpha, digit), _mm_or_si128(dash_dot, under));
+
+	return ~(unsigned)_mm_movemask_epi8(keep) & 0xffffu;
+}
+
+static inline size_t dts__keep_span(const char *p, size_t n, char sep, size_t *sep_at)
+{
+	const __m128i sv = _mm_set1_epi8(sep);
+	size_t i = 0, s = SIZE_MAX;
+	unsigned bad, sm;
+
+	if (n < 8)
+		return dts__keep_span_scalar(p, n, sep, sep_at);
+	if (n < 16) {
+		/* Bytes [0, 8) in the low half, [n - 8, n) in the high half; the overlap is seen twice, harmlessly. */
+		__m128i x = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)p),
+					       _mm_loadl_epi64((const __m128i *)(p + n - 8)));
+		bad = dts__nonkeep_mask16(x);
+		sm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, sv));
+		size_t k = (bad & 0xff) ? (size_t)__builtin_ctz(bad) :
+			   (bad != 0)	 ? n - 8 + (size_t)__builtin_ctz(bad >> 8) :
+					   n;
+		s = (sm & 0xff) ? (size_t)__builtin_ctz(sm) : (sm != 0) ? n - 8 + (size_t)__builtin_ctz(sm >> 8) : n;
+		*sep_at = s < k ? s : k;
+		return k;
+	}
+	for (;;) {
+		size_t base = i, skip = 0;
+
+		if (i + 16 > n) {
+			if (i == n)
+				break;
+			base = n - 16;
+			skip = i - base;
+		}
+		__m128i x = _mm_loadu_si128((const __m128i *)(p + base));
+		bad = dts__nonkeep_mask16(x) >> skip;
+		sm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, sv)) >> skip;
+		if (s == SIZE_MAX && sm != 0)
+			s = i + (size_t)__builtin_ctz(sm);
+		if (bad != 0) {
+			i += (size_t)__builtin_ctz(bad);
+			break;
+		}
+		i = base + 16;
+	}
+	*sep_at = s < i ? s : i;
+	return i;
+}
+#else
+static inline size_t dts__keep_span(const char *p, size_t n, char sep, size_t *sep_at)
+{
+	return dts__keep_span_scalar(p, n, sep, sep_at);
+}
+#endif
 
 /* Length of the UTF-8 whitespace character (JavaScript \s, non-ASCII part) starting at p, or 0. */
 static inline size_t dts__utf8_space(const unsigned char *p, size_t n)
@@ -115,5 +214,15 @@ static inline bool dts__is_blank(const char *p, size_t n)
 			return false;
 	return true;
 }
+
+/*
+ * dts_parse_double (decode.h) for a number that starts at p and is followed by anything: parses the longest prefix of
+ * [p, end) that the number grammar can continue through, sets *out and returns the first byte after the number.
+ * Returns NULL, *out untouched, when there is no mantissa digit, an exponent marker is not followed by exponent
+ * digits ("1e", "1e+x"), or the value overflows. So dts_parse_double(p, len) succeeds exactly when this returns
+ * p + len, and a decoder can parse a value and find the delimiter after it in one read. Never reads outside
+ * [p, end). Defined in numparse.c. Any thread.
+ */
+const char *dts__parse_number(const char *p, const char *end, double *out);
 
 #endif /* DTS_NORMALIZE_H */

@@ -169,12 +169,43 @@ static int parse_timestamp(const struct dts_decode_cfg *cfg, const char *p, size
 	return 0;
 }
 
+/* The type letters after the '|': 1 or 2 bytes up to the next '|' or the end. Returns the type or -reject. */
+static int parse_type(const char *t, const char *lend, size_t *tlp)
+{
+	size_t rem = (size_t)(lend - t), tl;
+
+	/* The common case first: one known type, then '|' or the end. */
+	if (rem >= 1 && (rem == 1 || t[1] == '|')) {
+		*tlp = 1;
+		switch (t[0]) {
+		case 'c':
+			return DTS_COUNTER;
+		case 'g':
+			return DTS_GAUGE;
+		case 'h':
+		case 'd':
+			return DTS_TIMER;
+		case 's':
+			return DTS_SET;
+		default:
+			break;
+		}
+	} else if (rem >= 2 && t[0] == 'm' && t[1] == 's' && (rem == 2 || t[2] == '|')) {
+		*tlp = 2;
+		return DTS_TIMER;
+	}
+	for (tl = 0; tl < rem && t[tl] != '|'; tl++)
+		;
+	return tl == 0 ? -DTS_REJ_NO_TYPE : -DTS_REJ_BAD_TYPE;
+}
+
 int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t len, int64_t now,
 		      struct dts_sample *out, unsigned max_out, struct dts_scratch *scratch)
 {
 	const char *lend;
 	const char *name = line;
-	size_t name_len, i = 0;
+	size_t name_len, i, sep_at;
+	bool normalised = false;
 
 	/* 1. The line. */
 	if (len > 0 && line[len - 1] == '\r')
@@ -188,9 +219,12 @@ int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t
 		return -DTS_REJ_UNSUPPORTED;
 	lend = line + len;
 
-	/* 2. The name: fast path when every byte is kept as is and it ends at ':'. */
-	while (i < len && dts__name_keep((unsigned char)line[i]))
-		i++;
+	/*
+	 * 2. The name. Fast path: every byte is kept as is and it ends at ':'; the same pass finds the first separator.
+	 * Without split_process the separator is ':', which never occurs in a name, so nothing splits.
+	 */
+	const char sep = cfg->split_process ? cfg->process_sep : ':';
+	i = dts__keep_span(line, len, sep, &sep_at);
 	name_len = i;
 	if (i == len || line[i] != ':') {
 		while (i < len && line[i] != ':' && line[i] != '|')
@@ -199,11 +233,17 @@ int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t
 			return i == len && dts__is_blank(line, len) ? 0 : -DTS_REJ_NO_VALUE;
 		name_len = dts__normalize(line, i, scratch->buf, DTS_MAX_NAME, false);
 		name = scratch->buf;
+		normalised = true;
 	}
 	if (name_len == 0)
 		return -DTS_REJ_EMPTY_NAME;
 	if (name_len > DTS_MAX_NAME)
 		return -DTS_REJ_NAME_TOO_LONG;
+	if (normalised) {
+		/* The separator of a normalised name. An inline scan: it is usually a few bytes in. */
+		for (sep_at = 0; sep_at < name_len && name[sep_at] != sep; sep_at++)
+			;
+	}
 
 	/*
 	 * Identity. "api.query" -> (api, query); "query" -> (default, query). A leading separator (".query") is an empty
@@ -212,60 +252,48 @@ int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t
 	 */
 	const char *process, *counter;
 	size_t process_len, counter_len;
-	const char *sep = NULL;
-	if (cfg->split_process) {
-		/* An inline scan: the separator is usually a few bytes in, where a memchr call costs more than the loop. */
-		for (size_t k = 0; k < name_len; k++) {
-			if (name[k] == cfg->process_sep) {
-				sep = name + k;
-				break;
-			}
-		}
-	}
-	if (sep != NULL && sep != name) {
+	if (sep_at < name_len && sep_at > 0) {
 		process = name;
-		process_len = (size_t)(sep - name);
-		counter = sep + 1;
+		process_len = sep_at;
+		counter = name + sep_at + 1;
 	} else {
 		process = cfg->default_process;
 		process_len = cfg->default_process_len;
-		counter = sep != NULL ? sep + 1 : name;
+		counter = sep_at < name_len ? name + sep_at + 1 : name;
 	}
 	counter_len = (size_t)(name + name_len - counter);
 	if (counter_len == 0)
 		return -DTS_REJ_EMPTY_NAME;
 
-	/* 3. The type, after the first '|' past the values. */
+	/*
+	 * 3. The type, after the first '|' past the values. The common line has one numeric value: it is parsed here,
+	 * speculatively, and where it stops is that '|'. Its errors only count after the type's (section 2.4 order).
+	 */
 	const char *v = line + i + 1;
-	const char *bar = v;
-	while (bar < lend && *bar != '|')
-		bar++;
-	if (bar == lend)
-		return -DTS_REJ_NO_TYPE;
+	double x0 = 0;
+	const char *bar = dts__parse_number(v, lend, &x0);
+	const bool one_value = bar != NULL && bar < lend && *bar == '|';
+	if (!one_value) {
+		bar = v;
+		while (bar < lend && *bar != '|')
+			bar++;
+		if (bar == lend)
+			return -DTS_REJ_NO_TYPE;
+	}
 	const char *t = bar + 1;
 	size_t tl = 0;
-	while (t + tl < lend && t[tl] != '|')
-		tl++;
-	enum dts_type type;
-	if (tl == 1 && t[0] == 'c')
-		type = DTS_COUNTER;
-	else if (tl == 2 && t[0] == 'm' && t[1] == 's')
-		type = DTS_TIMER;
-	else if (tl == 1 && t[0] == 'g')
-		type = DTS_GAUGE;
-	else if (tl == 1 && (t[0] == 'h' || t[0] == 'd'))
-		type = DTS_TIMER;
-	else if (tl == 1 && t[0] == 's')
-		type = DTS_SET;
-	else
-		return tl == 0 ? -DTS_REJ_NO_TYPE : -DTS_REJ_BAD_TYPE;
+	int r = parse_type(t, lend, &tl);
+	if (r < 0)
+		return r;
+	const enum dts_type type = (enum dts_type)r;
 
 	/* 4. The values. */
 	unsigned limit = max_out < DTS_MAX_VALUES_PER_LINE ? max_out : DTS_MAX_VALUES_PER_LINE;
 	unsigned n = 0;
-	size_t vl = (size_t)(bar - v);
 	if (type == DTS_SET) {
 		/* One member, taken as raw text (not a number). */
+		size_t vl = (size_t)(bar - v);
+
 		if (vl == 0)
 			return -DTS_REJ_BAD_VALUE;
 		if (memchr(v, ':', vl) != NULL || limit == 0)
@@ -274,18 +302,24 @@ int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t
 		out[0].flags = 0;
 		out[0].set_member = dts_hash64(v, vl, DTS_HASH_SEED);
 		n = 1;
+	} else if (one_value) {
+		if (limit == 0)
+			return -DTS_REJ_TOO_MANY_VALUES;
+		out[0].value = x0;
+		out[0].flags = type == DTS_GAUGE && (v[0] == '+' || v[0] == '-') ? DTS_SAMPLE_GAUGE_DELTA : 0;
+		out[0].set_member = 0;
+		n = 1;
 	} else {
+		/* Each value must end exactly at a ':' or at the '|' (the number grammar has neither). */
 		const char *a = v;
 
 		for (;;) {
-			const char *b = a;
 			double x;
 
-			while (b < bar && *b != ':')
-				b++;
 			if (n == limit)
 				return -DTS_REJ_TOO_MANY_VALUES;
-			if (dts_parse_double(a, (size_t)(b - a), &x) != 0)
+			const char *b = dts__parse_number(a, bar, &x);
+			if (b == NULL || (b != bar && *b != ':'))
 				return -DTS_REJ_BAD_VALUE;
 			out[n].value = x;
 			out[n].flags = type == DTS_GAUGE && (a[0] == '+' || a[0] == '-') ? DTS_SAMPLE_GAUGE_DELTA : 0;
@@ -305,20 +339,22 @@ int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t
 	bool have_rate = false, have_tags = false, have_ts = false;
 	for (const char *s = t + tl; s < lend;) {
 		const char *e = ++s; /* past the '|' */
-		int r;
 
+		if (s < lend && s[0] == '@') {
+			/* The rate ends where the number does, which must be the section's end. */
+			e = have_rate ? NULL : dts__parse_number(s + 1, lend, &rate);
+			if (e == NULL || (e < lend && *e != '|') || !(rate > 0.0 && rate <= 1.0) || !isfinite(1.0 / rate))
+				return -DTS_REJ_BAD_RATE;
+			have_rate = true;
+			s = e;
+			continue;
+		}
 		while (e < lend && *e != '|')
 			e++;
 		size_t sl = (size_t)(e - s);
 		if (sl == 0)
 			return -DTS_REJ_BAD_SECTION;
 		switch (s[0]) {
-		case '@':
-			if (have_rate || dts_parse_double(s + 1, sl - 1, &rate) != 0 || !(rate > 0.0 && rate <= 1.0) ||
-			    !isfinite(1.0 / rate))
-				return -DTS_REJ_BAD_RATE;
-			have_rate = true;
-			break;
 		case '#':
 			if (have_tags)
 				return -DTS_REJ_BAD_TAGS;
@@ -346,7 +382,7 @@ int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t
 	}
 
 	/* Counters and timers were sampled: each value stands for 1/rate of them. Gauges and sets ignore the rate. */
-	double weight = (type == DTS_COUNTER || type == DTS_TIMER) ? 1.0 / rate : 1.0;
+	double weight = have_rate && (type == DTS_COUNTER || type == DTS_TIMER) ? 1.0 / rate : 1.0;
 	for (unsigned k = 0; k < n; k++) {
 		struct dts_sample *o = &out[k];
 
