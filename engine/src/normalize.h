@@ -15,8 +15,9 @@
  *     continuation bytes, so byte-wise matching finds exactly the characters a UTF-8 decoder would.
  * Tags use the same rules with ':' kept (key:value).
  *
- * Also here, because both line decoders need them and they are internal: dts__keep_span (the hot name scan) and
- * dts__parse_number (numparse.c: dts_parse_double that reports where the number ended).
+ * Also here, because the line decoders share them and they are internal: dts__keep_span, the name scan of the
+ * statsd fast path, and dts__parse_number, the number scanner behind dts_parse_double that reports where the
+ * number ended (its fast path inline below, the general path in numparse.c).
  *
  * Everything here is a pure function; callable from any thread.
  */
@@ -27,8 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
+#if defined(__SSSE3__)
+#include <tmmintrin.h>
 #endif
 
 /* Byte classes. DTS__NC_KEEP bytes are copied unchanged; a name made only of them needs no copy. */
@@ -56,14 +57,11 @@ static inline bool dts__name_keep(unsigned char c)
 }
 
 /*
- * The name scan of the fast path, in one pass: returns k, the index of the first byte of [p, p + n) that is not
- * DTS__NC_KEEP (n when there is none), and sets *sep_at to the index of the first byte equal to sep in [0, k), or k
- * when there is none. Never reads outside [p, p + n). A sep that is not a keep byte is never found.
- *
- * With SSE2 (every x86-64) 16 bytes are classified at once: [A-Za-z] as (c | 0x20) - 'a' < 26, [0-9], '-' and '.'
- * (adjacent) as unsigned range checks done with a signed compare after a bias of 0x80, '_' by equality. The last
- * chunk is the line's last 16 bytes (overlapping bytes already seen are masked off), and a line of 8..15 bytes is read
- * as its first and last 8, so no load crosses the span. Shorter spans, and targets without SSE2, use the table.
+ * dts__keep_span(p, n, sep, &sep_at): the name scan of the fast path, in one pass. Returns k, the index of the first
+ * byte of [p, p + n) that is not DTS__NC_KEEP (n when there is none), and sets *sep_at to the index of the first byte
+ * equal to sep in [0, k), or k when there is none. Never reads outside [p, p + n). A sep that is not a keep byte is
+ * never found. Always inlined: it is most of the fast path's work, and a call would cost the registers it keeps.
+ * This is the byte-at-a-time version, used for short spans and where SSSE3 is missing.
  */
 static inline size_t dts__keep_span_scalar(const char *p, size_t n, char sep, size_t *sep_at)
 {
@@ -74,74 +72,82 @@ static inline size_t dts__keep_span_scalar(const char *p, size_t n, char sep, si
 	*sep_at = i;
 	while (i < n && dts__name_keep((unsigned char)p[i]))
 		i++;
-	if (*sep_at > i)
-		*sep_at = i;
 	return i;
 }
 
-#if defined(__SSE2__)
-/* Bit j set when byte j of x is not in [A-Za-z0-9_.-]. */
-static inline unsigned dts__nonkeep_mask16(__m128i x)
+#if defined(__SSSE3__)
+/*
+ * With SSSE3 (x86-64-v2, what Rel builds target) 16 bytes are classified at once by two nibble lookups (pshufb):
+ * byte c is kept when lo[c & 15] & hi[c >> 4] != 0, where each bit stands for one row of the ASCII table:
+ *   bit 0: 0x2d-0x2e "-."    bit 1: 0x30-0x39 digits    bit 2: 0x41-0x4f, 0x61-0x6f    bit 3: 0x50-0x5a, 0x5f
+ *   bit 4: 0x70-0x7a
+ * pshufb gives 0 for an index byte >= 0x80, so bytes >= 0x80 are never kept. Spans of 8..32 bytes take no loop and
+ * no branch: the first and the last 8 or 16 bytes are loaded (they overlap; a byte seen twice gets the same class)
+ * and their masks are merged. Longer spans go 16 bytes at a time, the last load again ending at p + n.
+ * dts__nonkeep16 returns a mask with bit j set when byte j is not kept, and in *sepm bit j set when byte j is sep.
+ */
+static inline unsigned dts__nonkeep16(__m128i x, __m128i sepv, unsigned *sepm)
 {
-	const __m128i alpha =
-		_mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(x, _mm_set1_epi8(0x20)), _mm_set1_epi8((char)(0x80 - 'a'))),
-			       _mm_set1_epi8((char)(0x80 + 26)));
-	const __m128i digit =
-		_mm_cmplt_epi8(_mm_add_epi8(x, _mm_set1_epi8((char)(0x80 - '0'))), _mm_set1_epi8((char)(0x80 + 10)));
-	const __m128i dash_dot =
-		_mm_cmplt_epi8(_mm_add_epi8(x, _mm_set1_epi8((char)(0x80 - '-'))), _mm_set1_epi8((char)(0x80 + 2)));
-	const __m128i under = _mm_cmpeq_epi8(x, _mm_set1_epi8('_'));
-	const __m128i keep = _mm_or_si128(_mm_or_si128(alpha, digit), _mm_or_si128(dash_dot, under));
+	const __m128i lo_tbl = _mm_setr_epi8(0x1a, 0x1e, 0x1e, 0x1e, 0x1e, 0x1e, 0x1e, 0x1e, 0x1e, 0x1e, 0x1c, 0x04,
+					     0x04, 0x05, 0x05, 0x0c);
+	const __m128i hi_tbl = _mm_setr_epi8(0, 0, 0x01, 0x02, 0x04, 0x08, 0x04, 0x10, 0, 0, 0, 0, 0, 0, 0, 0);
+	const __m128i hi = _mm_and_si128(_mm_srli_epi16(x, 4), _mm_set1_epi8(0x0f));
+	const __m128i cls = _mm_and_si128(_mm_shuffle_epi8(lo_tbl, x), _mm_shuffle_epi8(hi_tbl, hi));
 
-	return ~(unsigned)_mm_movemask_epi8(keep) & 0xffffu;
+	*sepm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, sepv));
+	return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(cls, _mm_setzero_si128()));
 }
 
-static inline size_t dts__keep_span(const char *p, size_t n, char sep, size_t *sep_at)
+static inline __attribute__((always_inline)) size_t dts__keep_span(const char *p, size_t n, char sep, size_t *sep_at)
 {
 	const __m128i sv = _mm_set1_epi8(sep);
-	size_t i = 0, s = SIZE_MAX;
-	unsigned bad, sm;
+	uint64_t bad, sm;
+	unsigned b0, b1, s0, s1;
 
 	if (n < 8)
 		return dts__keep_span_scalar(p, n, sep, sep_at);
-	if (n < 16) {
-		/* Bytes [0, 8) in the low half, [n - 8, n) in the high half; the overlap is seen twice, harmlessly. */
-		__m128i x = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)p),
-					       _mm_loadl_epi64((const __m128i *)(p + n - 8)));
-		bad = dts__nonkeep_mask16(x);
-		sm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, sv));
-		size_t k = (bad & 0xff) ? (size_t)__builtin_ctz(bad) :
-			   (bad != 0)	 ? n - 8 + (size_t)__builtin_ctz(bad >> 8) :
-					   n;
-		s = (sm & 0xff) ? (size_t)__builtin_ctz(sm) : (sm != 0) ? n - 8 + (size_t)__builtin_ctz(sm >> 8) : n;
-		*sep_at = s < k ? s : k;
+	if (n <= 32) {
+		if (n < 16) {
+			/* Bytes [0, 8) in the low half, [n - 8, n) in the high half. */
+			__m128i x = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)p),
+						       _mm_loadl_epi64((const __m128i *)(p + n - 8)));
+			b0 = dts__nonkeep16(x, sv, &s0);
+			bad = (b0 & 0xffu) | (uint64_t)(b0 >> 8) << (n - 8);
+			sm = (s0 & 0xffu) | (uint64_t)(s0 >> 8) << (n - 8);
+		} else {
+			b0 = dts__nonkeep16(_mm_loadu_si128((const __m128i *)p), sv, &s0);
+			b1 = dts__nonkeep16(_mm_loadu_si128((const __m128i *)(p + n - 16)), sv, &s1);
+			bad = b0 | (uint64_t)b1 << (n - 16);
+			sm = s0 | (uint64_t)s1 << (n - 16);
+		}
+		/* A sentinel bit at n: k = n when every byte is kept. */
+		bad |= (uint64_t)1 << n;
+		unsigned k = (unsigned)__builtin_ctzll(bad);
+		sm &= bad - 1; /* only separators before k */
+		*sep_at = sm != 0 ? (unsigned)__builtin_ctzll(sm) : k;
 		return k;
 	}
+	size_t i = 0, s = SIZE_MAX;
 	for (;;) {
-		size_t base = i, skip = 0;
+		size_t base = i + 16 <= n ? i : n - 16;
 
-		if (i + 16 > n) {
-			if (i == n)
-				break;
-			base = n - 16;
-			skip = i - base;
-		}
-		__m128i x = _mm_loadu_si128((const __m128i *)(p + base));
-		bad = dts__nonkeep_mask16(x) >> skip;
-		sm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, sv)) >> skip;
-		if (s == SIZE_MAX && sm != 0)
-			s = i + (size_t)__builtin_ctz(sm);
-		if (bad != 0) {
-			i += (size_t)__builtin_ctz(bad);
+		b0 = dts__nonkeep16(_mm_loadu_si128((const __m128i *)(p + base)), sv, &s0) >> (i - base);
+		s0 >>= i - base;
+		if (s == SIZE_MAX && s0 != 0)
+			s = i + (size_t)__builtin_ctz(s0);
+		if (b0 != 0) {
+			i += (size_t)__builtin_ctz(b0);
 			break;
 		}
 		i = base + 16;
+		if (i == n)
+			break;
 	}
 	*sep_at = s < i ? s : i;
 	return i;
 }
 #else
-static inline size_t dts__keep_span(const char *p, size_t n, char sep, size_t *sep_at)
+static inline __attribute__((always_inline)) size_t dts__keep_span(const char *p, size_t n, char sep, size_t *sep_at)
 {
 	return dts__keep_span_scalar(p, n, sep, sep_at);
 }
@@ -216,13 +222,81 @@ static inline bool dts__is_blank(const char *p, size_t n)
 }
 
 /*
- * dts_parse_double (decode.h) for a number that starts at p and is followed by anything: parses the longest prefix of
- * [p, end) that the number grammar can continue through, sets *out and returns the first byte after the number.
- * Returns NULL, *out untouched, when there is no mantissa digit, an exponent marker is not followed by exponent
- * digits ("1e", "1e+x"), or the value overflows. So dts_parse_double(p, len) succeeds exactly when this returns
- * p + len, and a decoder can parse a value and find the delimiter after it in one read. Never reads outside
- * [p, end). Defined in numparse.c. Any thread.
+ * Number scanning for the line decoders: dts_parse_double (decode.h) for a number that starts at p and is followed by
+ * anything. Parses the longest prefix of [p, end) that the number grammar can continue through and returns its value
+ * and the first byte after it, or end == NULL when there is no mantissa digit, an exponent marker is not followed by
+ * exponent digits ("1e", "1e+x"), or the value overflows. So dts_parse_double(p, len) succeeds exactly when .end is
+ * p + len, and a decoder parses a value and finds the delimiter after it in one read. Returned in registers (rax,
+ * xmm0), so callers keep no address-taken locals. Never reads outside [p, end). Any thread.
  */
-const char *dts__parse_number(const char *p, const char *end, double *out);
+struct dts__num {
+	const char *end;
+	double v;
+};
+
+/* The full grammar (numparse.c): any digit count, exponents, correctly rounded (strtod beyond the fast paths). */
+struct dts__num dts__parse_number_general(const char *p, const char *end);
+
+/*
+ * The fast path, inline, for what statsd values are ("5", "+3", "20.5", "4521.37"): [+-] digits [. digits] with 1 to
+ * 15 digits. Every digit, leading zeros included, goes into m, so m < 10^15 < 2^53 and both m and 10^nfrac are exact
+ * doubles: one IEEE division rounds correctly (Clinger 1990; the general path's first case, bit for bit). Returns
+ * end == NULL for no digit or more than 15 (the general path decides those). It does not look at the byte after the
+ * number: when that is 'e' or 'E' the number goes on (an exponent), so a caller must not take the result then; a
+ * caller that requires a delimiter ('|', ':', the end) after the number has that for free. Always inlined: a call
+ * would cost more than the common value ("1") does.
+ */
+static inline __attribute__((always_inline)) struct dts__num dts__parse_number_fast(const char *p, const char *end)
+{
+	static const double pow10[16] = {
+		1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+	};
+	const unsigned char *s = (const unsigned char *)p, *e = (const unsigned char *)end, *d0;
+	struct dts__num r = { NULL, 0.0 };
+	uint64_t m = 0;
+	unsigned d;
+	size_t nd, nfrac = 0;
+	bool neg = false;
+
+	if (s < e && (*s == '-' || *s == '+')) {
+		neg = *s == '-';
+		s++;
+	}
+	d0 = s;
+	while (s < e && (d = (unsigned)*s - '0') < 10) {
+		m = m * 10 + d;
+		s++;
+	}
+	nd = (size_t)(s - d0);
+	if (s < e && *s == '.') {
+		const unsigned char *f0 = ++s;
+
+		while (s < e && (d = (unsigned)*s - '0') < 10) {
+			m = m * 10 + d;
+			s++;
+		}
+		nfrac = (size_t)(s - f0);
+		nd += nfrac;
+	}
+	if (nd - 1 >= 15)
+		return r;
+	r.v = (double)(int64_t)m; /* m < 10^15 */
+	if (nfrac != 0)
+		r.v /= pow10[nfrac];
+	if (neg)
+		r.v = -r.v;
+	r.end = (const char *)s;
+	return r;
+}
+
+/* The fast path when it applies (not followed by an exponent), the general one otherwise. */
+static inline struct dts__num dts__parse_number(const char *p, const char *end)
+{
+	struct dts__num r = dts__parse_number_fast(p, end);
+
+	if (r.end == NULL || (r.end < end && (*r.end | 0x20) == 'e'))
+		return dts__parse_number_general(p, end);
+	return r;
+}
 
 #endif /* DTS_NORMALIZE_H */

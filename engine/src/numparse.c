@@ -5,6 +5,12 @@
  * calls setlocale() would read "1.5" as 1), it accepts hex, inf, nan and leading spaces, and it costs ~60 ns where
  * the common statsd value ("153", "0.25") needs ~5.
  *
+ * The parser is dts__parse_number (normalize.h): it reads a number from where it starts and reports where it ended,
+ * so the statsd decoder parses a value and finds the '|' or ':' after it in one read; dts_parse_double is that with
+ * "ended exactly at p + len". Its inline fast path takes [+-] digits [. digits] with at most 15 digits (every statsd
+ * value in practice) as m / 10^nfrac, the first case below, in ~30 instructions for "5". Everything else comes here,
+ * to dts__parse_number_general, which starts again from p.
+ *
  * How: one pass validates the grammar
  *     [+-] digits [ '.' digits ] [ (e|E) [+-] digits ]      (at least one mantissa digit, on either side of the '.')
  * and accumulates the first 19 significant digits into a uint64 mantissa m and a decimal exponent e, so that the
@@ -158,12 +164,12 @@ static int parse_slow(const char *p, size_t len, bool neg, long exp10, double *o
 }
 
 /*
- * General path: the grammar with up to 19 significant digits in m, any exponent, the Clinger checks and strtod for
- * the rest. Parses the number starting at p and ending before end or at the first byte that cannot continue it.
- * Returns the end of the number, or NULL (see dts__parse_number).
+ * Everything dts__parse_number's inline fast path leaves (normalize.h): more than 15 digits, an exponent, no digit.
+ * The grammar again from p, with up to 19 significant digits in m, the Clinger checks, and strtod for the rest.
  */
-static const char *parse_general(const char *p, const char *end, double *out)
+struct dts__num dts__parse_number_general(const char *p, const char *end)
 {
+	const struct dts__num fail = { NULL, 0.0 };
 	const unsigned char *s = (const unsigned char *)p;
 	size_t len = (size_t)(end - p);
 	size_t i = 0;
@@ -175,7 +181,7 @@ static const char *parse_general(const char *p, const char *end, double *out)
 	size_t ndigits = 0; /* mantissa digits seen, including leading zeros */
 
 	if (len == 0)
-		return NULL;
+		return fail;
 	if (s[0] == '-' || s[0] == '+') {
 		neg = s[0] == '-';
 		i = 1;
@@ -209,7 +215,7 @@ static const char *parse_general(const char *p, const char *end, double *out)
 		}
 	}
 	if (ndigits == 0)
-		return NULL; /* "", "+", ".", "e5", "inf", "nan", ... */
+		return fail; /* "", "+", ".", "e5", "inf", "nan", ... */
 	/* Exponent. */
 	long x = 0;
 	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
@@ -227,100 +233,45 @@ static const char *parse_general(const char *p, const char *end, double *out)
 				x = x * 10 + (s[i] - '0');
 		}
 		if (xdigits == 0)
-			return NULL; /* "1e", "1e+", "1ex" */
+			return fail; /* "1e", "1e+", "1ex" */
 		if (xneg)
 			x = -x;
 	}
 	/* The number is [p, p + i). */
-	if (m == 0 && !truncated) {
-		*out = neg ? -0.0 : 0.0;
-		return p + i;
-	}
+	if (m == 0 && !truncated)
+		return (struct dts__num){ p + i, neg ? -0.0 : 0.0 };
 	if (!truncated && m <= DTS__TWO53) {
 		long ex = e + x;
 		double v = (double)m;
 
 		if (ex >= 0 && ex <= 22) {
 			v *= pow10_exact[ex];
-			*out = neg ? -v : v;
-			return p + i;
+			return (struct dts__num){ p + i, neg ? -v : v };
 		}
 		if (ex < 0 && ex >= -22) {
 			v /= pow10_exact[-ex];
-			*out = neg ? -v : v;
-			return p + i;
+			return (struct dts__num){ p + i, neg ? -v : v };
 		}
 		if (ex > 22 && ex <= 22 + 15) {
 			/* m * 10^(ex-22) may still be an exact integer <= 2^53: then one multiply by 1e22 is exact. */
 			uint64_t f = pow10_u64[ex - 22];
 			if (m <= DTS__TWO53 / f) {
 				v = (double)(m * f) * pow10_exact[22];
-				*out = neg ? -v : v;
-				return p + i;
+				return (struct dts__num){ p + i, neg ? -v : v };
 			}
 		}
 	}
-	return parse_slow(p, i, neg, x, out) == 0 ? p + i : NULL;
-}
-
-/*
- * The hot path. Statsd values are short: "5", "+3", "20.5", "4521.37". One loop per side of the point accumulates
- * every digit (leading zeros included) into m; with at most 19 digits m cannot wrap, and then m * 10^-nfrac is the
- * value. When m <= 2^53 (always so for up to 15 digits) both m and 10^nfrac (nfrac <= 19) are exact doubles and
- * one IEEE division rounds correctly (Clinger's fast path, the same one parse_general takes). Anything else - an
- * exponent, more than 19 digits, m > 2^53 - is parsed again from the start by parse_general.
- */
-const char *dts__parse_number(const char *p, const char *end, double *out)
-{
-	const unsigned char *s = (const unsigned char *)p, *e = (const unsigned char *)end;
-	const unsigned char *d0;
-	uint64_t m = 0;
-	unsigned d;
-	size_t nd, nfrac = 0;
-	bool neg = false;
-
-	if (s < e && (*s == '-' || *s == '+')) {
-		neg = *s == '-';
-		s++;
-	}
-	d0 = s;
-	while (s < e && (d = (unsigned)*s - '0') < 10) {
-		m = m * 10 + d;
-		s++;
-	}
-	nd = (size_t)(s - d0);
-	if (s < e && *s == '.') {
-		const unsigned char *f0 = ++s;
-
-		while (s < e && (d = (unsigned)*s - '0') < 10) {
-			m = m * 10 + d;
-			s++;
-		}
-		nfrac = (size_t)(s - f0);
-		nd += nfrac;
-	}
-	if (__builtin_expect(nd - 1 >= 19 || m > DTS__TWO53 || (s < e && (*s | 0x20) == 'e'), 0)) {
-		if (nd == 0)
-			return NULL; /* "", "+", ".", "e5", "inf", ... */
-		return parse_general(p, end, out);
-	}
-	double v = (double)m;
-	if (nfrac != 0)
-		v /= pow10_exact[nfrac];
-	*out = neg ? -v : v;
-	return (const char *)s;
+	double v;
+	return parse_slow(p, i, neg, x, &v) == 0 ? (struct dts__num){ p + i, v } : fail;
 }
 
 int dts_parse_double(const char *p, size_t len, double *out)
 {
-	double v;
-	const char *q;
-
 	if (len == 0)
 		return -EINVAL;
-	q = dts__parse_number(p, p + len, &v);
-	if (q != p + len)
+	struct dts__num r = dts__parse_number(p, p + len);
+	if (r.end != p + len)
 		return -EINVAL; /* NULL, or junk after the number: "1.2.3", "0x10", "1 ", "1,5" */
-	*out = v;
+	*out = r.v;
 	return 0;
 }

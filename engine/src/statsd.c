@@ -12,9 +12,18 @@
  *   4. the values between the name's ':' and that '|', split on ':' -> bad_value / too_many_values;
  *   5. the sections after the type, in any order -> bad_rate, bad_tags, bad_timestamp, timestamp_skew, bad_section.
  *
- * The common line ("api.query_123:153|ms") takes the fast path: the name is all [A-Za-z0-9_.-], so the sample's
- * process and counter point into the line (no copy), the value is parsed by dts_parse_double's exact integer path,
- * and nothing else is touched. Only names that need normalising and tags use the scratch buffer:
+ * Two paths. The common line ("api.query_123:153|ms", "api.lat:20.5|ms|@0.5") takes the fast path at the end of this
+ * file, ~190 instructions for a 22-byte counter line (was ~410): one SIMD pass over the name classifies it and finds
+ * the process separator (dts__keep_span), the single value is parsed where it starts and ends at the '|' (inline
+ * dts__parse_number_fast: no pre-scan for ':' or '|'), the type letters and a trailing "|@rate" are read in place,
+ * and the sample is written once; the sample's process and counter point into the line (no copy). Any other section
+ * goes to parse_sections. Every other line - a name to normalise, several values, a set, an exponent or more than 15
+ * digits, a trailing '\r', any error before the sections - is decoded again from its start by decode_full, the whole
+ * grammar in the order above, so reject reasons are decided in one place only. Both paths produce the same samples
+ * for the lines the fast path takes (see dts_statsd_decode).
+ * Kept out of line (noinline) so that the fast path stays small: decode_full, parse_sections, fast_sections.
+ *
+ * Only names that need normalising and tags use the scratch buffer:
  *   scratch.buf[0, DTS_MAX_NAME)                            normalised name
  *   scratch.buf[DTS_MAX_NAME, DTS_MAX_NAME + DTS_MAX_TAGS_LEN)  canonical tags
  *
@@ -169,42 +178,106 @@ static int parse_timestamp(const struct dts_decode_cfg *cfg, const char *p, size
 	return 0;
 }
 
-/* The type letters after the '|': 1 or 2 bytes up to the next '|' or the end. Returns the type or -reject. */
-static int parse_type(const char *t, const char *lend, size_t *tlp)
-{
-	size_t rem = (size_t)(lend - t), tl;
+/* What the sections after the type set. */
+struct sections {
+	double rate;
+	const char *tags;
+	uint16_t tags_len;
+	int64_t ts;
+	bool have_rate;
+};
 
-	/* The common case first: one known type, then '|' or the end. */
-	if (rem >= 1 && (rem == 1 || t[1] == '|')) {
-		*tlp = 1;
-		switch (t[0]) {
-		case 'c':
-			return DTS_COUNTER;
-		case 'g':
-			return DTS_GAUGE;
-		case 'h':
-		case 'd':
-			return DTS_TIMER;
-		case 's':
-			return DTS_SET;
-		default:
+/*
+ * 5. The sections after the type, [s, lend) with s at a '|', in any order, each at most once ('c:' excepted:
+ * ignored). sec holds the defaults on entry. Returns 0 or -reject (the first failing section's reason).
+ */
+static __attribute__((noinline)) int parse_sections(const struct dts_decode_cfg *cfg, const char *s, const char *lend,
+						    int64_t now, struct dts_scratch *scratch, struct sections *sec)
+{
+	bool have_tags = false, have_ts = false;
+
+	while (s < lend) {
+		const char *e = ++s; /* past the '|' */
+		int r;
+
+		while (e < lend && *e != '|')
+			e++;
+		size_t sl = (size_t)(e - s);
+		if (sl == 0)
+			return -DTS_REJ_BAD_SECTION;
+		switch (s[0]) {
+		case '@':
+			if (sec->have_rate || dts_parse_double(s + 1, sl - 1, &sec->rate) != 0 ||
+			    !(sec->rate > 0.0 && sec->rate <= 1.0) || !isfinite(1.0 / sec->rate))
+				return -DTS_REJ_BAD_RATE;
+			sec->have_rate = true;
 			break;
+		case '#':
+			if (have_tags)
+				return -DTS_REJ_BAD_TAGS;
+			r = parse_tags(s + 1, sl - 1, scratch, &sec->tags, &sec->tags_len);
+			if (r != 0)
+				return r;
+			have_tags = true;
+			break;
+		case 'T':
+			if (have_ts)
+				return -DTS_REJ_BAD_TIMESTAMP;
+			r = parse_timestamp(cfg, s + 1, sl - 1, now, &sec->ts);
+			if (r != 0)
+				return r;
+			have_ts = true;
+			break;
+		case 'c':
+			if (sl >= 2 && s[1] == ':')
+				break; /* DogStatsD container id: accepted, ignored */
+			return -DTS_REJ_BAD_SECTION;
+		default:
+			return -DTS_REJ_BAD_SECTION;
 		}
-	} else if (rem >= 2 && t[0] == 'm' && t[1] == 's' && (rem == 2 || t[2] == '|')) {
-		*tlp = 2;
-		return DTS_TIMER;
+		s = e;
 	}
-	for (tl = 0; tl < rem && t[tl] != '|'; tl++)
-		;
-	return tl == 0 ? -DTS_REJ_NO_TYPE : -DTS_REJ_BAD_TYPE;
+	return 0;
 }
 
-int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t len, int64_t now,
-		      struct dts_sample *out, unsigned max_out, struct dts_scratch *scratch)
+/* Counters and timers were sampled: each value stands for 1/rate of them. Gauges and sets ignore the rate. */
+static inline double weight_of(enum dts_type type, const struct sections *sec)
+{
+	return sec->have_rate && (type == DTS_COUNTER || type == DTS_TIMER) ? 1.0 / sec->rate : 1.0;
+}
+
+/* The fields every sample of the line shares; value, flags and set_member are already set. */
+static inline void fill(struct dts_sample *out, unsigned n, const char *process, size_t process_len, const char *counter,
+			size_t counter_len, enum dts_type type, double weight, const struct sections *sec)
+{
+	for (unsigned k = 0; k < n; k++) {
+		struct dts_sample *o = &out[k];
+
+		o->user = NULL;
+		o->user_len = 0;
+		o->process = process;
+		o->process_len = (uint16_t)process_len;
+		o->counter = counter;
+		o->counter_len = (uint16_t)counter_len;
+		o->tags = sec->tags;
+		o->tags_len = sec->tags_len;
+		o->type = (uint8_t)type;
+		o->weight = weight;
+		o->ts = sec->ts;
+	}
+}
+
+/*
+ * The whole grammar, in the order of the checks (docs/protocols.md 2.4): every line the fast path below does not
+ * take. Kept out of line so that the fast path stays small.
+ */
+static __attribute__((noinline)) int decode_full(const struct dts_decode_cfg *cfg, const char *line, size_t len,
+						 int64_t now, struct dts_sample *out, unsigned max_out,
+						 struct dts_scratch *scratch)
 {
 	const char *lend;
 	const char *name = line;
-	size_t name_len, i, sep_at;
+	size_t name_len, i;
 	bool normalised = false;
 
 	/* 1. The line. */
@@ -220,10 +293,11 @@ int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t
 	lend = line + len;
 
 	/*
-	 * 2. The name. Fast path: every byte is kept as is and it ends at ':'; the same pass finds the first separator.
-	 * Without split_process the separator is ':', which never occurs in a name, so nothing splits.
+	 * 2. The name: used in place when every byte is kept as is and it ends at ':' (the same pass finds the first
+	 * separator; without split_process the separator is ':', which is never in a name, so nothing splits).
 	 */
 	const char sep = cfg->split_process ? cfg->process_sep : ':';
+	size_t sep_at;
 	i = dts__keep_span(line, len, sep, &sep_at);
 	name_len = i;
 	if (i == len || line[i] != ':') {
@@ -240,7 +314,7 @@ int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t
 	if (name_len > DTS_MAX_NAME)
 		return -DTS_REJ_NAME_TOO_LONG;
 	if (normalised) {
-		/* The separator of a normalised name. An inline scan: it is usually a few bytes in. */
+		/* The separator in the normalised name. An inline scan: it is usually a few bytes in. */
 		for (sep_at = 0; sep_at < name_len && name[sep_at] != sep; sep_at++)
 			;
 	}
@@ -250,50 +324,50 @@ int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t
 	 * process: the default process is used, as if it were absent. A trailing one ("api.") leaves no counter and is
 	 * rejected as empty_name.
 	 */
-	const char *process, *counter;
-	size_t process_len, counter_len;
-	if (sep_at < name_len && sep_at > 0) {
-		process = name;
-		process_len = sep_at;
+	const char *process = cfg->default_process, *counter = name;
+	size_t process_len = cfg->default_process_len, counter_len;
+	if (sep_at < name_len) {
 		counter = name + sep_at + 1;
-	} else {
-		process = cfg->default_process;
-		process_len = cfg->default_process_len;
-		counter = sep_at < name_len ? name + sep_at + 1 : name;
+		if (sep_at > 0) {
+			process = name;
+			process_len = sep_at;
+		}
 	}
 	counter_len = (size_t)(name + name_len - counter);
 	if (counter_len == 0)
 		return -DTS_REJ_EMPTY_NAME;
 
-	/*
-	 * 3. The type, after the first '|' past the values. The common line has one numeric value: it is parsed here,
-	 * speculatively, and where it stops is that '|'. Its errors only count after the type's (section 2.4 order).
-	 */
+	/* 3. The type, after the first '|' past the values. */
 	const char *v = line + i + 1;
-	double x0 = 0;
-	const char *bar = dts__parse_number(v, lend, &x0);
-	const bool one_value = bar != NULL && bar < lend && *bar == '|';
-	if (!one_value) {
-		bar = v;
-		while (bar < lend && *bar != '|')
-			bar++;
-		if (bar == lend)
-			return -DTS_REJ_NO_TYPE;
-	}
+	const char *bar = v;
+	while (bar < lend && *bar != '|')
+		bar++;
+	if (bar == lend)
+		return -DTS_REJ_NO_TYPE;
 	const char *t = bar + 1;
 	size_t tl = 0;
-	int r = parse_type(t, lend, &tl);
-	if (r < 0)
-		return r;
-	const enum dts_type type = (enum dts_type)r;
+	while (t + tl < lend && t[tl] != '|')
+		tl++;
+	enum dts_type type;
+	if (tl == 1 && t[0] == 'c')
+		type = DTS_COUNTER;
+	else if (tl == 2 && t[0] == 'm' && t[1] == 's')
+		type = DTS_TIMER;
+	else if (tl == 1 && t[0] == 'g')
+		type = DTS_GAUGE;
+	else if (tl == 1 && (t[0] == 'h' || t[0] == 'd'))
+		type = DTS_TIMER;
+	else if (tl == 1 && t[0] == 's')
+		type = DTS_SET;
+	else
+		return tl == 0 ? -DTS_REJ_NO_TYPE : -DTS_REJ_BAD_TYPE;
 
 	/* 4. The values. */
 	unsigned limit = max_out < DTS_MAX_VALUES_PER_LINE ? max_out : DTS_MAX_VALUES_PER_LINE;
 	unsigned n = 0;
+	size_t vl = (size_t)(bar - v);
 	if (type == DTS_SET) {
 		/* One member, taken as raw text (not a number). */
-		size_t vl = (size_t)(bar - v);
-
 		if (vl == 0)
 			return -DTS_REJ_BAD_VALUE;
 		if (memchr(v, ':', vl) != NULL || limit == 0)
@@ -302,26 +376,18 @@ int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t
 		out[0].flags = 0;
 		out[0].set_member = dts_hash64(v, vl, DTS_HASH_SEED);
 		n = 1;
-	} else if (one_value) {
-		if (limit == 0)
-			return -DTS_REJ_TOO_MANY_VALUES;
-		out[0].value = x0;
-		out[0].flags = type == DTS_GAUGE && (v[0] == '+' || v[0] == '-') ? DTS_SAMPLE_GAUGE_DELTA : 0;
-		out[0].set_member = 0;
-		n = 1;
 	} else {
-		/* Each value must end exactly at a ':' or at the '|' (the number grammar has neither). */
 		const char *a = v;
 
 		for (;;) {
-			double x;
-
+			/* A value ends where its number does, which must be at a ':' or at the '|' (neither is in one). */
 			if (n == limit)
 				return -DTS_REJ_TOO_MANY_VALUES;
-			const char *b = dts__parse_number(a, bar, &x);
+			const struct dts__num x = dts__parse_number(a, bar);
+			const char *b = x.end;
 			if (b == NULL || (b != bar && *b != ':'))
 				return -DTS_REJ_BAD_VALUE;
-			out[n].value = x;
+			out[n].value = x.v;
 			out[n].flags = type == DTS_GAUGE && (a[0] == '+' || a[0] == '-') ? DTS_SAMPLE_GAUGE_DELTA : 0;
 			out[n].set_member = 0;
 			n++;
@@ -331,72 +397,157 @@ int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t
 		}
 	}
 
-	/* 5. The sections after the type, in any order, each at most once ('c:' excepted: ignored). */
-	double rate = 1.0;
-	const char *tags = "";
-	uint16_t tags_len = 0;
-	int64_t ts = 0;
-	bool have_rate = false, have_tags = false, have_ts = false;
-	for (const char *s = t + tl; s < lend;) {
-		const char *e = ++s; /* past the '|' */
+	/* 5. The sections after the type. */
+	struct sections sec = { .rate = 1.0, .tags = "", .tags_len = 0, .ts = 0, .have_rate = false };
+	if (t + tl < lend) {
+		int r = parse_sections(cfg, t + tl, lend, now, scratch, &sec);
 
-		if (s < lend && s[0] == '@') {
-			/* The rate ends where the number does, which must be the section's end. */
-			e = have_rate ? NULL : dts__parse_number(s + 1, lend, &rate);
-			if (e == NULL || (e < lend && *e != '|') || !(rate > 0.0 && rate <= 1.0) || !isfinite(1.0 / rate))
-				return -DTS_REJ_BAD_RATE;
-			have_rate = true;
-			s = e;
-			continue;
-		}
-		while (e < lend && *e != '|')
-			e++;
-		size_t sl = (size_t)(e - s);
-		if (sl == 0)
-			return -DTS_REJ_BAD_SECTION;
-		switch (s[0]) {
-		case '#':
-			if (have_tags)
-				return -DTS_REJ_BAD_TAGS;
-			r = parse_tags(s + 1, sl - 1, scratch, &tags, &tags_len);
-			if (r != 0)
-				return r;
-			have_tags = true;
-			break;
-		case 'T':
-			if (have_ts)
-				return -DTS_REJ_BAD_TIMESTAMP;
-			r = parse_timestamp(cfg, s + 1, sl - 1, now, &ts);
-			if (r != 0)
-				return r;
-			have_ts = true;
-			break;
-		case 'c':
-			if (sl >= 2 && s[1] == ':')
-				break; /* DogStatsD container id: accepted, ignored */
-			return -DTS_REJ_BAD_SECTION;
-		default:
-			return -DTS_REJ_BAD_SECTION;
-		}
-		s = e;
+		if (r != 0)
+			return r;
 	}
-
-	/* Counters and timers were sampled: each value stands for 1/rate of them. Gauges and sets ignore the rate. */
-	double weight = have_rate && (type == DTS_COUNTER || type == DTS_TIMER) ? 1.0 / rate : 1.0;
-	for (unsigned k = 0; k < n; k++) {
-		struct dts_sample *o = &out[k];
-
-		o->user = NULL;
-		o->user_len = 0;
-		o->process = process;
-		o->process_len = (uint16_t)process_len;
-		o->counter = counter;
-		o->counter_len = (uint16_t)counter_len;
-		o->tags = tags;
-		o->tags_len = tags_len;
-		o->type = (uint8_t)type;
-		o->weight = weight;
-		o->ts = ts;
-	}
+	fill(out, n, process, process_len, counter, counter_len, type, weight_of(type, &sec), &sec);
 	return (int)n;
+}
+
+/*
+ * The sections of a line the fast path took: out[0] is complete with no section applied (weight 1, no tags, ts 0).
+ * Six arguments, so that the fast path can jump here (a sibling call) instead of keeping a frame of its own.
+ * Returns 1, or the first failing section's reason: the name, type and value checks that come first all passed.
+ */
+static __attribute__((noinline)) int fast_sections(const struct dts_decode_cfg *cfg, const char *s, const char *lend,
+						   int64_t now, struct dts_scratch *scratch, struct dts_sample *out)
+{
+	struct sections sec = { .rate = 1.0, .tags = "", .tags_len = 0, .ts = 0, .have_rate = false };
+	int r = parse_sections(cfg, s, lend, now, scratch, &sec);
+
+	if (r != 0)
+		return r;
+	out[0].tags = sec.tags;
+	out[0].tags_len = sec.tags_len;
+	out[0].ts = sec.ts;
+	out[0].weight = weight_of((enum dts_type)out[0].type, &sec);
+	return 1;
+}
+
+/*
+ * The fast path: the line most clients send, "name:value|type" or "name:value|type|@rate", where the name is all
+ * [A-Za-z0-9_.-] (no copy) and there is one value: a number that dts__parse_number_fast takes (up to 15 digits, no
+ * exponent), or a set member. One pass over the name classifies it and finds the separator (dts__keep_span), the
+ * value is parsed where it starts and ends at the '|', and a trailing "|@rate" is parsed the same way. Other
+ * sections go to
+ * fast_sections. Any other line, and every line with an error before its sections, goes to decode_full, which
+ * decodes it again from the start. For a line it takes, each of decode_full's checks passes the same way (the name
+ * is used in place, the one number is the whole value text, the type token is the same), so both give the same
+ * samples. A line ending in '\r' always goes to decode_full, which drops it: test_statsd and fuzz_statsd decode
+ * lines with and without one and compare, which holds the two paths to each other.
+ */
+int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t len, int64_t now,
+		      struct dts_sample *out, unsigned max_out, struct dts_scratch *scratch)
+{
+	const char *const lend = line + len;
+	size_t k, sep_at;
+
+	if (len < 4 || len > DTS_MAX_LINE || max_out == 0 || lend[-1] == '\r')
+		goto full; /* CRLF lines too: decode_full drops the '\r' */
+
+	/* The name, ending at ':'. Without split_process the separator is ':', which is never in a name: no split. */
+	k = dts__keep_span(line, len, cfg->split_process ? cfg->process_sep : ':', &sep_at);
+	if (k == 0 || k > DTS_MAX_NAME || k == len || line[k] != ':')
+		goto full;
+
+	/* The identity (see decode_full), stored at once: out[0] means nothing if the line goes to decode_full. */
+	const char *counter = line;
+	out[0].process = cfg->default_process;
+	out[0].process_len = cfg->default_process_len;
+	if (sep_at < k) {
+		counter = line + sep_at + 1;
+		if (sep_at > 0) {
+			out[0].process = line;
+			out[0].process_len = (uint16_t)sep_at;
+		}
+	}
+	if (counter == line + k)
+		goto full;
+	out[0].counter = counter;
+	out[0].counter_len = (uint16_t)(line + k - counter);
+
+	/* One value, then '|': a number, or the text of a set member ("users:alice|s", checked with the type). */
+	const char *v = line + k + 1;
+	const struct dts__num x = dts__parse_number_fast(v, lend);
+	const char *bar = x.end, *s;
+	enum dts_type type;
+	if (bar == NULL || bar == lend || *bar != '|') {
+		for (bar = v; bar < lend && *bar != '|' && *bar != ':'; bar++)
+			;
+		if (bar != v && bar + 1 < lend && *bar == '|' && bar[1] == 's' && (bar + 2 == lend || bar[2] == '|'))
+			goto set;
+		goto full;
+	}
+
+	/* The type, then the end of the line or a section. */
+	const char *t = bar + 1;
+	if (t + 1 >= lend || t[1] == '|') {
+		if (t == lend)
+			goto full;
+		switch (t[0]) {
+		case 'c':
+			type = DTS_COUNTER;
+			break;
+		case 'g':
+			type = DTS_GAUGE;
+			break;
+		case 'h':
+		case 'd':
+			type = DTS_TIMER;
+			break;
+		case 's':
+			goto set; /* a member that looks like a number ("users:42|s") */
+		default:
+			goto full;
+		}
+		s = t + 1;
+	} else if (t[0] == 'm' && t[1] == 's' && (t + 2 == lend || t[2] == '|')) {
+		type = DTS_TIMER;
+		s = t + 2;
+	} else {
+		goto full;
+	}
+	out[0].value = x.v;
+	out[0].set_member = 0;
+	out[0].flags = type == DTS_GAUGE && (v[0] == '+' || v[0] == '-') ? DTS_SAMPLE_GAUGE_DELTA : 0;
+	goto sample;
+
+set:
+	/* One member, the raw text [v, bar): not empty, no ':' (both checked above); the type 's' ends at bar + 2. */
+	type = DTS_SET;
+	s = bar + 2;
+	out[0].value = 0;
+	out[0].set_member = dts_hash64(v, (size_t)(bar - v), DTS_HASH_SEED);
+	out[0].flags = 0;
+
+sample:
+	out[0].type = (uint8_t)type;
+	out[0].user = NULL;
+	out[0].user_len = 0;
+	out[0].tags = "";
+	out[0].tags_len = 0;
+	out[0].weight = 1.0;
+	out[0].ts = 0;
+	if (s == lend)
+		return 1;
+
+	/* The usual single section, "|@rate" at the end of the line, here; any other the general way. */
+	if (s + 1 < lend && s[1] == '@') {
+		const struct dts__num rate = dts__parse_number_fast(s + 2, lend);
+
+		if (rate.end == lend && rate.v > 0.0 && rate.v <= 1.0) {
+			if (type == DTS_COUNTER || type == DTS_TIMER)
+				out[0].weight = 1.0 / rate.v; /* finite: rate >= 1e-14 */
+			return 1;
+		}
+	}
+	return fast_sections(cfg, s, lend, now, scratch, out);
+
+full:
+	return decode_full(cfg, line, len, now, out, max_out, scratch);
 }

@@ -8,11 +8,16 @@
  *   - lengths are within the limits (name, tags), the user is the listener's (NULL/0);
  *   - names hold only [A-Za-z0-9_.-], tags only those and ':' and ',', and tags are sorted and distinct;
  *   - value finite, weight finite and >= 1, type in range, ts 0 or within the skew window;
- *   - decoding is deterministic (a second decode gives the same result).
+ *   - decoding is deterministic (a second decode gives the same result);
+ *   - a trailing '\r' changes nothing: the line with one added decodes to the same result. Such a line always takes
+ *     the full decoder (statsd.c), so this also holds the fast path to the full decoder's answer;
+ *   - dts_parse_double (its inline fast path included) agrees with glibc's strtod, bit for bit, on the whole line and
+ *     on each text between ':' and '|' or ':' and on "|@" rates, whenever the text is made of number characters only.
  * The configuration alternates between the defaults and no-split with '_' as separator, chosen by the first byte.
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,6 +85,62 @@ static void check_tags(const char *t, size_t n)
 	CHECK(count <= DTS_MAX_TAGS);
 }
 
+/*
+ * Differential check of the number parser: on a text of [0-9+-.eE] only, strtod's grammar (in the C locale, which
+ * this target never changes) is exactly dts_parse_double's, so both must accept with the same bits or both reject
+ * (strtod: not all consumed, or overflow). Other texts would only exercise strtod's extras (spaces, hex, inf, nan).
+ */
+static void check_number(const char *p, size_t n)
+{
+	static const char chars[] = "0123456789+-.eE";
+	char buf[600], *end;
+	double got = 0;
+
+	if (n == 0 || n >= sizeof(buf))
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == '\0' || strchr(chars, p[i]) == NULL)
+			return;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	double want = strtod(buf, &end);
+	int want_ok = end == buf + n && isfinite(want);
+	int r = dts_parse_double(p, n, &got);
+
+	if ((r == 0) != want_ok || (r == 0 && memcmp(&got, &want, sizeof(got)) != 0)) {
+		fprintf(stderr, "dts_parse_double(\"%s\") = %d, %.17g; strtod: %s %.17g\n", buf, r, got,
+			want_ok ? "ok" : "rejects", want);
+		abort();
+	}
+}
+
+/* The number texts of a line: all of it, each value between the first ':' and the next '|', each "|@" rate. */
+static void check_numbers(const char *line, size_t len)
+{
+	const char *end = line + len, *bar = memchr(line, '|', len), *a = memchr(line, ':', len);
+
+	check_number(line, len);
+	if (a != NULL && (bar == NULL || a < bar)) {
+		const char *vend = bar != NULL ? bar : end;
+
+		for (a++;;) {
+			const char *b = memchr(a, ':', (size_t)(vend - a));
+
+			check_number(a, (size_t)((b != NULL ? b : vend) - a));
+			if (b == NULL)
+				break;
+			a = b + 1;
+		}
+	}
+	for (const char *s = bar; s != NULL && s + 1 < end; s = memchr(s + 1, '|', (size_t)(end - s - 1))) {
+		if (s[1] == '@') {
+			const char *e = memchr(s + 1, '|', (size_t)(end - s - 1));
+
+			check_number(s + 2, (size_t)((e != NULL ? e : end) - (s + 2)));
+		}
+	}
+}
+
 static void decode_line(const struct dts_decode_cfg *cfg, const char *src, size_t len)
 {
 	static struct dts_sample out[MAX_OUT], out2[MAX_OUT];
@@ -129,6 +190,32 @@ static void decode_line(const struct dts_decode_cfg *cfg, const char *src, size_
 		CHECK(memcmp(&out2[k].value, &out[k].value, sizeof(double)) == 0);
 		CHECK(out2[k].set_member == out[k].set_member && out2[k].flags == out[k].flags);
 	}
+	/* The same line with a '\r' added: the full decoder, which drops it. */
+	if (len == 0 || line[len - 1] != '\r') {
+		char *crlf = malloc(len + 1);
+
+		CHECK(crlf != NULL);
+		memcpy(crlf, line, len);
+		crlf[len] = '\r';
+		r2 = dts_statsd_decode(cfg, crlf, len + 1, NOW, out2, MAX_OUT, &scratch2);
+		CHECK(r2 == r);
+		for (int k = 0; k < r; k++) {
+			CHECK(out2[k].process_len == out[k].process_len &&
+			      memcmp(out2[k].process, out[k].process, out[k].process_len) == 0);
+			CHECK(out2[k].counter_len == out[k].counter_len &&
+			      memcmp(out2[k].counter, out[k].counter, out[k].counter_len) == 0);
+			CHECK(out2[k].tags_len == out[k].tags_len && memcmp(out2[k].tags, out[k].tags, out[k].tags_len) == 0);
+			CHECK(out2[k].type == out[k].type && out2[k].flags == out[k].flags && out2[k].ts == out[k].ts);
+			CHECK(memcmp(&out2[k].value, &out[k].value, sizeof(double)) == 0);
+			CHECK(memcmp(&out2[k].weight, &out[k].weight, sizeof(double)) == 0);
+			CHECK(out2[k].set_member == out[k].set_member);
+			/* in the line exactly when the other is */
+			CHECK(in(out2[k].counter, out2[k].counter_len, crlf, len + 1) ==
+			      in(out[k].counter, out[k].counter_len, line, len));
+		}
+		free(crlf);
+	}
+	check_numbers(line, len);
 	free(line);
 }
 

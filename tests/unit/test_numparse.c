@@ -93,6 +93,40 @@ static const struct ok_case ok_cases[] = {
 	{ "1e-400", 0.0 }, /* underflow to zero: accepted */
 	{ "-1e-400", -0.0 },
 	{ "1e0000000000000000000000000001", 10.0 }, /* long exponent text */
+	/* The inline fast path (1..15 digits, no exponent) and its edges. */
+	{ "-0.0", -0.0 },
+	{ "+.5", 0.5 },
+	{ "1.", 1.0 },
+	{ "-5.", -5.0 },
+	{ "0.5", 0.5 },
+	{ "4521.37", 4521.37 },
+	{ "20.5", 20.5 },
+	{ "00000000000000.1", 0.1 }, /* 15 digits, 14 of them leading zeros */
+	{ "000000000000000.1", 0.1 }, /* 16 digits counting leading zeros: the general path */
+	{ "0.00000000000001", 1e-14 }, /* 15 digits */
+	{ "0.000000000000001", 1e-15 }, /* 16 digits */
+	{ "999999999999999", 999999999999999.0 }, /* 15 significant digits, the largest fast-path mantissa */
+	{ "9999999999999999", 9999999999999999.0 }, /* 16: m < 2^53, general path, still exact */
+	{ "99999999999999999", 99999999999999999.0 }, /* 17: m > 2^53, strtod */
+	{ "99999999999999.9", 99999999999999.9 },
+	{ "999999999999999.9", 999999999999999.9 },
+	{ "9999999999999999.9", 9999999999999999.9 },
+	{ "0.123456789012345", 0.123456789012345 },
+	{ "0.1234567890123456", 0.1234567890123456 },
+	{ "0.12345678901234567", 0.12345678901234567 },
+	{ "1234567890123.45", 1234567890123.45 },
+	{ "-1234567890123.45", -1234567890123.45 },
+	{ "12345678901234.56", 12345678901234.56 },
+	{ "5e0", 5.0 }, /* an exponent after a fast-path mantissa */
+	{ "5.e1", 50.0 },
+	{ "0.5E-1", 0.05 },
+	{ "1.5e22", 1.5e22 }, /* m * 10^(22 - 1): exact */
+	{ "15e22", 15e22 }, /* 10^23 path: 15 * 10 exact, times 1e22 */
+	{ "0.1e23", 1e22 },
+	{ "12e-23", 12e-23 }, /* beyond the fast exponent range: strtod */
+	{ "1.2e-22", 1.2e-22 },
+	{ "9007199254740991e22", 9007199254740991e22 },
+	{ "9007199254740991e23", 9007199254740991e23 },
 };
 
 Test(numparse, exact_values)
@@ -111,6 +145,9 @@ static const char *const bad_cases[] = {
 	"1 ",	 "\t1",	 "1\r",	 "0x10",   "0X1p3", "inf", "-inf", "INF",  "nan",  "NaN",	"Infinity", "1,5",
 	"1_000", "--1",	 "+-1",	 "1e1.5",  "1e5e5", "e",   "1f",   "1d",   "1ms",  "١",	"1e309",    "-1e309",
 	"1.8e308", "12a", "a12",
+	/* around the fast path */
+	"5e", "5.e", "5.5e+", "1.5.", "..5", "5..", "+.", "-.e1", ".e", "1-", "1+1", "0.5|", "5:",
+	"123456789012345x", "1234567890123456x",
 };
 
 Test(numparse, rejects)
@@ -235,6 +272,35 @@ Test(numparse, random_shapes_match_strtod)
 			continue;
 		}
 		cr_assert_eq(r, 0, "\"%s\" rejected", buf);
+		cr_assert(same_bits(got, want), "\"%s\": got %.17g, strtod %.17g", buf, got, want);
+	}
+}
+
+/* Short decimals, the shape of most statsd values: exactly what the inline fast path takes (1..15 digits, a point
+ * anywhere, a sign) and just beyond it (16, 17 digits), against strtod bit for bit. */
+Test(numparse, short_decimals_match_strtod)
+{
+	char buf[64];
+
+	for (int i = 0; i < 300000; i++) {
+		unsigned nd = 1 + (unsigned)(rnd() % 17);
+		unsigned point = (unsigned)(rnd() % (nd + 2)); /* nd + 1: no point */
+		size_t n = 0;
+
+		if (rnd() % 4 == 0)
+			buf[n++] = rnd() % 2 ? '-' : '+';
+		for (unsigned k = 0; k < nd; k++) {
+			if (k == point)
+				buf[n++] = '.';
+			buf[n++] = (char)('0' + (rnd() % 3 == 0 ? 0 : rnd() % 10));
+		}
+		if (point == nd)
+			buf[n++] = '.';
+		buf[n] = '\0';
+
+		double want = strtod(buf, NULL), got = 0;
+
+		cr_assert_eq(parse_n(buf, n, &got), 0, "\"%s\" rejected", buf);
 		cr_assert(same_bits(got, want), "\"%s\": got %.17g, strtod %.17g", buf, got, want);
 	}
 }

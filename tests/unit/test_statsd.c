@@ -189,6 +189,37 @@ static const struct ok_case ok_cases[] = {
 	  NULL }, /* stray lead byte, then NBSP */
 	{ "a\xe2\x80" "b.x:1|c", 0, 0, 1, DTS_COUNTER, "ab", "x", "", { 1 }, { 0 }, 1, 0, NULL }, /* truncated */
 	{ "  :1|c", 0, 0, 1, DTS_COUNTER, "default", "_", "", { 1 }, { 0 }, 1, 0, NULL },
+	/* values at the edges of the number fast path (15 digits, no exponent) and beyond it */
+	{ "api.mem:4521.37|g", 0, 0, 1, DTS_GAUGE, "api", "mem", "", { 4521.37 }, { 0 }, 1, 0, NULL },
+	{ "api.mem:-0|g", 0, 0, 1, DTS_GAUGE, "api", "mem", "", { -0.0 }, { D }, 1, 0, NULL },
+	{ "api.mem:+.5|g", 0, 0, 1, DTS_GAUGE, "api", "mem", "", { 0.5 }, { D }, 1, 0, NULL },
+	{ "api.hits:5.|c", 0, 0, 1, DTS_COUNTER, "api", "hits", "", { 5 }, { 0 }, 1, 0, NULL },
+	{ "api.hits:123456789012345|c", 0, 0, 1, DTS_COUNTER, "api", "hits", "", { 123456789012345.0 }, { 0 }, 1, 0,
+	  NULL },
+	{ "api.hits:1234567890123456|c", 0, 0, 1, DTS_COUNTER, "api", "hits", "", { 1234567890123456.0 }, { 0 }, 1, 0,
+	  NULL },
+	{ "api.hits:1e5|c", 0, 0, 1, DTS_COUNTER, "api", "hits", "", { 1e5 }, { 0 }, 1, 0, NULL },
+	{ "api.lat:2.5E-3|ms", 0, 0, 1, DTS_TIMER, "api", "lat", "", { 2.5e-3 }, { 0 }, 1, 0, NULL },
+	{ "api.lat:1e2:2|ms", 0, 0, 2, DTS_TIMER, "api", "lat", "", { 100, 2 }, { 0 }, 1, 0, NULL },
+	/* a rate with the fast path's "|@rate" at the end, and with other sections around it */
+	{ "api.lat:20.5|ms|@0.5", 0, 0, 1, DTS_TIMER, "api", "lat", "", { 20.5 }, { 0 }, 2, 0, NULL },
+	{ "api.lat:20.5|ms|@0.5\r", 0, 0, 1, DTS_TIMER, "api", "lat", "", { 20.5 }, { 0 }, 2, 0, NULL },
+	{ "api.hits:1|c|@1e-1", 0, 0, 1, DTS_COUNTER, "api", "hits", "", { 1 }, { 0 }, 1 / 1e-1, 0, NULL },
+	{ "api.hits:1|c|@0.3", 0, 0, 1, DTS_COUNTER, "api", "hits", "", { 1 }, { 0 }, 1 / 0.3, 0, NULL },
+	{ "api.hits:1|c|@0.00000000000001", 0, 0, 1, DTS_COUNTER, "api", "hits", "", { 1 }, { 0 }, 1 / 1e-14, 0,
+	  NULL },
+	{ "api.hits:1|c|@0.5|#b,a", 0, 0, 1, DTS_COUNTER, "api", "hits", "a,b", { 1 }, { 0 }, 2, 0, NULL },
+	{ "api.hits:1|c|#b,a|@0.5", 0, 0, 1, DTS_COUNTER, "api", "hits", "a,b", { 1 }, { 0 }, 2, 0, NULL },
+	{ "api.hits:1|c|@0.5|c:abc", 0, 0, 1, DTS_COUNTER, "api", "hits", "", { 1 }, { 0 }, 2, 0, NULL },
+	{ "api.mem:3|g|@0.25", 0, 0, 1, DTS_GAUGE, "api", "mem", "", { 3 }, { 0 }, 1, 0, NULL },
+	{ "api.mem:3|g|T1700000000", 0, 0, 1, DTS_GAUGE, "api", "mem", "", { 3 }, { 0 }, 1, NOW, NULL },
+	/* identity with the name scan's separator at the edges of its 8- and 16-byte loads */
+	{ "abcdefg.hijklmno:1|c", 0, 0, 1, DTS_COUNTER, "abcdefg", "hijklmno", "", { 1 }, { 0 }, 1, 0, NULL },
+	{ "abcdefghijklmnop.q:1|c", 0, 0, 1, DTS_COUNTER, "abcdefghijklmnop", "q", "", { 1 }, { 0 }, 1, 0, NULL },
+	{ "abcdefghijklmnopqrstuvwxyz0123456789.x:1|c", 0, 0, 1, DTS_COUNTER, "abcdefghijklmnopqrstuvwxyz0123456789",
+	  "x", "", { 1 }, { 0 }, 1, 0, NULL },
+	{ "abcdefghijklmnop.qrstuvwxyz0123456789:1|c", 0, CFG_NO_SPLIT, 1, DTS_COUNTER, "default",
+	  "abcdefghijklmnop.qrstuvwxyz0123456789", "", { 1 }, { 0 }, 1, 0, NULL },
 };
 
 Test(statsd, ok_table)
@@ -337,6 +368,25 @@ static const struct reject_case reject_cases[] = {
 	{ "_e{5,4}:title|text|d:1700000000|#a", DTS_REJ_UNSUPPORTED },
 	{ "_sc|my.check|0", DTS_REJ_UNSUPPORTED },
 	{ "_sc|my.check|2|#a|m:down", DTS_REJ_UNSUPPORTED },
+	/* around the fast path: each of these goes on to the full decoder, which names the reason */
+	{ "a.b:.|c", DTS_REJ_BAD_VALUE },
+	{ "a.b:-|c", DTS_REJ_BAD_VALUE },
+	{ "a.b:1e|c", DTS_REJ_BAD_VALUE },
+	{ "a.b:1.2.3|c", DTS_REJ_BAD_VALUE },
+	{ "a.b:1e5x|c", DTS_REJ_BAD_VALUE },
+	{ "a.b:1|m", DTS_REJ_BAD_TYPE },
+	{ "a.b:1|msc", DTS_REJ_BAD_TYPE },
+	{ "a.b:1|ms|", DTS_REJ_BAD_SECTION },
+	{ "a.b:1|c|@0.5|", DTS_REJ_BAD_SECTION },
+	{ "a.b:1|c|@0.5e", DTS_REJ_BAD_RATE },
+	{ "a.b:1|c|@0.5:", DTS_REJ_BAD_RATE },
+	{ "a.b:1|c|@.", DTS_REJ_BAD_RATE },
+	{ "a.b:1|c|@1.5", DTS_REJ_BAD_RATE },
+	{ "a.b:1|g|@-1", DTS_REJ_BAD_RATE },
+	{ "a.b:1|c|@0.5\r\r", DTS_REJ_BAD_RATE },
+	{ "a.b:1|c|@0.5|#", DTS_REJ_BAD_TAGS },
+	{ "a.b:1|c|@0.5|x", DTS_REJ_BAD_SECTION },
+	{ "a.:1|c|@0.5", DTS_REJ_EMPTY_NAME },
 	/* order of checks: first failing one wins */
 	{ "$$:x|y|z", DTS_REJ_EMPTY_NAME },
 	{ "a:x|y|z", DTS_REJ_BAD_TYPE },
@@ -674,4 +724,144 @@ Test(statsd, defaults_and_dispatch)
 	cr_expect(dts_line_is_dattss("", 0));
 	/* only the given span counts */
 	cr_expect(dts_line_is_dattss("a:1|c", 3));
+}
+
+/*
+ * The name scan of the fast path classifies 8 or 16 bytes at a time (normalize.h: 8 + 8 bytes below 16, two
+ * overlapping 16-byte loads up to 32, a loop above). Names of every length from 1 to 72 with one byte of each
+ * class at each position, and the separator at positions around the load edges, must decode as the byte-by-byte
+ * rules say (docs/protocols.md 2.2, 2.3), with the spans in the line exactly when nothing needed normalising.
+ */
+static size_t ref_normalise(const char *in, size_t n, char *out)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		    c == '-')
+			out[o++] = (char)c;
+		else if (c == ' ' || (c >= '\t' && c <= '\r'))
+			out[o++] = '_'; /* single odd byte: never a run */
+		else if (c == '/')
+			out[o++] = '-';
+	}
+	return o;
+}
+
+Test(statsd, name_scan_every_length_and_position)
+{
+	static const unsigned char odd[] = { ' ', '\t', '/', '$', '@', '`', '[', '{', ',', '^', '\\', '!', '~', 0x7f,
+					     0x80, 0xc2, 0xff, 0x00, '-', '.', '_', '0', '9', 'A', 'Z', 'a', 'z' };
+	static const char *const tails[] = { ":7|c", ":7|ms|@0.5", ":7|g|#t:1" };
+	struct dts_sample out[4];
+	struct dts_scratch scratch;
+	char name[80], line[128], norm[80];
+
+	for (int variant = 0; variant < 3; variant++) {
+		struct dts_decode_cfg cfg;
+		char sep = variant == CFG_SEP_UNDERSCORE ? '_' : '.';
+
+		make_cfg(&cfg, (enum cfg_variant)variant);
+		for (size_t len = 1; len <= 72; len++) {
+			size_t seps[] = { len, 0, 1, 7, 8, 15, 16, 17, 31, 32, len / 2, len - 1 };
+
+			for (size_t si = 0; si < sizeof(seps) / sizeof(seps[0]); si++) {
+				if (seps[si] > len)
+					continue;
+				for (size_t j = 0; j <= len; j++) { /* j == len: no odd byte */
+					for (size_t b = 0; b < (j < len ? sizeof(odd) : 1); b++) {
+						for (size_t k = 0; k < len; k++)
+							name[k] = (char)('a' + k % 26);
+						if (seps[si] < len)
+							name[seps[si]] = sep;
+						if (j < len)
+							name[j] = (char)odd[b];
+						const char *tail = tails[(len + j + b) % 3];
+						size_t tl = strlen(tail);
+						memcpy(line, name, len);
+						memcpy(line + len, tail, tl);
+
+						size_t nl = ref_normalise(name, len, norm);
+						const char *cut = cfg.split_process ? memchr(norm, sep, nl) : NULL;
+						const char *proc = "default", *cnt = norm;
+						size_t proc_len = 7, cnt_len = nl;
+						if (cut != NULL) {
+							cnt = cut + 1;
+							cnt_len = nl - (size_t)(cnt - norm);
+							if (cut != norm) {
+								proc = norm;
+								proc_len = (size_t)(cut - norm);
+							}
+						}
+						int want = nl == 0 || cnt_len == 0 ? -DTS_REJ_EMPTY_NAME : 1;
+						char *copy;
+						int r = decode_ex(&cfg, line, len + tl, 4, out, &scratch, &copy);
+
+						cr_assert_eq(r, want, "cfg %d len %zu sep@%zu odd 0x%02x@%zu: %d", variant, len,
+							     seps[si], j < len ? odd[b] : 0, j, r);
+						if (r == 1) {
+							cr_assert(out[0].process_len == proc_len &&
+									  memcmp(out[0].process, proc, proc_len) == 0 &&
+									  out[0].counter_len == cnt_len &&
+									  memcmp(out[0].counter, cnt, cnt_len) == 0,
+								  "cfg %d len %zu sep@%zu odd 0x%02x@%zu: %.*s / %.*s", variant,
+								  len, seps[si], j < len ? odd[b] : 0, j, out[0].process_len,
+								  out[0].process, out[0].counter_len, out[0].counter);
+							bool in_line = nl == len && memcmp(norm, name, len) == 0;
+							cr_assert_eq(out[0].counter >= copy && out[0].counter < copy + len, in_line);
+							cr_assert_eq(out[0].value, 7.0);
+						}
+						free(copy);
+					}
+				}
+			}
+		}
+	}
+}
+
+/*
+ * A trailing '\r' changes nothing (docs/protocols.md 2.1). A line that ends in one always takes the full decoder
+ * (statsd.c), so every table line decoded both ways also holds the fast path to the full decoder's answer.
+ */
+Test(statsd, trailing_cr_changes_nothing)
+{
+	struct dts_sample a[DTS_MAX_VALUES_PER_LINE], b[DTS_MAX_VALUES_PER_LINE];
+	struct dts_scratch sa, sb;
+	char line[512];
+	size_t nok = sizeof(ok_cases) / sizeof(ok_cases[0]), nrej = sizeof(reject_cases) / sizeof(reject_cases[0]);
+
+	for (size_t i = 0; i < nok + nrej; i++) {
+		struct dts_decode_cfg cfg;
+		const char *l = i < nok ? ok_cases[i].line : reject_cases[i - nok].line;
+		size_t len = i < nok && ok_cases[i].len ? ok_cases[i].len : strlen(l);
+
+		make_cfg(&cfg, i < nok ? ok_cases[i].cfg : CFG_DEFAULT);
+		if (len == 0 || l[len - 1] == '\r' || len + 1 > sizeof(line))
+			continue;
+		memcpy(line, l, len);
+		line[len] = '\r';
+		char *ca, *cb;
+		int ra = decode_ex(&cfg, line, len, DTS_MAX_VALUES_PER_LINE, a, &sa, &ca);
+		int rb = decode_ex(&cfg, line, len + 1, DTS_MAX_VALUES_PER_LINE, b, &sb, &cb);
+
+		cr_expect_eq(ra, rb, "\"%s\": %d, with '\\r' %d", l, ra, rb);
+		for (int k = 0; k < ra && ra == rb; k++) {
+			cr_expect(a[k].process_len == b[k].process_len &&
+					  memcmp(a[k].process, b[k].process, a[k].process_len) == 0,
+				  "\"%s\": process", l);
+			cr_expect(a[k].counter_len == b[k].counter_len &&
+					  memcmp(a[k].counter, b[k].counter, a[k].counter_len) == 0,
+				  "\"%s\": counter", l);
+			cr_expect(a[k].tags_len == b[k].tags_len && memcmp(a[k].tags, b[k].tags, a[k].tags_len) == 0,
+				  "\"%s\": tags", l);
+			cr_expect(a[k].type == b[k].type && a[k].flags == b[k].flags && a[k].ts == b[k].ts, "\"%s\"", l);
+			cr_expect(memcmp(&a[k].value, &b[k].value, sizeof(double)) == 0, "\"%s\": value", l);
+			cr_expect(memcmp(&a[k].weight, &b[k].weight, sizeof(double)) == 0, "\"%s\": weight", l);
+			cr_expect_eq(a[k].set_member, b[k].set_member, "\"%s\": member", l);
+		}
+		free(ca);
+		free(cb);
+	}
 }
