@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [run|test]   (test adds the sanitizer/fuzzer toolchain)
 # Debian packages only; needs root (or sudo) the first time, nothing afterwards.
 set -eu
-want="cmake make gcc pkg-config liburcu-dev libssl-dev libmicrohttpd-dev libjansson-dev libcriterion-dev"
+want="cmake make gcc pkg-config liburcu-dev libssl-dev libmicrohttpd-dev libjansson-dev libcriterion-dev librocksdb-dev rocksdb-tools"
 if [ "${1:-run}" = "test" ]; then
   want="$want clang libclang-rt-dev curl"
 fi

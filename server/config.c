@@ -77,6 +77,14 @@ struct key {
 /* In the order of config.h, docs/configuration.md and etc/dattssd.conf. */
 static const struct key keys[] = {
 	{ "data_dir", K_PATH, FIELD(data_dir), 0, 0, false, "DIR", "RocksDB data directory" },
+	{ "retention_minutes_days", K_UINT, FIELD(retention_minutes_days), 8, 3650, false, "DAYS",
+	  "days of minute aggregates kept, 8..3650" },
+	{ "retention_hours_days", K_UINT, FIELD(retention_hours_days), 1, 36500, false, "DAYS",
+	  "days of hourly rollups kept, 1..36500" },
+	{ "checkpoint_ms", K_UINT, FIELD(checkpoint_ms), 0, 60000, false, "MS",
+	  "checkpoint open minutes to the store this often (0 = off, else >= 1000)" },
+	{ "rocksdb_log_dir", K_PATH, FIELD(rocksdb_log_dir), 0, 0, true, "DIR",
+	  "directory for RocksDB's own LOG files; empty = none" },
 	{ "bind", K_BIND, FIELD(bind), 0, 0, false, "ADDR", "IPv4 or IPv6 address every listener binds to" },
 	{ "statsd_port", K_U16, FIELD(statsd_port), 0, 65535, false, "PORT",
 	  "statsd/DaTtSs lines over UDP and TCP; 0 = off" },
@@ -128,6 +136,9 @@ void dts_config_defaults(struct dts_config *c)
 	strcpy(c->default_process, "default");
 	c->split_process = true;
 	c->process_sep = '.';
+	c->retention_minutes_days = 15;
+	c->retention_hours_days = 400;
+	c->checkpoint_ms = 5000;
 	c->secret[0] = '\0';
 	c->secret_file[0] = '\0';
 	c->log_level = DTS_LOG_INFO;
@@ -870,6 +881,10 @@ out:
 
 int dts_config_check(const struct dts_config *c, char *err, size_t errlen)
 {
+	if (c->checkpoint_ms != 0 && c->checkpoint_ms < 1000) {
+		errf(err, errlen, "checkpoint_ms: must be 0 (off) or between 1000 and 60000, got %u", c->checkpoint_ms);
+		return -EINVAL;
+	}
 	if (strchr(c->default_process, c->process_sep)) {
 		errf(err, errlen, "default_process: '%s' contains process_sep '%c'; choose another name or separator",
 		     c->default_process, c->process_sep);

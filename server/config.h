@@ -51,6 +51,12 @@ struct dts_config {
 	/* Storage */
 	char data_dir[DTS_CONFIG_PATH_SIZE]; /* RocksDB directory ["./data"; non-empty, <= 255 bytes] */
 
+	unsigned retention_minutes_days; /* minute aggregates kept [15; 8..3650: "today against the past week" needs 8] */
+	unsigned retention_hours_days; /* hourly rollups kept [400; 1..36500] */
+	unsigned checkpoint_ms; /* open minutes checkpointed to the store this often [5000; 0 = off, else 1000..60000]:
+				 * the most a kill -9 can lose */
+	char rocksdb_log_dir[DTS_CONFIG_PATH_SIZE]; /* RocksDB's own LOG files ["" = only a header in data_dir] */
+
 	/* Listeners */
 	char bind[DTS_CONFIG_BIND_SIZE]; /* address of every listener ["127.0.0.1"; IPv4 or IPv6 literal] */
 	uint16_t statsd_port; /* statsd + DaTtSs lines, UDP and TCP [8125; 0..65535, 0 = off] */

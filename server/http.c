@@ -396,6 +396,41 @@ static enum MHD_Result metrics(struct dts_http *h, struct MHD_Connection *conn)
 		bprintf(&b, "dattss_tcp_connections_total{outcome=\"accepted\"} %" PRIu64 "\n", rs.tcp_accepted);
 		bprintf(&b, "dattss_tcp_connections_total{outcome=\"refused\"} %" PRIu64 "\n", rs.tcp_refused);
 	}
+	if (h->ctx.storage) {
+		struct dts_storage_stats ss;
+		struct dts_storage_usage u;
+
+		dts_storage_stats_read(h->ctx.storage, &ss);
+		metric_head(&b, "dattss_store_batches_total", "counter", "WriteBatches committed to the store.");
+		bprintf(&b, "dattss_store_batches_total %" PRIu64 "\n", ss.batches);
+		metric_head(&b, "dattss_store_minutes_written_total", "counter", "Closed minutes stored.");
+		bprintf(&b, "dattss_store_minutes_written_total %" PRIu64 "\n", ss.minutes_written);
+		metric_head(&b, "dattss_store_records_written_total", "counter", "Series-minutes stored.");
+		bprintf(&b, "dattss_store_records_written_total %" PRIu64 "\n", ss.records_written);
+		metric_head(&b, "dattss_store_records_merged_total", "counter",
+			    "Series-minutes merged into an already stored minute (late data, restarts).");
+		bprintf(&b, "dattss_store_records_merged_total %" PRIu64 "\n", ss.records_merged);
+		metric_head(&b, "dattss_store_checkpoints_written_total", "counter", "Open-minute checkpoints stored.");
+		bprintf(&b, "dattss_store_checkpoints_written_total %" PRIu64 "\n", ss.checkpoints_written);
+		metric_head(&b, "dattss_store_bytes_written_total", "counter", "Bytes written to the store.");
+		bprintf(&b, "dattss_store_bytes_written_total %" PRIu64 "\n", ss.bytes_written);
+		metric_head(&b, "dattss_store_batch_seconds", "gauge", "Build + commit time of the last batch.");
+		bprintf(&b, "dattss_store_batch_seconds %.6f\n", (double)ss.batch_ns_last / 1e9);
+		metric_head(&b, "dattss_store_write_errors_total", "counter", "Failed batch commits (each is retried).");
+		bprintf(&b, "dattss_store_write_errors_total %" PRIu64 "\n", ss.write_errors);
+		metric_head(&b, "dattss_store_queue_minutes", "gauge", "Closed minutes and checkpoints waiting.");
+		bprintf(&b, "dattss_store_queue_minutes %" PRIu64 "\n", ss.queue_minutes);
+		metric_head(&b, "dattss_store_dropped_records_total", "counter", "Series-minutes the store dropped.");
+		for (unsigned d = 0; d < DTS_SDROP_COUNT; d++)
+			bprintf(&b, "dattss_store_dropped_records_total{reason=\"%s\"} %" PRIu64 "\n",
+				dts_storage_drop_name(d), ss.dropped_records[d]);
+		if (dts_storage_usage(h->ctx.storage, &u) == 0) {
+			metric_head(&b, "dattss_store_sst_bytes", "gauge", "SST bytes per column family.");
+			for (unsigned c = 0; c < DTS_STORAGE_CF_COUNT; c++)
+				bprintf(&b, "dattss_store_sst_bytes{cf=\"%s\"} %" PRIu64 "\n", dts_storage_cf_names[c],
+					u.sst_bytes[c]);
+		}
+	}
 	metric_head(&b, "dattss_merge_lag_seconds", "gauge", "Age of the oldest table in the merger's last fold.");
 	bprintf(&b, "dattss_merge_lag_seconds %.3f\n", (double)ms.merge_lag_ms / 1000.0);
 	metric_head(&b, "dattss_merger_fold_seconds_total", "counter", "Time the merger spent folding tables.");

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "dts/engine.h"
+#include "dts/storage.h"
 #include "receive.h"
 
 struct dts_http;
@@ -25,6 +26,7 @@ struct dts_http_ctx {
 	const struct dts_config *cfg;
 	struct dts_merger *merger;
 	struct dts_receiver *receiver; /* may be NULL (no socket counters) */
+	struct dts_storage *storage; /* may be NULL (no store counters) */
 	unsigned cores; /* engine cores to report (workers + 1) */
 	int64_t started_ms;
 };

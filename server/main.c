@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "dts/engine.h"
+#include "dts/storage.h"
 #include "http.h"
 #include "log.h"
 #include "receive.h"
@@ -28,22 +29,37 @@
 
 struct merger_thread {
 	struct dts_merger *m;
+	struct dts_storage *st; /* checkpoints of a previous life are restored from it before the first step */
+	struct dts_sink store; /* the storage sink; closed minutes are logged, then passed on */
 	_Atomic bool stop;
 	pthread_t thread;
 };
 
-/* Closed minutes: logged until the storage sink lands (closed minutes are not persisted by this build). */
-static void log_sink(void *ctx, struct dts_closed_minute *cm)
+/* Log each closed minute (one line), then hand it to the storage sink. Merger thread. */
+static void minute_closed(void *ctx, struct dts_closed_minute *cm)
 {
+	struct merger_thread *mt = ctx;
 	time_t t = (time_t)(cm->minute * 60);
 	struct tm tm;
 	char when[32];
 
-	(void)ctx;
 	gmtime_r(&t, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%MZ", &tm);
 	dts_info("merger", "minute %s closed: %zu series", when, cm->n);
-	dts_closed_minute_release(cm);
+	mt->store.minute_closed(mt->store.ctx, cm);
+}
+
+static void checkpoint(void *ctx, struct dts_closed_minute *cm)
+{
+	struct merger_thread *mt = ctx;
+
+	mt->store.checkpoint(mt->store.ctx, cm);
+}
+
+static void storage_log(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	dts_log(level, "storage", "%s", msg);
 }
 
 static void *merger_main(void *arg)
@@ -53,6 +69,11 @@ static void *merger_main(void *arg)
 
 	pthread_setname_np(pthread_self(), "dts-merger");
 	dts_rcu_register_thread();
+	long restored = dts_storage_restore(mt->st, mt->m, dts_now_ms());
+	if (restored < 0)
+		dts_err("main", "restoring checkpoints from the store failed (%ld): starting empty", restored);
+	else if (restored > 0)
+		dts_info("main", "restored %ld series-minutes of open minutes from the store", restored);
 	while (!atomic_load(&mt->stop)) {
 		dts_merger_step(mt->m, dts_now_ms());
 		nanosleep(&period, NULL);
@@ -67,6 +88,8 @@ int main(int argc, char **argv)
 	struct dts_config cfg;
 	struct dts_merger_cfg mcfg;
 	struct merger_thread mt = { 0 };
+	struct dts_storage_cfg scfg;
+	struct dts_storage_sink *sink;
 	struct dts_receiver *rx = NULL;
 	struct dts_http *http = NULL;
 	char err[512];
@@ -92,6 +115,29 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* The store first: without it closed minutes would have nowhere to go, so a store that cannot be opened is fatal
+	 * at start (write failures later are retried with a bounded queue, and counted). */
+	dts_storage_cfg_defaults(&scfg);
+	scfg.data_dir = cfg.data_dir;
+	scfg.minutes_days = cfg.retention_minutes_days;
+	scfg.hours_days = cfg.retention_hours_days;
+	scfg.rocksdb_log_dir = cfg.rocksdb_log_dir[0] ? cfg.rocksdb_log_dir : NULL;
+	scfg.log = storage_log;
+	mt.st = dts_storage_open(&scfg, err, sizeof(err));
+	if (!mt.st) {
+		dts_err("main", "%s", err);
+		return 1;
+	}
+	sink = dts_storage_sink_start(mt.st, err, sizeof(err));
+	if (!sink) {
+		dts_err("main", "%s", err);
+		dts_storage_close(mt.st);
+		return 1;
+	}
+	mt.store = dts_storage_sink_get(sink);
+	dts_info("main", "store %s open (compression %s, minutes kept %u days, hours %u days)", cfg.data_dir,
+		 dts_storage_compression(mt.st), cfg.retention_minutes_days, cfg.retention_hours_days);
+
 	dts_merger_cfg_defaults(&mcfg);
 	mcfg.cores = cfg.workers + 1; /* + the stream core (TCP, Unix socket) */
 	mcfg.user = cfg.user;
@@ -105,16 +151,19 @@ int main(int argc, char **argv)
 	mcfg.decode.max_future_skew_s = cfg.max_future_skew_s;
 	mcfg.decode.secret = (const uint8_t *)cfg.secret;
 	mcfg.decode.secret_len = strlen(cfg.secret);
-	mcfg.sink.minute_closed = log_sink;
+	mcfg.sink.minute_closed = minute_closed;
+	mcfg.sink.checkpoint = checkpoint;
+	mcfg.sink.ctx = &mt;
+	mcfg.checkpoint_ms = cfg.checkpoint_ms;
 	mt.m = dts_merger_create(&mcfg);
 	if (!mt.m) {
 		dts_err("main", "cannot create the engine: %s", strerror(errno));
+		dts_storage_sink_stop(sink);
+		dts_storage_close(mt.st);
 		return 1;
 	}
 	if (!cfg.secret[0])
 		dts_warn("main", "no secret configured: DaTtSs 'AUTH:PROCESS:STAT:VALUE' lines will be rejected");
-	dts_warn("main", "storage is not part of this build: closed minutes are logged, not persisted (data_dir %s "
-			 "unused)", cfg.data_dir);
 
 	if (pthread_create(&mt.thread, NULL, merger_main, &mt) != 0) {
 		dts_err("main", "cannot start the merger thread");
@@ -128,7 +177,8 @@ int main(int argc, char **argv)
 	}
 	if (cfg.http_port) {
 		struct dts_http_ctx hctx = {
-			.cfg = &cfg, .merger = mt.m, .receiver = rx, .cores = mcfg.cores, .started_ms = dts_now_ms(),
+			.cfg = &cfg, .merger = mt.m, .receiver = rx, .storage = mt.st, .cores = mcfg.cores,
+			.started_ms = dts_now_ms(),
 		};
 
 		http = dts_http_start(&hctx, err, sizeof(err));
@@ -150,7 +200,9 @@ out_stop_receiver:
 	dts_receiver_stop(rx);
 out_stop_merger:
 	atomic_store(&mt.stop, true);
-	pthread_join(mt.thread, NULL);
+	pthread_join(mt.thread, NULL); /* its destroy closed the open minutes into the sink */
+	dts_storage_sink_stop(sink); /* writes what is queued */
+	dts_storage_close(mt.st);
 	dts_info("main", "stopped");
 	return rc;
 }

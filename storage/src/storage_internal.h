@@ -1,0 +1,93 @@
+/*
+ * storage_internal.h - the store's private state, shared by the files of storage/src (prefix dts__).
+ *
+ * Who touches what:
+ *   db, cf[], ro, wo, cfg, data_dir, compression     set by dts_storage_open, read-only afterwards (any thread)
+ *   hwm, scratch (wr_*)                              under write_lock (the single writer: the storage thread, or
+ *                                                    dts_storage_restore before the merger runs)
+ *   stats                                            each field has one writer (see dts/storage.h), relaxed atomics
+ *   sink                                             set/cleared by dts_storage_sink_start/stop (the owner thread)
+ */
+#ifndef DTS_STORAGE_INTERNAL_H
+#define DTS_STORAGE_INTERNAL_H
+
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdatomic.h>
+
+#include "dts/storage.h"
+
+/* Column family indices; the order of dts__cf_names. "default" must exist in every RocksDB and is unused. */
+enum {
+	DTS__CF_DEFAULT = 0,
+	DTS__CF_MINUTES,
+	DTS__CF_HOURS,
+	DTS__CF_CURRENT,
+	DTS__CF_EVENTS,
+	DTS__CF_META,
+	DTS__CF_COUNT,
+};
+extern const char *const dts__cf_names[DTS__CF_COUNT];
+
+/* Relaxed single-writer counter update (a plain load and store on x86), as in the engine. */
+#define DTS__SSTAT_ADD(field, n)                                                                                     \
+	__atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define DTS__SSTAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+
+/* The retention filter of one column family (state of its compaction filter factory). */
+struct dts__retention {
+	struct dts_storage *st;
+	enum dts_res res;
+	unsigned days;
+};
+
+struct dts_storage {
+	rocksdb_t *db;
+	rocksdb_column_family_handle_t *cf[DTS__CF_COUNT]; /* NULL for a family absent in a read-only open */
+	rocksdb_column_family_handle_t **extra_cf; /* families we do not know (opened because RocksDB requires it) */
+	size_t n_extra_cf;
+	rocksdb_options_t *dbopts;
+	rocksdb_options_t *cfopts[DTS__CF_COUNT]; /* [DTS__CF_DEFAULT] unused: dbopts holds the default family's */
+	rocksdb_cache_t *cache;
+	rocksdb_writeoptions_t *wo;
+	rocksdb_readoptions_t *ro_get; /* for the writer's MultiGets */
+	struct dts__retention retention[2]; /* minutes, hours */
+	struct dts_storage_cfg cfg; /* copy; the strings point into data_dir / secondary_dir below */
+	char *data_dir, *secondary_dir;
+	const char *compression;
+
+	pthread_mutex_t write_lock;
+	int64_t hwm; /* highest minute stored (unix seconds / 60), INT64_MIN when none; under write_lock */
+	uint8_t *wr_buf; /* value encoding scratch; under write_lock */
+	size_t wr_buf_cap;
+	char *wr_keys; /* key arena for one chunk of records; under write_lock */
+	char *wr_series; /* "SERIES|" of every record of the minute being written; under write_lock */
+	size_t wr_series_cap;
+	struct dts_stored wr_tmp; /* decoded stored value; under write_lock */
+	char last_err[512]; /* RocksDB's message of the last failed write; under write_lock */
+
+	struct dts_storage_stats stats;
+	/* Queue accounting, monotonic: enq_* written by the sink's producer (merger thread), deq_* by the storage
+	 * thread; the depth is their difference. Kept here, not in the sink, so stats stay readable after a stop. */
+	uint64_t q_enq_minutes, q_enq_records, q_deq_minutes, q_deq_records;
+	struct dts_storage_sink *sink; /* the running sink, if any (set and cleared by its owner thread) */
+};
+
+int64_t dts__days_from_civil(int64_t y, unsigned m, unsigned d);
+void dts__civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
+const char *dts__type_key_name(unsigned type);
+int dts__type_from_name(const char *s, size_t n);
+
+/* Copy the last write error's message (takes write_lock). */
+void dts__last_error(struct dts_storage *st, char *buf, size_t len);
+
+/* The clock of the retention filters: cfg.clock or time(). */
+int64_t dts__now_s(const struct dts_storage *st);
+
+/* Monotonic nanoseconds (batch latency). */
+int64_t dts__mono_ns(void);
+
+/* Log through cfg.log (printf-style); silent without one. */
+void dts__log(const struct dts_storage *st, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif /* DTS_STORAGE_INTERNAL_H */

@@ -1,0 +1,541 @@
+/*
+ * write.c - the single writer: closed minutes (minute + hour read-merge-write in one WriteBatch), checkpoints of
+ * open minutes, and the restore of checkpoints at startup.
+ *
+ * Why read-merge-write and not a merge operator: DESIGN.md section 5 (ldb must read every value). The writer is the
+ * only one that changes minutes and hours (write_lock), so a read followed by a put in the same batch cannot race.
+ *
+ * Which reads are needed. meta "hwm_minute" is the highest minute ever stored, updated in the same batch as the
+ * minute. A minute above it cannot have a stored value, and neither can its hour when the hour is above the hwm's
+ * hour: the common case (the minute after the last one) then reads only hours, and the first minute of an hour reads
+ * nothing. A minute at or below the hwm (data that arrived after its minute was stored, a minute closed again after
+ * a restart, a checkpoint restored as a closed minute) reads its stored minutes too and merges into them.
+ *
+ * Reads are batched: records are processed in chunks of CHUNK with one MultiGet per column family per chunk.
+ * Records of one closed minute have distinct identities (the engine hands over one record per series), so no two
+ * records of a batch touch the same key.
+ */
+#define _GNU_SOURCE /* qsort_r */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage_internal.h"
+
+/* Records per MultiGet: large enough to amortise the call, small enough that the key arena (2 x CHUNK keys) and the
+ * pinned values stay in a few MiB. */
+#define CHUNK 1024
+
+/* Per-chunk scratch, allocated once (under write_lock). */
+struct dts__chunk {
+	const char *kmin[CHUNK], *khour[CHUNK];
+	size_t lmin[CHUNK], lhour[CHUNK];
+	uint32_t rec[CHUNK]; /* index in cm->recs of each valid key */
+	rocksdb_pinnableslice_t *vmin[CHUNK], *vhour[CHUNK];
+	char *emin[CHUNK], *ehour[CHUNK];
+};
+
+static struct dts__chunk *chunk_scratch(struct dts_storage *st)
+{
+	if (!st->wr_keys) {
+		st->wr_keys = malloc((size_t)2 * CHUNK * (DTS_STORAGE_KEY_MAX + 1) + sizeof(struct dts__chunk));
+		if (!st->wr_keys)
+			return NULL;
+	}
+	return (struct dts__chunk *)(st->wr_keys + (size_t)2 * CHUNK * (DTS_STORAGE_KEY_MAX + 1));
+}
+
+static int ensure_buf(struct dts_storage *st, size_t n)
+{
+	uint8_t *p;
+
+	if (n <= st->wr_buf_cap)
+		return 0;
+	p = realloc(st->wr_buf, n);
+	if (!p)
+		return -ENOMEM;
+	st->wr_buf = p;
+	st->wr_buf_cap = n;
+	return 0;
+}
+
+static int put_value(struct dts_storage *st, rocksdb_writebatch_t *b, int cf, const char *key, size_t klen,
+		     const struct dts_stored *v)
+{
+	int rc = ensure_buf(st, dts_storage_value_size(v));
+
+	if (rc < 0)
+		return rc;
+	rc = dts_storage_value_encode(v, st->wr_buf, st->wr_buf_cap);
+	if (rc < 0)
+		return rc;
+	rocksdb_writebatch_put_cf(b, st->cf[cf], key, klen, (const char *)st->wr_buf, (size_t)rc);
+	return 0;
+}
+
+/* A read-only view of a record as a value at minute offset off (shares the record's sketch and set: never free). */
+static void rec_view(struct dts_stored *v, const struct dts_minute_rec *r, uint8_t off)
+{
+	v->type = r->type;
+	v->first = off;
+	v->last = off;
+	v->agg = r->agg;
+	v->sketch = r->sketch;
+	v->set = r->set;
+}
+
+static struct dts_series_id rec_id(const struct dts_minute_rec *r)
+{
+	return (struct dts_series_id){
+		.user = r->user, .process = r->process, .counter = r->counter, .tags = r->tags, .type = r->type,
+	};
+}
+
+/*
+ * Put incoming (merged into the stored bytes sv, if any) under key. Returns 1 when it merged into a stored value, 0
+ * when it wrote incoming as is, -ENOMEM.
+ */
+static int merge_put(struct dts_storage *st, rocksdb_writebatch_t *b, int cf, const char *key, size_t klen,
+		     rocksdb_pinnableslice_t *sv, const struct dts_stored *incoming)
+{
+	const char *p;
+	size_t n = 0;
+	int rc;
+
+	p = sv ? rocksdb_pinnableslice_value(sv, &n) : NULL;
+	if (!p)
+		return put_value(st, b, cf, key, klen, incoming);
+	rc = dts_storage_value_decode(&st->wr_tmp, (const uint8_t *)p, n);
+	if (rc == 0)
+		rc = dts_storage_value_merge(&st->wr_tmp, incoming);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0) {
+		/* Undecodable or of another type: damaged. Replace it rather than wedge the writer on it forever. */
+		DTS__SSTAT_ADD(st->stats.corrupt_values, 1);
+		return put_value(st, b, cf, key, klen, incoming);
+	}
+	rc = put_value(st, b, cf, key, klen, &st->wr_tmp);
+	return rc < 0 ? rc : 1;
+}
+
+static void free_gets(rocksdb_pinnableslice_t **v, char **e, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (v[i])
+			rocksdb_pinnableslice_destroy(v[i]);
+		if (e[i])
+			rocksdb_free(e[i]);
+		v[i] = NULL;
+		e[i] = NULL;
+	}
+}
+
+/* The first error of a MultiGet, or NULL. */
+static const char *get_error(char **e, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (e[i])
+			return e[i];
+	return NULL;
+}
+
+static int commit(struct dts_storage *st, rocksdb_writebatch_t *b)
+{
+	char *rerr = NULL;
+	size_t bytes = 0;
+
+	rocksdb_writebatch_data(b, &bytes);
+	rocksdb_write(st->db, st->wo, b, &rerr);
+	if (rerr) {
+		snprintf(st->last_err, sizeof(st->last_err), "%s", rerr);
+		rocksdb_free(rerr);
+		DTS__SSTAT_ADD(st->stats.write_errors, 1);
+		return -EIO;
+	}
+	DTS__SSTAT_ADD(st->stats.batches, 1);
+	DTS__SSTAT_ADD(st->stats.bytes_written, bytes);
+	return 0;
+}
+
+static void account_latency(struct dts_storage *st, int64_t t0)
+{
+	uint64_t ns = (uint64_t)(dts__mono_ns() - t0);
+
+	DTS__SSTAT_SET(st->stats.batch_ns_last, ns);
+	DTS__SSTAT_ADD(st->stats.batch_ns_total, ns);
+	if (ns > st->stats.batch_ns_max)
+		DTS__SSTAT_SET(st->stats.batch_ns_max, ns);
+}
+
+/* One valid record of the minute being written: its "SERIES|" bytes in the series arena, and its index. */
+struct item {
+	uint32_t off;
+	uint16_t len; /* including the '|' */
+	uint32_t rec;
+};
+
+static int item_cmp(const void *a, const void *b, void *arena)
+{
+	const struct item *x = a, *y = b;
+	const char *base = arena;
+	const size_t n = x->len < y->len ? x->len : y->len;
+
+	/* "SERIES|" is never a prefix of another "SERIES|" ('|' occurs only at its end): the shorter length decides */
+	return memcmp(base + x->off, base + y->off, n);
+}
+
+/*
+ * Encode every record's "SERIES|" into the arena and sort them in key order (minute and hour keys extend the same
+ * prefix, so one order serves both families). Inserting a batch in key order is what makes it cheap: RocksDB's
+ * skiplist memtable reuses the previous insert's position (its "splice") when keys arrive in order, so a sorted batch
+ * costs O(1) comparisons per key instead of O(log n) random cache misses. Returns the items, or NULL (-ENOMEM).
+ */
+static struct item *sorted_items(struct dts_storage *st, const struct dts_closed_minute *cm, size_t *nitems,
+				 size_t *ninvalid)
+{
+	struct item *it = malloc((cm->n ? cm->n : 1) * sizeof(*it));
+	size_t n = 0, used = 0;
+
+	if (!it)
+		return NULL;
+	for (size_t i = 0; i < cm->n; i++) {
+		const struct dts_series_id id = rec_id(&cm->recs[i]);
+		int len;
+
+		if (st->wr_series_cap - used < DTS_STORAGE_SERIES_MAX + 2) {
+			size_t cap = st->wr_series_cap ? 2 * st->wr_series_cap : 1 << 20;
+			char *p = realloc(st->wr_series, cap);
+
+			if (!p || cap > UINT32_MAX) {
+				free(it);
+				return NULL;
+			}
+			st->wr_series = p;
+			st->wr_series_cap = cap;
+		}
+		len = dts_storage_series_encode(st->wr_series + used, DTS_STORAGE_SERIES_MAX + 1, &id);
+		if (len < 0) {
+			(*ninvalid)++; /* counted once the minute is stored (a failed attempt is retried) */
+			continue;
+		}
+		st->wr_series[used + (size_t)len] = '|';
+		it[n++] = (struct item){ .off = (uint32_t)used, .len = (uint16_t)(len + 1), .rec = (uint32_t)i };
+		used += (size_t)len + 1;
+	}
+	qsort_r(it, n, sizeof(*it), item_cmp, st->wr_series);
+	*nitems = n;
+	return it;
+}
+
+/* Add items [0, n) (sorted) to the batch. Returns the records merged into stored minutes, or -errno. */
+static long add_chunk(struct dts_storage *st, rocksdb_writebatch_t *b, const struct dts_closed_minute *cm,
+		      const struct item *items, size_t n, bool read_min, bool read_hour)
+{
+	struct dts__chunk *c = chunk_scratch(st);
+	const uint8_t off = (uint8_t)(((cm->minute % 60) + 60) % 60);
+	char tm[DTS_STORAGE_TIME_LEN_MINUTE + 1];
+	long merged = 0;
+	const char *e;
+	int rc = 0;
+
+	if (!c)
+		return -ENOMEM;
+	dts_storage_time_encode(tm, sizeof(tm), DTS_RES_MINUTE, cm->minute * 60); /* checked by the caller */
+	for (size_t k = 0; k < n; k++) {
+		char *km = st->wr_keys + 2 * k * (DTS_STORAGE_KEY_MAX + 1), *kh = km + DTS_STORAGE_KEY_MAX + 1;
+		const size_t sl = items[k].len;
+
+		memcpy(km, st->wr_series + items[k].off, sl);
+		memcpy(km + sl, tm, DTS_STORAGE_TIME_LEN_MINUTE);
+		memcpy(kh, km, sl + DTS_STORAGE_TIME_LEN_HOUR);
+		c->kmin[k] = km;
+		c->lmin[k] = sl + DTS_STORAGE_TIME_LEN_MINUTE;
+		c->khour[k] = kh;
+		c->lhour[k] = sl + DTS_STORAGE_TIME_LEN_HOUR;
+		c->rec[k] = items[k].rec;
+		c->vmin[k] = c->vhour[k] = NULL;
+		c->emin[k] = c->ehour[k] = NULL;
+	}
+	if (read_min)
+		rocksdb_batched_multi_get_cf(st->db, st->ro_get, st->cf[DTS__CF_MINUTES], n, c->kmin, c->lmin, c->vmin,
+					     c->emin, true);
+	if (read_hour)
+		rocksdb_batched_multi_get_cf(st->db, st->ro_get, st->cf[DTS__CF_HOURS], n, c->khour, c->lhour, c->vhour,
+					     c->ehour, true);
+	e = get_error(c->emin, n);
+	if (!e)
+		e = get_error(c->ehour, n);
+	if (e) {
+		snprintf(st->last_err, sizeof(st->last_err), "reading stored values: %s", e);
+		DTS__SSTAT_ADD(st->stats.write_errors, 1);
+		rc = -EIO;
+		goto out;
+	}
+	for (size_t k = 0; k < n && rc >= 0; k++) {
+		const struct dts_minute_rec *r = &cm->recs[c->rec[k]];
+		struct dts_stored v;
+
+		rec_view(&v, r, 0);
+		rc = merge_put(st, b, DTS__CF_MINUTES, c->kmin[k], c->lmin[k], c->vmin[k], &v);
+		if (rc < 0)
+			break;
+		merged += rc;
+		rec_view(&v, r, off);
+		rc = merge_put(st, b, DTS__CF_HOURS, c->khour[k], c->lhour[k], c->vhour[k], &v);
+	}
+out:
+	free_gets(c->vmin, c->emin, n);
+	free_gets(c->vhour, c->ehour, n);
+	return rc < 0 ? rc : merged;
+}
+
+void dts__last_error(struct dts_storage *st, char *buf, size_t len)
+{
+	pthread_mutex_lock(&st->write_lock);
+	snprintf(buf, len, "%s", st->last_err[0] ? st->last_err : "unknown error");
+	pthread_mutex_unlock(&st->write_lock);
+}
+
+int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_minute *cm)
+{
+	const int64_t t0 = dts__mono_ns();
+	rocksdb_writebatch_t *b;
+	char tk[DTS_STORAGE_TIME_LEN_MINUTE + 2], tk_end[DTS_STORAGE_TIME_LEN_MINUTE + 2];
+	struct item *items;
+	size_t nitems = 0, ninvalid = 0;
+	long merged = 0, rc = 0;
+	bool read_min, read_hour;
+
+	if (st->cfg.mode != DTS_STORAGE_READ_WRITE)
+		return -EROFS;
+	if (dts_storage_time_encode(tk, sizeof(tk), DTS_RES_MINUTE, cm->minute * 60) < 0)
+		return -EINVAL; /* a minute before 1970 or after 9999: nothing sensible to store */
+	b = rocksdb_writebatch_create();
+	if (!b)
+		return -ENOMEM;
+	pthread_mutex_lock(&st->write_lock);
+	items = sorted_items(st, cm, &nitems, &ninvalid);
+	if (!items) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	read_min = st->hwm != INT64_MIN && cm->minute <= st->hwm;
+	read_hour = st->hwm != INT64_MIN && cm->minute / 60 <= st->hwm / 60;
+	for (size_t from = 0; from < nitems && rc >= 0; from += CHUNK) {
+		rc = add_chunk(st, b, cm, items + from, nitems - from < CHUNK ? nitems - from : CHUNK, read_min,
+			       read_hour);
+		if (rc > 0)
+			merged += rc;
+	}
+	free(items);
+	if (rc < 0)
+		goto out;
+	/* The minute's checkpoint rows: TIME '|' ... up to TIME '}' (the byte after '|'). */
+	memcpy(tk_end, tk, DTS_STORAGE_TIME_LEN_MINUTE);
+	tk[DTS_STORAGE_TIME_LEN_MINUTE] = '|';
+	tk_end[DTS_STORAGE_TIME_LEN_MINUTE] = '}';
+	rocksdb_writebatch_delete_range_cf(b, st->cf[DTS__CF_CURRENT], tk, DTS_STORAGE_TIME_LEN_MINUTE + 1, tk_end,
+					   DTS_STORAGE_TIME_LEN_MINUTE + 1);
+	if (st->hwm == INT64_MIN || cm->minute > st->hwm)
+		rocksdb_writebatch_put_cf(b, st->cf[DTS__CF_META], "hwm_minute", 10, tk, DTS_STORAGE_TIME_LEN_MINUTE);
+	rc = commit(st, b);
+	if (rc < 0)
+		goto out;
+	if (st->hwm == INT64_MIN || cm->minute > st->hwm) {
+		st->hwm = cm->minute;
+		DTS__SSTAT_SET(st->stats.hwm_minute, st->hwm);
+	}
+	DTS__SSTAT_ADD(st->stats.minutes_written, 1);
+	DTS__SSTAT_ADD(st->stats.records_written, nitems);
+	DTS__SSTAT_ADD(st->stats.records_merged, (uint64_t)merged);
+	DTS__SSTAT_ADD(st->stats.dropped_records[DTS_SDROP_INVALID], ninvalid);
+	account_latency(st, t0);
+out:
+	pthread_mutex_unlock(&st->write_lock);
+	rocksdb_writebatch_destroy(b);
+	return (int)rc;
+}
+
+int dts_storage_write_checkpoint(struct dts_storage *st, const struct dts_closed_minute *cm)
+{
+	const int64_t t0 = dts__mono_ns();
+	char key[DTS_STORAGE_KEY_MAX + 1];
+	rocksdb_writebatch_t *b;
+	int rc = 0;
+
+	if (st->cfg.mode != DTS_STORAGE_READ_WRITE)
+		return -EROFS;
+	if (dts_storage_time_encode(key, sizeof(key), DTS_RES_MINUTE, cm->minute * 60) < 0)
+		return -EINVAL;
+	key[DTS_STORAGE_TIME_LEN_MINUTE] = '|';
+	b = rocksdb_writebatch_create();
+	if (!b)
+		return -ENOMEM;
+	pthread_mutex_lock(&st->write_lock);
+	for (size_t i = 0; i < cm->n && rc == 0; i++) {
+		const struct dts_series_id id = rec_id(&cm->recs[i]);
+		char *s = key + DTS_STORAGE_TIME_LEN_MINUTE + 1;
+		int n = dts_storage_series_encode(s, sizeof(key) - DTS_STORAGE_TIME_LEN_MINUTE - 1, &id);
+		struct dts_stored v;
+
+		if (n < 0)
+			continue; /* counted when the minute closes */
+		rec_view(&v, &cm->recs[i], 0);
+		rc = put_value(st, b, DTS__CF_CURRENT, key, DTS_STORAGE_TIME_LEN_MINUTE + 1 + (size_t)n, &v);
+	}
+	if (rc == 0)
+		rc = commit(st, b);
+	if (rc == 0) {
+		DTS__SSTAT_ADD(st->stats.checkpoints_written, 1);
+		account_latency(st, t0);
+	}
+	pthread_mutex_unlock(&st->write_lock);
+	rocksdb_writebatch_destroy(b);
+	return rc;
+}
+
+/* ---- restore --------------------------------------------------------------------------------------------------- */
+
+/* One checkpointed minute being rebuilt from the current CF. */
+struct group {
+	int64_t minute;
+	struct dts_minute_rec *recs;
+	size_t n, cap;
+};
+
+static void group_clear(struct group *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		dts_sketch_free(&g->recs[i].sketch);
+		dts_set_free(&g->recs[i].set);
+		free((char *)g->recs[i].user);
+	}
+	g->n = 0;
+}
+
+/* Append the checkpoint row (key view kv, value bytes) to g. Returns 0, 1 (skipped: undecodable) or -ENOMEM. */
+static int group_add(struct group *g, const struct dts_key_view *kv, const uint8_t *val, size_t vlen)
+{
+	struct dts_minute_rec *r;
+	struct dts_stored v;
+	char *id;
+
+	if (g->n == g->cap) {
+		size_t cap = g->cap ? 2 * g->cap : 1024;
+		struct dts_minute_rec *p = realloc(g->recs, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		g->recs = p;
+		g->cap = cap;
+	}
+	dts_stored_init(&v);
+	if (dts_storage_value_decode(&v, val, vlen) != 0 || v.type != kv->type) {
+		dts_stored_free(&v);
+		return 1;
+	}
+	id = malloc(kv->user_len + kv->process_len + kv->counter_len + kv->tags_len + 4);
+	if (!id) {
+		dts_stored_free(&v);
+		return -ENOMEM;
+	}
+	r = &g->recs[g->n++];
+	r->user = id;
+	memcpy(id, kv->user, kv->user_len);
+	id[kv->user_len] = '\0';
+	r->process = id + kv->user_len + 1;
+	memcpy((char *)r->process, kv->process, kv->process_len);
+	((char *)r->process)[kv->process_len] = '\0';
+	r->counter = r->process + kv->process_len + 1;
+	memcpy((char *)r->counter, kv->counter, kv->counter_len);
+	((char *)r->counter)[kv->counter_len] = '\0';
+	r->tags = r->counter + kv->counter_len + 1;
+	memcpy((char *)r->tags, kv->tags, kv->tags_len);
+	((char *)r->tags)[kv->tags_len] = '\0';
+	r->type = kv->type;
+	r->agg = v.agg;
+	r->sketch = v.sketch; /* moved: freed by group_clear */
+	r->set = v.set;
+	return 0;
+}
+
+/* Hand one rebuilt minute to the merger (still open there) or store it as closed. Returns records or -errno. */
+static long group_flush(struct dts_storage *st, struct group *g, struct dts_merger *m, int64_t now_ms)
+{
+	const int64_t now_min = now_ms / 60000;
+	struct dts_closed_minute cm = { .minute = g->minute, .open = false, .n = g->n, .recs = g->recs };
+	long rc;
+
+	if (g->n == 0)
+		return 0;
+	if (m && g->minute >= now_min - 1 && g->minute <= now_min + 1) {
+		rc = dts_merger_restore(m, &cm, now_ms);
+		if (rc >= 0)
+			dts__log(st, 2, "store '%s': restored %ld series of open minute %lld from its checkpoint",
+				 st->data_dir, rc, (long long)g->minute);
+	} else {
+		rc = dts_storage_write_minute(st, &cm);
+		if (rc == 0) {
+			rc = (long)g->n;
+			dts__log(st, 2, "store '%s': stored the checkpoint of minute %lld (%zu series) as closed",
+				 st->data_dir, (long long)g->minute, g->n);
+		}
+	}
+	group_clear(g);
+	return rc;
+}
+
+long dts_storage_restore(struct dts_storage *st, struct dts_merger *m, int64_t now_ms)
+{
+	rocksdb_readoptions_t *ro;
+	rocksdb_iterator_t *it;
+	struct group g = { .minute = INT64_MIN };
+	static const char upper[] = ":"; /* checkpoint keys start with a digit: [0, :) */
+	long total = 0, rc = 0;
+	char *rerr = NULL;
+
+	if (st->cfg.mode != DTS_STORAGE_READ_WRITE)
+		return -EROFS;
+	ro = rocksdb_readoptions_create();
+	if (!ro)
+		return -ENOMEM;
+	rocksdb_readoptions_set_iterate_upper_bound(ro, upper, 1);
+	rocksdb_readoptions_set_fill_cache(ro, 0);
+	it = rocksdb_create_iterator_cf(st->db, ro, st->cf[DTS__CF_CURRENT]);
+	for (rocksdb_iter_seek(it, "0", 1); rocksdb_iter_valid(it) && rc >= 0; rocksdb_iter_next(it)) {
+		size_t kl, vl;
+		const char *k = rocksdb_iter_key(it, &kl);
+		const char *v = rocksdb_iter_value(it, &vl);
+		struct dts_key_view kv;
+
+		if (dts_storage_ckpt_key_decode(k, kl, &kv) != 0)
+			continue;
+		if (kv.t / 60 != g.minute) {
+			rc = group_flush(st, &g, m, now_ms);
+			total += rc > 0 ? rc : 0;
+			g.minute = kv.t / 60;
+			if (rc < 0)
+				break;
+		}
+		rc = group_add(&g, &kv, (const uint8_t *)v, vl);
+	}
+	if (rc >= 0) {
+		rocksdb_iter_get_error(it, &rerr);
+		if (rerr) {
+			dts__log(st, 0, "store '%s': reading checkpoints: %s", st->data_dir, rerr);
+			rocksdb_free(rerr);
+			rc = -EIO;
+		}
+	}
+	if (rc >= 0) {
+		rc = group_flush(st, &g, m, now_ms);
+		total += rc > 0 ? rc : 0;
+	}
+	group_clear(&g);
+	free(g.recs);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	return rc < 0 ? rc : total;
+}

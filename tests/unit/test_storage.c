@@ -1,0 +1,1356 @@
+/*
+ * test_storage.c - the RocksDB store (storage/): key and value encodings, the write path (minute + hour
+ * read-merge-write), the merge rule for late minutes, retention with an injected clock, reads and listings, the
+ * sink's queue and thread, checkpoints and restore, and opening errors.
+ *
+ * Store tests run on a fresh mkdtemp directory under /tmp that the fixture removes. Closed minutes are built by hand
+ * with the allocation layout the engine uses (one block per record holding user, process, counter and tags), so that
+ * dts_closed_minute_release can free the ones handed to the sink.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <rocksdb/c.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "dts/engine.h"
+#include "dts/hash.h"
+#include "dts/storage.h"
+
+#define T0 1700000040LL /* 2023-11-14T22:14:00Z, a minute boundary */
+#define M0 (T0 / 60)
+
+/* ---- helpers --------------------------------------------------------------------------------------------------- */
+
+static char tmpdir[64];
+static char dbdir[128];
+static _Atomic int64_t fake_now = T0;
+
+static int64_t fake_clock(void *ctx)
+{
+	(void)ctx;
+	return atomic_load(&fake_now);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+static void make_tmp(void)
+{
+	strcpy(tmpdir, "/tmp/dts-storage-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+	snprintf(dbdir, sizeof(dbdir), "%s/db", tmpdir);
+	atomic_store(&fake_now, T0);
+}
+
+static void remove_tmp(void)
+{
+	if (tmpdir[0])
+		nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir[0] = '\0';
+}
+
+static struct dts_storage *open_store(enum dts_storage_mode mode)
+{
+	struct dts_storage_cfg cfg;
+	char err[512] = "";
+	char sec[160];
+	struct dts_storage *st;
+
+	dts_storage_cfg_defaults(&cfg);
+	cfg.data_dir = dbdir;
+	cfg.mode = mode;
+	cfg.clock = fake_clock;
+	cfg.block_cache_bytes = 8 << 20;
+	cfg.write_buffer_bytes = 4 << 20;
+	snprintf(sec, sizeof(sec), "%s/secondary", tmpdir);
+	cfg.secondary_dir = sec;
+	st = dts_storage_open(&cfg, err, sizeof(err));
+	cr_assert_not_null(st, "open %s: %s", dbdir, err);
+	return st;
+}
+
+/* A record laid out as the engine lays it out (dts_closed_minute_release frees r->user and the sketch and set). */
+static void rec_init(struct dts_minute_rec *r, const char *user, const char *process, const char *counter,
+		     const char *tags, uint8_t type)
+{
+	size_t ul = strlen(user) + 1, pl = strlen(process) + 1, cl = strlen(counter) + 1, tl = strlen(tags) + 1;
+	char *id = malloc(ul + pl + cl + tl);
+
+	cr_assert_not_null(id);
+	memcpy(id, user, ul);
+	memcpy(id + ul, process, pl);
+	memcpy(id + ul + pl, counter, cl);
+	memcpy(id + ul + pl + cl, tags, tl);
+	memset(r, 0, sizeof(*r));
+	r->user = id;
+	r->process = id + ul;
+	r->counter = id + ul + pl;
+	r->tags = id + ul + pl + cl;
+	r->type = type;
+	dts_agg_init(&r->agg);
+	dts_sketch_init(&r->sketch);
+	dts_set_init(&r->set);
+}
+
+static void rec_add(struct dts_minute_rec *r, double v)
+{
+	if (r->type == DTS_SET) {
+		char m[32];
+		int n = snprintf(m, sizeof(m), "member-%g", v);
+
+		cr_assert_eq(dts_set_add(&r->set, dts_hash64(m, (size_t)n, DTS_HASH_SEED)), 0);
+		dts_agg_add(&r->agg, 1, 1);
+		return;
+	}
+	dts_agg_add(&r->agg, v, 1);
+	if (r->type == DTS_TIMER)
+		cr_assert_eq(dts_sketch_add(&r->sketch, v, 1), 0);
+}
+
+static struct dts_closed_minute *cm_new(int64_t minute, size_t n)
+{
+	struct dts_closed_minute *cm = calloc(1, sizeof(*cm));
+
+	cr_assert_not_null(cm);
+	cm->minute = minute;
+	cm->recs = calloc(n ? n : 1, sizeof(*cm->recs));
+	cr_assert_not_null(cm->recs);
+	return cm;
+}
+
+/* One counter record "u/api/hits/c" with the given values. */
+static struct dts_closed_minute *cm_counter(int64_t minute, const double *vals, size_t nv)
+{
+	struct dts_closed_minute *cm = cm_new(minute, 1);
+
+	rec_init(&cm->recs[0], "u", "api", "hits", "", DTS_COUNTER);
+	for (size_t i = 0; i < nv; i++)
+		rec_add(&cm->recs[0], vals[i]);
+	cm->n = 1;
+	return cm;
+}
+
+/* Points collected by dts_storage_read. */
+struct point {
+	int64_t t;
+	bool ok;
+	uint8_t type, first, last;
+	struct dts_agg agg;
+	double bot10, top10, distinct, sketch_count;
+};
+
+struct points {
+	struct point p[64];
+	int n;
+};
+
+static int collect(void *ctx, int64_t t, const struct dts_stored *v)
+{
+	struct points *ps = ctx;
+	struct point *p;
+
+	cr_assert_lt(ps->n, 64);
+	p = &ps->p[ps->n++];
+	memset(p, 0, sizeof(*p));
+	p->t = t;
+	p->ok = v != NULL;
+	if (!v)
+		return 0;
+	p->type = v->type;
+	p->first = v->first;
+	p->last = v->last;
+	p->agg = v->agg;
+	p->bot10 = v->type == DTS_TIMER ? dts_sketch_quantile(&v->sketch, 0.1) : NAN;
+	p->top10 = v->type == DTS_TIMER ? dts_sketch_quantile(&v->sketch, 0.9) : NAN;
+	p->sketch_count = v->sketch.count;
+	p->distinct = v->type == DTS_SET ? dts_set_cardinality(&v->set) : NAN;
+	return 0;
+}
+
+static struct points read_all(struct dts_storage *st, enum dts_res res, const char *series)
+{
+	struct points ps = { .n = 0 };
+	long n = dts_storage_read(st, res, series, 0, DTS_STORAGE_TIME_MAX + 1, collect, &ps);
+
+	cr_assert_eq(n, ps.n, "read %s: %ld", series, n);
+	return ps;
+}
+
+/* ---- keys ------------------------------------------------------------------------------------------------------ */
+
+struct key_case {
+	struct dts_series_id id;
+	int64_t t;
+	const char *minute_key;
+	const char *hour_key;
+};
+
+static const struct key_case key_cases[] = {
+	{ { "default", "api", "query", "", DTS_TIMER },
+	  T0,
+	  "default/api/query/ms|20231114T2214",
+	  "default/api/query/ms|20231114T22" },
+	{ { "42", "web", "hits", NULL, DTS_COUNTER },
+	  T0 + 59,
+	  "42/web/hits/c|20231114T2214",
+	  "42/web/hits/c|20231114T22" },
+	{ { "ops@example.com", "db-1.prod", "conn_pool.size", "", DTS_GAUGE },
+	  0,
+	  "ops@example.com/db-1.prod/conn_pool.size/g|19700101T0000",
+	  "ops@example.com/db-1.prod/conn_pool.size/g|19700101T00" },
+	{ { "a+b_c", "p", "users", "env:prod,region:eu-west-1", DTS_SET },
+	  951782400 + 3599,
+	  "a+b_c/p/users/s/env:prod,region:eu-west-1|20000229T0059",
+	  "a+b_c/p/users/s/env:prod,region:eu-west-1|20000229T00" },
+	{ { "u", "p", "c", "k:v/with/slash", DTS_TIMER },
+	  DTS_STORAGE_TIME_MAX,
+	  "u/p/c/ms/k:v/with/slash|99991231T2359",
+	  "u/p/c/ms/k:v/with/slash|99991231T23" },
+};
+
+Test(keys, encode_decode_round_trip)
+{
+	for (size_t i = 0; i < sizeof(key_cases) / sizeof(key_cases[0]); i++) {
+		const struct key_case *c = &key_cases[i];
+		char k[DTS_STORAGE_KEY_MAX + 1];
+		struct dts_key_view kv;
+
+		for (int res = DTS_RES_MINUTE; res <= DTS_RES_HOUR; res++) {
+			const char *want = res == DTS_RES_HOUR ? c->hour_key : c->minute_key;
+			int n = dts_storage_key_encode(k, sizeof(k), &c->id, res, c->t);
+
+			cr_assert_eq(n, (int)strlen(want), "case %zu res %d: %d", i, res, n);
+			cr_expect_str_eq(k, want, "case %zu", i);
+			cr_assert_eq(dts_storage_key_decode(k, (size_t)n, res, &kv), 0, "case %zu: %s", i, k);
+			cr_expect_eq(kv.t,
+				     c->t / (res == DTS_RES_HOUR ? 3600 : 60) * (res == DTS_RES_HOUR ? 3600 : 60));
+			cr_expect_eq(kv.type, c->id.type);
+			cr_expect(kv.user_len == strlen(c->id.user) && !memcmp(kv.user, c->id.user, kv.user_len));
+			cr_expect(kv.process_len == strlen(c->id.process) &&
+				  !memcmp(kv.process, c->id.process, kv.process_len));
+			cr_expect(kv.counter_len == strlen(c->id.counter) &&
+				  !memcmp(kv.counter, c->id.counter, kv.counter_len));
+			const char *tags = c->id.tags ? c->id.tags : "";
+
+			cr_expect(kv.tags_len == strlen(tags) && !memcmp(kv.tags, tags, kv.tags_len), "case %zu", i);
+			cr_expect_eq(kv.series_len, strlen(want) - 1 - (res == DTS_RES_HOUR ? 11 : 13));
+		}
+	}
+}
+
+struct bad_id_case {
+	struct dts_series_id id;
+	const char *why;
+};
+
+static const struct bad_id_case bad_ids[] = {
+	{ { "", "p", "c", "", DTS_COUNTER }, "empty user" },
+	{ { "u", "", "c", "", DTS_COUNTER }, "empty process" },
+	{ { "u", "p", "", "", DTS_COUNTER }, "empty counter" },
+	{ { NULL, "p", "c", "", DTS_COUNTER }, "NULL user" },
+	{ { "u/v", "p", "c", "", DTS_COUNTER }, "'/' in user" },
+	{ { "u", "p|q", "c", "", DTS_COUNTER }, "'|' in process" },
+	{ { "u", "p", "c d", "", DTS_COUNTER }, "space in counter" },
+	{ { "u", "p", "c\n", "", DTS_COUNTER }, "control byte" },
+	{ { "u", "p", "caf\xc3\xa9", "", DTS_COUNTER }, "non-ASCII" },
+	{ { "u", "p", "c", "a|b", DTS_COUNTER }, "'|' in tags" },
+	{ { "u", "p", "c", "", 7 }, "unknown type" },
+};
+
+Test(keys, rejects_what_keys_cannot_carry)
+{
+	char k[DTS_STORAGE_KEY_MAX + 1];
+
+	for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++)
+		cr_expect_eq(dts_storage_key_encode(k, sizeof(k), &bad_ids[i].id, DTS_RES_MINUTE, T0), -EINVAL, "%s",
+			     bad_ids[i].why);
+	const struct dts_series_id ok = { "u", "p", "c", "", DTS_COUNTER };
+
+	cr_expect_eq(dts_storage_key_encode(k, 10, &ok, DTS_RES_MINUTE, T0), -ENOSPC);
+	cr_expect_eq(dts_storage_key_encode(k, sizeof(k), &ok, DTS_RES_MINUTE, -1), -EINVAL);
+	cr_expect_eq(dts_storage_key_encode(k, sizeof(k), &ok, DTS_RES_MINUTE, DTS_STORAGE_TIME_MAX + 1), -EINVAL);
+}
+
+static const char *const bad_keys[] = {
+	"u/p/c/c|2023111T22140", /* time not digits where digits belong */
+	"u/p/c/c|20231114X2214", /* no T */
+	"u/p/c/c|20230229T0000", /* not a leap year */
+	"u/p/c/c|20231301T0000", /* month 13 */
+	"u/p/c/c|20231114T2460", /* minute 60 */
+	"u/p/c/c|19691231T2359", /* before 1970 */
+	"u/p/c/c20231114T2214",	 /* no separator */
+	"u/p/c/x|20231114T2214", /* unknown type */
+	"u/p/c|20231114T2214",	 /* no type */
+	"u//c/c|20231114T2214",	 /* empty process */
+	"u/p/c/c/|20231114T2214", /* empty tags */
+	"|20231114T2214",
+	"",
+};
+
+Test(keys, decode_rejects_malformed_keys)
+{
+	struct dts_key_view kv;
+
+	for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++)
+		cr_expect_eq(dts_storage_key_decode(bad_keys[i], strlen(bad_keys[i]), DTS_RES_MINUTE, &kv), -EINVAL,
+			     "%s", bad_keys[i]);
+	cr_expect_eq(dts_storage_key_decode("u/p/c/c|20231114T22", 19, DTS_RES_MINUTE, &kv), -EINVAL);
+	cr_expect_eq(dts_storage_key_decode("u/p/c/c|20231114T22", 19, DTS_RES_HOUR, &kv), 0);
+}
+
+static int cmp_keys(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b); /* bytewise, like RocksDB's comparator */
+}
+
+/*
+ * Series chosen to tempt prefix bugs: one is a prefix of another as text ("c" / "c.x" / "cc", with and without
+ * tags, tags that are prefixes of other tags, a user that is a prefix of another). Sorted bytewise, every series'
+ * keys must be contiguous and in time order, and a scan from "SERIES|" to "SERIES}" must cover exactly them.
+ */
+Test(keys, series_are_contiguous_and_in_time_order)
+{
+	static const struct dts_series_id ids[] = {
+		{ "a", "p", "c", "", DTS_COUNTER },	    { "a", "p", "c", "x:1", DTS_COUNTER },
+		{ "a", "p", "c", "x:10", DTS_COUNTER },	    { "a", "p", "c", "x:1,y:2", DTS_COUNTER },
+		{ "a", "p", "c.x", "", DTS_COUNTER },	    { "a", "p", "cc", "", DTS_COUNTER },
+		{ "a", "p", "c", "", DTS_TIMER },	    { "a", "p", "c", "", DTS_GAUGE },
+		{ "a", "p", "c", "", DTS_SET },		    { "a", "p-", "c", "", DTS_COUNTER },
+		{ "a.b", "p", "c", "", DTS_COUNTER },	    { "a", "p.q", "c", "", DTS_COUNTER },
+		{ "ab", "p", "c", "", DTS_COUNTER },	    { "a-", "p", "c", "", DTS_COUNTER },
+		{ "a", "p", "c-", "", DTS_COUNTER },	    { "a", "p", "c_", "", DTS_COUNTER },
+	};
+	static const int64_t times[] = { T0, T0 - 60, T0 + 86400 * 366, 0, T0 + 60 * 9, T0 + 60 * 10, 951782400,
+					 DTS_STORAGE_TIME_MAX, 1e9, T0 + 3600 };
+	enum { NI = sizeof(ids) / sizeof(ids[0]), NT = sizeof(times) / sizeof(times[0]) };
+	static char store[NI * NT][DTS_STORAGE_KEY_MAX + 1];
+	const char *keys[NI * NT];
+	struct dts_key_view kv;
+
+	for (int r = DTS_RES_MINUTE; r <= DTS_RES_HOUR; r++) {
+		for (size_t i = 0; i < NI; i++)
+			for (size_t j = 0; j < NT; j++) {
+				cr_assert_gt(dts_storage_key_encode(store[i * NT + j], sizeof(store[0]), &ids[i], r,
+								    times[j]),
+					     0);
+				keys[i * NT + j] = store[i * NT + j];
+			}
+		qsort(keys, NI * NT, sizeof(keys[0]), cmp_keys);
+		for (size_t i = 0; i < NI; i++) {
+			char series[DTS_STORAGE_SERIES_MAX + 2], hi[DTS_STORAGE_SERIES_MAX + 2];
+			int sl = dts_storage_series_encode(series, sizeof(series), &ids[i]);
+			size_t first = SIZE_MAX, count = 0;
+			int64_t prev = -1;
+
+			cr_assert_gt(sl, 0);
+			memcpy(hi, series, (size_t)sl);
+			series[sl] = '|';
+			series[sl + 1] = '\0';
+			hi[sl] = '}';
+			hi[sl + 1] = '\0';
+			for (size_t k = 0; k < NI * NT; k++) {
+				const bool in_range = strcmp(keys[k], series) >= 0 && strcmp(keys[k], hi) < 0;
+				const bool mine = strncmp(keys[k], series, (size_t)sl + 1) == 0;
+
+				cr_assert_eq(in_range, mine, "range of %s holds %s", series, keys[k]);
+				if (!mine)
+					continue;
+				if (first == SIZE_MAX)
+					first = k;
+				cr_assert_eq(k, first + count, "%s is not contiguous (at %s)", series, keys[k]);
+				count++;
+				cr_assert_eq(dts_storage_key_decode(keys[k], strlen(keys[k]), r, &kv), 0);
+				/* some of the times share an hour: equal hour keys are fine, going back is not */
+				if (r == DTS_RES_MINUTE)
+					cr_assert_gt(kv.t, prev, "time order in %s", series);
+				else
+					cr_assert_geq(kv.t, prev, "time order in %s", series);
+				prev = kv.t;
+			}
+			cr_assert_eq(count, NT);
+		}
+	}
+}
+
+struct time_case {
+	int64_t t;
+	const char *minute, *hour;
+};
+
+static const struct time_case time_cases[] = {
+	{ 0, "19700101T0000", "19700101T00" },
+	{ 59, "19700101T0000", "19700101T00" },
+	{ 951782400, "20000229T0000", "20000229T00" }, /* a leap day of a century leap year */
+	{ 951868799, "20000229T2359", "20000229T23" },
+	{ T0, "20231114T2214", "20231114T22" },
+	{ 4107542400, "21000301T0000", "21000301T00" }, /* 2100 is not a leap year */
+	{ DTS_STORAGE_TIME_MAX, "99991231T2359", "99991231T23" },
+};
+
+Test(keys, time_table)
+{
+	char buf[16];
+	int64_t t;
+
+	for (size_t i = 0; i < sizeof(time_cases) / sizeof(time_cases[0]); i++) {
+		const struct time_case *c = &time_cases[i];
+
+		cr_assert_eq(dts_storage_time_encode(buf, sizeof(buf), DTS_RES_MINUTE, c->t), 13);
+		cr_expect_str_eq(buf, c->minute);
+		cr_assert_eq(dts_storage_time_decode(buf, 13, DTS_RES_MINUTE, &t), 0);
+		cr_expect_eq(t, c->t / 60 * 60);
+		cr_assert_eq(dts_storage_time_encode(buf, sizeof(buf), DTS_RES_HOUR, c->t), 11);
+		cr_expect_str_eq(buf, c->hour);
+		cr_assert_eq(dts_storage_time_decode(buf, 11, DTS_RES_HOUR, &t), 0);
+		cr_expect_eq(t, c->t / 3600 * 3600);
+	}
+	/* every minute of a leap year round-trips (527040 minutes) */
+	for (int64_t m = 1704067200 / 60; m < 1735689600 / 60; m++) {
+		cr_assert_eq(dts_storage_time_encode(buf, sizeof(buf), DTS_RES_MINUTE, m * 60), 13);
+		cr_assert_eq(dts_storage_time_decode(buf, 13, DTS_RES_MINUTE, &t), 0);
+		cr_assert_eq(t, m * 60, "%s", buf);
+	}
+	cr_expect_eq(dts_storage_time_decode("21000229T0000", 13, DTS_RES_MINUTE, &t), -EINVAL);
+	cr_expect_eq(dts_storage_time_encode(buf, 13, DTS_RES_MINUTE, T0), -ENOSPC);
+}
+
+/* ---- values ---------------------------------------------------------------------------------------------------- */
+
+static void fill_value(struct dts_stored *v, uint8_t type, int nvals)
+{
+	dts_stored_init(v);
+	v->type = type;
+	for (int i = 1; i <= nvals; i++) {
+		double x = type == DTS_GAUGE ? -i * 0.5 : i * 1.7;
+
+		dts_agg_add(&v->agg, x, type == DTS_COUNTER ? 0.5 : 1); /* sample rate 0.5 for counters */
+		if (type == DTS_TIMER)
+			cr_assert_eq(dts_sketch_add(&v->sketch, x, 1), 0);
+		if (type == DTS_SET)
+			cr_assert_eq(dts_set_add(&v->set, dts_hash64(&i, sizeof(i), 1)), 0);
+	}
+}
+
+struct value_case {
+	uint8_t type;
+	int nvals;
+	uint8_t first, last;
+};
+
+static const struct value_case value_cases[] = {
+	{ DTS_COUNTER, 3, 0, 0 }, { DTS_COUNTER, 0, 0, 0 }, { DTS_GAUGE, 5, 3, 59 }, { DTS_TIMER, 0, 0, 0 },
+	{ DTS_TIMER, 1, 0, 0 },	  { DTS_TIMER, 1000, 7, 9 }, { DTS_SET, 10, 0, 0 },  { DTS_SET, 5000, 0, 0 }, /* HLL */
+};
+
+Test(values, round_trip_is_exact_and_canonical)
+{
+	for (size_t i = 0; i < sizeof(value_cases) / sizeof(value_cases[0]); i++) {
+		const struct value_case *c = &value_cases[i];
+		struct dts_stored v, w;
+		uint8_t buf[8192], buf2[8192];
+		int n, n2;
+
+		fill_value(&v, c->type, c->nvals);
+		v.first = c->first;
+		v.last = c->last;
+		n = dts_storage_value_encode(&v, buf, sizeof(buf));
+		cr_assert_eq(n, (int)dts_storage_value_size(&v), "case %zu", i);
+		cr_expect_eq(buf[0], DTS_STORAGE_VALUE_VERSION);
+		cr_expect_eq(buf[1], c->type);
+		if (c->type == DTS_COUNTER || c->type == DTS_GAUGE)
+			cr_expect_eq(n, DTS_STORAGE_VALUE_HEADER);
+		dts_stored_init(&w);
+		cr_assert_eq(dts_storage_value_decode(&w, buf, (size_t)n), 0, "case %zu", i);
+		cr_expect_eq(w.type, v.type);
+		cr_expect_eq(w.first, c->first);
+		cr_expect_eq(w.last, c->last);
+		cr_expect(memcmp(&w.agg, &v.agg, sizeof(v.agg)) == 0, "case %zu: agg differs", i);
+		if (c->type == DTS_TIMER && c->nvals) {
+			cr_expect_eq(dts_sketch_quantile(&w.sketch, 0.1), dts_sketch_quantile(&v.sketch, 0.1));
+			cr_expect_eq(dts_sketch_quantile(&w.sketch, 0.9), dts_sketch_quantile(&v.sketch, 0.9));
+		}
+		if (c->type == DTS_SET)
+			cr_expect_eq(dts_set_cardinality(&w.set), dts_set_cardinality(&v.set));
+		n2 = dts_storage_value_encode(&w, buf2, sizeof(buf2));
+		cr_expect(n2 == n && memcmp(buf, buf2, (size_t)n) == 0, "case %zu: re-encoding differs", i);
+		/* every truncation and one extra byte are refused, and leave the value alone */
+		for (int len = 0; len < n; len++)
+			cr_assert_eq(dts_storage_value_decode(&w, buf, (size_t)len), -EINVAL, "case %zu len %d", i,
+				     len);
+		buf[n] = 0;
+		cr_expect_eq(dts_storage_value_decode(&w, buf, (size_t)n + 1), -EINVAL, "case %zu trailing byte", i);
+		cr_expect(memcmp(&w.agg, &v.agg, sizeof(v.agg)) == 0, "case %zu: changed by a failed decode", i);
+		dts_stored_free(&v);
+		dts_stored_free(&w);
+	}
+}
+
+Test(values, decode_refuses_bad_headers)
+{
+	struct dts_stored v, w;
+	uint8_t buf[256];
+	int n;
+
+	fill_value(&v, DTS_GAUGE, 2);
+	n = dts_storage_value_encode(&v, buf, sizeof(buf));
+	dts_stored_init(&w);
+	buf[0] = 2;
+	cr_expect_eq(dts_storage_value_decode(&w, buf, (size_t)n), -EPROTONOSUPPORT, "newer version");
+	buf[0] = 0;
+	cr_expect_eq(dts_storage_value_decode(&w, buf, (size_t)n), -EINVAL, "version 0");
+	buf[0] = 1;
+	buf[1] = 4;
+	cr_expect_eq(dts_storage_value_decode(&w, buf, (size_t)n), -EINVAL, "type 4");
+	buf[1] = DTS_GAUGE;
+	buf[2] = 5;
+	buf[3] = 4;
+	cr_expect_eq(dts_storage_value_decode(&w, buf, (size_t)n), -EINVAL, "first > last");
+	buf[2] = 0;
+	buf[3] = 60;
+	cr_expect_eq(dts_storage_value_decode(&w, buf, (size_t)n), -EINVAL, "last 60");
+	buf[3] = 0;
+	memset(buf + 12, 0xff, 8); /* count = NaN */
+	cr_expect_eq(dts_storage_value_decode(&w, buf, (size_t)n), -EINVAL, "NaN count");
+	v.first = 3;
+	v.last = 2;
+	cr_expect_eq(dts_storage_value_encode(&v, buf, sizeof(buf)), -EINVAL);
+	v.first = 0;
+	v.last = 0;
+	cr_expect_eq(dts_storage_value_encode(&v, buf, 51), -ENOSPC);
+	dts_stored_free(&v);
+	dts_stored_free(&w);
+}
+
+/* Merge rule: fst from the earliest minute, lst from the latest, whatever the order of merging. */
+Test(values, merge_orders_first_and_last_by_minute)
+{
+	struct dts_stored a, b, c;
+
+	dts_stored_init(&a);
+	dts_stored_init(&b);
+	dts_stored_init(&c);
+	a.type = b.type = c.type = DTS_GAUGE;
+	dts_agg_add(&a.agg, 10, 1); /* minute 20 */
+	a.first = a.last = 20;
+	dts_agg_add(&b.agg, 5, 1); /* minute 3: arrives late */
+	b.first = b.last = 3;
+	dts_agg_add(&c.agg, 7, 1); /* minute 40 */
+	c.first = c.last = 40;
+	cr_assert_eq(dts_storage_value_merge(&a, &b), 0);
+	cr_expect_eq(a.agg.fst, 5);
+	cr_expect_eq(a.agg.lst, 10);
+	cr_assert_eq(dts_storage_value_merge(&a, &c), 0);
+	cr_expect_eq(a.agg.fst, 5);
+	cr_expect_eq(a.agg.lst, 7);
+	cr_expect_eq(a.agg.count, 3);
+	cr_expect_eq(a.agg.sum, 22);
+	cr_expect_eq(a.agg.min, 5);
+	cr_expect_eq(a.agg.max, 10);
+	cr_expect_eq(a.first, 3);
+	cr_expect_eq(a.last, 40);
+	/* same minute: the incoming value is the later one for lst, the stored one keeps fst */
+	struct dts_stored x, y;
+
+	dts_stored_init(&x);
+	dts_stored_init(&y);
+	x.type = y.type = DTS_GAUGE;
+	dts_agg_add(&x.agg, 1, 1);
+	dts_agg_add(&x.agg, 2, 1);
+	dts_agg_add(&y.agg, 3, 1);
+	cr_assert_eq(dts_storage_value_merge(&x, &y), 0);
+	cr_expect_eq(x.agg.fst, 1);
+	cr_expect_eq(x.agg.lst, 3);
+	y.type = DTS_COUNTER;
+	cr_expect_eq(dts_storage_value_merge(&x, &y), -EINVAL);
+}
+
+/* ---- the store ------------------------------------------------------------------------------------------------- */
+
+TestSuite(store, .init = make_tmp, .fini = remove_tmp);
+
+/* Four types and a tagged series in one minute; reopen; read back exactly at minute and hour resolution. */
+Test(store, write_reopen_read_back_exactly)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_closed_minute *cm = cm_new(M0, 5);
+	struct points ps;
+
+	rec_init(&cm->recs[0], "u", "api", "hits", "", DTS_COUNTER);
+	rec_init(&cm->recs[1], "u", "api", "lat", "", DTS_TIMER);
+	rec_init(&cm->recs[2], "u", "api", "level", "", DTS_GAUGE);
+	rec_init(&cm->recs[3], "u", "api", "visitors", "", DTS_SET);
+	rec_init(&cm->recs[4], "u", "api", "hits", "env:prod,region:eu", DTS_COUNTER);
+	cm->n = 5;
+	for (int i = 1; i <= 100; i++) {
+		rec_add(&cm->recs[0], 1);
+		rec_add(&cm->recs[1], i);
+		rec_add(&cm->recs[3], i % 7);
+	}
+	rec_add(&cm->recs[2], 3);
+	rec_add(&cm->recs[2], 9);
+	rec_add(&cm->recs[4], 2.5);
+	cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+	dts_storage_close(st);
+
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	ps = read_all(st, DTS_RES_MINUTE, "u/api/hits/c");
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].t, T0);
+	cr_expect(memcmp(&ps.p[0].agg, &cm->recs[0].agg, sizeof(struct dts_agg)) == 0);
+	ps = read_all(st, DTS_RES_MINUTE, "u/api/lat/ms");
+	cr_assert_eq(ps.n, 1);
+	cr_expect(memcmp(&ps.p[0].agg, &cm->recs[1].agg, sizeof(struct dts_agg)) == 0);
+	cr_expect_eq(ps.p[0].bot10, dts_sketch_quantile(&cm->recs[1].sketch, 0.1));
+	cr_expect_eq(ps.p[0].top10, dts_sketch_quantile(&cm->recs[1].sketch, 0.9));
+	cr_expect_eq(ps.p[0].sketch_count, 100);
+	ps = read_all(st, DTS_RES_MINUTE, "u/api/level/g");
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].agg.fst, 3);
+	cr_expect_eq(ps.p[0].agg.lst, 9);
+	ps = read_all(st, DTS_RES_MINUTE, "u/api/visitors/s");
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].distinct, 7);
+	ps = read_all(st, DTS_RES_MINUTE, "u/api/hits/c/env:prod,region:eu");
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].agg.sum, 2.5);
+	/* the hour holds the same minute, at offset 14 */
+	ps = read_all(st, DTS_RES_HOUR, "u/api/lat/ms");
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].t, T0 / 3600 * 3600);
+	cr_expect_eq(ps.p[0].first, 14);
+	cr_expect_eq(ps.p[0].last, 14);
+	cr_expect(memcmp(&ps.p[0].agg, &cm->recs[1].agg, sizeof(struct dts_agg)) == 0);
+	cr_expect_eq(ps.p[0].sketch_count, 100);
+	dts_closed_minute_release(cm);
+	dts_storage_close(st);
+}
+
+/* Hourly rollup: minutes of one hour merge into one value; fst/lst follow minute order even when a minute is late. */
+Test(store, hour_rollup_merges_minutes_in_time_order)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	const int64_t h0 = M0 / 60 * 60; /* first minute of T0's hour */
+	const double a[] = { 10, 11 }, b[] = { 20 }, c[] = { 5 };
+	struct dts_closed_minute *m1 = cm_counter(h0 + 1, a, 2), *m2 = cm_counter(h0 + 30, b, 1);
+	struct dts_closed_minute *m0 = cm_counter(h0 + 0, c, 1); /* the hour's first minute, stored last */
+	struct dts_closed_minute *next = cm_counter(h0 + 60, c, 1); /* next hour */
+	struct points ps;
+
+	cr_assert_eq(dts_storage_write_minute(st, m1), 0);
+	cr_assert_eq(dts_storage_write_minute(st, m2), 0);
+	cr_assert_eq(dts_storage_write_minute(st, next), 0);
+	cr_assert_eq(dts_storage_write_minute(st, m0), 0);
+	ps = read_all(st, DTS_RES_HOUR, "u/api/hits/c");
+	cr_assert_eq(ps.n, 2);
+	cr_expect_eq(ps.p[0].agg.sum, 46);
+	cr_expect_eq(ps.p[0].agg.count, 4);
+	cr_expect_eq(ps.p[0].agg.fst, 5, "fst from minute 0 although it was stored last");
+	cr_expect_eq(ps.p[0].agg.lst, 20, "lst from minute 30");
+	cr_expect_eq(ps.p[0].first, 0);
+	cr_expect_eq(ps.p[0].last, 30);
+	cr_expect_eq(ps.p[1].agg.sum, 5);
+	ps = read_all(st, DTS_RES_MINUTE, "u/api/hits/c");
+	cr_assert_eq(ps.n, 4);
+	cr_expect_eq(ps.p[0].t, h0 * 60);
+	cr_expect_eq(ps.p[3].t, (h0 + 60) * 60);
+	dts_closed_minute_release(m0);
+	dts_closed_minute_release(m1);
+	dts_closed_minute_release(m2);
+	dts_closed_minute_release(next);
+	dts_storage_close(st);
+}
+
+/* A minute stored twice (late data, or closed again after a restart) is merged: minute and hour count each datum
+ * once. */
+Test(store, late_minute_is_merged_not_double_counted)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	const double first[] = { 2, 3 }, late[] = { 4 }, other[] = { 100 };
+	struct dts_closed_minute *a = cm_counter(M0, first, 2), *b = cm_counter(M0, late, 1);
+	struct dts_closed_minute *c = cm_counter(M0 + 1, other, 1);
+	struct dts_storage_stats s;
+	struct points ps;
+
+	cr_assert_eq(dts_storage_write_minute(st, a), 0);
+	cr_assert_eq(dts_storage_write_minute(st, c), 0);
+	dts_storage_close(st); /* the late part arrives after a restart */
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	cr_assert_eq(dts_storage_write_minute(st, b), 0);
+	ps = read_all(st, DTS_RES_MINUTE, "u/api/hits/c");
+	cr_assert_eq(ps.n, 2);
+	cr_expect_eq(ps.p[0].agg.sum, 9, "minute: 2 + 3 + 4");
+	cr_expect_eq(ps.p[0].agg.count, 3);
+	cr_expect_eq(ps.p[0].agg.fst, 2);
+	cr_expect_eq(ps.p[0].agg.lst, 4);
+	cr_expect_eq(ps.p[1].agg.sum, 100, "the next minute is untouched");
+	ps = read_all(st, DTS_RES_HOUR, "u/api/hits/c");
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].agg.sum, 109, "hour: every datum once");
+	cr_expect_eq(ps.p[0].agg.count, 4);
+	cr_expect_eq(ps.p[0].agg.lst, 100, "lst of the hour stays the later minute's");
+	dts_storage_stats_read(st, &s);
+	cr_expect_eq(s.records_merged, 1);
+	cr_expect_eq(s.records_written, 1);
+	cr_expect_eq(s.hwm_minute, M0 + 1);
+	dts_closed_minute_release(a);
+	dts_closed_minute_release(b);
+	dts_closed_minute_release(c);
+	dts_storage_close(st);
+}
+
+/* Timers: a late part's sketch merges bin for bin, so quantiles equal those of all the data in one sketch. */
+Test(store, late_timer_merges_sketches_exactly)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_closed_minute *a = cm_new(M0, 1), *b = cm_new(M0, 1);
+	struct dts_sketch all;
+	struct points ps;
+
+	dts_sketch_init(&all);
+	rec_init(&a->recs[0], "u", "api", "lat", "", DTS_TIMER);
+	rec_init(&b->recs[0], "u", "api", "lat", "", DTS_TIMER);
+	a->n = b->n = 1;
+	for (int i = 1; i <= 500; i++) {
+		rec_add(i % 3 ? &a->recs[0] : &b->recs[0], i * 1.5);
+		dts_sketch_add(&all, i * 1.5, 1);
+	}
+	cr_assert_eq(dts_storage_write_minute(st, a), 0);
+	cr_assert_eq(dts_storage_write_minute(st, b), 0);
+	for (int r = DTS_RES_MINUTE; r <= DTS_RES_HOUR; r++) {
+		ps = read_all(st, r, "u/api/lat/ms");
+		cr_assert_eq(ps.n, 1);
+		cr_expect_eq(ps.p[0].sketch_count, 500);
+		cr_expect_eq(ps.p[0].agg.count, 500);
+		cr_expect_eq(ps.p[0].bot10, dts_sketch_quantile(&all, 0.1));
+		cr_expect_eq(ps.p[0].top10, dts_sketch_quantile(&all, 0.9));
+	}
+	dts_sketch_free(&all);
+	dts_closed_minute_release(a);
+	dts_closed_minute_release(b);
+	dts_storage_close(st);
+}
+
+/* A record whose identity cannot be a key is skipped and counted; the rest of the minute is stored. */
+Test(store, invalid_records_are_counted_not_fatal)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_closed_minute *cm = cm_new(M0, 2);
+	struct dts_storage_stats s;
+
+	rec_init(&cm->recs[0], "u", "api", "bad|name", "", DTS_COUNTER);
+	rec_init(&cm->recs[1], "u", "api", "good", "", DTS_COUNTER);
+	rec_add(&cm->recs[0], 1);
+	rec_add(&cm->recs[1], 1);
+	cm->n = 2;
+	cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+	dts_storage_stats_read(st, &s);
+	cr_expect_eq(s.dropped_records[DTS_SDROP_INVALID], 1);
+	cr_expect_eq(s.records_written, 1);
+	cr_expect_eq(read_all(st, DTS_RES_MINUTE, "u/api/good/c").n, 1);
+	dts_closed_minute_release(cm);
+	dts_storage_close(st);
+}
+
+/* Retention: with the injected clock 16 days ahead, a compaction removes minutes older than 15 days and keeps the
+ * rest; hours (400 days) stay. Then 401 days ahead the hours go too. */
+Test(store, retention_by_compaction_filter_with_injected_clock)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	const double v[] = { 1 };
+	struct dts_closed_minute *old = cm_counter(M0, v, 1), *recent = cm_counter(M0 + 2 * 1440, v, 1);
+	struct points ps;
+
+	cr_assert_eq(dts_storage_write_minute(st, old), 0);
+	cr_assert_eq(dts_storage_write_minute(st, recent), 0);
+	cr_assert_eq(dts_storage_flush(st), 0);
+	cr_assert_eq(dts_storage_compact(st, DTS_RES_MINUTE), 0);
+	cr_expect_eq(read_all(st, DTS_RES_MINUTE, "u/api/hits/c").n, 2, "nothing is old yet");
+
+	atomic_store(&fake_now, T0 + 16 * 86400); /* old is 16 days old, recent 14 */
+	cr_assert_eq(dts_storage_compact(st, DTS_RES_MINUTE), 0);
+	cr_assert_eq(dts_storage_compact(st, DTS_RES_HOUR), 0);
+	ps = read_all(st, DTS_RES_MINUTE, "u/api/hits/c");
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].t, (M0 + 2 * 1440) * 60, "only the recent minute is left");
+	cr_expect_eq(read_all(st, DTS_RES_HOUR, "u/api/hits/c").n, 2, "hours are kept 400 days");
+
+	atomic_store(&fake_now, T0 + 401 * 86400);
+	cr_assert_eq(dts_storage_compact(st, DTS_RES_HOUR), 0);
+	ps = read_all(st, DTS_RES_HOUR, "u/api/hits/c");
+	cr_assert_eq(ps.n, 1, "the first hour is 401 days old, the other 399");
+	cr_expect_eq(ps.p[0].t, (M0 + 2 * 1440) / 60 * 3600);
+	atomic_store(&fake_now, T0 + 403 * 86400);
+	cr_assert_eq(dts_storage_compact(st, DTS_RES_HOUR), 0);
+	cr_expect_eq(read_all(st, DTS_RES_HOUR, "u/api/hits/c").n, 0);
+	dts_closed_minute_release(old);
+	dts_closed_minute_release(recent);
+	dts_storage_close(st);
+}
+
+/* [from, to) at minute and hour resolution; from rounds down to its period, to is exclusive. */
+Test(store, read_range_bounds)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct points ps = { .n = 0 };
+
+	for (int i = 0; i < 10; i++) {
+		const double v[] = { i };
+		struct dts_closed_minute *cm = cm_counter(M0 + i, v, 1);
+
+		cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+		dts_closed_minute_release(cm);
+	}
+	cr_expect_eq(dts_storage_read(st, DTS_RES_MINUTE, "u/api/hits/c", T0 + 2 * 60 + 30, T0 + 5 * 60, collect, &ps),
+		     3);
+	cr_expect_eq(ps.p[0].t, T0 + 120);
+	cr_expect_eq(ps.p[2].t, T0 + 240);
+	ps.n = 0;
+	cr_expect_eq(dts_storage_read(st, DTS_RES_MINUTE, "u/api/hits/c", T0, T0 + 5 * 60 + 1, collect, &ps), 6,
+		     "a partial minute at the end is included");
+	cr_expect_eq(dts_storage_read(st, DTS_RES_MINUTE, "u/api/hits/c", T0 + 600, T0 + 6000, NULL, NULL), 0);
+	cr_expect_eq(dts_storage_read(st, DTS_RES_MINUTE, "u/api/hits/ms", 0, DTS_STORAGE_TIME_MAX, NULL, NULL), 0,
+		     "another type is another series");
+	cr_expect_eq(dts_storage_read(st, DTS_RES_MINUTE, "u/api/hit/c", 0, DTS_STORAGE_TIME_MAX, NULL, NULL), 0);
+	cr_expect_eq(dts_storage_read(st, DTS_RES_MINUTE, "u/api/hits", 0, 10, NULL, NULL), -EINVAL);
+	ps.n = 0;
+	cr_expect_eq(dts_storage_read(st, DTS_RES_HOUR, "u/api/hits/c", T0 - 1800, T0 + 1, collect, &ps), 1);
+	cr_expect_eq(ps.p[0].agg.sum, 45);
+	dts_storage_close(st);
+}
+
+/* The same 10-minute bucket over 7 days: per-day summaries and their field-by-field average over days with data. */
+Test(store, week_bucket_averages_days_with_data)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	const int64_t bucket = T0 / 600 * 600 + 7 * 86400; /* "today" */
+	struct dts_bucket day[8], avg;
+
+	/* day d (1..7) has, in each of the bucket's first d minutes, a timer value 10 * d; day 4 has no data. */
+	for (int d = 7; d >= 0; d--) {
+		for (int i = 0; i < (d ? d : 2) && d != 4; i++) {
+			struct dts_closed_minute *cm = cm_new((bucket - d * 86400) / 60 + i, 1);
+
+			rec_init(&cm->recs[0], "u", "api", "lat", "", DTS_TIMER);
+			rec_add(&cm->recs[0], 10.0 * (d ? d : 1));
+			cm->n = 1;
+			cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+			dts_closed_minute_release(cm);
+		}
+	}
+	/* a minute just outside the bucket must not count */
+	struct dts_closed_minute *out = cm_new((bucket - 86400) / 60 + 10, 1);
+
+	rec_init(&out->recs[0], "u", "api", "lat", "", DTS_TIMER);
+	rec_add(&out->recs[0], 1e6);
+	out->n = 1;
+	cr_assert_eq(dts_storage_write_minute(st, out), 0);
+	dts_closed_minute_release(out);
+
+	cr_assert_eq(dts_storage_week_bucket(st, "u/api/lat/ms", bucket, 600, 7, day, &avg), 6);
+	cr_expect_eq(day[0].minutes, 2, "today");
+	cr_expect_eq(day[1].minutes, 1);
+	cr_expect_eq(day[1].max, 10, "the minute after the bucket is left out");
+	cr_expect_eq(day[4].minutes, 0);
+	cr_expect(isnan(day[4].count));
+	cr_expect_eq(day[7].count, 7);
+	cr_expect_eq(day[7].sum, 490);
+	cr_expect_float_eq(day[7].bot10, 70, 0.7);
+	cr_expect_eq(avg.minutes, 6, "days with data");
+	/* counts 1,2,3,5,6,7 -> 4; avg of the values 10,20,30,50,60,70 -> 40 */
+	cr_expect_float_eq(avg.count, 4, 1e-9);
+	cr_expect_float_eq(avg.avg, 40, 1e-9);
+	cr_expect_float_eq(avg.min, 40, 1e-9);
+	cr_expect_float_eq(avg.top10, 40, 0.4);
+	cr_expect(isnan(avg.distinct));
+	cr_expect_eq(dts_storage_week_bucket(st, "u/api/lat/ms", bucket, 600, 0, day, &avg), -EINVAL);
+	dts_storage_close(st);
+}
+
+struct names {
+	char v[16][128];
+	int n;
+};
+
+static int collect_name(void *ctx, const char *name, size_t len)
+{
+	struct names *ns = ctx;
+
+	cr_assert_lt(ns->n, 16);
+	snprintf(ns->v[ns->n++], sizeof(ns->v[0]), "%.*s", (int)len, name);
+	return 0;
+}
+
+Test(store, list_users_processes_series)
+{
+	static const char *const ids[][4] = {
+		{ "alice", "api", "hits", "" },	   { "alice", "api", "hits", "env:prod" },
+		{ "alice", "api.v2", "hits", "" }, { "alice", "web", "lat", "" },
+		{ "alice.b", "api", "x", "" },	   { "bob", "api", "hits", "" },
+	};
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct names ns = { .n = 0 };
+
+	for (int m = 0; m < 3; m++) {
+		struct dts_closed_minute *cm = cm_new(M0 + m, 6);
+
+		for (int i = 0; i < 6; i++) {
+			rec_init(&cm->recs[i], ids[i][0], ids[i][1], ids[i][2], ids[i][3], DTS_COUNTER);
+			rec_add(&cm->recs[i], 1);
+		}
+		cm->n = 6;
+		cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+		dts_closed_minute_release(cm);
+	}
+	/* names come in key order: a name followed by its terminator, so "alice.b/" sorts before "alice/" ('.' < '/')
+	 * and "hits/c/env:prod|" before "hits/c|" ('/' < '|') */
+	cr_assert_eq(dts_storage_list_users(st, DTS_RES_MINUTE, collect_name, &ns), 3);
+	cr_expect_str_eq(ns.v[0], "alice.b");
+	cr_expect_str_eq(ns.v[1], "alice");
+	cr_expect_str_eq(ns.v[2], "bob");
+	ns.n = 0;
+	cr_assert_eq(dts_storage_list_processes(st, DTS_RES_MINUTE, "alice", collect_name, &ns), 3);
+	cr_expect_str_eq(ns.v[0], "api.v2");
+	cr_expect_str_eq(ns.v[1], "api");
+	cr_expect_str_eq(ns.v[2], "web");
+	ns.n = 0;
+	cr_assert_eq(dts_storage_list_series(st, DTS_RES_MINUTE, "alice", "api", collect_name, &ns), 2);
+	cr_expect_str_eq(ns.v[0], "alice/api/hits/c/env:prod");
+	cr_expect_str_eq(ns.v[1], "alice/api/hits/c");
+	ns.n = 0;
+	cr_assert_eq(dts_storage_list_series(st, DTS_RES_HOUR, "alice", NULL, collect_name, &ns), 4);
+	cr_expect_str_eq(ns.v[3], "alice/web/lat/c");
+	cr_expect_eq(dts_storage_list_series(st, DTS_RES_MINUTE, "nobody", NULL, NULL, NULL), 0);
+	cr_expect_eq(dts_storage_list_processes(st, DTS_RES_MINUTE, "a/b", NULL, NULL), -EINVAL);
+	dts_storage_close(st);
+}
+
+/* ---- the sink -------------------------------------------------------------------------------------------------- */
+
+/* Closed minutes handed to the sink's callbacks (as the merger would) end up in the store; stop drains the queue. */
+Test(store, sink_writes_queued_minutes_and_drains_on_stop)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	char err[256];
+	struct dts_storage_sink *sink = dts_storage_sink_start(st, err, sizeof(err));
+	struct dts_storage_stats s;
+	struct dts_sink cb;
+
+	cr_assert_not_null(sink, "%s", err);
+	cr_expect_null(dts_storage_sink_start(st, err, sizeof(err)), "one sink per store");
+	cb = dts_storage_sink_get(sink);
+	for (int i = 0; i < 30; i++) {
+		const double v[] = { i };
+
+		cb.minute_closed(cb.ctx, cm_counter(M0 + i, v, 1));
+	}
+	dts_storage_sink_stop(sink);
+	dts_storage_stats_read(st, &s);
+	cr_expect_eq(s.minutes_written, 30);
+	cr_expect_eq(s.queue_minutes, 0);
+	cr_expect_eq(s.queue_records, 0);
+	cr_expect_eq(s.dropped_minutes[DTS_SDROP_QUEUE_FULL], 0);
+	cr_expect_gt(s.batch_ns_total, 0);
+	cr_expect_gt(s.bytes_written, 30 * 52);
+	struct points ps = read_all(st, DTS_RES_MINUTE, "u/api/hits/c");
+
+	cr_assert_eq(ps.n, 30);
+	for (int i = 0; i < 30; i++)
+		cr_expect_eq(ps.p[i].agg.sum, i);
+	dts_storage_close(st);
+}
+
+/* A queue of 2 entries fed faster than the store writes: the merger's push never waits, the excess is dropped and
+ * counted, and everything pushed is either written or counted as dropped. */
+Test(store, sink_full_queue_is_a_counted_drop)
+{
+	struct dts_storage_cfg cfg;
+	struct dts_storage *st;
+	struct dts_storage_sink *sink;
+	struct dts_storage_stats s;
+	struct dts_sink cb;
+	char err[256];
+	enum { MINUTES = 40, SERIES = 2000 };
+
+	dts_storage_cfg_defaults(&cfg);
+	cfg.data_dir = dbdir;
+	cfg.queue_minutes = 2;
+	cfg.write_buffer_bytes = 4 << 20;
+	st = dts_storage_open(&cfg, err, sizeof(err));
+	cr_assert_not_null(st, "%s", err);
+	sink = dts_storage_sink_start(st, err, sizeof(err));
+	cr_assert_not_null(sink, "%s", err);
+	cb = dts_storage_sink_get(sink);
+	for (int m = 0; m < MINUTES; m++) {
+		struct dts_closed_minute *cm = cm_new(M0 + m, SERIES);
+
+		for (int i = 0; i < SERIES; i++) {
+			char name[32];
+
+			snprintf(name, sizeof(name), "c%d", i);
+			rec_init(&cm->recs[i], "u", "api", name, "", DTS_TIMER);
+			rec_add(&cm->recs[i], i + 1);
+		}
+		cm->n = SERIES;
+		cb.minute_closed(cb.ctx, cm);
+	}
+	dts_storage_sink_stop(sink);
+	dts_storage_stats_read(st, &s);
+	cr_expect_gt(s.dropped_minutes[DTS_SDROP_QUEUE_FULL], 0, "2 queue slots cannot hold %d minutes", MINUTES);
+	cr_expect_eq(s.minutes_written + s.dropped_minutes[DTS_SDROP_QUEUE_FULL], MINUTES);
+	cr_expect_eq(s.dropped_records[DTS_SDROP_QUEUE_FULL], s.dropped_minutes[DTS_SDROP_QUEUE_FULL] * SERIES);
+	cr_expect_eq(s.records_written, s.minutes_written * SERIES);
+	dts_storage_close(st);
+}
+
+/* Log lines of the store, for tests that check what an operator would read. */
+static char logged[4096];
+
+static void capture_log(void *ctx, int level, const char *msg)
+{
+	(void)ctx, (void)level;
+	strncat(logged, msg, sizeof(logged) - strlen(logged) - 2);
+	strcat(logged, "\n");
+}
+
+/*
+ * A store that cannot be written: the file size limit (RLIMIT_FSIZE, no root needed) makes the WAL append fail with
+ * EFBIG, a hard error RocksDB does not recover from by itself. The merger's pushes never wait; the storage thread
+ * retries with backoff, the queue fills and further minutes are dropped (queue_full); at stop the queued minutes are
+ * dropped after stop_timeout_ms (write_failed); every minute is accounted for, and the log names the path and reason.
+ */
+Test(store, failing_writes_are_retried_then_counted)
+{
+	struct dts_storage_cfg cfg;
+	struct dts_storage *st;
+	struct dts_storage_sink *sink;
+	struct dts_storage_stats s;
+	struct rlimit old, lim;
+	struct dts_sink cb;
+	char err[256];
+	enum { MINUTES = 20, SERIES = 1000 };
+
+	dts_storage_cfg_defaults(&cfg);
+	cfg.data_dir = dbdir;
+	cfg.queue_minutes = 4;
+	cfg.retry_min_ms = 10;
+	cfg.retry_max_ms = 100;
+	cfg.stop_timeout_ms = 500;
+	cfg.write_buffer_bytes = 4 << 20;
+	cfg.log = capture_log;
+	logged[0] = '\0';
+	st = dts_storage_open(&cfg, err, sizeof(err));
+	cr_assert_not_null(st, "%s", err);
+	signal(SIGXFSZ, SIG_IGN);
+	cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 64 << 10; /* the WAL of the first minute already crosses it */
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	sink = dts_storage_sink_start(st, err, sizeof(err));
+	cr_assert_not_null(sink, "%s", err);
+	cb = dts_storage_sink_get(sink);
+	for (int m = 0; m < MINUTES; m++) {
+		struct dts_closed_minute *cm = cm_new(M0 + m, SERIES);
+
+		for (int i = 0; i < SERIES; i++) {
+			char name[32];
+
+			snprintf(name, sizeof(name), "c%d", i);
+			rec_init(&cm->recs[i], "u", "api", name, "", DTS_COUNTER);
+			rec_add(&cm->recs[i], 1);
+		}
+		cm->n = SERIES;
+		cb.minute_closed(cb.ctx, cm);
+		usleep(20000);
+	}
+	dts_storage_sink_stop(sink);
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	dts_storage_stats_read(st, &s);
+	cr_expect_eq(s.minutes_written + s.dropped_minutes[DTS_SDROP_QUEUE_FULL] +
+			     s.dropped_minutes[DTS_SDROP_WRITE_FAILED],
+		     MINUTES, "written %llu, queue_full %llu, write_failed %llu", (unsigned long long)s.minutes_written,
+		     (unsigned long long)s.dropped_minutes[DTS_SDROP_QUEUE_FULL],
+		     (unsigned long long)s.dropped_minutes[DTS_SDROP_WRITE_FAILED]);
+	cr_expect_gt(s.dropped_minutes[DTS_SDROP_WRITE_FAILED], 0, "the queued minutes are dropped at stop");
+	cr_expect_gt(s.dropped_minutes[DTS_SDROP_QUEUE_FULL], 0, "a queue of 4 cannot hold %d minutes", MINUTES);
+	cr_expect_eq(s.dropped_records[DTS_SDROP_WRITE_FAILED], s.dropped_minutes[DTS_SDROP_WRITE_FAILED] * SERIES);
+	cr_expect_gt(s.write_errors, 0);
+	cr_expect_gt(s.retries, 0);
+	cr_expect_eq(s.queue_minutes, 0);
+	cr_expect(strstr(logged, dbdir) && strstr(logged, "File too large"), "%s", logged);
+	cr_expect(strstr(logged, "queue full"), "%s", logged);
+	dts_storage_close(st);
+}
+
+/* Checkpoints: stored in current; superseded ones are skipped; the close of the minute deletes them. */
+Test(store, checkpoints_are_replaced_by_the_close)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	char err[256];
+	struct dts_storage_sink *sink = dts_storage_sink_start(st, err, sizeof(err));
+	struct dts_storage_stats s;
+	struct dts_sink cb;
+	const double v[] = { 1 };
+
+	cr_assert_not_null(sink, "%s", err);
+	cb = dts_storage_sink_get(sink);
+	struct dts_closed_minute *ck = cm_counter(M0, v, 1);
+
+	ck->open = true;
+	cr_assert_eq(dts_storage_write_checkpoint(st, ck), 0);
+	dts_closed_minute_release(ck);
+	cr_assert_eq(dts_storage_restore(st, NULL, (T0 + 3600) * 1000), 1, "a stale checkpoint is stored as closed");
+	cr_expect_eq(read_all(st, DTS_RES_MINUTE, "u/api/hits/c").n, 1);
+	cr_expect_eq(dts_storage_restore(st, NULL, (T0 + 3600) * 1000), 0, "and its rows are gone");
+
+	for (int i = 0; i < 5; i++) {
+		struct dts_closed_minute *c = cm_counter(M0 + 1, v, 1);
+
+		c->open = true;
+		cb.checkpoint(cb.ctx, c);
+	}
+	cb.minute_closed(cb.ctx, cm_counter(M0 + 1, v, 1));
+	dts_storage_sink_stop(sink);
+	dts_storage_stats_read(st, &s);
+	cr_expect_eq(s.checkpoints_written + s.checkpoints_skipped, 6);
+	cr_expect_eq(s.minutes_written, 2);
+	cr_expect_eq(dts_storage_restore(st, NULL, (T0 + 3600) * 1000), 0, "the close deleted the checkpoint rows");
+	struct points ps = read_all(st, DTS_RES_MINUTE, "u/api/hits/c");
+
+	cr_assert_eq(ps.n, 2);
+	cr_expect_eq(ps.p[1].agg.sum, 1, "the checkpoint did not add to the closed minute");
+	dts_storage_close(st);
+}
+
+/* ---- with the engine ------------------------------------------------------------------------------------------- */
+
+static struct dts_merger *merger_new(struct dts_sink sink)
+{
+	struct dts_merger_cfg cfg;
+	struct dts_merger *m;
+
+	dts_merger_cfg_defaults(&cfg);
+	cfg.cores = 1;
+	cfg.grace_s = 5;
+	cfg.table_capacity = 1024;
+	cfg.sink = sink;
+	cfg.checkpoint_ms = 5000;
+	m = dts_merger_create(&cfg);
+	cr_assert_not_null(m);
+	return m;
+}
+
+static void feed(struct dts_merger *m, int64_t now_s, const char *lines)
+{
+	struct dts_core *c = dts_merger_core(m, 0);
+
+	cr_assert_gt(dts_core_ingest(c, lines, strlen(lines), now_s), 0);
+	dts_core_flush(c);
+	dts_core_tick(c, now_s * 1000);
+	dts_merger_step(m, now_s * 1000);
+}
+
+/*
+ * The first life's sink: forwards to the storage sink until the "crash", then only releases what the abandoned
+ * merger still hands over (its destroy at the end of the test closes its minutes).
+ */
+struct life {
+	struct dts_sink to;
+	bool dead;
+};
+
+static void life_closed(void *ctx, struct dts_closed_minute *cm)
+{
+	struct life *l = ctx;
+
+	if (l->dead)
+		dts_closed_minute_release(cm);
+	else
+		l->to.minute_closed(l->to.ctx, cm);
+}
+
+static void life_checkpoint(void *ctx, struct dts_closed_minute *cm)
+{
+	struct life *l = ctx;
+
+	if (l->dead)
+		dts_closed_minute_release(cm);
+	else
+		l->to.checkpoint(l->to.ctx, cm);
+}
+
+/* The real merger -> sink -> store, a crash after a checkpoint, and a restart that restores the checkpoint: the
+ * minute holds both lives' data exactly once. */
+Test(store, engine_checkpoint_crash_restore_close)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_storage_sink *sink;
+	struct dts_merger *m, *m2;
+	struct dts_storage_stats s;
+	struct life life1 = { .dead = false };
+	char err[256];
+
+	dts_rcu_register_thread();
+	sink = dts_storage_sink_start(st, err, sizeof(err));
+	cr_assert_not_null(sink, "%s", err);
+	life1.to = dts_storage_sink_get(sink);
+	m = merger_new((struct dts_sink){ .minute_closed = life_closed, .checkpoint = life_checkpoint, .ctx = &life1 });
+	dts_merger_step(m, T0 * 1000);
+	feed(m, T0 + 1, "api.hits:4|c\napi.lat:10|ms\napi.lat:30|ms");
+	dts_merger_step(m, (T0 + 6) * 1000); /* checkpoint of the open minute */
+	/* crash: the checkpoint reaches the disk (stop drains the queue), the merger is abandoned without closing */
+	life1.dead = true;
+	dts_storage_sink_stop(sink);
+	dts_storage_stats_read(st, &s);
+	cr_assert_geq(s.checkpoints_written, 1);
+	cr_assert_eq(s.minutes_written, 0);
+	dts_storage_close(st);
+
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	sink = dts_storage_sink_start(st, err, sizeof(err));
+	cr_assert_not_null(sink, "%s", err);
+	m2 = merger_new(dts_storage_sink_get(sink));
+	cr_expect_eq(dts_storage_restore(st, m2, (T0 + 20) * 1000), 2);
+	feed(m2, T0 + 21, "api.hits:1|c\napi.lat:20|ms");
+	dts_merger_step(m2, (T0 + 66) * 1000); /* closes the minute */
+	dts_merger_destroy(m2, (T0 + 70) * 1000);
+	dts_storage_sink_stop(sink);
+	struct points ps = read_all(st, DTS_RES_MINUTE, "default/api/hits/c");
+
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].agg.sum, 5);
+	ps = read_all(st, DTS_RES_MINUTE, "default/api/lat/ms");
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].agg.count, 3);
+	cr_expect_eq(ps.p[0].sketch_count, 3);
+	cr_expect_eq(ps.p[0].agg.min, 10);
+	cr_expect_eq(ps.p[0].agg.max, 30);
+	ps = read_all(st, DTS_RES_HOUR, "default/api/hits/c");
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].agg.sum, 5);
+	cr_expect_eq(dts_storage_restore(st, NULL, (T0 + 3600) * 1000), 0, "no checkpoint left");
+	dts_storage_close(st);
+	dts_merger_destroy(m, (T0 + 6) * 1000);
+	dts_rcu_barrier();
+	dts_rcu_unregister_thread();
+}
+
+/* ---- opening --------------------------------------------------------------------------------------------------- */
+
+Test(store, secondary_follows_the_primary)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_storage *sec = open_store(DTS_STORAGE_SECONDARY);
+	const double v[] = { 1 };
+	struct dts_closed_minute *cm = cm_counter(M0, v, 1);
+	char err[256];
+
+	cr_expect_eq(read_all(sec, DTS_RES_MINUTE, "u/api/hits/c").n, 0);
+	cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+	cr_assert_eq(dts_storage_catch_up(sec, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(read_all(sec, DTS_RES_MINUTE, "u/api/hits/c").n, 1);
+	cr_expect_eq(dts_storage_write_minute(sec, cm), -EROFS);
+	dts_closed_minute_release(cm);
+	dts_storage_close(sec);
+	dts_storage_close(st);
+}
+
+Test(store, open_errors_name_the_path_and_reason)
+{
+	struct dts_storage_cfg cfg;
+	char err[512], path[192];
+	FILE *f;
+
+	dts_storage_cfg_defaults(&cfg);
+	/* a parent that is a file */
+	snprintf(path, sizeof(path), "%s/file", tmpdir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/file/db", tmpdir);
+	cfg.data_dir = path;
+	cr_expect_null(dts_storage_open(&cfg, err, sizeof(err)));
+	cr_expect_eq(errno, ENOTDIR, "%s", strerror(errno));
+	cr_expect(strstr(err, path) || strstr(err, "/file"), "%s", err);
+	cr_expect(strstr(err, "Not a directory"), "%s", err);
+	/* read-only on nothing */
+	snprintf(path, sizeof(path), "%s/none", tmpdir);
+	cfg.mode = DTS_STORAGE_READ_ONLY;
+	cr_expect_null(dts_storage_open(&cfg, err, sizeof(err)));
+	cr_expect(strstr(err, path), "%s", err);
+	/* a RocksDB store that is not ours */
+	rocksdb_options_t *o = rocksdb_options_create();
+	char *rerr = NULL;
+
+	rocksdb_options_set_create_if_missing(o, 1);
+	rocksdb_close(rocksdb_open(o, path, &rerr));
+	cr_assert_null(rerr);
+	rocksdb_options_destroy(o);
+	cfg.mode = DTS_STORAGE_READ_WRITE;
+	cr_expect_null(dts_storage_open(&cfg, err, sizeof(err)));
+	cr_expect(strstr(err, "not a DaTtSs store") && strstr(err, path), "%s", err);
+	/* the lock held by another instance */
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+
+	cfg.data_dir = dbdir;
+	cr_expect_null(dts_storage_open(&cfg, err, sizeof(err)));
+	cr_expect(strstr(err, dbdir) && strstr(err, "LOCK"), "%s", err);
+	dts_storage_close(st);
+}
+
+Test(store, newer_schema_is_refused)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_storage_cfg cfg;
+	char err[512];
+
+	dts_storage_close(st);
+	/* bump the schema version behind the library's back, as a newer dattssd would */
+	{
+		const char *names[] = { "default", "minutes", "hours", "current", "events", "meta" };
+		rocksdb_options_t *o = rocksdb_options_create();
+		const rocksdb_options_t *opts[6] = { o, o, o, o, o, o };
+		rocksdb_column_family_handle_t *h[6];
+		rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+		char *rerr = NULL;
+		rocksdb_t *db = rocksdb_open_column_families(o, dbdir, 6, names, opts, h, &rerr);
+
+		cr_assert_null(rerr, "%s", rerr);
+		rocksdb_put_cf(db, wo, h[5], "schema_version", 14, "2", 1, &rerr);
+		cr_assert_null(rerr);
+		for (int i = 0; i < 6; i++)
+			rocksdb_column_family_handle_destroy(h[i]);
+		rocksdb_close(db);
+		rocksdb_writeoptions_destroy(wo);
+		rocksdb_options_destroy(o);
+	}
+	dts_storage_cfg_defaults(&cfg);
+	cfg.data_dir = dbdir;
+	cr_expect_null(dts_storage_open(&cfg, err, sizeof(err)));
+	cr_expect_eq(errno, EPROTONOSUPPORT);
+	cr_expect(strstr(err, "schema version 2") && strstr(err, dbdir), "%s", err);
+}
+
+Test(store, schema_version_is_written_and_compression_chosen)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+
+	cr_expect_str_eq(dts_storage_compression(st), "lz4+zstd", "Debian's librocksdb links LZ4 and ZSTD");
+	dts_storage_close(st);
+	st = open_store(DTS_STORAGE_READ_ONLY);
+	cr_expect_eq(dts_storage_write_minute(st, &(struct dts_closed_minute){ .minute = M0 }), -EROFS);
+	dts_storage_close(st);
+}
