@@ -437,6 +437,9 @@ static enum MHD_Result metrics(struct dts_http *h, struct MHD_Connection *conn)
 	bprintf(&b, "dattss_merger_fold_seconds_total %.6f\n", (double)ms.fold_ns_total / 1e9);
 	metric_head(&b, "dattss_merger_tables_folded_total", "counter", "Tables folded by the merger.");
 	bprintf(&b, "dattss_merger_tables_folded_total %" PRIu64 "\n", ms.tables_folded);
+	metric_head(&b, "dattss_merger_late_forwarded_total", "counter",
+		    "Entries for already closed minutes handed to the store to merge.");
+	bprintf(&b, "dattss_merger_late_forwarded_total %" PRIu64 "\n", ms.late_forwarded);
 	metric_head(&b, "dattss_minutes_closed_total", "counter", "Minute windows closed.");
 	bprintf(&b, "dattss_minutes_closed_total %" PRIu64 "\n", ms.minutes_closed);
 	metric_head(&b, "dattss_minute_close_seconds", "gauge", "Duration of the last minute close.");

@@ -31,6 +31,7 @@
 #include "rcu.h"
 
 #define NWIN 3
+#define LATE_MINUTES 4 /* distinct closed minutes one table's late data may touch; more is dropped (counted) */
 
 char dts__rcu_reclaim_token;
 
@@ -79,7 +80,8 @@ struct dts_merger {
 	struct dts_core **cores;
 	struct dts__table **pool;
 	unsigned npool;
-	struct win **fold_map; /* per bucket of the table being folded: its target window */
+	void **fold_map; /* per bucket of the table being folded: its target window, or (tag bit 1) a late record */
+	struct dts_closed_minute *late[LATE_MINUTES]; /* late data of the table being folded, one per closed minute */
 	uint32_t fold_map_cap;
 	int64_t closed_upto; /* minutes < closed_upto are closed; INT64_MIN before the first step */
 	int64_t pub_slot; /* slot of the last current-state publication */
@@ -360,6 +362,59 @@ static void fold_entry(struct series *s, struct win *w, const struct dts__entry 
 		s->last_seen_s = slot * DTS_SLOT_SECONDS;
 }
 
+static char *dup_ident(const struct series *s);
+static void hand_to_sink(struct dts_closed_minute *cm, void (*fn)(void *, struct dts_closed_minute *), void *ctx);
+
+/*
+ * A record for an entry of an already closed minute, in that minute's late batch (created on first use with room for
+ * every entry of the table, so records never move). NULL when the sink takes no closed minutes, when the entry cannot
+ * be expressed as a partial (a gauge with only deltas: they need the value of a minute that is gone), or out of room.
+ */
+static struct dts_minute_rec *late_record(struct dts_merger *m, const struct dts__table *t, struct series *s,
+					  const struct dts__entry *e, int64_t minute)
+{
+	struct dts_closed_minute *cm = NULL;
+	struct dts_minute_rec *r;
+	char *id;
+	int k;
+
+	if (!m->cfg.sink.minute_closed || (s->type == DTS_GAUGE && !(e->flags & DTS__ENT_GAUGE_ABS)))
+		return NULL;
+	for (k = 0; k < LATE_MINUTES && m->late[k]; k++)
+		if (m->late[k]->minute == minute)
+			break;
+	if (k == LATE_MINUTES)
+		return NULL;
+	if (!m->late[k]) {
+		cm = calloc(1, sizeof(*cm));
+		if (cm)
+			cm->recs = malloc(t->n_used * sizeof(*cm->recs));
+		if (!cm || !cm->recs) {
+			free(cm);
+			return NULL;
+		}
+		cm->minute = minute;
+		cm->late = true;
+		m->late[k] = cm;
+	}
+	cm = m->late[k];
+	id = dup_ident(s);
+	if (!id)
+		return NULL;
+	r = &cm->recs[cm->n++];
+	r->user = id;
+	r->process = id + s->user_len + 1;
+	r->counter = r->process + s->process_len + 1;
+	r->tags = r->counter + s->counter_len + 1;
+	r->type = s->type;
+	r->agg = e->agg;
+	dts_sketch_init(&r->sketch);
+	dts_set_init(&r->set);
+	return r;
+}
+
+#define LATE_TAG ((uintptr_t)1)
+
 static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s)
 {
 	const int64_t now_min = now_s / 60;
@@ -370,9 +425,23 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 		uint32_t idx = t->used[i];
 		const struct dts__entry *e = &t->entries[idx];
 		int64_t slot = (int64_t)t->base_slot + e->slot_rel;
+		int64_t minute = slot / DTS_SLOTS_PER_MINUTE;
 		struct series *s = series_get(m, t, e);
-		struct win *w = s ? series_win(m, s, slot / DTS_SLOTS_PER_MINUTE, now_min) : NULL;
+		struct win *w;
 
+		m->fold_map[idx] = NULL;
+		if (s && minute < m->closed_upto) {
+			struct dts_minute_rec *r = late_record(m, t, s, e, minute);
+
+			if (r) {
+				m->fold_map[idx] = (void *)((uintptr_t)r | LATE_TAG);
+				DTS__STAT_ADD(m->stats.late_forwarded, 1);
+			} else {
+				DTS__STAT_ADD(m->stats.dropped[DTS_DROP_LATE], 1);
+			}
+			continue;
+		}
+		w = s ? series_win(m, s, minute, now_min) : NULL;
 		m->fold_map[idx] = w;
 		if (!w)
 			continue;
@@ -383,18 +452,25 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 
 	for (uint32_t i = 0; i < t->n_tlog; i++) {
 		const struct dts__tlog *l = &t->tlog[i];
-		struct win *w = m->fold_map[l->entry];
+		uintptr_t ref = (uintptr_t)m->fold_map[l->entry];
+		struct dts_sketch *sk = ref & LATE_TAG ? &((struct dts_minute_rec *)(ref & ~LATE_TAG))->sketch
+						       : ref ? ((struct win *)ref)->sk : NULL;
 
-		if (w && w->sk && dts_sketch_add_key(w->sk, l->key == INT16_MIN ? INT32_MIN : l->key, l->negative,
-					    l->weight) != 0)
+		if (sk && dts_sketch_add_key(sk, l->key == INT16_MIN ? INT32_MIN : l->key, l->negative, l->weight) != 0)
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 	}
 	for (uint32_t i = 0; i < t->n_slog; i++) {
 		const struct dts__slog *l = &t->slog[i];
-		struct win *w = m->fold_map[l->entry];
+		uintptr_t ref = (uintptr_t)m->fold_map[l->entry];
+		struct dts_set *set = ref & LATE_TAG ? &((struct dts_minute_rec *)(ref & ~LATE_TAG))->set
+						     : ref ? ((struct win *)ref)->set : NULL;
 
-		if (w && w->set && dts_set_add(w->set, l->member) != 0)
+		if (set && dts_set_add(set, l->member) != 0)
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+	}
+	for (int k = 0; k < LATE_MINUTES && m->late[k]; k++) {
+		hand_to_sink(m->late[k], m->cfg.sink.minute_closed, m->cfg.sink.ctx);
+		m->late[k] = NULL;
 	}
 	DTS__STAT_ADD(m->stats.entries_folded, n);
 	DTS__STAT_ADD(m->stats.tables_folded, 1);

@@ -198,20 +198,59 @@ Test(merger, minute_closes_after_grace_with_exact_aggregates)
 	cr_expect_str_eq(g->user, "default");
 }
 
-Test(merger, late_data_is_counted_and_dropped)
+Test(merger, late_data_goes_to_the_sink_as_a_late_part)
 {
 	struct dts_merger_stats st;
-	char line[64];
+	char line[256];
 
 	dts_merger_step(m, T0 * 1000);
 	feed(0, T0 + 1, "api.hits:1|c");
 	dts_merger_step(m, (T0 + 70) * 1000); /* minute T0 closed */
 	cr_assert_eq(nclosed, 1);
-	snprintf(line, sizeof(line), "api.hits:1|c|T%lld", (long long)(T0 + 2));
+	snprintf(line, sizeof(line), "api.hits:2|c|T%lld\napi.lat:40|ms|T%lld\ng.delta:+1|g|T%lld\ng.abs:5|g|T%lld",
+		 (long long)(T0 + 2), (long long)(T0 + 3), (long long)(T0 + 4), (long long)(T0 + 4));
+	feed(0, T0 + 71, line);
+	dts_merger_step(m, (T0 + 71) * 1000);
+	cr_assert_eq(nclosed, 2, "the late part of minute T0 went to the sink");
+	cr_expect(closed[1]->late);
+	cr_expect_not(closed[1]->open);
+	cr_expect_eq(closed[1]->minute, T0 / 60);
+	cr_expect_eq(closed[1]->n, 3, "counter, timer and the absolute gauge; a delta-only gauge cannot be a part");
+	for (size_t i = 0; i < closed[1]->n; i++) {
+		const struct dts_minute_rec *r = &closed[1]->recs[i];
+
+		if (!strcmp(r->counter, "hits"))
+			cr_expect_float_eq(r->agg.sum, 2, 1e-9);
+		if (!strcmp(r->counter, "lat")) {
+			cr_expect_float_eq(r->sketch.count, 1, 1e-9, "timer keys follow their late record");
+			cr_expect_float_eq(dts_sketch_quantile(&r->sketch, 0.5), 40, 0.4);
+		}
+		if (!strcmp(r->counter, "abs"))
+			cr_expect_float_eq(r->agg.lst, 5, 1e-9);
+	}
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.late_forwarded, 3);
+	cr_expect_eq(st.dropped[DTS_DROP_LATE], 1);
+}
+
+Test(merger, late_data_without_a_sink_is_dropped_and_counted)
+{
+	struct dts_merger_cfg cfg;
+	struct dts_merger_stats st;
+	char line[64];
+
+	dts_merger_destroy(m, T0 * 1000);
+	dts_merger_cfg_defaults(&cfg);
+	cfg.table_capacity = 4096;
+	m = dts_merger_create(&cfg);
+	cr_assert_not_null(m);
+	dts_merger_step(m, (T0 + 70) * 1000);
+	snprintf(line, sizeof(line), "api.hits:2|c|T%lld", (long long)(T0 + 2));
 	feed(0, T0 + 71, line);
 	dts_merger_step(m, (T0 + 71) * 1000);
 	dts_merger_stats_read(m, &st);
 	cr_expect_eq(st.dropped[DTS_DROP_LATE], 1);
+	cr_expect_eq(st.late_forwarded, 0);
 }
 
 Test(merger, gauge_deltas_across_tables)

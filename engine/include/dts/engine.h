@@ -66,6 +66,7 @@ struct dts_merger_stats {
 	uint64_t merge_lag_ms; /* gauge: age of the oldest table folded in the last step */
 	uint64_t fold_ns_total; /* time spent folding, for CPU accounting */
 	uint64_t close_ns_last; /* duration of the last minute close */
+	uint64_t late_forwarded; /* entries for already closed minutes handed to the sink to merge into the store */
 	uint64_t dropped[DTS_DROP_COUNT];
 };
 
@@ -85,6 +86,7 @@ struct dts_minute_rec {
 struct dts_closed_minute {
 	int64_t minute; /* unix seconds / 60 */
 	bool open; /* true for a checkpoint: a copy of a minute that is still open (more data may come) */
+	bool late; /* true for data that arrived after its minute closed: merge it into the stored minute */
 	size_t n;
 	struct dts_minute_rec *recs;
 };
@@ -94,7 +96,9 @@ void dts_closed_minute_release(struct dts_closed_minute *cm);
 /*
  * Where closed minutes go. Both callbacks run on the merger thread, take ownership of cm, and must not block for long
  * (queue the work elsewhere).
- *   minute_closed: the final aggregates of minute cm->minute (only minutes with data are handed over).
+ *   minute_closed: the final aggregates of minute cm->minute (only minutes with data are handed over); or, with
+ *                  cm->late set, data that arrived after that minute closed: the store must merge it into the
+ *                  minute it already holds (a minute can be handed over once plus any number of late parts).
  *   checkpoint:    optional; every cfg.checkpoint_ms, a copy of each open minute window with data (cm->open is
  *                  true). A store that keeps the latest checkpoint of each minute can give it back through
  *                  dts_merger_restore after a crash, so a kill -9 loses at most one checkpoint interval.
