@@ -294,7 +294,7 @@ static int run_one(const struct opts *o)
 	else
 		snprintf(lcores, sizeof(lcores), "0@%u", cpu[0]);
 	snprintf(eal_line, sizeof(eal_line),
-		 "--no-pci %s --file-prefix=bdpdk%d --vdev=net_pcap0,rx_pcap=%s%s%s,infinite_rx=1 --lcores=%s",
+		 "--no-pci %s --file-prefix=bdpdk%d --no-telemetry --vdev=net_pcap0,rx_pcap=%s%s%s,infinite_rx=1 --lcores=%s",
 		 o->mem ? o->mem : auto_mem(), (int)getpid(), pcap, n > 1 ? ",rx_pcap=" : "", n > 1 ? pcap : "", lcores);
 	argc = dts_dpdk_eal_split(eal_line, eal_buf, sizeof(eal_buf), eal_argv, DTS_DPDK_MAX_EAL_ARGS);
 	dts_dpdk_cfg_defaults(&cfg);

@@ -11,7 +11,7 @@
 #   SUMMARY bench=e2e names=... rate=... lines_sent=... lines_counted=... loss_pct=... server_cpu_s=...
 #           cpu_s_per_million_lines=... dropped=... rejected=... (then samples, aggregated_loss_pct, kernel_rcvbuf_errors,
 #           server_rss_mb, server_rss_idle_mb, series_live, send_rate, mix, lines_per_datagram, sender_threads,
-#           workers_hit)
+#           workers_hit, server_user_s, server_sys_s)
 # lines_counted is what the workers received and decoded; samples is what was aggregated, which is less when the
 # engine dropped valid values (dropped=, e.g. table_full when the merger falls behind): loss_pct compares lines_counted
 # with lines_sent, aggregated_loss_pct compares samples (one per generated line) with lines_sent, and "no loss" means
@@ -131,11 +131,11 @@ metric_sum() {
 	awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $NF } END { printf "%.0f\n", s }'
 }
 
-cpu_ticks() { # utime + stime of $pid (fields 14, 15; counted after the ')' that ends the comm field)
+cpu_ticks() { # "utime stime" of $pid in clock ticks (fields 14, 15; counted after the ')' that ends the comm field)
 	local stat
 	stat=$(<"/proc/$pid/stat")
 	stat=${stat##*) }
-	awk '{ print $12 + $13 }' <<<"$stat"
+	awk '{ print $12, $13 }' <<<"$stat"
 }
 
 rss_mb() { awk '/^VmRSS:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$pid/status"; }
@@ -227,11 +227,12 @@ series=$(metric_sum dattss_series_live <<<"$m1")
 workers_hit=$(awk '/^dattss_received_lines_total\{/ && $NF > 0 { n++ } END { print n + 0 }' <<<"$m1")
 clk=$(getconf CLK_TCK)
 
-awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_counted" -v t0="$cpu0" -v t1="$cpu1" \
+awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_counted" -v c0="$cpu0" -v c1="$cpu1" \
 	-v clk="$clk" -v dropped="$dropped" -v rejected="$rejected" -v samples="$samples" -v rcv=$((rcv1 - rcv0)) \
 	-v rss="$rss" -v rss_idle="$rss_idle" -v series="$series" -v srate="$send_rate" -v mix="$mix" -v lpd="$lpd" \
 	-v threads="$threads" -v hit="$workers_hit" 'BEGIN {
-	cpu = (t1 - t0) / clk
+	split(c0, a, " "); split(c1, b, " ")
+	user = (b[1] - a[1]) / clk; sys = (b[2] - a[2]) / clk; cpu = user + sys
 	loss = sent > 0 ? (sent - counted) * 100 / sent : 0
 	aloss = sent > 0 ? (sent - samples) * 100 / sent : 0
 	per = counted > 0 ? cpu / (counted / 1e6) : 0
@@ -242,8 +243,11 @@ awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_c
 	printf " kernel_rcvbuf_errors=%s", rcv
 	printf " server_rss_mb=%s server_rss_idle_mb=%s series_live=%s send_rate=%s mix=%s lines_per_datagram=%s", \
 		rss, rss_idle, series, srate, mix, lpd
-	printf " sender_threads=%s workers_hit=%s\n", threads, hit
+	printf " sender_threads=%s workers_hit=%s server_user_s=%.2f server_sys_s=%.2f\n", threads, hit, user, sys
 }'
+if [ "$dropped" != 0 ]; then
+	echo "run-e2e: dropped by reason:" $(awk '/^dattss_dropped_total\{/ && $NF > 0 { print $1 "=" $NF }' <<<"$m1") >&2
+fi
 if [ "$lines_counted" -gt "$lines_sent" ]; then
 	echo "run-e2e.sh: the server counted more lines than were sent: another client is sending to port $statsd_port?" >&2
 	exit 1

@@ -3,9 +3,9 @@
 # Usage: scripts/install-deps.sh [run|test]   (test adds the sanitizer/fuzzer toolchain)
 # Debian packages only; needs root (or sudo) the first time, nothing afterwards.
 set -eu
-want="cmake make gcc pkg-config liburcu-dev libssl-dev libmicrohttpd-dev libjansson-dev libcriterion-dev librocksdb-dev rocksdb-tools"
+want="cmake make gcc pkg-config liburcu-dev libssl-dev libmicrohttpd-dev libjansson-dev libcriterion-dev librocksdb-dev rocksdb-tools libdpdk-dev"
 if [ "${1:-run}" = "test" ]; then
-  want="$want clang libclang-rt-dev curl"
+  want="$want clang libclang-rt-dev curl iproute2 iputils-ping ethtool"
 fi
 missing=""
 for p in $want; do

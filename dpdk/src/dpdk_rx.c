@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -32,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <rte_cycles.h>
 #include <rte_eal.h>
@@ -47,8 +49,6 @@
 
 /* Largest frame handled as one buffer: a reassembled IPv4 datagram (65535) behind two VLAN tags, with room. */
 #define SCRATCH_SIZE (65536 + 64)
-/* How often an lcore sweeps its fragment table for datagrams whose fragments stopped coming (they hold mbufs). */
-#define DTS_DPDK_FRAG_SWEEP_MS 100
 /* Bucket depth of the fragment hash table, as in DPDK's ip_reassembly example (a power of two). The table gets twice
  * as many entries as frag_flows (frag_flows / 8 buckets): collisions then rarely refuse a flow before the table is
  * full, at about 1 KiB per flow (256 KiB per queue by default). */
@@ -665,6 +665,22 @@ static void teardown(struct dts_dpdk *d)
 	d->q = NULL;
 }
 
+/*
+ * rte_eal_cleanup, then remove EAL's runtime directory (/var/run/dpdk/PREFIX) when it is empty, as it is with
+ * --in-memory or --no-shconf: EAL creates it at every start and never removes it. rmdir refuses a directory another
+ * process still keeps files in.
+ */
+static void eal_cleanup(void)
+{
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", rte_eal_get_runtime_dir());
+	rte_eal_cleanup();
+	eal_state = EAL_DONE;
+	if (dir[0])
+		rmdir(dir);
+}
+
 /* Last, after rte_eal_cleanup: EAL may keep pointers into argv until then. */
 static void free_dpdk(struct dts_dpdk *d)
 {
@@ -996,8 +1012,7 @@ struct dts_dpdk *dts_dpdk_start(const struct dts_dpdk_cfg *c, struct dts_merger 
 
 out_fail:
 	teardown(d);
-	rte_eal_cleanup();
-	eal_state = EAL_DONE;
+	eal_cleanup();
 	free_dpdk(d);
 	errno = rc < 0 ? -rc : EIO;
 	return NULL;
@@ -1008,8 +1023,7 @@ void dts_dpdk_stop(struct dts_dpdk *d)
 	if (!d)
 		return;
 	teardown(d);
-	rte_eal_cleanup();
-	eal_state = EAL_DONE;
+	eal_cleanup();
 	free_dpdk(d);
 }
 

@@ -268,8 +268,9 @@ static bool healthy(const struct dh_daemon *d)
 	return ok;
 }
 
-/* One start attempt. Returns 0, -EADDRINUSE (try again with other ports) or another -errno. */
-static int start_once(struct dh_daemon *d, const char *const *extra, char *err, size_t errlen)
+/* One start attempt, on fresh ports or on d's current ones. Returns 0, -EADDRINUSE (a port was taken: try again) or
+ * another -errno. */
+static int start_once(struct dh_daemon *d, const char *const *extra, bool fresh_ports, char *err, size_t errlen)
 {
 	char statsd[8], http[8];
 	const char *argv[64];
@@ -277,7 +278,7 @@ static int start_once(struct dh_daemon *d, const char *const *extra, char *err, 
 	int log_fd, rc;
 	pid_t pid;
 
-	rc = pick_ports(&d->statsd_port, &d->http_port);
+	rc = fresh_ports ? pick_ports(&d->statsd_port, &d->http_port) : 0;
 	if (rc < 0) {
 		errf(err, errlen, "no free loopback ports: %s", strerror(-rc));
 		return rc;
@@ -350,13 +351,48 @@ int dh_start(struct dh_daemon *d, const char *const *extra, char *err, size_t er
 		goto out_fail;
 	}
 	for (int attempt = 0; attempt < DH_START_ATTEMPTS && rc == -EADDRINUSE; attempt++)
-		rc = start_once(d, extra, err, errlen);
+		rc = start_once(d, extra, true, err, errlen);
 	if (rc == 0)
 		return 0;
 out_fail:
 	dh_dump_log(d, stderr);
 	dh_destroy(d);
 	return rc;
+}
+
+int dh_restart(struct dh_daemon *d, const char *const *extra, char *err, size_t errlen)
+{
+	int rc = -EADDRINUSE;
+
+	if (!d->dir[0] || !d->statsd_port) {
+		errf(err, errlen, "dh_restart: no daemon was started with dh_start");
+		return -EINVAL;
+	}
+	if (dh_alive(d)) {
+		errf(err, errlen, "dh_restart: dattssd (pid %d) is still running", (int)d->pid);
+		return -EBUSY;
+	}
+	/* The ports were ours a moment ago; if something holds one now it is usually a socket of the old process that
+	 * the kernel has not released yet, so wait and try the same numbers again rather than moving. */
+	for (int attempt = 0; attempt < DH_RESTART_ATTEMPTS && rc == -EADDRINUSE; attempt++) {
+		if (attempt)
+			dh_sleep_ms(DH_RESTART_RETRY_MS);
+		rc = start_once(d, extra, false, err, errlen);
+	}
+	if (rc != 0)
+		dh_dump_log(d, stderr);
+	return rc;
+}
+
+int dh_kill(struct dh_daemon *d, int sig)
+{
+	if (d->pid <= 0)
+		return -ESRCH;
+	if (kill(d->pid, sig) != 0)
+		return -errno;
+	if (sig == SIGKILL)
+		reap(d, true); /* cannot be caught: it is gone once reaped */
+	return 0;
 }
 
 bool dh_alive(struct dh_daemon *d)

@@ -34,6 +34,9 @@
 #define DH_START_TIMEOUT_MS 5000
 /* Attempts with fresh ports when the daemon exits because a port was taken in the meantime. */
 #define DH_START_ATTEMPTS 5
+/* dh_restart: attempts on the same ports, and the pause between them, when a port is still held (~2 s in all). */
+#define DH_RESTART_ATTEMPTS 20
+#define DH_RESTART_RETRY_MS 100
 /* Send/receive timeout of every harness socket: a wedged daemon fails a test instead of hanging it. */
 #define DH_IO_TIMEOUT_MS 3000
 
@@ -75,6 +78,21 @@ int dh_start(struct dh_daemon *d, const char *const *extra, char *err, size_t er
  * when it is not running. Keeps the directory (and so the log) for inspection.
  */
 int dh_stop(struct dh_daemon *d, int timeout_ms);
+
+/*
+ * Start dattssd again after it stopped (dh_stop, dh_kill or a crash), in the same directory: the same data dir, log
+ * (appended to), Unix socket path and loopback ports, so a client keeps sending where it did. extra as for dh_start
+ * (pass the same flags again: nothing is remembered). Waits for /healthz like dh_start. Returns 0, -EINVAL (never
+ * started), -EBUSY (still running) or -errno with err set; on failure the log has been printed and the directory is
+ * kept (dh_destroy removes it).
+ */
+int dh_restart(struct dh_daemon *d, const char *const *extra, char *err, size_t errlen);
+
+/*
+ * Send sig to the daemon. For SIGKILL also reap it (it is gone when this returns: d->status says "killed by signal
+ * 9"); other signals return at once (dh_stop waits for SIGTERM). Returns 0, -ESRCH (not running) or -errno.
+ */
+int dh_kill(struct dh_daemon *d, int sig);
 
 /* True while the child runs; reaps it (filling d->status) once it has exited, whoever stopped it. */
 bool dh_alive(struct dh_daemon *d);

@@ -128,7 +128,7 @@ C1=${2:-$1}
 LCORES="--lcores=0@$C0,1@$C1"
 # Our own runtime directory (EAL makes /var/run/dpdk/PREFIX even with --in-memory): removed at cleanup.
 PREFIX=dtsveth$ID
-MEM="$MEM --file-prefix=$PREFIX"
+MEM="$MEM --file-prefix=$PREFIX --no-telemetry"
 echo "$NAME: EAL memory: $MEM; lcores: $LCORES"
 
 # --- phase 1: namespaces and the veth pair ---

@@ -11,16 +11,17 @@
  *              up to two VLAN tags (0x8100, 0x88a8, 0x9100).
  *   ARP        request (op 1) for our IPv4 -> ARP reply in place; anything else is not for us.
  *   IPv4       version 4, IHL >= 5, IHL*4 <= frame, IHL*4 <= total length <= frame (Ethernet padding ignored);
- *              header checksum (unless DTS_PKT_HW_IP4_GOOD/BAD says); destination = our IPv4 (any when none is
- *              configured); fragments of UDP datagrams -> DTS_PKT_FRAG4; ICMP echo request -> echo reply in place.
+ *              destination = our IPv4 (any when none is configured); header checksum (unless DTS_PKT_HW_IP4_GOOD/BAD
+ *              says); fragments of UDP datagrams -> DTS_PKT_FRAG4 (of anything else: not for us); ICMP echo
+ *              request -> echo reply in place.
  *   IPv6       version 6, 40 bytes, payload length <= frame; hop-by-hop, routing and destination-options headers
  *              skipped (bounded); a fragment header -> DTS_PKT_FRAG6 (counted, not reassembled); destination = our
  *              IPv6 (or its solicited-node multicast group, for Neighbour Solicitations only); ICMPv6 echo request ->
  *              echo reply, NS for our address -> Neighbour Advertisement.
- *   UDP        8 bytes, 8 <= UDP length <= IP payload; checksum verified unless DTS_PKT_HW_L4_GOOD/BAD says (zero means
- *              "none" on IPv4, and is invalid on IPv6, RFC 8200 8.1); destination port in cfg->udp_ports.
- * Replies are only built for frames that asked for one (never for a broadcast source or an unspecified address), keep
- * the request's VLAN tags, and get fresh checksums.
+ *   UDP        8 bytes, 8 <= UDP length <= IP payload; destination port in cfg->udp_ports; then the checksum, unless
+ *              DTS_PKT_HW_L4_GOOD/BAD says (zero means "none" on IPv4, and is invalid on IPv6, RFC 8200 8.1).
+ * Replies are only built for requests to us from a unicast source (an NS from the unspecified address, duplicate
+ * address detection, is answered to all nodes), keep the request's VLAN tags, and get fresh checksums.
  *
  * Thread context: any thread; reentrant. The caller owns every buffer.
  */

@@ -34,6 +34,10 @@
 /* Packets asked of rte_eth_rx_burst per loop: 32 is DPDK's usual burst (enough to amortise the call and the
  * prefetches, small enough that one loop stays well under a microsecond of work per packet batch). */
 #define DTS_DPDK_BURST 32
+/* How often an lcore sweeps its fragment table for datagrams whose fragments stopped coming: they hold mbufs until
+ * then. 100 ms is well under the default 2 s fragment lifetime, and one sweep frees at most a death row's worth, so
+ * it stays a bounded step of the loop. */
+#define DTS_DPDK_FRAG_SWEEP_MS 100
 /* EAL arguments accepted (a program name is prepended). */
 #define DTS_DPDK_MAX_EAL_ARGS 64
 
@@ -121,7 +125,7 @@ struct dts_dpdk *dts_dpdk_start(const struct dts_dpdk_cfg *cfg, struct dts_merge
 
 /*
  * Stop every poll loop and wait for it, stop and close the port, free the fragment tables (and the fragments they
- * held) and the mempools, and rte_eal_cleanup(). Afterwards no lcore touches the engine cores, so
+ * held) and the mempools, rte_eal_cleanup(), and remove EAL's runtime directory when it is empty. Afterwards no lcore touches the engine cores, so
  * dts_merger_destroy may fold their tables. NULL is accepted. Main thread (the one that called dts_dpdk_start).
  */
 void dts_dpdk_stop(struct dts_dpdk *d);
