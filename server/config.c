@@ -15,6 +15,7 @@
  * nothing. Not thread-safe: startup only.
  */
 #include "config.h"
+#include "dts/dpdk_rx.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -59,6 +60,9 @@ enum kind {
 	K_SECRET, /* HMAC key, never echoed */
 	K_SECRET_FILE, /* path of a file holding the secret; read when set */
 	K_LOG_LEVEL, /* error/warn/info/debug */
+	K_IO, /* socket / dpdk */
+	K_EAL, /* DPDK EAL argument line */
+	K_DPDK, /* dpdk_<key>: text checked by dts_dpdk_cfg_set(<key>) */
 };
 
 struct key {
@@ -112,6 +116,18 @@ static const struct key keys[] = {
 	  "HMAC key for DaTtSs AUTH; empty = reject DaTtSs lines (shows in ps: prefer the next)" },
 	{ "secret_file", K_SECRET_FILE, FIELD(secret_file), 0, 0, false, "FILE", "read the secret from FILE (one line)" },
 	{ "log_level", K_LOG_LEVEL, FIELD(log_level), 0, 0, false, "LEVEL", "error, warn, info or debug" },
+	{ "io", K_IO, FIELD(io), 0, 0, false, "MODE", "receive path: socket (kernel UDP) or dpdk (poll-mode)" },
+	{ "dpdk_eal", K_EAL, FIELD(dpdk_eal), 0, 0, true, "ARGS", "DPDK EAL arguments, e.g. \"--no-pci --in-memory -l 0-1\"" },
+	{ "dpdk_port", K_DPDK, FIELD(dpdk_port), 0, 0, true, "N", "DPDK ethdev port id [0]" },
+	{ "dpdk_queues", K_DPDK, FIELD(dpdk_queues), 0, 0, true, "N", "receive queues = polling lcores (required)" },
+	{ "dpdk_ipv4", K_DPDK, FIELD(dpdk_ipv4), 0, 0, true, "ADDR", "IPv4 address answering ARP and ping" },
+	{ "dpdk_ipv6", K_DPDK, FIELD(dpdk_ipv6), 0, 0, true, "ADDR", "IPv6 address answering NS and ping" },
+	{ "dpdk_mac", K_DPDK, FIELD(dpdk_mac), 0, 0, true, "MAC", "MAC address instead of the port's own" },
+	{ "dpdk_udp_ports", K_DPDK, FIELD(dpdk_udp_ports), 0, 0, true, "PORTS", "UDP ports ingested [statsd_port]" },
+	{ "dpdk_rx_desc", K_DPDK, FIELD(dpdk_rx_desc), 0, 0, true, "N", "receive ring size per queue [1024]" },
+	{ "dpdk_mbufs", K_DPDK, FIELD(dpdk_mbufs), 0, 0, true, "N", "mbufs per queue [auto]" },
+	{ "dpdk_mbuf_size", K_DPDK, FIELD(dpdk_mbuf_size), 0, 0, true, "BYTES", "mbuf data room [2176]" },
+	{ "dpdk_promiscuous", K_DPDK, FIELD(dpdk_promiscuous), 0, 0, true, "BOOL", "receive every frame [false]" },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -139,6 +155,7 @@ void dts_config_defaults(struct dts_config *c)
 	c->retention_minutes_days = 15;
 	c->retention_hours_days = 400;
 	c->checkpoint_ms = 5000;
+	strcpy(c->io, "socket");
 	c->secret[0] = '\0';
 	c->secret_file[0] = '\0';
 	c->log_level = DTS_LOG_INFO;
@@ -506,6 +523,40 @@ static int set_value(struct dts_config *c, const struct key *k, const char *v, c
 		strcpy(c->secret, secret);
 		strcpy(c->secret_file, v);
 		explicit_bzero(secret, sizeof(secret));
+		return 0;
+	}
+
+	case K_IO:
+		if (strcmp(v, "socket") != 0 && strcmp(v, "dpdk") != 0) {
+			errf(why, whylen, "must be socket or dpdk, got '%s'", show(v, shown));
+			return -EINVAL;
+		}
+		strcpy(field, v);
+		return 0;
+
+	case K_EAL:
+	case K_DPDK: {
+		struct dts_dpdk_cfg scratch;
+		const char *argv[DTS_DPDK_MAX_EAL_ARGS];
+		char words[DTS_CONFIG_EAL_SIZE];
+
+		if (strlen(v) >= k->size) {
+			errf(why, whylen, "must be at most %zu bytes, got %zu", k->size - 1, strlen(v));
+			return -EINVAL;
+		}
+		if (has_control(v)) {
+			errf(why, whylen, "must not contain control characters, got '%s'", show(v, shown));
+			return -EINVAL;
+		}
+		if (k->kind == K_EAL && dts_dpdk_eal_split(v, words, sizeof(words), argv, DTS_DPDK_MAX_EAL_ARGS) < 0) {
+			errf(why, whylen, "at most %d arguments", DTS_DPDK_MAX_EAL_ARGS);
+			return -EINVAL;
+		}
+		/* The DPDK module owns the meaning and ranges of its settings: ask it (the message names the range). */
+		dts_dpdk_cfg_defaults(&scratch);
+		if (k->kind == K_DPDK && *v && dts_dpdk_cfg_set(&scratch, k->name + 5, v, why, whylen) != 0)
+			return -EINVAL;
+		strcpy(field, v);
 		return 0;
 	}
 
@@ -881,6 +932,10 @@ out:
 
 int dts_config_check(const struct dts_config *c, char *err, size_t errlen)
 {
+	if (strcmp(c->io, "dpdk") == 0 && (!c->dpdk_eal[0] || !c->dpdk_queues[0])) {
+		errf(err, errlen, "io = dpdk needs dpdk_eal (EAL arguments) and dpdk_queues (receive queues); see docs/dpdk.md");
+		return -EINVAL;
+	}
 	if (c->checkpoint_ms != 0 && c->checkpoint_ms < 1000) {
 		errf(err, errlen, "checkpoint_ms: must be 0 (off) or between 1000 and 60000, got %u", c->checkpoint_ms);
 		return -EINVAL;
@@ -909,6 +964,9 @@ static void format_value(const struct key *k, const struct dts_config *c, char *
 	case K_BIND:
 	case K_NAME:
 	case K_SECRET_FILE:
+	case K_IO:
+	case K_EAL:
+	case K_DPDK:
 		/* Quote with whichever quote the value does not contain (there are no escapes). */
 		snprintf(out, size, strchr(field, '"') ? "'%s'" : "\"%s\"", field);
 		return;

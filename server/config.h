@@ -37,6 +37,10 @@
 #define DTS_CONFIG_SECRET_SIZE 257 /* secret: up to 256 bytes; HMAC-SHA1 takes any key length, 256 is ample */
 #define DTS_CONFIG_NAME_SIZE 65 /* user, default_process: up to 64 bytes (DTS_MAX_USER in dts/tunables.h) */
 
+#define DTS_CONFIG_IO_SIZE 8 /* io: "socket" or "dpdk" */
+#define DTS_CONFIG_EAL_SIZE 512 /* dpdk_eal: a few vdevs and lcore lists */
+#define DTS_CONFIG_DPDK_SIZE 64 /* other dpdk_* values: an IPv6 literal, a MAC, a port list */
+
 /* Returned by dts_config_parse_args() when --help or --version was printed: the caller exits with status 0. */
 #define DTS_CONFIG_EXIT 1
 
@@ -56,6 +60,22 @@ struct dts_config {
 	unsigned checkpoint_ms; /* open minutes checkpointed to the store this often [5000; 0 = off, else 1000..60000]:
 				 * the most a kill -9 can lose */
 	char rocksdb_log_dir[DTS_CONFIG_PATH_SIZE]; /* RocksDB's own LOG files ["" = only a header in data_dir] */
+
+	/* Receive path: "socket" (kernel UDP workers) or "dpdk" (poll-mode lcores; docs/dpdk.md). TCP and the Unix
+	 * socket are served by the kernel in both modes. */
+	char io[DTS_CONFIG_IO_SIZE]; /* ["socket"] */
+	char dpdk_eal[DTS_CONFIG_EAL_SIZE]; /* EAL arguments, whitespace-separated ["" ; required with io = dpdk] */
+	/* The other DPDK settings, as text validated by the DPDK module (dts_dpdk_cfg_set); "" = its default. */
+	char dpdk_port[DTS_CONFIG_DPDK_SIZE];
+	char dpdk_queues[DTS_CONFIG_DPDK_SIZE]; /* required with io = dpdk: receive queues = polling lcores */
+	char dpdk_ipv4[DTS_CONFIG_DPDK_SIZE];
+	char dpdk_ipv6[DTS_CONFIG_DPDK_SIZE];
+	char dpdk_mac[DTS_CONFIG_DPDK_SIZE];
+	char dpdk_udp_ports[DTS_CONFIG_DPDK_SIZE]; /* "" = statsd_port */
+	char dpdk_rx_desc[DTS_CONFIG_DPDK_SIZE];
+	char dpdk_mbufs[DTS_CONFIG_DPDK_SIZE];
+	char dpdk_mbuf_size[DTS_CONFIG_DPDK_SIZE];
+	char dpdk_promiscuous[DTS_CONFIG_DPDK_SIZE];
 
 	/* Listeners */
 	char bind[DTS_CONFIG_BIND_SIZE]; /* address of every listener ["127.0.0.1"; IPv4 or IPv6 literal] */

@@ -431,6 +431,43 @@ static enum MHD_Result metrics(struct dts_http *h, struct MHD_Connection *conn)
 					u.sst_bytes[c]);
 		}
 	}
+	if (h->ctx.dpdk) {
+		struct dts_dpdk_stats *ds = malloc(sizeof(*ds));
+
+		if (ds && dts_dpdk_stats_read(h->ctx.dpdk, ds) == 0) {
+			metric_head(&b, "dattss_dpdk_link_up", "gauge", "1 when the DPDK port's link is up.");
+			bprintf(&b, "dattss_dpdk_link_up{port=\"%u\"} %d\n", ds->port_id, ds->link_up ? 1 : 0);
+			metric_head(&b, "dattss_dpdk_port_packets_total", "counter", "Port counters from the device.");
+			bprintf(&b, "dattss_dpdk_port_packets_total{port=\"%u\",what=\"rx\"} %" PRIu64 "\n", ds->port_id,
+				ds->port.ipackets);
+			bprintf(&b, "dattss_dpdk_port_packets_total{port=\"%u\",what=\"missed\"} %" PRIu64 "\n",
+				ds->port_id, ds->port.imissed);
+			bprintf(&b, "dattss_dpdk_port_packets_total{port=\"%u\",what=\"errors\"} %" PRIu64 "\n",
+				ds->port_id, ds->port.ierrors);
+			bprintf(&b, "dattss_dpdk_port_packets_total{port=\"%u\",what=\"no_mbuf\"} %" PRIu64 "\n",
+				ds->port_id, ds->port.rx_nombuf);
+			metric_head(&b, "dattss_dpdk_queue_packets_total", "counter", "Per receive queue, by outcome.");
+			for (unsigned q = 0; q < ds->queues; q++) {
+				const struct dts_dpdk_queue_stats *qs = &ds->queue[q];
+				const struct {
+					const char *what;
+					uint64_t v;
+				} rows[] = {
+					{ "rx", qs->rx_packets },	      { "bad_checksum", qs->bad_checksum },
+					{ "truncated", qs->truncated },	      { "bad_header", qs->bad_header },
+					{ "arp_replies", qs->arp_replies },   { "icmp_replies", qs->icmp_replies },
+					{ "nd_replies", qs->nd_replies },     { "icmp6_replies", qs->icmp6_replies },
+					{ "tx_dropped", qs->tx_dropped },     { "ipv4_fragments", qs->ipv4_fragments },
+					{ "reassembled", qs->reassembled },   { "frag_dropped", qs->frag_dropped },
+					{ "ipv6_fragments", qs->ipv6_fragments },
+				};
+				for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
+					bprintf(&b, "dattss_dpdk_queue_packets_total{queue=\"%u\",what=\"%s\"} %" PRIu64 "\n",
+						q, rows[r].what, rows[r].v);
+			}
+		}
+		free(ds);
+	}
 	metric_head(&b, "dattss_merge_lag_seconds", "gauge", "Age of the oldest table in the merger's last fold.");
 	bprintf(&b, "dattss_merge_lag_seconds %.3f\n", (double)ms.merge_lag_ms / 1000.0);
 	metric_head(&b, "dattss_merger_fold_seconds_total", "counter", "Time the merger spent folding tables.");

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "dts/dpdk_rx.h"
 #include "dts/engine.h"
 #include "dts/storage.h"
 #include "receive.h"
@@ -27,7 +28,8 @@ struct dts_http_ctx {
 	struct dts_merger *merger;
 	struct dts_receiver *receiver; /* may be NULL (no socket counters) */
 	struct dts_storage *storage; /* may be NULL (no store counters) */
-	unsigned cores; /* engine cores to report (workers + 1) */
+	struct dts_dpdk *dpdk; /* NULL unless io = dpdk */
+	unsigned cores; /* engine cores to report (receive cores + the stream core) */
 	int64_t started_ms;
 };
 

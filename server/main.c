@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "dts/engine.h"
+#include "dts/dpdk_rx.h"
 #include "dts/storage.h"
 #include "http.h"
 #include "log.h"
@@ -62,6 +63,45 @@ static void storage_log(void *ctx, int level, const char *msg)
 	dts_log(level, "storage", "%s", msg);
 }
 
+static void dpdk_log(void *ctx, enum dts_dpdk_log_level level, const char *msg)
+{
+	(void)ctx;
+	dts_log((int)level, "dpdk", "%s", msg);
+}
+
+/* Build the DPDK receiver's config from the daemon's (every value was validated when the config was parsed). */
+static int dpdk_config(const struct dts_config *cfg, struct dts_dpdk_cfg *dc, char *words, size_t wlen,
+		       const char **argv, char *err, size_t errlen)
+{
+	const struct {
+		const char *key, *value;
+	} opts[] = {
+		{ "port", cfg->dpdk_port }, { "queues", cfg->dpdk_queues }, { "ipv4", cfg->dpdk_ipv4 },
+		{ "ipv6", cfg->dpdk_ipv6 }, { "mac", cfg->dpdk_mac }, { "udp_ports", cfg->dpdk_udp_ports },
+		{ "rx_desc", cfg->dpdk_rx_desc }, { "mbufs", cfg->dpdk_mbufs }, { "mbuf_size", cfg->dpdk_mbuf_size },
+		{ "promiscuous", cfg->dpdk_promiscuous },
+	};
+	char port[8];
+	int n;
+
+	dts_dpdk_cfg_defaults(dc);
+	n = dts_dpdk_eal_split(cfg->dpdk_eal, words, wlen, argv, DTS_DPDK_MAX_EAL_ARGS);
+	if (n < 0) {
+		snprintf(err, errlen, "dpdk_eal: too many arguments");
+		return n;
+	}
+	dc->eal_argv = argv;
+	dc->eal_argc = (unsigned)n;
+	snprintf(port, sizeof(port), "%u", cfg->statsd_port);
+	if (dts_dpdk_cfg_set(dc, "udp_ports", port, err, errlen) != 0)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		if (opts[i].value[0] && dts_dpdk_cfg_set(dc, opts[i].key, opts[i].value, err, errlen) != 0)
+			return -EINVAL;
+	dc->log = dpdk_log;
+	return 0;
+}
+
 static void *merger_main(void *arg)
 {
 	struct merger_thread *mt = arg;
@@ -91,6 +131,12 @@ int main(int argc, char **argv)
 	struct dts_storage_cfg scfg;
 	struct dts_storage_sink *sink;
 	struct dts_receiver *rx = NULL;
+	struct dts_dpdk *dpdk = NULL;
+	struct dts_dpdk_cfg dcfg;
+	const char *eal_argv[DTS_DPDK_MAX_EAL_ARGS];
+	char eal_words[DTS_CONFIG_EAL_SIZE];
+	bool use_dpdk;
+	unsigned rx_cores;
 	struct dts_http *http = NULL;
 	char err[512];
 	sigset_t sigs;
@@ -138,8 +184,18 @@ int main(int argc, char **argv)
 	dts_info("main", "store %s open (compression %s, minutes kept %u days, hours %u days)", cfg.data_dir,
 		 dts_storage_compression(mt.st), cfg.retention_minutes_days, cfg.retention_hours_days);
 
+	/* Engine cores: one per receive thread (UDP worker or DPDK lcore), plus the stream core (TCP, Unix socket). */
+	use_dpdk = strcmp(cfg.io, "dpdk") == 0;
+	rx_cores = cfg.workers;
+	if (use_dpdk) {
+		if (dpdk_config(&cfg, &dcfg, eal_words, sizeof(eal_words), eal_argv, err, sizeof(err)) != 0) {
+			dts_err("main", "%s", err);
+			return 2;
+		}
+		rx_cores = dcfg.queues;
+	}
 	dts_merger_cfg_defaults(&mcfg);
-	mcfg.cores = cfg.workers + 1; /* + the stream core (TCP, Unix socket) */
+	mcfg.cores = rx_cores + 1;
 	mcfg.user = cfg.user;
 	mcfg.tick_ms = cfg.tick_ms;
 	mcfg.grace_s = cfg.grace_s;
@@ -169,15 +225,23 @@ int main(int argc, char **argv)
 		dts_err("main", "cannot start the merger thread");
 		return 1;
 	}
-	rx = dts_receiver_start(&cfg, mt.m, err, sizeof(err));
+	if (use_dpdk) {
+		dpdk = dts_dpdk_start(&dcfg, mt.m, 0, err, sizeof(err));
+		if (!dpdk) {
+			dts_err("main", "%s", err);
+			rc = 1;
+			goto out_stop_merger;
+		}
+	}
+	rx = dts_receiver_start(&cfg, mt.m, use_dpdk ? 0 : rx_cores, rx_cores, err, sizeof(err));
 	if (!rx) {
 		dts_err("main", "%s", err);
 		rc = 1;
-		goto out_stop_merger;
+		goto out_stop_dpdk;
 	}
 	if (cfg.http_port) {
 		struct dts_http_ctx hctx = {
-			.cfg = &cfg, .merger = mt.m, .receiver = rx, .storage = mt.st, .cores = mcfg.cores,
+			.cfg = &cfg, .merger = mt.m, .receiver = rx, .storage = mt.st, .dpdk = dpdk, .cores = mcfg.cores,
 			.started_ms = dts_now_ms(),
 		};
 
@@ -188,8 +252,8 @@ int main(int argc, char **argv)
 			goto out_stop_receiver;
 		}
 	}
-	dts_info("main", "dattssd ready (workers %u, tick %u ms, grace %u s, user '%s')", cfg.workers, cfg.tick_ms,
-		 cfg.grace_s, cfg.user);
+	dts_info("main", "dattssd ready (io %s, %u receive cores, tick %u ms, grace %u s, user '%s')", cfg.io, rx_cores,
+		 cfg.tick_ms, cfg.grace_s, cfg.user);
 	while (sigwait(&sigs, &sig) != 0)
 		;
 	dts_info("main", "%s received: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -198,6 +262,8 @@ int main(int argc, char **argv)
 	dts_http_stop(http);
 out_stop_receiver:
 	dts_receiver_stop(rx);
+out_stop_dpdk:
+	dts_dpdk_stop(dpdk); /* before the merger folds the cores' tables */
 out_stop_merger:
 	atomic_store(&mt.stop, true);
 	pthread_join(mt.thread, NULL); /* its destroy closed the open minutes into the sink */

@@ -359,7 +359,8 @@ static int worker_init(struct udp_worker *w, const struct dts_config *cfg, char 
 	return 0;
 }
 
-struct dts_receiver *dts_receiver_start(const struct dts_config *cfg, struct dts_merger *m, char *err, size_t errlen)
+struct dts_receiver *dts_receiver_start(const struct dts_config *cfg, struct dts_merger *m, unsigned udp_workers,
+					unsigned stream_core, char *err, size_t errlen)
 {
 	struct dts_receiver *r = calloc(1, sizeof(*r));
 	int fd;
@@ -370,15 +371,15 @@ struct dts_receiver *dts_receiver_start(const struct dts_config *cfg, struct dts
 	}
 	r->tcp_fd = -1;
 	r->unix_fd = -1;
-	r->nworkers = cfg->statsd_port ? cfg->workers : 0;
-	r->stream_core = dts_merger_core(m, cfg->workers);
-	r->workers = calloc(cfg->workers, sizeof(*r->workers));
+	r->nworkers = cfg->statsd_port ? udp_workers : 0;
+	r->stream_core = dts_merger_core(m, stream_core);
+	r->workers = calloc(udp_workers ? udp_workers : 1, sizeof(*r->workers));
 	r->unix_buf = malloc(DGRAM_MAX);
 	if (!r->workers || !r->unix_buf || !r->stream_core) {
 		snprintf(err, errlen, "out of memory (or the engine has fewer than workers + 1 cores)");
 		goto out_stop;
 	}
-	for (unsigned i = 0; i < cfg->workers; i++)
+	for (unsigned i = 0; i < udp_workers; i++)
 		r->workers[i].fd = -1;
 	for (unsigned i = 0; i < r->nworkers; i++) {
 		struct udp_worker *w = &r->workers[i];
@@ -413,8 +414,8 @@ struct dts_receiver *dts_receiver_start(const struct dts_config *cfg, struct dts
 		goto out_stop;
 	}
 	r->stream_started = true;
-	dts_info("receive", "listening: udp+tcp %s:%u (%u workers), unix %s", cfg->bind, cfg->statsd_port, r->nworkers,
-		 cfg->unix_socket[0] ? cfg->unix_socket : "off");
+	dts_info("receive", "listening: %s %s:%u (%u UDP workers), unix %s", r->nworkers ? "udp+tcp" : "tcp", cfg->bind,
+		 cfg->statsd_port, r->nworkers, cfg->unix_socket[0] ? cfg->unix_socket : "off");
 	return r;
 
 out_stop:

@@ -6,7 +6,7 @@
  *   stream thread                    TCP listener + connections and the Unix datagram socket, engine core `workers`
  * Each thread is the only writer of its engine core (struct dts_core). None of them takes a lock or allocates on the
  * receive path; each wakes at least every DTS_RECV_WAKE_MS to hand its table over on time and to notice shutdown.
- * So the merger must be created with cores = workers + 1.
+ * So the merger must be created with at least udp_workers + 1 cores (DPDK lcores take the first ones when io = dpdk).
  */
 #ifndef DTS_RECEIVE_H
 #define DTS_RECEIVE_H
@@ -36,10 +36,13 @@ struct dts_receiver_stats {
 };
 
 /*
- * Bind every configured socket and start the threads. Returns NULL and writes a message (naming the address, port or
- * path that failed and why) into err on failure; nothing is left open then. Call from the main thread.
+ * Bind every configured socket and start the threads: udp_workers UDP workers on engine cores 0..udp_workers-1 (0
+ * when DPDK receives UDP), and the stream thread (TCP, Unix socket) on engine core stream_core. Returns NULL and
+ * writes a message (naming the address, port or path that failed and why) into err on failure; nothing is left open
+ * then. Call from the main thread.
  */
-struct dts_receiver *dts_receiver_start(const struct dts_config *cfg, struct dts_merger *m, char *err, size_t errlen);
+struct dts_receiver *dts_receiver_start(const struct dts_config *cfg, struct dts_merger *m, unsigned udp_workers,
+					unsigned stream_core, char *err, size_t errlen);
 
 /*
  * Stop and join every thread, close every socket, free r. Afterwards no thread touches the engine cores, so
