@@ -53,6 +53,7 @@ struct opts {
 	unsigned mix[DTS_NTYPES]; /* weights, indexed by enum dts_type */
 	unsigned lpd; /* lines per datagram, 0 = packed */
 	double seconds;
+	double warmup; /* seconds fed before measuring (series creation is a one-off cost) */
 	uint64_t lines; /* 0 = run for seconds */
 	uint64_t seed;
 	unsigned tick_ms;
@@ -274,6 +275,7 @@ static void usage(FILE *out)
 		"  --mix c=70,ms=20,g=10   type weights: c counters, ms timers, g gauges, s sets (default c=70,ms=20,g=10)\n"
 		"  --lines-per-datagram N  lines per datagram; 0 = pack lines up to %d bytes (default 0)\n"
 		"  --seconds S             run for S seconds (default 3)\n"
+		"  --warmup S              feed S seconds first, unmeasured, so that series exist (default 0)\n"
 		"  --lines N               run for N lines instead (at datagram granularity)\n"
 		"  --seed N                traffic PRNG seed (default 1)\n"
 		"  --tick-ms MS            core hand-over period (default 1000, as dattssd)\n"
@@ -344,6 +346,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "mix", required_argument, NULL, 'm' },
 		{ "lines-per-datagram", required_argument, NULL, 'l' },
 		{ "seconds", required_argument, NULL, 's' },
+		{ "warmup", required_argument, NULL, 'W' },
 		{ "lines", required_argument, NULL, 'n' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "tick-ms", required_argument, NULL, 't' },
@@ -360,6 +363,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	parse_mix("c=70,ms=20,g=10", o->mix);
 	o->lpd = 0;
 	o->seconds = 3;
+	o->warmup = 0;
 	o->lines = 0;
 	o->seed = 1;
 	o->tick_ms = 1000;
@@ -386,6 +390,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 
 			o->seconds = strtod(optarg, &e);
 			if (*e || !(o->seconds > 0 && o->seconds < 86400))
+				goto bad;
+			break;
+		}
+		case 'W': {
+			char *e;
+
+			o->warmup = strtod(optarg, &e);
+			if (*e || !(o->warmup >= 0 && o->warmup < 86400))
 				goto bad;
 			break;
 		}
@@ -550,6 +562,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (o.warmup > 0) {
+		struct opts w = o;
+
+		w.seconds = o.warmup;
+		w.lines = 0;
+		run(&w, &p, m, dts_merger_core(m, 0), &r);
+	}
 	run(&o, &p, m, dts_merger_core(m, 0), &r);
 
 	dts_core_stats_read(dts_merger_core(m, 0), &cs);
@@ -562,10 +581,10 @@ int main(int argc, char **argv)
 	}
 	rss = rss_mb();
 
-	printf("SUMMARY bench=engine names=%" PRIu64 " mix=%s lines_per_datagram=%u lines=%" PRIu64
+	printf("SUMMARY bench=engine names=%" PRIu64 " mix=%s lines_per_datagram=%u warmup=%.0f lines=%" PRIu64
 	       " seconds=%.3f lines_per_sec=%.0f ns_per_line=%.2f ingest_ns_per_line=%.2f merge_ns_per_line=%.2f"
 	       " rejected=%" PRIu64 " dropped=%" PRIu64 " rss_mb=%.1f\n",
-	       o.names, mixs, o.lpd, r.lines, (double)r.wall_ns / 1e9, (double)r.lines / ((double)r.wall_ns / 1e9),
+	       o.names, mixs, o.lpd, o.warmup, r.lines, (double)r.wall_ns / 1e9, (double)r.lines / ((double)r.wall_ns / 1e9),
 	       (double)r.wall_ns / (double)r.lines, (double)r.ingest_ns / (double)r.lines,
 	       (double)r.merge_ns / (double)r.lines, rejected, dropped, rss);
 	fflush(stdout);

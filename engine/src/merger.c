@@ -48,8 +48,15 @@ struct slotagg {
 	double sum, count, min, max, lst;
 };
 
+/*
+ * A published current state. Replaced whole every 5-second slot; the old copy is not freed but recycled: its call_rcu
+ * callback (after every reader that could see it is gone) pushes it on the merger's lock-free stack, and the merger,
+ * the only popper, reuses it. So the steady state allocates nothing, and no memory crosses threads through free().
+ */
 struct cur {
 	struct rcu_head rcu;
+	struct cds_lfs_node lfs;
+	struct dts_merger *m;
 	struct dts_current v;
 };
 
@@ -87,6 +94,8 @@ struct dts_merger {
 	int64_t pub_slot; /* slot of the last current-state publication */
 	int64_t next_checkpoint_ms;
 	uint64_t nseries;
+	struct __cds_lfs_stack recycled; /* struct cur whose grace period ended (pushed by call_rcu callbacks) */
+	struct cds_lfs_node *spare; /* merger-private list taken from recycled, linked through lfs.next */
 	struct dts_merger_stats stats;
 };
 
@@ -259,8 +268,52 @@ static void series_free_rcu(struct rcu_head *head)
 
 static void cur_free_rcu(struct rcu_head *head)
 {
+	struct cur *c = caa_container_of(head, struct cur, rcu);
+
 	dts__reclaim_begin();
-	free(caa_container_of(head, struct cur, rcu));
+	dts__hb_release(c); /* the merger that pops it next writes it */
+	cds_lfs_push(&c->m->recycled, &c->lfs);
+}
+
+/* A struct cur to fill: a recycled one when there is one, else a new one. Merger thread. */
+static struct cur *cur_alloc(struct dts_merger *m)
+{
+	struct cds_lfs_node *n = m->spare;
+	struct cur *c;
+
+	if (!n) {
+		struct cds_lfs_head *h = __cds_lfs_pop_all(&m->recycled);
+
+		n = h ? &h->node : NULL;
+	}
+	if (!n) {
+		c = malloc(sizeof(*c));
+		if (c)
+			c->m = m;
+		return c;
+	}
+	m->spare = n->next;
+	c = caa_container_of(n, struct cur, lfs);
+	dts__hb_acquire(c);
+	return c;
+}
+
+/* Free every recycled struct cur (shutdown, after rcu_barrier). */
+static void cur_drain(struct dts_merger *m)
+{
+	struct cds_lfs_head *h = __cds_lfs_pop_all(&m->recycled);
+	struct cds_lfs_node *n = h ? &h->node : NULL;
+
+	for (int pass = 0; pass < 2; pass++) {
+		while (n) {
+			struct cds_lfs_node *next = n->next;
+
+			free(caa_container_of(n, struct cur, lfs));
+			n = next;
+		}
+		n = m->spare;
+		m->spare = NULL;
+	}
 }
 
 /* Find the series of a table entry, creating it if needed. Caller holds the RCU read side. */
@@ -478,9 +531,9 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 
 /* ---- current state --------------------------------------------------------------------------------------------- */
 
-static struct cur *current_compute(const struct series *s, int64_t cur_slot, int64_t now_s)
+static struct cur *current_compute(struct dts_merger *m, const struct series *s, int64_t cur_slot, int64_t now_s)
 {
-	struct cur *c = malloc(sizeof(*c));
+	struct cur *c = cur_alloc(m);
 	struct dts_current *v;
 	int64_t newest = -1;
 
@@ -572,7 +625,7 @@ static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
 			}
 			continue;
 		}
-		c = current_compute(s, cur_slot, now_s);
+		c = current_compute(m, s, cur_slot, now_s);
 		if (!c) {
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 			continue;
@@ -602,6 +655,39 @@ static char *dup_ident(const struct series *s)
 	return p;
 }
 
+/* Identity bytes of a closed minute's records: chunks of ARENA_CHUNK bytes, linked, freed together. */
+#define ARENA_CHUNK (1u << 20)
+
+struct arena_chunk {
+	struct arena_chunk *next;
+	size_t used, cap;
+	char data[];
+};
+
+/* Copy the identity of s into cm's arena. Returns the copy (user\0process\0counter\0tags\0) or NULL. */
+static char *arena_ident(struct dts_closed_minute *cm, const struct series *s)
+{
+	size_t n = (size_t)s->user_len + s->process_len + s->counter_len + s->tags_len + 4;
+	struct arena_chunk *c = cm->arena;
+	char *p;
+
+	if (!c || c->cap - c->used < n) {
+		size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+
+		c = malloc(sizeof(*c) + cap);
+		if (!c)
+			return NULL;
+		c->next = cm->arena;
+		c->used = 0;
+		c->cap = cap;
+		cm->arena = c;
+	}
+	p = c->data + c->used;
+	memcpy(p, s->name, n);
+	c->used += n;
+	return p;
+}
+
 void dts_closed_minute_release(struct dts_closed_minute *cm)
 {
 	if (!cm)
@@ -609,7 +695,12 @@ void dts_closed_minute_release(struct dts_closed_minute *cm)
 	for (size_t i = 0; i < cm->n; i++) {
 		dts_sketch_free(&cm->recs[i].sketch);
 		dts_set_free(&cm->recs[i].set);
-		free((char *)cm->recs[i].user);
+		if (!cm->arena)
+			free((char *)cm->recs[i].user);
+	}
+	for (struct arena_chunk *c = cm->arena, *next; c; c = next) {
+		next = c->next;
+		free(c);
 	}
 	free(cm->recs);
 	free(cm);
@@ -650,7 +741,7 @@ static struct dts_closed_minute *collect_minute(struct dts_merger *m, int64_t mi
 			w->closed = true;
 		if (!cm || !win_has_data(w) || cm->n == cap)
 			continue;
-		id = dup_ident(s);
+		id = arena_ident(cm, s);
 		if (!id) {
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 			continue;
@@ -667,9 +758,8 @@ static struct dts_closed_minute *collect_minute(struct dts_merger *m, int64_t mi
 		if ((w->sk && dts_sketch_copy(&r->sketch, w->sk) != 0) || (w->set && dts_set_merge(&r->set, w->set) != 0)) {
 			dts_sketch_free(&r->sketch);
 			dts_set_free(&r->set);
-			free(id);
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
-			continue;
+			continue; /* its identity bytes stay in the arena until release: harmless */
 		}
 		cm->n++;
 	}
@@ -841,6 +931,7 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	}
 	m->closed_upto = INT64_MIN;
 	m->pub_slot = -1;
+	__cds_lfs_init(&m->recycled);
 	m->map = cds_lfht_new_flavor(1 << 16, 1 << 16, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
 				     &urcu_memb_flavor, NULL);
 	m->cores = calloc(cfg->cores, sizeof(*m->cores));
@@ -974,6 +1065,7 @@ void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
 	}
 	dts__read_unlock();
 	urcu_memb_barrier();
+	cur_drain(m);
 	merger_free(m);
 }
 

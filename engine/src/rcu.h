@@ -14,6 +14,7 @@
 
 #include <urcu/urcu-memb.h>
 
+#include <urcu/lfstack.h>
 #include <urcu/rculfhash.h>
 
 #if defined(__SANITIZE_THREAD__)

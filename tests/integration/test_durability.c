@@ -43,11 +43,14 @@
 #define CHECKPOINT_MS 1000
 #define TICK_MS 100
 /*
- * What the crash bound allows beyond one checkpoint interval and one tick: the merger folds hand-overs and takes
- * checkpoints from a 20 ms loop (server/main.c MERGER_PERIOD_MS: each can lag by one period), the checkpoint
- * interval is measured from the step that took the last one, and the storage thread needs a moment to commit it.
+ * What the crash bound allows beyond one checkpoint interval and one tick. A datum received at r is in the checkpoint
+ * taken at c when it was handed over (r + tick at most, the worker's loop wakes every 10 ms under this traffic) and
+ * folded (the merger's 20 ms loop, server/main.c MERGER_PERIOD_MS) before c; checkpoints are taken by that loop too,
+ * checkpoint_ms after the step that took the previous one; and the storage thread commits the checkpoint a few ms
+ * after. Nominal worst case: 1,000 + 20 + 100 + 10 + 20 + ~5 = ~1,155 ms; measured losses were 110 to 1,000 ms.
+ * The rest of the slack absorbs scheduling delays on a loaded 2-vCPU machine (builds run next to the tests).
  */
-#define LOSS_SLACK_MS 100
+#define LOSS_SLACK_MS 200
 
 /* No sends in the last GUARD_BEFORE_MS or the first GUARD_AFTER_MS of a minute (see the header). */
 #define GUARD_BEFORE_MS 400

@@ -89,6 +89,8 @@ struct dts_closed_minute {
 	bool late; /* true for data that arrived after its minute closed: merge it into the stored minute */
 	size_t n;
 	struct dts_minute_rec *recs;
+	void *arena; /* private: when not NULL, the records' identity strings live in these chunks; when NULL, each
+		      * record's user is its own allocation holding user, process, counter and tags (hand-built minutes) */
 };
 
 void dts_closed_minute_release(struct dts_closed_minute *cm);
