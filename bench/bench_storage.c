@@ -1,11 +1,13 @@
 /*
  * bench_storage.c - the storage benchmark (issue 3's targets), on the storage library alone (no daemon):
  *
- *   1. close: --minutes closed minutes of --series series, built in memory as the merger builds them (one allocation
- *      per record holding user\0process\0counter\0tags\0, sketch bins for timers), each written as one closed minute
- *      with dts_storage_write_minute (the storage thread's work: minutes + hour read-merge-write + hwm + checkpoint
- *      deletion in one WriteBatch), or with --sink pushed through the real sink (merger -> queue -> storage thread)
- *      while this thread, standing in for the merger, measures how long the push kept it.
+ *   1. close: --minutes closed minutes of --series series, built in memory with the merger's record layout (sketch
+ *      bins for timers; identities hand-built with cm->arena NULL: one allocation per record holding
+ *      user\0process\0counter\0tags\0, which dts_closed_minute_release frees, where the merger packs them in arenas),
+ *      each written as one closed minute with dts_storage_write_minute (the storage thread's work: minutes + hour
+ *      read-merge-write + hwm + checkpoint deletion in one WriteBatch), or with --sink pushed through the real sink
+ *      (merger -> queue -> storage thread) while this thread, standing in for the merger, measures how long the push
+ *      kept it.
  *      The first minute is minute 0 of an hour (no hour reads); the others read-merge-write their hour (the usual
  *      close). close_s_first / close_s_p50 / close_s_max report them.
  *   2. size: flush, compact both families (with the retention filter, as the daemon's compactions do), and divide
@@ -29,9 +31,11 @@
  *
  * Output: progress on stderr; one line on stdout:
  *   SUMMARY bench=storage series= minutes= timer_pct= values= mode=direct|sink close_s_first= close_s_p50= close_s_max=
- *           release_s_avg= batch_mb_avg= push_us_max= push_cpu_us_max= bytes_per_series_minute= bytes_per_series_hour= read_series=
- *           read_days= read8d_ms_p50= read8d_ms_p99= read8d_counter_ms_p50= read8d_timer_ms_p50=
- *           read8d_timer_ms_p99= read8d_cold_ms_p50= read8d_cold_ms_max= compression= rss_mb_max= drops= errors=
+ *           release_s_avg= batch_mb_avg= push_us_max= push_cpu_us_max= bytes_per_series_minute=
+ *           bytes_per_series_hour= read_series= read_days= read8d_ms_p50= read8d_ms_p99= read8d_counter_ms_p50=
+ *           read8d_timer_ms_p50= read8d_timer_ms_p99= read8d_cold_ms_p50= read8d_cold_ms_max= compression=
+ *           rss_mb_max= drops= errors=
+ * push_us_max is wall time (the merger thread can be descheduled during it), push_cpu_us_max the push's own work.
  * drops: series-minutes the store dropped (every reason) plus checkpoints/minutes refused by the sink's queue;
  * errors: failed writes, flushes, compactions, reads, and reads that did not return every point. Exit status 1 when
  * either is non-zero, 2 on a usage error.
@@ -141,9 +145,10 @@ static bool is_timer(size_t k, unsigned timer_pct)
 	return (unsigned)(k % 100) < timer_pct;
 }
 
-/* ---- closed minutes as the merger builds them --------------------------------------------------------------------- */
+/* ---- closed minutes with the merger's record layout ------------------------------------------------------------- */
 
-/* One record: the identity in one allocation starting at user (what dts_closed_minute_release frees). */
+/* One record: the identity in one allocation starting at user (what dts_closed_minute_release frees when cm->arena is
+ * NULL). */
 static int rec_build(struct dts_minute_rec *r, const char *user, size_t k, bool timer, unsigned values)
 {
 	char proc[16], ctr[32];

@@ -269,10 +269,11 @@ static void series_free_rcu(struct rcu_head *head)
 static void cur_free_rcu(struct rcu_head *head)
 {
 	struct cur *c = caa_container_of(head, struct cur, rcu);
+	struct dts_merger *m = c->m;
 
 	dts__reclaim_begin();
-	dts__hb_release(c); /* the merger that pops it next writes it */
-	cds_lfs_push(&c->m->recycled, &c->lfs);
+	dts__hb_release(c); /* the merger that pops it next writes it: nothing of c is touched after this */
+	cds_lfs_push(&m->recycled, &c->lfs);
 }
 
 /* A struct cur to fill: a recycled one when there is one, else a new one. Merger thread. */
@@ -307,8 +308,10 @@ static void cur_drain(struct dts_merger *m)
 	for (int pass = 0; pass < 2; pass++) {
 		while (n) {
 			struct cds_lfs_node *next = n->next;
+			struct cur *c = caa_container_of(n, struct cur, lfs);
 
-			free(caa_container_of(n, struct cur, lfs));
+			dts__hb_acquire(c);
+			free(c);
 			n = next;
 		}
 		n = m->spare;
