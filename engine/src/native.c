@@ -32,6 +32,7 @@
 #include <openssl/sha.h>
 
 #include "dts/hash.h"
+#include "dts/bytes.h"
 #include "dts/native.h"
 
 /* Offsets of the fixed header. */
@@ -61,96 +62,6 @@ _Static_assert(DTS_NATIVE_MAX_DATAGRAM < 65536, "lengths fit u16");
 
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* Little-endian fields and varints                                                                                 */
-
-static inline uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static inline uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t rd64(const uint8_t *p)
-{
-	return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
-}
-
-static inline void wr16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void wr32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void wr64(uint8_t *p, uint64_t v)
-{
-	wr32(p, (uint32_t)v);
-	wr32(p + 4, (uint32_t)(v >> 32));
-}
-
-static inline double rdf64(const uint8_t *p)
-{
-	uint64_t u = rd64(p);
-	double d;
-
-	memcpy(&d, &u, 8);
-	return d;
-}
-
-static inline void wrf64(uint8_t *p, double d)
-{
-	uint64_t u;
-
-	memcpy(&u, &d, 8);
-	wr64(p, u);
-}
-
-static inline float rdf32(const uint8_t *p)
-{
-	uint32_t u = rd32(p);
-	float f;
-
-	memcpy(&f, &u, 4);
-	return f;
-}
-
-static inline void wrf32(uint8_t *p, float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, 4);
-	wr32(p, u);
-}
-
-static size_t varint_len(uint64_t v)
-{
-	size_t n = 1;
-
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
-}
-
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
 
 /* Read a shortest-form varint from [*pos, end). Returns 0 (and advances *pos), VARINT_CUT when the bytes end inside it,
  * or VARINT_BAD when it is not minimal or longer than 64 bits. */
@@ -397,7 +308,7 @@ static size_t num_size(double x)
 {
 	int64_t i;
 
-	return int_form(x, &i) ? varint_len(zigzag(i)) : 8;
+	return int_form(x, &i) ? dts_varint_len(zigzag(i)) : 8;
 }
 
 static size_t num_write(uint8_t *p, double x, uint8_t *form, unsigned bit)
@@ -405,9 +316,9 @@ static size_t num_write(uint8_t *p, double x, uint8_t *form, unsigned bit)
 	int64_t i;
 
 	if (int_form(x, &i))
-		return put_varint(p, zigzag(i));
+		return dts_put_varint(p, zigzag(i));
 	*form |= (uint8_t)(1u << bit);
-	wrf64(p, x);
+	dts_wrf64(p, x);
 	return 8;
 }
 
@@ -450,7 +361,7 @@ static int num_read(const uint8_t *buf, size_t end, size_t *pos, bool f64, doubl
 
 		if (end - *pos < 8)
 			return -DTS_NREJ_TRUNCATED;
-		*out = rdf64(buf + *pos);
+		*out = dts_rdf64(buf + *pos);
 		*pos += 8;
 		/* canonical: an integral value must have been a varint; and every value finite */
 		return (!isfinite(*out) || int_form(*out, &i)) ? -DTS_NREJ_BAD_PARTIAL : 0;
@@ -532,9 +443,9 @@ static int enc_flush(struct dts_native_enc *e, bool last)
 	int r;
 
 	e->buf[OFF_FLAGS] = last ? DTS_NATIVE_F_LAST : 0;
-	wr64(e->buf + OFF_SEQ, *e->seq);
-	wr16(e->buf + OFF_PART, e->part);
-	wr16(e->buf + OFF_NPARTIALS, e->npartials);
+	dts_wr64(e->buf + OFF_SEQ, *e->seq);
+	dts_wr16(e->buf + OFF_PART, e->part);
+	dts_wr16(e->buf + OFF_NPARTIALS, e->npartials);
 	e->buf[OFF_NEVENTS] = e->nevents;
 	dts_native_mac(e->key, e->buf, e->len, e->buf + e->len);
 	r = e->emit(e->ctx, e->buf, e->len + DTS_NATIVE_MAC_LEN);
@@ -577,9 +488,9 @@ int dts_native_enc_begin(struct dts_native_enc *e, const struct dts_native_hdr *
 	memset(p, 0, DTS_NATIVE_HEADER_FIXED);
 	p[OFF_MAGIC] = DTS_NATIVE_MAGIC;
 	p[OFF_VERSION] = DTS_NATIVE_VERSION;
-	wr32(p + OFF_KEY, h->key_id);
-	wr64(p + OFF_INSTANCE, h->instance);
-	wr64(p + OFF_SLOT, (uint64_t)h->slot);
+	dts_wr32(p + OFF_KEY, h->key_id);
+	dts_wr64(p + OFF_INSTANCE, h->instance);
+	dts_wr64(p + OFF_SLOT, (uint64_t)h->slot);
 	p[OFF_USER_LEN] = (uint8_t)h->user_len;
 	n = DTS_NATIVE_HEADER_FIXED;
 	memcpy(p + n, h->user, h->user_len);
@@ -587,13 +498,13 @@ int dts_native_enc_begin(struct dts_native_enc *e, const struct dts_native_hdr *
 	p[n++] = (uint8_t)h->process_len;
 	memcpy(p + n, h->process, h->process_len);
 	n += h->process_len;
-	wr32(p + n, s->uptime_s);
-	wr64(p + n + 4, s->rss_bytes);
-	wr64(p + n + 12, s->cpu_us);
-	wrf32(p + n + 20, s->cpu_pct);
-	wr32(p + n + 24, s->errors);
-	wr32(p + n + 28, s->warnings);
-	wr32(p + n + 32, s->dropped);
+	dts_wr32(p + n, s->uptime_s);
+	dts_wr64(p + n + 4, s->rss_bytes);
+	dts_wr64(p + n + 12, s->cpu_us);
+	dts_wrf32(p + n + 20, s->cpu_pct);
+	dts_wr32(p + n + 24, s->errors);
+	dts_wr32(p + n + 28, s->warnings);
+	dts_wr32(p + n + 32, s->dropped);
 	n += DTS_NATIVE_STATS_LEN;
 	e->head_len = n;
 	e->err = 0;
@@ -623,8 +534,8 @@ int dts_native_enc_event(struct dts_native_enc *e, const struct dts_native_event
 	}
 	p = e->buf + e->len;
 	p[0] = ev->kind;
-	wr64(p + 1, (uint64_t)ev->ts_ms);
-	wr16(p + 9, ev->len);
+	dts_wr64(p + 1, (uint64_t)ev->ts_ms);
+	dts_wr16(p + 9, ev->len);
 	if (ev->len)
 		memcpy(p + EVENT_FIXED, ev->text, ev->len);
 	e->len += need;
@@ -638,7 +549,7 @@ static size_t partial_fixed(const struct dts_native_partial *p, bool piece)
 	size_t n = 2 + p->name_len + agg_size(&p->agg, piece);
 
 	if (p->tags_len)
-		n += varint_len(p->tags_len) + p->tags_len;
+		n += dts_varint_len(p->tags_len) + p->tags_len;
 	return n;
 }
 
@@ -655,7 +566,7 @@ static void write_partial(struct dts_native_enc *e, const struct dts_native_part
 	memcpy(b + n, p->name, p->name_len);
 	n += p->name_len;
 	if (p->tags_len) {
-		n += put_varint(b + n, p->tags_len);
+		n += dts_put_varint(b + n, p->tags_len);
 		memcpy(b + n, p->tags, p->tags_len);
 		n += p->tags_len;
 	}
@@ -663,7 +574,7 @@ static void write_partial(struct dts_native_enc *e, const struct dts_native_part
 	if (put) {
 		int w;
 
-		n += put_varint(b + n, enc_len);
+		n += dts_put_varint(b + n, enc_len);
 		w = put(obj, b + n, enc_len);
 		(void)w; /* sized exactly beforehand: cannot fail */
 		n += enc_len;
@@ -699,7 +610,7 @@ static int enc_make_room(struct dts_native_enc *e, size_t need)
 
 static size_t store_piece_size(uint32_t nbins, int32_t lo)
 {
-	return nbins ? varint_len(zigzag(lo)) + varint_len(nbins) + 4 * (size_t)nbins : 2;
+	return nbins ? dts_varint_len(zigzag(lo)) + dts_varint_len(nbins) + 4 * (size_t)nbins : 2;
 }
 
 /*
@@ -831,7 +742,7 @@ int dts_native_enc_partial(struct dts_native_enc *e, const struct dts_native_par
 	else if (p->type == DTS_SET)
 		enc_len = dts_set_encoded_size(p->set);
 	if (p->type == DTS_TIMER || p->type == DTS_SET)
-		need += varint_len(enc_len) + enc_len;
+		need += dts_varint_len(enc_len) + enc_len;
 	r = enc_make_room(e, need);
 	if (r < 0)
 		return r;
@@ -1025,8 +936,8 @@ static int parse_event(const uint8_t *buf, size_t end, size_t *pos, bool check, 
 	if (end - p < EVENT_FIXED)
 		return -DTS_NREJ_TRUNCATED;
 	ev->kind = buf[p];
-	ev->ts_ms = (int64_t)rd64(buf + p + 1);
-	ev->len = rd16(buf + p + 9);
+	ev->ts_ms = (int64_t)dts_rd64(buf + p + 1);
+	ev->len = dts_rd16(buf + p + 9);
 	ev->text = (const char *)buf + p + EVENT_FIXED;
 	if (check && (ev->kind > DTS_NATIVE_WARNING || ev->len > DTS_NATIVE_MAX_TEXT))
 		return -DTS_NREJ_BAD_EVENT;
@@ -1140,7 +1051,7 @@ int dts_native_open(const struct dts_native_cfg *cfg, struct dts_native_replay *
 	end = len - DTS_NATIVE_MAC_LEN;
 
 	/* 2. key */
-	key_id = rd32(buf + OFF_KEY);
+	key_id = dts_rd32(buf + OFF_KEY);
 	key = cfg->key_lookup ? cfg->key_lookup(cfg->key_ctx, key_id) : NULL;
 	if (!key)
 		return -DTS_NREJ_UNKNOWN_KEY;
@@ -1163,7 +1074,7 @@ int dts_native_open(const struct dts_native_cfg *cfg, struct dts_native_replay *
 		return -DTS_NREJ_WRONG_USER;
 
 	/* 4. slot time */
-	m->slot = (int64_t)rd64(buf + OFF_SLOT);
+	m->slot = (int64_t)dts_rd64(buf + OFF_SLOT);
 	if (m->slot <= 0 || m->slot % DTS_SLOT_SECONDS != 0)
 		return -DTS_NREJ_BAD_SLOT;
 	if (m->slot < now_s - cfg->max_past_s)
@@ -1178,24 +1089,24 @@ int dts_native_open(const struct dts_native_cfg *cfg, struct dts_native_replay *
 
 	/* 6. replay window (checked; committed once the contents are valid) */
 	m->key_id = key_id;
-	m->instance = rd64(buf + OFF_INSTANCE);
-	m->seq = rd64(buf + OFF_SEQ);
+	m->instance = dts_rd64(buf + OFF_INSTANCE);
+	m->seq = dts_rd64(buf + OFF_SEQ);
 	r = replay_check(replay, key_id, m->instance, m->seq, now_s, cfg->max_past_s + cfg->max_future_s + 1, &ticket);
 	if (r)
 		return r;
 
 	/* 7. contents */
 	m->flags = buf[OFF_FLAGS];
-	m->part = rd16(buf + OFF_PART);
-	m->npartials = rd16(buf + OFF_NPARTIALS);
+	m->part = dts_rd16(buf + OFF_PART);
+	m->npartials = dts_rd16(buf + OFF_NPARTIALS);
 	m->nevents = buf[OFF_NEVENTS];
-	m->stats.uptime_s = rd32(buf + pos);
-	m->stats.rss_bytes = rd64(buf + pos + 4);
-	m->stats.cpu_us = rd64(buf + pos + 12);
-	m->stats.cpu_pct = rdf32(buf + pos + 20);
-	m->stats.errors = rd32(buf + pos + 24);
-	m->stats.warnings = rd32(buf + pos + 28);
-	m->stats.dropped = rd32(buf + pos + 32);
+	m->stats.uptime_s = dts_rd32(buf + pos);
+	m->stats.rss_bytes = dts_rd64(buf + pos + 4);
+	m->stats.cpu_us = dts_rd64(buf + pos + 12);
+	m->stats.cpu_pct = dts_rdf32(buf + pos + 20);
+	m->stats.errors = dts_rd32(buf + pos + 24);
+	m->stats.warnings = dts_rd32(buf + pos + 28);
+	m->stats.dropped = dts_rd32(buf + pos + 32);
 	if (!(m->stats.cpu_pct >= 0.0f && isfinite(m->stats.cpu_pct)))
 		return -DTS_NREJ_BAD_STATS;
 	pos += DTS_NATIVE_STATS_LEN;

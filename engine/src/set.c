@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dts/bytes.h"
 #include "dts/set.h"
 
 #define HLL_M (1u << DTS_HLL_P)
@@ -320,20 +321,7 @@ size_t dts_set_encoded_size(const struct dts_set *s)
 	return sparse_smaller(nnz) ? 5 + 3 * (size_t)nnz : 3 + (size_t)HLL_M;
 }
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 int dts_set_encode(const struct dts_set *s, uint8_t *buf, size_t buf_len)
 {
@@ -347,7 +335,7 @@ int dts_set_encode(const struct dts_set *s, uint8_t *buf, size_t buf_len)
 		buf[1] = KIND_EXACT;
 		buf[2] = (uint8_t)s->n;
 		for (uint32_t i = 0; i < s->n; i++)
-			put_u64(buf + 3 + 8 * (size_t)i, s->exact[i]);
+			dts_wr64(buf + 3 + 8 * (size_t)i, s->exact[i]);
 		return (int)need;
 	}
 	buf[2] = DTS_HLL_P;
@@ -382,7 +370,7 @@ static int parse_exact(const uint8_t *buf, size_t len)
 	if (n > DTS_SET_EXACT_MAX || len - 3 < 8 * (size_t)n)
 		return -EINVAL;
 	for (uint32_t i = 1; i < n; i++)
-		if (get_u64(buf + 3 + 8 * (size_t)(i - 1)) >= get_u64(buf + 3 + 8 * (size_t)i))
+		if (dts_rd64(buf + 3 + 8 * (size_t)(i - 1)) >= dts_rd64(buf + 3 + 8 * (size_t)i))
 			return -EINVAL;
 	return (int)(3 + 8 * n);
 }
@@ -457,7 +445,7 @@ int dts_set_decode(struct dts_set *s, const uint8_t *buf, size_t len)
 		}
 		s->n = buf[2];
 		for (uint32_t i = 0; i < s->n; i++)
-			s->exact[i] = get_u64(buf + 3 + 8 * (size_t)i);
+			s->exact[i] = dts_rd64(buf + 3 + 8 * (size_t)i);
 		return used;
 	}
 	if (buf[1] != KIND_DENSE && buf[1] != KIND_SPARSE)

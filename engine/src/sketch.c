@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dts/bytes.h"
 #include "dts/sketch.h"
 
 /* The cubic's coefficients and the mapping's multiplier. ln(gamma) = 2 atanh(alpha) as a series so that it is a
@@ -509,29 +510,8 @@ double dts_sketch_quantile(const struct dts_sketch *s, double q)
 	return last;
 }
 
-/* Encoding helpers. Varints are LEB128, at most 5 bytes for 32 bits. */
-static size_t varint_len(uint32_t v)
-{
-	size_t n = 1;
+/* Reading a varint (LEB128, at most 5 bytes for 32 bits); writers and little-endian fields are in dts/bytes.h. */
 
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
-}
-
-static size_t put_varint(uint8_t *p, uint32_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
 
 /* Read a minimal varint of at most 32 bits at *pos. Returns 0 or -EINVAL. */
 static int get_varint(const uint8_t *buf, size_t len, size_t *pos, uint32_t *out)
@@ -569,51 +549,15 @@ static int32_t unzigzag(uint32_t u)
 	return (int32_t)((u >> 1) ^ (~(u & 1) + 1));
 }
 
-static void put_f64(uint8_t *p, double d)
-{
-	uint64_t u;
 
-	memcpy(&u, &d, 8);
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(u >> (8 * i));
-}
 
-static double get_f64(const uint8_t *p)
-{
-	uint64_t u = 0;
-	double d;
 
-	for (int i = 0; i < 8; i++)
-		u |= (uint64_t)p[i] << (8 * i);
-	memcpy(&d, &u, 8);
-	return d;
-}
-
-static void put_f32(uint8_t *p, float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, 4);
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(u >> (8 * i));
-}
-
-static float get_f32(const uint8_t *p)
-{
-	uint32_t u = 0;
-	float f;
-
-	for (int i = 0; i < 4; i++)
-		u |= (uint32_t)p[i] << (8 * i);
-	memcpy(&f, &u, 4);
-	return f;
-}
 
 static size_t store_encoded_size(const struct dts_sketch_store *st)
 {
 	if (st->nbins == 0)
 		return 2;
-	return varint_len(zigzag(st->lo)) + varint_len(st->nbins) + (size_t)st->nbins * 4;
+	return dts_varint_len(zigzag(st->lo)) + dts_varint_len(st->nbins) + (size_t)st->nbins * 4;
 }
 
 size_t dts_sketch_encoded_size(const struct dts_sketch *s)
@@ -630,10 +574,10 @@ static size_t store_encode(const struct dts_sketch_store *st, uint8_t *p)
 		p[1] = 0;
 		return 2;
 	}
-	n = put_varint(p, zigzag(st->lo));
-	n += put_varint(p + n, st->nbins);
+	n = dts_put_varint(p, zigzag(st->lo));
+	n += dts_put_varint(p + n, st->nbins);
 	for (uint32_t i = 0; i < st->nbins; i++, n += 4)
-		put_f32(p + n, st->bins[i]);
+		dts_wrf32(p + n, st->bins[i]);
 	return n;
 }
 
@@ -646,8 +590,8 @@ int dts_sketch_encode(const struct dts_sketch *s, uint8_t *buf, size_t buf_len)
 		return -ENOSPC;
 	buf[0] = FORMAT_VERSION;
 	buf[1] = s->level;
-	put_f64(buf + 2, s->zero);
-	put_f64(buf + 10, s->count);
+	dts_wrf64(buf + 2, s->zero);
+	dts_wrf64(buf + 10, s->count);
 	n = HEADER_BYTES;
 	n += store_encode(&s->pos, buf + n);
 	n += store_encode(&s->neg, buf + n);
@@ -682,7 +626,7 @@ static int store_parse(const uint8_t *buf, size_t len, size_t *pos, unsigned lev
 		return -EINVAL;
 	v->bins_off = *pos;
 	for (uint32_t i = 0; i < v->nbins; i++)
-		if (!weight_valid(get_f32(buf + *pos + 4 * (size_t)i)))
+		if (!weight_valid(dts_rdf32(buf + *pos + 4 * (size_t)i)))
 			return -EINVAL;
 	*pos += (size_t)v->nbins * 4;
 	return 0;
@@ -693,7 +637,7 @@ static void store_fill(struct dts_sketch_store *st, const uint8_t *buf, const st
 	st->lo = v->lo;
 	st->nbins = (uint16_t)v->nbins;
 	for (uint32_t i = 0; i < v->nbins; i++)
-		st->bins[i] = get_f32(buf + v->bins_off + 4 * (size_t)i);
+		st->bins[i] = dts_rdf32(buf + v->bins_off + 4 * (size_t)i);
 }
 
 /* Validate everything first, then reserve, then fill: on any error s is unchanged. */
@@ -708,8 +652,8 @@ int dts_sketch_decode(struct dts_sketch *s, const uint8_t *buf, size_t len)
 	if (len < HEADER_BYTES || buf[0] != FORMAT_VERSION || buf[1] > DTS__SKETCH_MAX_LEVEL)
 		return -EINVAL;
 	level = buf[1];
-	zero = get_f64(buf + 2);
-	count = get_f64(buf + 10);
+	zero = dts_rdf64(buf + 2);
+	count = dts_rdf64(buf + 10);
 	if (!weight_valid(zero) || !weight_valid(count))
 		return -EINVAL;
 	if (store_parse(buf, len, &pos, level, &pv) || store_parse(buf, len, &pos, level, &nv))

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "dts/bytes.h"
 #include "storage_internal.h"
 
 void dts_stored_init(struct dts_stored *v)
@@ -28,25 +29,7 @@ void dts_stored_free(struct dts_stored *v)
 	dts_set_free(&v->set);
 }
 
-static void put_f64(uint8_t *p, double d)
-{
-	uint64_t u;
 
-	memcpy(&u, &d, 8);
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(u >> (8 * i));
-}
-
-static double get_f64(const uint8_t *p)
-{
-	uint64_t u = 0;
-	double d;
-
-	for (int i = 0; i < 8; i++)
-		u |= (uint64_t)p[i] << (8 * i);
-	memcpy(&d, &u, 8);
-	return d;
-}
 
 size_t dts_storage_value_size(const struct dts_stored *v)
 {
@@ -72,12 +55,12 @@ int dts_storage_value_encode(const struct dts_stored *v, uint8_t *buf, size_t bu
 	buf[1] = v->type;
 	buf[2] = v->first;
 	buf[3] = v->last;
-	put_f64(buf + 4, v->agg.sum);
-	put_f64(buf + 12, v->agg.count);
-	put_f64(buf + 20, v->agg.min);
-	put_f64(buf + 28, v->agg.max);
-	put_f64(buf + 36, v->agg.fst);
-	put_f64(buf + 44, v->agg.lst);
+	dts_wrf64(buf + 4, v->agg.sum);
+	dts_wrf64(buf + 12, v->agg.count);
+	dts_wrf64(buf + 20, v->agg.min);
+	dts_wrf64(buf + 28, v->agg.max);
+	dts_wrf64(buf + 36, v->agg.fst);
+	dts_wrf64(buf + 44, v->agg.lst);
 	if (v->type == DTS_TIMER)
 		rc = dts_sketch_encode(&v->sketch, buf + DTS_STORAGE_VALUE_HEADER, buf_len - DTS_STORAGE_VALUE_HEADER);
 	else if (v->type == DTS_SET)
@@ -101,12 +84,12 @@ int dts_storage_value_decode(struct dts_stored *v, const uint8_t *buf, size_t le
 	if (buf[0] != DTS_STORAGE_VALUE_VERSION || len < DTS_STORAGE_VALUE_HEADER || buf[1] >= DTS_NTYPES ||
 	    buf[2] > buf[3] || buf[3] > 59)
 		return -EINVAL;
-	a.sum = get_f64(buf + 4);
-	a.count = get_f64(buf + 12);
-	a.min = get_f64(buf + 20);
-	a.max = get_f64(buf + 28);
-	a.fst = get_f64(buf + 36);
-	a.lst = get_f64(buf + 44);
+	a.sum = dts_rdf64(buf + 4);
+	a.count = dts_rdf64(buf + 12);
+	a.min = dts_rdf64(buf + 20);
+	a.max = dts_rdf64(buf + 28);
+	a.fst = dts_rdf64(buf + 36);
+	a.lst = dts_rdf64(buf + 44);
 	if (!isfinite(a.count) || a.count < 0)
 		return -EINVAL;
 	plen = len - DTS_STORAGE_VALUE_HEADER;
