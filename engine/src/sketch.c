@@ -510,10 +510,8 @@ double dts_sketch_quantile(const struct dts_sketch *s, double q)
 	return last;
 }
 
-/* Reading a varint (LEB128, at most 5 bytes for 32 bits); writers and little-endian fields are in dts/bytes.h. */
-
-
-/* Read a minimal varint of at most 32 bits at *pos. Returns 0 or -EINVAL. */
+/* Read a minimal LEB128 varint of at most 32 bits at *pos (writers and little-endian fields: dts/bytes.h).
+ * Returns 0 or -EINVAL. */
 static int get_varint(const uint8_t *buf, size_t len, size_t *pos, uint32_t *out)
 {
 	uint64_t v = 0;
