@@ -38,6 +38,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "dts/engine.h"
 
 #define PACK_BYTES 1400 /* packed datagrams: lines joined up to this size (a safe MTU-sized payload) */
@@ -46,7 +47,6 @@
 #define MAX_LINE_GEN 128 /* longest line the generator writes */
 
 static const char *const type_word[DTS_NTYPES] = { "counter", "timer", "gauge", "set" };
-static const char *const type_key[DTS_NTYPES] = { "c", "ms", "g", "s" };
 
 struct opts {
 	uint64_t names;
@@ -80,32 +80,9 @@ struct pool {
 
 /* ---- PRNG (wyrand: fast, 2^64 period, good enough for traffic) ---------------------------------------------------- */
 
-static uint64_t rng_next(uint64_t *s)
-{
-	__uint128_t t;
 
-	*s += 0xa0761d6478bd642fULL;
-	t = (__uint128_t)*s * (*s ^ 0xe7037ed1a0b428dbULL);
-	return (uint64_t)(t >> 64) ^ (uint64_t)t;
-}
 
-/* Uniform in [0, n) (Lemire's multiply; the bias is below 2^-40 for the n used here). */
-static uint64_t rng_below(uint64_t *s, uint64_t n)
-{
-	return (uint64_t)(((__uint128_t)rng_next(s) * n) >> 64);
-}
 
-static double rng_unit(uint64_t *s)
-{
-	return (double)(rng_next(s) >> 11) * 0x1p-53;
-}
-
-static double rng_normal(uint64_t *s)
-{
-	double u = rng_unit(s), v = rng_unit(s);
-
-	return sqrt(-2.0 * log(u > 0 ? u : 0x1p-53)) * cos(2.0 * M_PI * v);
-}
 
 /* A name's type: a fixed function of k and the mix (so one name is always one series). */
 static enum dts_type name_type(const struct opts *o, uint64_t k)
@@ -232,13 +209,6 @@ out_free_pool:
 
 /* ---- clock and memory ---------------------------------------------------------------------------------------------- */
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int64_t real_ms(void)
 {
@@ -286,48 +256,7 @@ static void usage(FILE *out)
 		PACK_BYTES);
 }
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-	char *e;
-	unsigned long long v;
 
-	errno = 0;
-	v = strtoull(s, &e, 10);
-	if (errno || e == s || *e || s[0] == '-')
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-/* "c=70,ms=20,g=10,s=0" -> weights. Returns 0 or -EINVAL. */
-static int parse_mix(const char *s, unsigned mix[DTS_NTYPES])
-{
-	char buf[128];
-	unsigned total = 0;
-	char *save, *tok;
-
-	if (strlen(s) >= sizeof(buf))
-		return -EINVAL;
-	strcpy(buf, s);
-	memset(mix, 0, DTS_NTYPES * sizeof(mix[0]));
-	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		uint64_t v;
-		int t;
-
-		if (!eq)
-			return -EINVAL;
-		*eq = '\0';
-		for (t = 0; t < DTS_NTYPES; t++)
-			if (strcmp(tok, type_key[t]) == 0)
-				break;
-		if (t == DTS_NTYPES || parse_u64(eq + 1, &v) != 0 || v > 1000000)
-			return -EINVAL;
-		mix[t] = (unsigned)v;
-		total += (unsigned)v;
-	}
-	return total ? 0 : -EINVAL;
-}
 
 static void format_mix(const unsigned mix[DTS_NTYPES], char *out, size_t n)
 {

@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "dts/types.h"
 
 #define PACK_BYTES 1400 /* packed datagrams: lines joined up to this size (fits a 1500-byte MTU with headers) */
@@ -56,7 +57,6 @@
 #define ERR_BACKOFF_NS 1000000LL /* after a failed send (e.g. ECONNREFUSED: nobody listening) */
 
 static const char *const type_word[DTS_NTYPES] = { "counter", "timer", "gauge", "set" };
-static const char *const type_key[DTS_NTYPES] = { "c", "ms", "g", "s" };
 
 struct opts {
 	char host[64];
@@ -99,31 +99,9 @@ static _Atomic bool stop_flag;
 
 /* ---- traffic (same generator shape as bench_engine.c) ------------------------------------------------------------- */
 
-static uint64_t rng_next(uint64_t *s)
-{
-	__uint128_t t;
 
-	*s += 0xa0761d6478bd642fULL;
-	t = (__uint128_t)*s * (*s ^ 0xe7037ed1a0b428dbULL);
-	return (uint64_t)(t >> 64) ^ (uint64_t)t;
-}
 
-static uint64_t rng_below(uint64_t *s, uint64_t n)
-{
-	return (uint64_t)(((__uint128_t)rng_next(s) * n) >> 64);
-}
 
-static double rng_unit(uint64_t *s)
-{
-	return (double)(rng_next(s) >> 11) * 0x1p-53;
-}
-
-static double rng_normal(uint64_t *s)
-{
-	double u = rng_unit(s), v = rng_unit(s);
-
-	return sqrt(-2.0 * log(u > 0 ? u : 0x1p-53)) * cos(2.0 * M_PI * v);
-}
 
 static uint64_t mix64(uint64_t z)
 {
@@ -296,13 +274,6 @@ static void sender_free(struct sender *s)
 
 /* ---- sending ------------------------------------------------------------------------------------------------------- */
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void sleep_until(int64_t t_ns)
 {
@@ -411,47 +382,7 @@ static void usage(FILE *out)
 		PACK_BYTES);
 }
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-	char *e;
-	unsigned long long v;
 
-	errno = 0;
-	v = strtoull(s, &e, 10);
-	if (errno || e == s || *e || s[0] == '-')
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-static int parse_mix(const char *s, unsigned mix[DTS_NTYPES])
-{
-	char buf[128];
-	unsigned total = 0;
-	char *save, *tok;
-
-	if (strlen(s) >= sizeof(buf))
-		return -EINVAL;
-	strcpy(buf, s);
-	memset(mix, 0, DTS_NTYPES * sizeof(mix[0]));
-	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		uint64_t v;
-		int t;
-
-		if (!eq)
-			return -EINVAL;
-		*eq = '\0';
-		for (t = 0; t < DTS_NTYPES; t++)
-			if (strcmp(tok, type_key[t]) == 0)
-				break;
-		if (t == DTS_NTYPES || parse_u64(eq + 1, &v) != 0 || v > 1000000)
-			return -EINVAL;
-		mix[t] = (unsigned)v;
-		total += (unsigned)v;
-	}
-	return total ? 0 : -EINVAL;
-}
 
 /* Loopback only: 127.0.0.0/8 or ::1. Fills the address. Returns 0 or -EINVAL. */
 static int loopback_addr(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)

@@ -1,0 +1,24 @@
+/*
+ * bench_common.h - shared helpers of the benchmark binaries (see bench_common.c).
+ */
+#ifndef DTS_BENCH_COMMON_H
+#define DTS_BENCH_COMMON_H
+
+#include <stdint.h>
+
+#include "dts/types.h"
+
+/* Short type keys of --mix: "c", "ms", "g", "s" (indexed by enum dts_type). */
+extern const char *const type_key[DTS_NTYPES];
+
+uint64_t rng_next(uint64_t *s);
+/* Uniform in [0, n) (Lemire's multiply; the bias is below 2^-40 for the n used here). */
+uint64_t rng_below(uint64_t *s, uint64_t n);
+double rng_unit(uint64_t *s);
+double rng_normal(uint64_t *s);
+int parse_u64(const char *s, uint64_t *out);
+/* "c=70,ms=20,g=10,s=0" -> weights. Returns 0 or -EINVAL. */
+int parse_mix(const char *s, unsigned mix[DTS_NTYPES]);
+int64_t mono_ns(void);
+
+#endif /* DTS_BENCH_COMMON_H */
