@@ -53,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "dts/storage.h"
 
 #define PROCESSES 50
@@ -76,14 +77,6 @@ struct opts {
 
 /* ---- helpers ---------------------------------------------------------------------------------------------------- */
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static int64_t thread_cpu_ns(void)
 {
 	struct timespec ts;
@@ -92,27 +85,11 @@ static int64_t thread_cpu_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-	/* xorshift64* */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545F4914F6CDD1DULL;
-}
-
-static double rng_unit(void) /* (0, 1) */
-{
-	return ((double)(rng_next() >> 11) + 0.5) / 9007199254740992.0;
-}
+static uint64_t rng_state; /* bench_common's splitmix64, seeded by --seed */
 
 static double rng_lognormal(void)
 {
-	const double z = sqrt(-2.0 * log(rng_unit())) * cos(2.0 * M_PI * rng_unit());
-
-	return TIMER_MEDIAN_MS * exp(TIMER_SIGMA * z);
+	return TIMER_MEDIAN_MS * exp(TIMER_SIGMA * rng_normal(&rng_state));
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -180,7 +157,7 @@ static int rec_build(struct dts_minute_rec *r, const char *user, size_t k, bool 
 				return -ENOMEM;
 		}
 	} else {
-		const unsigned lines = 1 + (unsigned)(rng_next() % COUNTER_MAX_LINES);
+		const unsigned lines = 1 + (unsigned)rng_below(&rng_state, COUNTER_MAX_LINES);
 
 		for (unsigned i = 0; i < lines; i++)
 			dts_agg_add(&r->agg, 1, 1);
@@ -445,16 +422,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	*o = (struct opts){ .series = 1000000, .minutes = 3, .timer_pct = 20, .values = 20, .read_series = 8,
 			    .read_days = 8, .read_reps = 25, .seed = 88172645463325252ULL };
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-		char *end = NULL;
-		unsigned long long v = 0;
+		uint64_t v = 0;
 
-		if (optarg) {
-			errno = 0;
-			v = strtoull(optarg, &end, 10);
-			if (c != 'd' && (errno || end == optarg || *end)) {
-				fprintf(stderr, "bench_storage: not a number: %s\n%s", optarg, usage);
-				return -EINVAL;
-			}
+		if (optarg && c != 'd' && parse_u64(optarg, &v) != 0) {
+			fprintf(stderr, "bench_storage: not a number: %s\n%s", optarg, usage);
+			return -EINVAL;
 		}
 		switch (c) {
 		case 'n': o->series = (size_t)v; break;
@@ -467,7 +439,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'S': o->sink = true; break;
 		case 'd': snprintf(o->dir, sizeof(o->dir), "%s", optarg); break;
 		case 'k': o->keep = true; break;
-		case 's': o->seed = v ? v : 1; break;
+		case 's': o->seed = v; break;
 		case 'h': fputs(usage, stdout); return 1;
 		default: fputs(usage, stderr); return -EINVAL;
 		}
