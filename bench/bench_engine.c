@@ -21,8 +21,9 @@
  * daemon's cadence. One clock read per burst of BURST datagrams keeps the timing overhead out of the per-line figure.
  *
  * Output: progress on stderr once per second, then exactly one line on stdout:
- *   SUMMARY bench=engine names=K mix=... lines_per_datagram=N lines=... seconds=... lines_per_sec=... ns_per_line=...
- *           ingest_ns_per_line=... merge_ns_per_line=... rejected=... dropped=... rss_mb=...
+ *   SUMMARY bench=engine names=K mix=... lines_per_datagram=N warmup=S lines=... seconds=... lines_per_sec=...
+ *           ns_per_line=... ingest_ns_per_line=... merge_ns_per_line=... rejected=... dropped=... rss_mb=...
+ * Every figure after warmup= is for the measured run only (the --warmup seconds are fed first and not counted).
  * Exit status 1 when any of its own lines was rejected (a decoder bug or a generator bug: both must be fixed) or when
  * the engine's line counter disagrees with the lines fed.
  */
@@ -456,8 +457,8 @@ int main(int argc, char **argv)
 	struct pool p;
 	struct dts_merger_cfg mcfg;
 	struct dts_merger *m;
-	struct dts_core_stats cs;
-	struct dts_merger_stats ms;
+	struct dts_core_stats cs, cs0;
+	struct dts_merger_stats ms, ms0;
 	struct run r;
 	uint64_t rejected = 0, dropped = 0, core_dropped = 0;
 	char mixs[64];
@@ -491,20 +492,36 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	memset(&cs0, 0, sizeof(cs0));
+	memset(&ms0, 0, sizeof(ms0));
 	if (o.warmup > 0) {
 		struct opts w = o;
 
 		w.seconds = o.warmup;
 		w.lines = 0;
 		run(&w, &p, m, dts_merger_core(m, 0), &r);
+		/* the counters below are for the measured run only */
+		dts_core_stats_read(dts_merger_core(m, 0), &cs0);
+		dts_merger_stats_read(m, &ms0);
 	}
 	run(&o, &p, m, dts_merger_core(m, 0), &r);
 
 	dts_core_stats_read(dts_merger_core(m, 0), &cs);
 	dts_merger_stats_read(m, &ms);
-	for (int i = 0; i < DTS_REJ_COUNT; i++)
+	cs.lines -= cs0.lines;
+	cs.samples -= cs0.samples;
+	cs.handovers -= cs0.handovers;
+	cs.handover_deferred -= cs0.handover_deferred;
+	ms.tables_folded -= ms0.tables_folded;
+	ms.entries_folded -= ms0.entries_folded;
+	ms.minutes_closed -= ms0.minutes_closed;
+	for (int i = 0; i < DTS_REJ_COUNT; i++) {
+		cs.rejected[i] -= cs0.rejected[i];
 		rejected += cs.rejected[i];
+	}
 	for (int i = 0; i < DTS_DROP_COUNT; i++) {
+		cs.dropped[i] -= cs0.dropped[i];
+		ms.dropped[i] -= ms0.dropped[i];
 		core_dropped += cs.dropped[i];
 		dropped += cs.dropped[i] + ms.dropped[i];
 	}

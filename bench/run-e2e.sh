@@ -246,7 +246,7 @@ awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_c
 	printf " sender_threads=%s workers_hit=%s server_user_s=%.2f server_sys_s=%.2f\n", threads, hit, user, sys
 }'
 if [ "$dropped" != 0 ]; then
-	echo "run-e2e: dropped by reason:" $(awk '/^dattss_dropped_total\{/ && $NF > 0 { print $1 "=" $NF }' <<<"$m1") >&2
+	echo "run-e2e: dropped by reason: $(awk '/^dattss_dropped_total\{/ && $NF > 0 { printf "%s%s=%s", sep, $1, $NF; sep = " " }' <<<"$m1")" >&2
 fi
 if [ "$lines_counted" -gt "$lines_sent" ]; then
 	echo "run-e2e.sh: the server counted more lines than were sent: another client is sending to port $statsd_port?" >&2
