@@ -14,15 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "http_internal.h"
 #include "log.h"
+#include "users.h"
 
 #define HTTP_THREADS 2
-
-struct dts_http {
-	struct MHD_Daemon *d;
-	struct dts_http_ctx ctx;
-};
 
 /* ---- RCU registration of libmicrohttpd's threads --------------------------------------------------------------- */
 
@@ -52,7 +48,7 @@ static void ensure_rcu_thread(void)
 
 /* ---- responses ------------------------------------------------------------------------------------------------- */
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type, char *body, size_t len)
+enum MHD_Result dts_http_reply(struct dts_http_req *req, unsigned status, const char *type, char *body, size_t len)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
 	enum MHD_Result ret;
@@ -63,36 +59,107 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
 	}
 	MHD_add_response_header(r, "Content-Type", type);
 	MHD_add_response_header(r, "Cache-Control", "no-store");
-	ret = MHD_queue_response(conn, status, r);
+	ret = MHD_queue_response(req->conn, status, r);
 	MHD_destroy_response(r);
 	return ret;
 }
 
-static enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned status, json_t *j)
+enum MHD_Result dts_http_reply_json(struct dts_http_req *req, unsigned status, json_t *j)
 {
-	char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
 
 	json_decref(j);
 	if (!s)
 		return MHD_NO;
-	return reply(conn, status, "application/json", s, strlen(s));
+	return dts_http_reply(req, status, "application/json", s, strlen(s));
 }
 
-static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
+enum MHD_Result dts_http_reply_error(struct dts_http_req *req, unsigned status, const char *fmt, ...)
 {
-	char msg[256];
+	char msg[512];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return reply_json(conn, status, json_pack("{s:s}", "error", msg));
+	return dts_http_reply_json(req, status, json_pack("{s:s}", "error", msg));
 }
 
-/* A JSON number, or null for NaN/inf (JSON has neither). */
-static json_t *num(double v)
+json_t *dts_http_num(double v)
 {
 	return isfinite(v) ? json_real(v) : json_null();
+}
+
+const char *dts_http_arg(struct dts_http_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* The bearer token of the request (header, else access_token=), or NULL. */
+static const char *bearer(struct dts_http_req *req)
+{
+	const char *a = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Authorization");
+
+	if (a) {
+		if (strncasecmp(a, "Bearer ", 7) != 0)
+			return NULL;
+		a += 7;
+		while (*a == ' ')
+			a++;
+		return *a ? a : NULL;
+	}
+	a = dts_http_arg(req, "access_token");
+	return a && *a ? a : NULL;
+}
+
+static enum MHD_Result unauthorized(struct dts_http_req *req, const char *msg)
+{
+	struct MHD_Response *r;
+	char *s = json_dumps(json_pack("{s:s}", "error", msg), JSON_COMPACT);
+	enum MHD_Result ret;
+
+	if (!s)
+		return MHD_NO;
+	r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(s);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"dattss\"");
+	ret = MHD_queue_response(req->conn, 401, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+bool dts_http_auth(struct dts_http_req *req, enum MHD_Result *ret)
+{
+	const char *key = bearer(req);
+
+	if (!key) {
+		*ret = unauthorized(req, "authentication required: send the user's API key as 'Authorization: Bearer KEY'");
+		return false;
+	}
+	if (!req->ctx->users || !dts_users_auth(req->ctx->users, key, req->user, sizeof(req->user))) {
+		*ret = unauthorized(req, "unknown API key");
+		return false;
+	}
+	return true;
+}
+
+bool dts_http_auth_admin(struct dts_http_req *req, enum MHD_Result *ret)
+{
+	const char *key = bearer(req);
+
+	if (!key) {
+		*ret = unauthorized(req, "authentication required: send DATA_DIR/admin.token as 'Authorization: Bearer TOKEN'");
+		return false;
+	}
+	if (!req->ctx->users || !dts_users_admin_ok(req->ctx->users, key)) {
+		*ret = unauthorized(req, "wrong admin token");
+		return false;
+	}
+	return true;
 }
 
 /* ---- /api/v1/current ------------------------------------------------------------------------------------------- */
@@ -178,30 +245,30 @@ static json_t *row_json(const struct cur_row *r, int64_t now_ms)
 	json_object_set_new(o, "last_seen", json_integer(c->last_seen_s));
 	json_object_set_new(o, "as_of_ms", json_integer(c->as_of_ms));
 	json_object_set_new(o, "age_ms", json_integer(now_ms - c->as_of_ms));
-	json_object_set_new(o, "count", num(c->count));
+	json_object_set_new(o, "count", dts_http_num(c->count));
 	switch (r->type) {
 	case DTS_COUNTER:
-		json_object_set_new(o, "sum", num(c->sum));
-		json_object_set_new(o, "rate", num(c->rate));
+		json_object_set_new(o, "sum", dts_http_num(c->sum));
+		json_object_set_new(o, "rate", dts_http_num(c->rate));
 		break;
 	case DTS_GAUGE:
-		json_object_set_new(o, "last", num(c->last));
-		json_object_set_new(o, "avg", num(c->avg));
-		json_object_set_new(o, "min", num(c->min));
-		json_object_set_new(o, "max", num(c->max));
+		json_object_set_new(o, "last", dts_http_num(c->last));
+		json_object_set_new(o, "avg", dts_http_num(c->avg));
+		json_object_set_new(o, "min", dts_http_num(c->min));
+		json_object_set_new(o, "max", dts_http_num(c->max));
 		break;
 	case DTS_TIMER:
-		json_object_set_new(o, "sum", num(c->sum));
-		json_object_set_new(o, "avg", num(c->avg));
-		json_object_set_new(o, "min", num(c->min));
-		json_object_set_new(o, "max", num(c->max));
-		json_object_set_new(o, "bot10", num(c->bot10));
-		json_object_set_new(o, "top10", num(c->top10));
-		json_object_set_new(o, "p50", num(c->p50));
-		json_object_set_new(o, "p99", num(c->p99));
+		json_object_set_new(o, "sum", dts_http_num(c->sum));
+		json_object_set_new(o, "avg", dts_http_num(c->avg));
+		json_object_set_new(o, "min", dts_http_num(c->min));
+		json_object_set_new(o, "max", dts_http_num(c->max));
+		json_object_set_new(o, "bot10", dts_http_num(c->bot10));
+		json_object_set_new(o, "top10", dts_http_num(c->top10));
+		json_object_set_new(o, "p50", dts_http_num(c->p50));
+		json_object_set_new(o, "p99", dts_http_num(c->p99));
 		break;
 	case DTS_SET:
-		json_object_set_new(o, "distinct", num(c->distinct));
+		json_object_set_new(o, "distinct", dts_http_num(c->distinct));
 		break;
 	}
 	return o;
@@ -221,8 +288,10 @@ static bool valid_name(const char *s, size_t max)
 	return n > 0 && n <= max;
 }
 
-static enum MHD_Result api_current(struct dts_http *h, struct MHD_Connection *conn)
+static enum MHD_Result api_current(struct dts_http_req *req)
 {
+	struct dts_http *h = req->h;
+	struct MHD_Connection *conn = req->conn;
 	const char *user = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "user");
 	const char *process = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "process");
 	struct cur_collect c = { .process = process };
@@ -233,9 +302,9 @@ static enum MHD_Result api_current(struct dts_http *h, struct MHD_Connection *co
 	if (!user)
 		user = h->ctx.cfg->user;
 	if (!valid_name(user, DTS_MAX_USER))
-		return reply_error(conn, 400, "user: must be 1..%d characters of [A-Za-z0-9@._+-]", DTS_MAX_USER);
+		return dts_http_reply_error(req, 400, "user: must be 1..%d characters of [A-Za-z0-9@._+-]", DTS_MAX_USER);
 	if (process && !valid_name(process, DTS_MAX_NAME))
-		return reply_error(conn, 400, "process: must be 1..%d characters of [A-Za-z0-9@._+-]", DTS_MAX_NAME);
+		return dts_http_reply_error(req, 400, "process: must be 1..%d characters of [A-Za-z0-9@._+-]", DTS_MAX_NAME);
 	ensure_rcu_thread();
 	dts_merger_read_current(h->ctx.merger, user, collect_row, &c);
 	if (c.oom) {
@@ -245,7 +314,7 @@ static enum MHD_Result api_current(struct dts_http *h, struct MHD_Connection *co
 			free(c.rows[i].tags);
 		}
 		free(c.rows);
-		return reply_error(conn, 503, "out of memory while reading the current state");
+		return dts_http_reply_error(req, 503, "out of memory while reading the current state");
 	}
 	if (c.n > 1) /* rows is NULL when the user has no series: qsort(NULL, ...) is undefined */
 		qsort(c.rows, c.n, sizeof(*c.rows), row_cmp);
@@ -274,7 +343,7 @@ static enum MHD_Result api_current(struct dts_http *h, struct MHD_Connection *co
 		free(c.rows[i].tags);
 	}
 	free(c.rows);
-	return reply_json(conn, 200, root);
+	return dts_http_reply_json(req, 200, root);
 }
 
 /* ---- /metrics -------------------------------------------------------------------------------------------------- */
@@ -325,13 +394,16 @@ static void metric_head(struct buf *b, const char *name, const char *type, const
 static const char *worker_label(unsigned i, unsigned n, char *buf, size_t len)
 {
 	if (i + 1 == n)
+		return "api"; /* main.c: receive cores, then the stream core, then the API core */
+	if (i + 2 == n)
 		return "stream";
 	snprintf(buf, len, "%u", i);
 	return buf;
 }
 
-static enum MHD_Result metrics(struct dts_http *h, struct MHD_Connection *conn)
+static enum MHD_Result metrics(struct dts_http_req *req)
 {
+	struct dts_http *h = req->h;
 	char lb[16];
 
 	unsigned n = h->ctx.cores;
@@ -342,7 +414,7 @@ static enum MHD_Result metrics(struct dts_http *h, struct MHD_Connection *conn)
 	if (!cs || !b.p) {
 		free(cs);
 		free(b.p);
-		return reply_error(conn, 503, "out of memory");
+		return dts_http_reply_error(req, 503, "out of memory");
 	}
 	for (unsigned i = 0; i < n; i++)
 		dts_core_stats_read(dts_merger_core(h->ctx.merger, i), &cs[i]);
@@ -492,45 +564,137 @@ static enum MHD_Result metrics(struct dts_http *h, struct MHD_Connection *conn)
 	free(cs);
 	if (b.oom) {
 		free(b.p);
-		return reply_error(conn, 503, "out of memory");
+		return dts_http_reply_error(req, 503, "out of memory");
 	}
-	return reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
+	return dts_http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
 }
 
+static enum MHD_Result healthz(struct dts_http_req *req)
+{
+	struct dts_merger_stats ms;
+
+	dts_merger_stats_read(req->ctx->merger, &ms);
+	return dts_http_reply_json(req, 200,
+				   json_pack("{s:b,s:I,s:I}", "ok", 1, "uptime_s",
+					     (json_int_t)((dts_now_ms() - req->ctx->started_ms) / 1000), "series",
+					     (json_int_t)ms.series_live));
+}
+
+const struct dts_http_route dts_http_routes_self[] = {
+	{ "GET", "/healthz", healthz },
+	{ "GET", "/metrics", metrics },
+	{ "GET", "/api/v1/current", api_current },
+	{ NULL, NULL, NULL },
+};
+
+/* Every route table, searched in this order. */
+static const struct dts_http_route *const route_tables[] = {
+	dts_http_routes_self,
+};
+
 /* ---- dispatch -------------------------------------------------------------------------------------------------- */
+
+/* Per-request state kept by libmicrohttpd between calls: the body collected so far. */
+struct req_state {
+	char *body;
+	size_t len, cap;
+	bool too_large;
+};
+
+static bool path_matches(const char *pattern, const char *url)
+{
+	size_t n = strlen(pattern);
+
+	if (n && pattern[n - 1] == '*')
+		return strncmp(pattern, url, n - 1) == 0;
+	return strcmp(pattern, url) == 0;
+}
+
+static bool method_matches(const char *want, const char *method)
+{
+	return !want || strcmp(want, method) == 0 || (strcmp(want, "GET") == 0 && strcmp(method, "HEAD") == 0);
+}
+
+static enum MHD_Result dispatch(struct dts_http *h, struct MHD_Connection *conn, const char *url, const char *method,
+				struct req_state *rs)
+{
+	struct dts_http_req req = {
+		.h = h, .ctx = &h->ctx, .conn = conn, .method = method, .url = url,
+		.body = rs->body ? rs->body : "", .body_len = rs->len,
+	};
+	bool path_known = false;
+
+	if (rs->too_large)
+		return dts_http_reply_error(&req, 413, "request body larger than %u bytes", DTS_HTTP_MAX_BODY);
+	for (size_t t = 0; t < sizeof(route_tables) / sizeof(route_tables[0]); t++) {
+		for (const struct dts_http_route *r = route_tables[t]; r->path; r++) {
+			if (!path_matches(r->path, url))
+				continue;
+			path_known = true;
+			if (method_matches(r->method, method))
+				return r->fn(&req);
+		}
+	}
+	if (path_known)
+		return dts_http_reply_error(&req, 405, "method %s not allowed on %s", method, url);
+	return dts_http_reply_error(&req, 404, "no such endpoint: %s", url);
+}
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
 			      const char *version, const char *upload_data, size_t *upload_size, void **req_ctx)
 {
 	struct dts_http *h = cls;
-	static int first_call_marker;
+	struct req_state *rs = *req_ctx;
 
 	(void)version;
-	(void)upload_data;
-	if (*req_ctx == NULL) {
-		*req_ctx = &first_call_marker; /* headers only; answer on the next call */
+	if (!rs) {
+		rs = calloc(1, sizeof(*rs)); /* headers only; collect the body, answer when it is complete */
+		if (!rs)
+			return MHD_NO;
+		*req_ctx = rs;
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		*upload_size = 0; /* no endpoint here takes a body: discard it */
+		size_t n = *upload_size;
+
+		*upload_size = 0;
+		if (rs->too_large || rs->len + n > DTS_HTTP_MAX_BODY) {
+			rs->too_large = true; /* keep reading (and discarding) so the client gets the 413 */
+			return MHD_YES;
+		}
+		if (rs->len + n + 1 > rs->cap) {
+			size_t cap = rs->cap ? rs->cap : 4096;
+			char *nb;
+
+			while (cap < rs->len + n + 1)
+				cap *= 2;
+			nb = realloc(rs->body, cap);
+			if (!nb)
+				return MHD_NO;
+			rs->body = nb;
+			rs->cap = cap;
+		}
+		memcpy(rs->body + rs->len, upload_data, n);
+		rs->len += n;
+		rs->body[rs->len] = '\0';
 		return MHD_YES;
 	}
-	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-		return reply_error(conn, 405, "method %s not allowed on %s", method, url);
-	if (strcmp(url, "/healthz") == 0) {
-		struct dts_merger_stats ms;
+	ensure_rcu_thread();
+	return dispatch(h, conn, url, method, rs);
+}
 
-		dts_merger_stats_read(h->ctx.merger, &ms);
-		return reply_json(conn, 200,
-				  json_pack("{s:b,s:I,s:I}", "ok", 1, "uptime_s",
-					    (json_int_t)((dts_now_ms() - h->ctx.started_ms) / 1000), "series",
-					    (json_int_t)ms.series_live));
+static void request_done(void *cls, struct MHD_Connection *conn, void **req_ctx, enum MHD_RequestTerminationCode toe)
+{
+	struct req_state *rs = *req_ctx;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (rs) {
+		free(rs->body);
+		free(rs);
+		*req_ctx = NULL;
 	}
-	if (strcmp(url, "/api/v1/current") == 0)
-		return api_current(h, conn);
-	if (strcmp(url, "/metrics") == 0)
-		return metrics(h, conn);
-	return reply_error(conn, 404, "no such endpoint: %s", url);
 }
 
 struct dts_http *dts_http_start(const struct dts_http_ctx *ctx, char *err, size_t errlen)
@@ -561,7 +725,8 @@ struct dts_http *dts_http_start(const struct dts_http_ctx *ctx, char *err, size_
 	}
 	h->d = MHD_start_daemon(flags, ctx->cfg->http_port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, &ss,
 				MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_TIMEOUT,
-				(unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)512, MHD_OPTION_END);
+				(unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)512, MHD_OPTION_NOTIFY_COMPLETED,
+				request_done, NULL, MHD_OPTION_END);
 	if (!h->d) {
 		snprintf(err, errlen, "http %s port %u: cannot listen (address in use or not permitted?)",
 			 ctx->cfg->bind, ctx->cfg->http_port);

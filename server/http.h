@@ -12,6 +12,7 @@
 #ifndef DTS_HTTP_H
 #define DTS_HTTP_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -21,6 +22,8 @@
 #include "receive.h"
 
 struct dts_http;
+struct dts_users;
+struct dts_alerts;
 
 /* What the API reads. All pointers must outlive the server. */
 struct dts_http_ctx {
@@ -29,6 +32,10 @@ struct dts_http_ctx {
 	struct dts_receiver *receiver; /* may be NULL (no socket counters) */
 	struct dts_storage *storage; /* may be NULL (no store counters) */
 	struct dts_dpdk *dpdk; /* NULL unless io = dpdk */
+	struct dts_users *users; /* the user registry (server/users.h); NULL: every authenticated endpoint answers 401 */
+	struct dts_alerts *alerts; /* the alert engine (server/alerts.h); NULL when not running */
+	struct dts_core *api_core; /* engine core for data received over HTTP (PUT /agg); use under api_core_lock */
+	pthread_mutex_t *api_core_lock;
 	unsigned cores; /* engine cores to report (receive cores + the stream core) */
 	int64_t started_ms;
 };

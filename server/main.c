@@ -32,6 +32,8 @@ struct merger_thread {
 	struct dts_merger *m;
 	struct dts_storage *st; /* checkpoints of a previous life are restored from it before the first step */
 	struct dts_sink store; /* the storage sink; closed minutes are logged, then passed on */
+	struct dts_core *api_core; /* engine core of PUT /agg; ticked by the merger thread, used under api_core_lock */
+	pthread_mutex_t api_core_lock;
 	_Atomic bool stop;
 	pthread_t thread;
 };
@@ -115,9 +117,19 @@ static void *merger_main(void *arg)
 	else if (restored > 0)
 		dts_info("main", "restored %ld series-minutes of open minutes from the store", restored);
 	while (!atomic_load(&mt->stop)) {
+		/* The API core has no loop of its own: its owner is whoever holds api_core_lock, and this thread hands its
+		 * table over on the tick like a receive worker would. */
+		if (pthread_mutex_trylock(&mt->api_core_lock) == 0) {
+			dts_core_tick(mt->api_core, dts_now_ms());
+			pthread_mutex_unlock(&mt->api_core_lock);
+		}
 		dts_merger_step(mt->m, dts_now_ms());
 		nanosleep(&period, NULL);
 	}
+	pthread_mutex_lock(&mt->api_core_lock);
+	dts_core_flush(mt->api_core);
+	dts_core_tick(mt->api_core, dts_now_ms());
+	pthread_mutex_unlock(&mt->api_core_lock);
 	dts_merger_destroy(mt->m, dts_now_ms());
 	dts_rcu_unregister_thread();
 	return NULL;
@@ -184,7 +196,8 @@ int main(int argc, char **argv)
 	dts_info("main", "store %s open (compression %s, minutes kept %u days, hours %u days)", cfg.data_dir,
 		 dts_storage_compression(mt.st), cfg.retention_minutes_days, cfg.retention_hours_days);
 
-	/* Engine cores: one per receive thread (UDP worker or DPDK lcore), plus the stream core (TCP, Unix socket). */
+	/* Engine cores: one per receive thread (UDP worker or DPDK lcore), the stream core (TCP, Unix socket), and the
+	 * API core (data received over HTTP: PUT /agg), shared by the HTTP threads under api_core_lock. */
 	use_dpdk = strcmp(cfg.io, "dpdk") == 0;
 	rx_cores = cfg.workers;
 	if (use_dpdk) {
@@ -195,7 +208,7 @@ int main(int argc, char **argv)
 		rx_cores = dcfg.queues;
 	}
 	dts_merger_cfg_defaults(&mcfg);
-	mcfg.cores = rx_cores + 1;
+	mcfg.cores = rx_cores + 2;
 	mcfg.user = cfg.user;
 	mcfg.tick_ms = cfg.tick_ms;
 	mcfg.grace_s = cfg.grace_s;
@@ -218,6 +231,8 @@ int main(int argc, char **argv)
 		dts_storage_close(mt.st);
 		return 1;
 	}
+	mt.api_core = dts_merger_core(mt.m, rx_cores + 1);
+	pthread_mutex_init(&mt.api_core_lock, NULL);
 	if (!cfg.secret[0])
 		dts_warn("main", "no secret configured: DaTtSs 'AUTH:PROCESS:STAT:VALUE' lines will be rejected");
 
@@ -242,6 +257,7 @@ int main(int argc, char **argv)
 	if (cfg.http_port) {
 		struct dts_http_ctx hctx = {
 			.cfg = &cfg, .merger = mt.m, .receiver = rx, .storage = mt.st, .dpdk = dpdk, .cores = mcfg.cores,
+			.api_core = mt.api_core, .api_core_lock = &mt.api_core_lock,
 			.started_ms = dts_now_ms(),
 		};
 

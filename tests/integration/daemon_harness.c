@@ -514,17 +514,44 @@ int dh_unix_send(const struct dh_daemon *d, const char *buf, size_t len)
 
 /* ---- HTTP ----------------------------------------------------------------------------------------------------- */
 
+/* The default user's API key from DATA_DIR/api.key (written by dattssd), or "" when there is none yet. */
+const char *dh_api_key(const struct dh_daemon *d)
+{
+	static char key[256];
+	char path[192];
+	FILE *f;
+
+	key[0] = '\0';
+	snprintf(path, sizeof(path), "%s/api.key", d->data_dir);
+	f = fopen(path, "r");
+	if (!f)
+		return key;
+	if (!fgets(key, sizeof(key), f))
+		key[0] = '\0';
+	fclose(f);
+	key[strcspn(key, "\r\n")] = '\0';
+	return key;
+}
+
 int dh_http(const struct dh_daemon *d, const char *method, const char *path, struct dh_reply *out)
 {
+	return dh_request(d, method, path, dh_api_key(d), NULL, 0, out);
+}
+
+int dh_request(const struct dh_daemon *d, const char *method, const char *path, const char *bearer, const char *body,
+	       size_t body_len, struct dh_reply *out)
+{
 	struct sockaddr_in a = loopback(d->http_port);
-	char req[1024];
+	char req[2048], auth[320] = "";
 	size_t len = 0, cap = 8192;
 	char *buf = NULL, *hdr_end;
 	int fd, rc = 0, n;
 
 	memset(out, 0, sizeof(*out));
-	n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: " LOOPBACK ":%u\r\nContent-Length: 0\r\n\r\n", method,
-		     path, d->http_port);
+	if (bearer && *bearer)
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", bearer);
+	n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: " LOOPBACK ":%u\r\n%sContent-Length: %zu\r\n\r\n",
+		     method, path, d->http_port, auth, body ? body_len : 0);
 	if (n < 0 || (size_t)n >= sizeof(req))
 		return -ENAMETOOLONG;
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -536,6 +563,8 @@ int dh_http(const struct dh_daemon *d, const char *method, const char *path, str
 		goto out_close;
 	}
 	rc = dh_write_all(fd, req, (size_t)n);
+	if (!rc && body && body_len)
+		rc = dh_write_all(fd, body, body_len);
 	if (rc)
 		goto out_close;
 	buf = malloc(cap);

@@ -131,6 +131,12 @@ int dh_unix_send(const struct dh_daemon *d, const char *buf, size_t len);
  * Returns 0 with *out filled, or -errno (connect/IO failure or timeout).
  */
 int dh_http(const struct dh_daemon *d, const char *method, const char *path, struct dh_reply *out);
+/* Any request: bearer token (NULL or "" = no Authorization header) and body (NULL = none). dh_http is this with the
+ * default user's key (dh_api_key) and no body. */
+int dh_request(const struct dh_daemon *d, const char *method, const char *path, const char *bearer, const char *body,
+	       size_t body_len, struct dh_reply *out);
+/* The default user's API key as dattssd wrote it to DATA_DIR/api.key, "" when absent (static buffer). */
+const char *dh_api_key(const struct dh_daemon *d);
 void dh_reply_free(struct dh_reply *r);
 
 /* GET path and parse the body as JSON. Returns the JSON value (caller owns) or NULL; *status gets the HTTP status
