@@ -23,22 +23,31 @@
  * Every operation that can fail (allocation) first computes the target level and sizes, allocates, and only then
  * changes the sketch, so a failed call leaves the sketch as it was.
  *
- * Encoding (version 1, little-endian; a store is "positive" then "negative", both at the sketch's level):
+ * Encoding (version 2, little-endian; a store is "positive" then "negative", both at the sketch's level):
  *
  *   offset  size    field
- *   0       1       version = 1
+ *   0       1       version = 2 (decoders accept 1 too: see below)
  *   1       1       level (0 .. DTS__SKETCH_MAX_LEVEL)
  *   2       8       zero: f64, weight of |v| <= DTS_SKETCH_MIN_VALUE (finite, >= 0)
  *   10      8       count: f64, total weight (finite, >= 0)
  *   18      ...     positive store, then negative store, each:
  *                     lo      zigzag LEB128 varint (1..5 bytes, minimal): key of the first bin at `level`
- *                     nbins   LEB128 varint (minimal), 0 .. DTS_SKETCH_MAX_BINS
- *                     bins    nbins x f32 (finite, >= 0): weight of keys lo .. lo + nbins - 1
+ *                     nbins   LEB128 varint (minimal), 0 .. DTS_SKETCH_MAX_BINS: the span lo .. lo + nbins - 1
+ *                     (when nbins > 0:)
+ *                     form    u8: 0 = dense, 1 = sparse
+ *                     dense:  nbins x f32 (finite, >= 0): weight of keys lo .. lo + nbins - 1
+ *                     sparse: nnz varint (<= nbins), then nnz x { gap varint: bins skipped since the previous entry
+ *                             (the first: since lo); weight: varint 2n for an integral weight n in 1 .. 2^24, or
+ *                             varint 1 followed by the f32 (finite, > 0, any other value) }
  *
- * An empty store is written lo = 0, nbins = 0 (2 bytes); an empty sketch is 22 bytes, a full one at most
- * 18 + 2 * (3 + 2 + 1024) = 2076. Keys must lie in the range dts_sketch_key can produce, collapsed to `level`. The
- * decoder accepts exactly what the encoder can write (canonical varints, lo = 0 for empty stores), so decode then
- * encode gives back the same bytes.
+ * The encoder writes sparse when it is strictly smaller than dense (a timer minute of 20 values over a 250-key span:
+ * ~45 bytes instead of ~1 KB), dense otherwise; zero-weight bins are not listed in sparse form. An empty store is
+ * written lo = 0, nbins = 0 (2 bytes, no form); an empty sketch is 22 bytes, a full one at most
+ * 18 + 2 * (3 + 2 + 1 + 1024) = 2078. Keys must lie in the range dts_sketch_key can produce, collapsed to `level`.
+ * The decoder accepts exactly what the encoder can write (canonical varints, lo = 0 for empty stores, the smaller form,
+ * the short weight form whenever it applies), so decode then encode gives back the same bytes. Version 1 (the first
+ * release) had no form byte and always dense stores; it is still decoded (stored minutes, old clients) and re-encoded
+ * as version 2.
  */
 #include <errno.h>
 #include <float.h>
@@ -75,7 +84,9 @@ _Static_assert(DTS_SKETCH_MAX_BINS >= 4 && DTS_SKETCH_MAX_BINS <= 65535, "nbins 
  * leaves room for a smaller DTS_SKETCH_MAX_BINS and keeps every shift below well defined. */
 #define DTS__SKETCH_MAX_LEVEL 16
 
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2 /* decoders also accept version 1 (dense stores, no form byte) */
+#define FORM_DENSE 0
+#define FORM_SPARSE 1
 #define HEADER_BYTES 18
 #define MIN_CAP 8
 
@@ -551,11 +562,60 @@ static int32_t unzigzag(uint32_t u)
 
 
 
+/* ---- encoding ------------------------------------------------------------------------------------------------ */
+
+/* A sparse weight: even varint 2n for an integral weight n in [1, 2^24] (exact in f32), else varint 1 + the f32. */
+#define INT_WEIGHT_MAX 16777216.0f
+
+static bool weight_is_small_int(float w)
+{
+	return w >= 1.0f && w <= INT_WEIGHT_MAX && w == (float)(uint32_t)w;
+}
+
+static size_t weight_len(float w)
+{
+	return weight_is_small_int(w) ? dts_varint_len((uint64_t)(uint32_t)w << 1) : 1 + 4;
+}
+
+/* Bytes of a non-empty store's bins in each form. */
+static size_t store_sparse_bytes(const struct dts_sketch_store *st, uint32_t *nnz_out)
+{
+	size_t n = 0;
+	uint32_t nnz = 0, gap = 0;
+
+	for (uint32_t i = 0; i < st->nbins; i++) {
+		const float w = st->bins[i];
+
+		if (!(w > 0.0f)) {
+			gap++;
+			continue;
+		}
+		n += dts_varint_len(gap) + weight_len(w);
+		gap = 0;
+		nnz++;
+	}
+	*nnz_out = nnz;
+	return dts_varint_len(nnz) + n;
+}
+
+/* The form the encoder uses: the smaller, dense on a tie (so the choice is a function of the bins: canonical). */
+static bool store_use_sparse(const struct dts_sketch_store *st, size_t *bins_bytes)
+{
+	uint32_t nnz;
+	const size_t sparse = store_sparse_bytes(st, &nnz), dense = (size_t)st->nbins * 4;
+
+	*bins_bytes = sparse < dense ? sparse : dense;
+	return sparse < dense;
+}
+
 static size_t store_encoded_size(const struct dts_sketch_store *st)
 {
+	size_t bins;
+
 	if (st->nbins == 0)
 		return 2;
-	return dts_varint_len(zigzag(st->lo)) + dts_varint_len(st->nbins) + (size_t)st->nbins * 4;
+	store_use_sparse(st, &bins);
+	return dts_varint_len(zigzag(st->lo)) + dts_varint_len(st->nbins) + 1 + bins;
 }
 
 size_t dts_sketch_encoded_size(const struct dts_sketch *s)
@@ -565,7 +625,8 @@ size_t dts_sketch_encoded_size(const struct dts_sketch *s)
 
 static size_t store_encode(const struct dts_sketch_store *st, uint8_t *p)
 {
-	size_t n;
+	size_t n, bins;
+	uint32_t nnz, gap = 0;
 
 	if (st->nbins == 0) {
 		p[0] = 0;
@@ -574,8 +635,32 @@ static size_t store_encode(const struct dts_sketch_store *st, uint8_t *p)
 	}
 	n = dts_put_varint(p, zigzag(st->lo));
 	n += dts_put_varint(p + n, st->nbins);
-	for (uint32_t i = 0; i < st->nbins; i++, n += 4)
-		dts_wrf32(p + n, st->bins[i]);
+	if (!store_use_sparse(st, &bins)) {
+		p[n++] = FORM_DENSE;
+		for (uint32_t i = 0; i < st->nbins; i++, n += 4)
+			dts_wrf32(p + n, st->bins[i]);
+		return n;
+	}
+	p[n++] = FORM_SPARSE;
+	store_sparse_bytes(st, &nnz);
+	n += dts_put_varint(p + n, nnz);
+	for (uint32_t i = 0; i < st->nbins; i++) {
+		const float w = st->bins[i];
+
+		if (!(w > 0.0f)) {
+			gap++;
+			continue;
+		}
+		n += dts_put_varint(p + n, gap);
+		gap = 0;
+		if (weight_is_small_int(w)) {
+			n += dts_put_varint(p + n, (uint64_t)(uint32_t)w << 1);
+		} else {
+			p[n++] = 1;
+			dts_wrf32(p + n, w);
+			n += 4;
+		}
+	}
 	return n;
 }
 
@@ -600,6 +685,8 @@ int dts_sketch_encode(const struct dts_sketch *s, uint8_t *buf, size_t buf_len)
 struct store_view {
 	int32_t lo;
 	uint32_t nbins;
+	uint32_t nnz; /* sparse: entries */
+	uint8_t form; /* FORM_DENSE or FORM_SPARSE (version 1: always dense) */
 	size_t bins_off;
 };
 
@@ -608,7 +695,30 @@ static bool weight_valid(double w)
 	return w >= 0.0 && w <= DBL_MAX; /* false for NaN and inf */
 }
 
-static int store_parse(const uint8_t *buf, size_t len, size_t *pos, unsigned level, struct store_view *v)
+/* Parse one sparse weight at *pos. Canonical: an integral weight in [1, 2^24] must use the short form. */
+static int sparse_weight(const uint8_t *buf, size_t len, size_t *pos, float *w)
+{
+	uint32_t x;
+
+	if (get_varint(buf, len, pos, &x))
+		return -EINVAL;
+	if (!(x & 1)) {
+		if (x == 0 || x > ((uint32_t)INT_WEIGHT_MAX << 1))
+			return -EINVAL;
+		*w = (float)(x >> 1);
+		return 0;
+	}
+	if (x != 1 || len - *pos < 4)
+		return -EINVAL;
+	*w = dts_rdf32(buf + *pos);
+	*pos += 4;
+	if (!(*w > 0.0f) || !weight_valid(*w) || weight_is_small_int(*w))
+		return -EINVAL;
+	return 0;
+}
+
+static int store_parse(const uint8_t *buf, size_t len, size_t *pos, unsigned level, unsigned version,
+		       struct store_view *v)
 {
 	uint32_t zz;
 	int32_t kmin = key_collapse(KEY0_MIN, level), kmax = key_collapse(KEY0_MAX, level);
@@ -616,17 +726,61 @@ static int store_parse(const uint8_t *buf, size_t len, size_t *pos, unsigned lev
 	if (get_varint(buf, len, pos, &zz) || get_varint(buf, len, pos, &v->nbins))
 		return -EINVAL;
 	v->lo = unzigzag(zz);
+	v->form = FORM_DENSE;
 	if (v->nbins == 0)
 		return v->lo == 0 ? 0 : -EINVAL;
 	if (v->nbins > DTS_SKETCH_MAX_BINS || v->lo < kmin || v->lo > kmax || v->nbins - 1 > (uint32_t)(kmax - v->lo))
 		return -EINVAL;
+	if (version >= 2) {
+		if (*pos >= len || buf[*pos] > FORM_SPARSE)
+			return -EINVAL;
+		v->form = buf[(*pos)++];
+	}
+	if (v->form == FORM_SPARSE) {
+		size_t start, bytes;
+		uint64_t span = 0;
+		float w;
+
+		start = *pos;
+		if (get_varint(buf, len, pos, &v->nnz) || v->nnz > v->nbins)
+			return -EINVAL;
+		v->bins_off = *pos;
+		for (uint32_t i = 0; i < v->nnz; i++) {
+			uint32_t gap;
+
+			if (get_varint(buf, len, pos, &gap) || sparse_weight(buf, len, pos, &w))
+				return -EINVAL;
+			span += (uint64_t)gap + 1;
+			if (span > v->nbins)
+				return -EINVAL;
+		}
+		/* Canonical: the encoder writes sparse only when it is strictly smaller than dense. */
+		bytes = *pos - start;
+		return bytes < (size_t)v->nbins * 4 ? 0 : -EINVAL;
+	}
 	if (len - *pos < (size_t)v->nbins * 4)
 		return -EINVAL;
 	v->bins_off = *pos;
-	for (uint32_t i = 0; i < v->nbins; i++)
-		if (!weight_valid(dts_rdf32(buf + *pos + 4 * (size_t)i)))
+	size_t sparse = 0;
+	uint32_t nnz = 0, gap = 0;
+
+	for (uint32_t i = 0; i < v->nbins; i++) {
+		const float w = dts_rdf32(buf + *pos + 4 * (size_t)i);
+
+		if (!weight_valid(w))
 			return -EINVAL;
+		if (!(w > 0.0f)) {
+			gap++;
+			continue;
+		}
+		sparse += dts_varint_len(gap) + weight_len(w);
+		gap = 0;
+		nnz++;
+	}
 	*pos += (size_t)v->nbins * 4;
+	/* Canonical (version 2): dense only when sparse would not be smaller. */
+	if (version >= 2 && dts_varint_len(nnz) + sparse < (size_t)v->nbins * 4)
+		return -EINVAL;
 	return 0;
 }
 
@@ -634,6 +788,20 @@ static void store_fill(struct dts_sketch_store *st, const uint8_t *buf, const st
 {
 	st->lo = v->lo;
 	st->nbins = (uint16_t)v->nbins;
+	if (v->form == FORM_SPARSE) {
+		size_t pos = v->bins_off;
+		uint32_t k = 0, gap;
+		float w = 0.0f;
+
+		memset(st->bins, 0, (size_t)v->nbins * sizeof(st->bins[0]));
+		for (uint32_t i = 0; i < v->nnz; i++) {
+			get_varint(buf, SIZE_MAX, &pos, &gap); /* validated by store_parse */
+			sparse_weight(buf, SIZE_MAX, &pos, &w);
+			k += gap;
+			st->bins[k++] = w;
+		}
+		return;
+	}
 	for (uint32_t i = 0; i < v->nbins; i++)
 		st->bins[i] = dts_rdf32(buf + v->bins_off + 4 * (size_t)i);
 }
@@ -643,18 +811,19 @@ int dts_sketch_decode(struct dts_sketch *s, const uint8_t *buf, size_t len)
 {
 	struct store_view pv, nv;
 	double zero, count;
-	unsigned level;
+	unsigned level, version;
 	size_t pos = HEADER_BYTES;
 	int err;
 
-	if (len < HEADER_BYTES || buf[0] != FORMAT_VERSION || buf[1] > DTS__SKETCH_MAX_LEVEL)
+	if (len < HEADER_BYTES || buf[0] < 1 || buf[0] > FORMAT_VERSION || buf[1] > DTS__SKETCH_MAX_LEVEL)
 		return -EINVAL;
+	version = buf[0];
 	level = buf[1];
 	zero = dts_rdf64(buf + 2);
 	count = dts_rdf64(buf + 10);
 	if (!weight_valid(zero) || !weight_valid(count))
 		return -EINVAL;
-	if (store_parse(buf, len, &pos, level, &pv) || store_parse(buf, len, &pos, level, &nv))
+	if (store_parse(buf, len, &pos, level, version, &pv) || store_parse(buf, len, &pos, level, version, &nv))
 		return -EINVAL;
 	err = store_reserve(&s->pos, pv.nbins);
 	if (!err)

@@ -387,9 +387,10 @@ static int try_open(struct dts_storage *st, int comp, char **existing, size_t n_
 		return -EIO;
 	st->extra_cf = calloc(n, sizeof(*st->extra_cf));
 	for (size_t k = 0; k < n; k++) {
-		if (idx[k] >= 0)
+		if (idx[k] >= 0) {
 			st->cf[idx[k]] = h[k];
-		else if (st->extra_cf)
+			st->cf_id[idx[k]] = rocksdb_column_family_handle_get_id(h[k]);
+		} else if (st->extra_cf)
 			st->extra_cf[st->n_extra_cf++] = h[k];
 		else
 			rocksdb_column_family_handle_destroy(h[k]);
@@ -626,6 +627,7 @@ void dts_storage_close(struct dts_storage *st)
 		pthread_mutex_destroy(&st->write_lock);
 	}
 	free(st->wr_buf);
+	dts__batch_free(&st->wr_batch);
 	free(st->wr_keys);
 	free(st->wr_series);
 	free(st->data_dir);

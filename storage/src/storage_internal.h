@@ -41,9 +41,31 @@ struct dts__retention {
 	unsigned days;
 };
 
+/*
+ * A WriteBatch laid out in a reusable buffer (batch.c): reset, add records, finish into a rocksdb_writebatch_t (one
+ * exact-size copy). An allocation failure is remembered in err and returned by every later call; finish then returns
+ * NULL. One owner (the writer, under write_lock).
+ */
+struct dts__batch {
+	uint8_t *p;
+	size_t len, cap;
+	uint32_t count;
+	int err;
+};
+
+void dts__batch_reset(struct dts__batch *b);
+void dts__batch_free(struct dts__batch *b);
+/* Append a put of vlen value bytes and return where the caller writes them (NULL: out of memory). */
+uint8_t *dts__batch_put_begin(struct dts__batch *b, uint32_t cf_id, const char *key, size_t klen, size_t vlen);
+int dts__batch_put(struct dts__batch *b, uint32_t cf_id, const char *key, size_t klen, const void *val, size_t vlen);
+int dts__batch_delete_range(struct dts__batch *b, uint32_t cf_id, const char *begin, size_t blen, const char *end,
+			    size_t elen);
+rocksdb_writebatch_t *dts__batch_finish(struct dts__batch *b);
+
 struct dts_storage {
 	rocksdb_t *db;
 	rocksdb_column_family_handle_t *cf[DTS__CF_COUNT]; /* NULL for a family absent in a read-only open */
+	uint32_t cf_id[DTS__CF_COUNT]; /* RocksDB's id of each family (for dts__batch) */
 	rocksdb_column_family_handle_t **extra_cf; /* families we do not know (opened because RocksDB requires it) */
 	size_t n_extra_cf;
 	rocksdb_options_t *dbopts;
@@ -64,6 +86,7 @@ struct dts_storage {
 	char *wr_series; /* "SERIES|" of every record of the minute being written; under write_lock */
 	size_t wr_series_cap;
 	struct dts_stored wr_tmp; /* decoded stored value; under write_lock */
+	struct dts__batch wr_batch; /* the batch being built; under write_lock (its buffer is kept between minutes) */
 	char last_err[512]; /* RocksDB's message of the last failed write; under write_lock */
 
 	struct dts_storage_stats stats;

@@ -46,32 +46,18 @@ static struct dts__chunk *chunk_scratch(struct dts_storage *st)
 	return (struct dts__chunk *)(st->wr_keys + (size_t)2 * CHUNK * (DTS_STORAGE_KEY_MAX + 1));
 }
 
-static int ensure_buf(struct dts_storage *st, size_t n)
-{
-	uint8_t *p;
-
-	if (n <= st->wr_buf_cap)
-		return 0;
-	p = realloc(st->wr_buf, n);
-	if (!p)
-		return -ENOMEM;
-	st->wr_buf = p;
-	st->wr_buf_cap = n;
-	return 0;
-}
-
-static int put_value(struct dts_storage *st, rocksdb_writebatch_t *b, int cf, const char *key, size_t klen,
+/* Append cf: key = the encoding of v, encoded straight into the batch. */
+static int put_value(struct dts_storage *st, struct dts__batch *b, int cf, const char *key, size_t klen,
 		     const struct dts_stored *v)
 {
-	int rc = ensure_buf(st, dts_storage_value_size(v));
+	const size_t size = dts_storage_value_size(v);
+	uint8_t *p = dts__batch_put_begin(b, st->cf_id[cf], key, klen, size);
+	int rc;
 
-	if (rc < 0)
-		return rc;
-	rc = dts_storage_value_encode(v, st->wr_buf, st->wr_buf_cap);
-	if (rc < 0)
-		return rc;
-	rocksdb_writebatch_put_cf(b, st->cf[cf], key, klen, (const char *)st->wr_buf, (size_t)rc);
-	return 0;
+	if (!p)
+		return b->err;
+	rc = dts_storage_value_encode(v, p, size);
+	return rc < 0 ? rc : 0;
 }
 
 /* A read-only view of a record as a value at minute offset off (shares the record's sketch and set: never free). */
@@ -96,7 +82,7 @@ static struct dts_series_id rec_id(const struct dts_minute_rec *r)
  * Put incoming (merged into the stored bytes sv, if any) under key. Returns 1 when it merged into a stored value, 0
  * when it wrote incoming as is, -ENOMEM.
  */
-static int merge_put(struct dts_storage *st, rocksdb_writebatch_t *b, int cf, const char *key, size_t klen,
+static int merge_put(struct dts_storage *st, struct dts__batch *b, int cf, const char *key, size_t klen,
 		     rocksdb_pinnableslice_t *sv, const struct dts_stored *incoming)
 {
 	const char *p;
@@ -141,13 +127,15 @@ static const char *get_error(char **e, size_t n)
 	return NULL;
 }
 
-static int commit(struct dts_storage *st, rocksdb_writebatch_t *b)
+static int commit(struct dts_storage *st, struct dts__batch *bb)
 {
+	rocksdb_writebatch_t *b = dts__batch_finish(bb);
 	char *rerr = NULL;
-	size_t bytes = 0;
 
-	rocksdb_writebatch_data(b, &bytes);
+	if (!b)
+		return -ENOMEM;
 	rocksdb_write(st->db, st->wo, b, &rerr);
+	rocksdb_writebatch_destroy(b);
 	if (rerr) {
 		snprintf(st->last_err, sizeof(st->last_err), "%s", rerr);
 		rocksdb_free(rerr);
@@ -155,7 +143,7 @@ static int commit(struct dts_storage *st, rocksdb_writebatch_t *b)
 		return -EIO;
 	}
 	DTS__SSTAT_ADD(st->stats.batches, 1);
-	DTS__SSTAT_ADD(st->stats.bytes_written, bytes);
+	DTS__SSTAT_ADD(st->stats.bytes_written, bb->len);
 	return 0;
 }
 
@@ -230,7 +218,7 @@ static struct item *sorted_items(struct dts_storage *st, const struct dts_closed
 }
 
 /* Add items [0, n) (sorted) to the batch. Returns the records merged into stored minutes, or -errno. */
-static long add_chunk(struct dts_storage *st, rocksdb_writebatch_t *b, const struct dts_closed_minute *cm,
+static long add_chunk(struct dts_storage *st, struct dts__batch *b, const struct dts_closed_minute *cm,
 		      const struct item *items, size_t n, bool read_min, bool read_hour)
 {
 	struct dts__chunk *c = chunk_scratch(st);
@@ -301,7 +289,7 @@ void dts__last_error(struct dts_storage *st, char *buf, size_t len)
 int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_minute *cm)
 {
 	const int64_t t0 = dts__mono_ns();
-	rocksdb_writebatch_t *b;
+	struct dts__batch *b = &st->wr_batch;
 	char tk[DTS_STORAGE_TIME_LEN_MINUTE + 2], tk_end[DTS_STORAGE_TIME_LEN_MINUTE + 2];
 	struct item *items;
 	size_t nitems = 0, ninvalid = 0;
@@ -312,10 +300,8 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 		return -EROFS;
 	if (dts_storage_time_encode(tk, sizeof(tk), DTS_RES_MINUTE, cm->minute * 60) < 0)
 		return -EINVAL; /* a minute before 1970 or after 9999: nothing sensible to store */
-	b = rocksdb_writebatch_create();
-	if (!b)
-		return -ENOMEM;
 	pthread_mutex_lock(&st->write_lock);
+	dts__batch_reset(b);
 	items = sorted_items(st, cm, &nitems, &ninvalid);
 	if (!items) {
 		rc = -ENOMEM;
@@ -336,10 +322,10 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 	memcpy(tk_end, tk, DTS_STORAGE_TIME_LEN_MINUTE);
 	tk[DTS_STORAGE_TIME_LEN_MINUTE] = '|';
 	tk_end[DTS_STORAGE_TIME_LEN_MINUTE] = '}';
-	rocksdb_writebatch_delete_range_cf(b, st->cf[DTS__CF_CURRENT], tk, DTS_STORAGE_TIME_LEN_MINUTE + 1, tk_end,
-					   DTS_STORAGE_TIME_LEN_MINUTE + 1);
+	dts__batch_delete_range(b, st->cf_id[DTS__CF_CURRENT], tk, DTS_STORAGE_TIME_LEN_MINUTE + 1, tk_end,
+				DTS_STORAGE_TIME_LEN_MINUTE + 1);
 	if (st->hwm == INT64_MIN || cm->minute > st->hwm)
-		rocksdb_writebatch_put_cf(b, st->cf[DTS__CF_META], "hwm_minute", 10, tk, DTS_STORAGE_TIME_LEN_MINUTE);
+		dts__batch_put(b, st->cf_id[DTS__CF_META], "hwm_minute", 10, tk, DTS_STORAGE_TIME_LEN_MINUTE);
 	rc = commit(st, b);
 	if (rc < 0)
 		goto out;
@@ -354,7 +340,6 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 	account_latency(st, t0);
 out:
 	pthread_mutex_unlock(&st->write_lock);
-	rocksdb_writebatch_destroy(b);
 	return (int)rc;
 }
 
@@ -362,7 +347,7 @@ int dts_storage_write_checkpoint(struct dts_storage *st, const struct dts_closed
 {
 	const int64_t t0 = dts__mono_ns();
 	char key[DTS_STORAGE_KEY_MAX + 1];
-	rocksdb_writebatch_t *b;
+	struct dts__batch *b = &st->wr_batch;
 	int rc = 0;
 
 	if (st->cfg.mode != DTS_STORAGE_READ_WRITE)
@@ -370,10 +355,8 @@ int dts_storage_write_checkpoint(struct dts_storage *st, const struct dts_closed
 	if (dts_storage_time_encode(key, sizeof(key), DTS_RES_MINUTE, cm->minute * 60) < 0)
 		return -EINVAL;
 	key[DTS_STORAGE_TIME_LEN_MINUTE] = '|';
-	b = rocksdb_writebatch_create();
-	if (!b)
-		return -ENOMEM;
 	pthread_mutex_lock(&st->write_lock);
+	dts__batch_reset(b);
 	for (size_t i = 0; i < cm->n && rc == 0; i++) {
 		const struct dts_series_id id = rec_id(&cm->recs[i]);
 		char *s = key + DTS_STORAGE_TIME_LEN_MINUTE + 1;
@@ -392,7 +375,6 @@ int dts_storage_write_checkpoint(struct dts_storage *st, const struct dts_closed
 		account_latency(st, t0);
 	}
 	pthread_mutex_unlock(&st->write_lock);
-	rocksdb_writebatch_destroy(b);
 	return rc;
 }
 

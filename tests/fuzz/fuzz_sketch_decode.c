@@ -34,7 +34,8 @@ static void same_store(const struct dts_sketch_store *a, const struct dts_sketch
 	CHECK(a->nbins <= DTS_SKETCH_MAX_BINS && a->cap <= DTS_SKETCH_MAX_BINS);
 	if (a->nbins) {
 		CHECK(a->lo == b->lo);
-		CHECK(memcmp(a->bins, b->bins, a->nbins * sizeof(float)) == 0);
+		for (unsigned i = 0; i < a->nbins; i++) /* by value: a version-1 -0.0 bin comes back as +0.0 */
+			CHECK(a->bins[i] == b->bins[i]);
 	}
 }
 
@@ -50,12 +51,17 @@ static void fuzz_sketch(const uint8_t *data, size_t size)
 	CHECK(n == -EINVAL || (n > 0 && (size_t)n <= size));
 	if (n < 0)
 		goto out;
-	CHECK(dts_sketch_encoded_size(&s) == (size_t)n);
+	if (data[0] == 2) { /* the current version is canonical: re-encoding gives the same bytes */
+		CHECK(dts_sketch_encoded_size(&s) == (size_t)n);
+	} else { /* version 1 (dense stores only) is re-encoded as version 2 */
+		CHECK(data[0] == 1);
+		n = (int)dts_sketch_encoded_size(&s);
+	}
 	buf = malloc((size_t)n);
 	CHECK(buf);
 	CHECK(dts_sketch_encode(&s, buf, (size_t)n - 1) == -ENOSPC);
 	m = dts_sketch_encode(&s, buf, (size_t)n);
-	CHECK(m == n && memcmp(buf, data, (size_t)n) == 0);
+	CHECK(m == n && (data[0] != 2 || memcmp(buf, data, (size_t)n) == 0));
 	CHECK(dts_sketch_decode(&t, buf, (size_t)m) == m);
 	CHECK(s.level == t.level && same_double(s.zero, t.zero) && same_double(s.count, t.count));
 	same_store(&s.pos, &t.pos);

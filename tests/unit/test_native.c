@@ -777,6 +777,18 @@ Test(native_split, pieces_with_longest_names_and_tags)
 		dts_set_init(&st);
 		dts_set_init(&st2);
 		build(&c, &p, &sk, &st);
+		if (type == DTS_TIMER) {
+			/* sample-rate weights (1/0.3) keep every bin non-integral, so the sketch stays dense (~2 KB) even in
+			 * the sparse-capable encoding and must be split into pieces */
+			dts_sketch_free(&sk);
+			dts_sketch_init(&sk);
+			dts_agg_init(&p.agg);
+			for (int i = 0; i < c.nvalues; i++) {
+				cr_assert_eq(dts_sketch_add(&sk, c.gen(i), 1.0 / 0.3), 0);
+				dts_agg_add(&p.agg, c.gen(i), 1.0 / 0.3);
+			}
+			p.sketch = &sk;
+		}
 		p.tags = tags;
 		p.tags_len = (uint16_t)o;
 		cr_assert_gt(encode(&b, &h, NULL, 0, &p, 1), 2);
@@ -1175,7 +1187,7 @@ Test(native_reject, crafted_contents)
 	timer_extra[5] = sizeof(sketch_one) + 1;
 	timer_extra[tl + sizeof(sketch_one)] = 0;
 	memcpy(timer_bad, timer_ok, tl + sizeof(sketch_one));
-	timer_bad[tl] = 2;
+	timer_bad[tl] = 3; /* sketch encodings are versions 1 and 2 */
 	{
 		struct body_case extra[] = {
 			{ "timer_ok", timer_ok, tl + sizeof(sketch_one), 1, 0, 0 },

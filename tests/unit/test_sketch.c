@@ -932,10 +932,65 @@ Test(sketch_encode, sizes_and_enospc)
 	cr_assert_eq(s.neg.nbins, 228);
 	cr_assert_eq(s.pos.lo, -102); /* zigzag 203: 2 bytes, nbins 252: 2 bytes */
 	cr_assert_eq(s.neg.lo, -76); /* zigzag 151: 2 bytes, nbins 228: 2 bytes */
-	cr_assert_eq(dts_sketch_encoded_size(&s), 18 + 4 + 4 * 252 + 4 + 4 * 228);
+	/* never larger than dense stores (lo, nbins, form: 5 bytes each); this case's collapsed tails have empty bins,
+	 * so at least one store is smaller sparse even with its 1/0.3 weights costing 6 bytes an entry */
+	cr_assert_lt(dts_sketch_encoded_size(&s), 18 + 5 + 4 * 252 + 5 + 4 * 228, "size %zu", dts_sketch_encoded_size(&s));
+	cr_assert_eq(dts_sketch_encode(&s, buf, sizeof(buf)), (int)dts_sketch_encoded_size(&s));
 	for (size_t n = 0; n < dts_sketch_encoded_size(&s); n++)
 		cr_assert_eq(dts_sketch_encode(&s, buf, n), -ENOSPC, "buf_len %zu", n);
-	cr_assert_leq(dts_sketch_encoded_size(&s), 18 + 2 * (5 + 3 + 4 * DTS_SKETCH_MAX_BINS));
+	cr_assert_leq(dts_sketch_encoded_size(&s), 18 + 2 * (5 + 3 + 1 + 4 * DTS_SKETCH_MAX_BINS));
+	dts_sketch_free(&s);
+}
+
+/* A timer minute with few values over a wide span is written sparse: the size a stored minute or a datagram pays. */
+Test(sketch_encode, sparse_form)
+{
+	struct dts_sketch s, d;
+	uint8_t buf[4096];
+	size_t expect;
+	int n;
+
+	dts_sketch_init(&s);
+	cr_assert_eq(dts_sketch_add(&s, 10.0, 3.0), 0);
+	cr_assert_eq(dts_sketch_add(&s, 20.0, 1.0), 0);
+	cr_assert_eq(dts_sketch_add(&s, 20.5, 0.25), 0); /* a sample-rate weight: the f32 form */
+	cr_assert_gt(s.pos.nbins, 30, "a span wide enough that dense would be far larger");
+	cr_assert_lt(s.pos.nbins, 128, "gaps fit one varint byte");
+	/* lo (zigzag: 1 or 2 bytes), nbins, form, nnz = 3, then {gap 0, 2*3}, {gap, 2*1}, {gap 0 or more, 1 + f32} */
+	expect = 18 + ((s.pos.lo >= -64 && s.pos.lo < 64 ? 1 : 2) + 1 + 1 + 1 + (1 + 1) + (1 + 1) + (1 + 5)) + 2;
+	if (dts_sketch_key(20.5) == dts_sketch_key(20.0))
+		expect -= 2 + 1; /* same bin: weights summed to 1.25, one entry fewer */
+	n = dts_sketch_encode(&s, buf, sizeof(buf));
+	cr_assert_eq(n, (int)expect, "got %d want %zu", n, expect);
+	const size_t lo_len = s.pos.lo >= -64 && s.pos.lo < 64 ? 1 : 2, form_off = 18 + lo_len + 1;
+
+	cr_assert_eq(buf[form_off], 1, "form byte: sparse");
+	dts_sketch_init(&d);
+	cr_assert_eq(dts_sketch_decode(&d, buf, (size_t)n), n);
+	cr_assert_eq(d.pos.lo, s.pos.lo);
+	cr_assert_eq(d.pos.nbins, s.pos.nbins);
+	for (unsigned i = 0; i < s.pos.nbins; i++)
+		cr_assert_eq(d.pos.bins[i], s.pos.bins[i], "bin %u", i);
+	/* a dense form of the same bins is not canonical: rejected */
+	{
+		uint8_t dense[4096];
+		size_t m = 18;
+
+		memcpy(dense, buf, form_off); /* header, lo, nbins */
+		m = form_off;
+		dense[m++] = 0;
+		for (unsigned i = 0; i < s.pos.nbins; i++, m += 4)
+			memcpy(dense + m, &s.pos.bins[i], 4);
+		dense[m++] = 0;
+		dense[m++] = 0;
+		cr_assert_eq(dts_sketch_decode(&d, dense, m), -EINVAL);
+		dense[0] = 1; /* ... but as version 1 (no form byte) it is the old layout: decoded, same bins */
+		memmove(dense + form_off, dense + form_off + 1, m - form_off - 1);
+		cr_assert_eq(dts_sketch_decode(&d, dense, m - 1), (int)m - 1);
+		for (unsigned i = 0; i < s.pos.nbins; i++)
+			cr_assert_eq(d.pos.bins[i], s.pos.bins[i], "bin %u", i);
+	}
+	dts_sketch_free(&d);
 	dts_sketch_free(&s);
 }
 
@@ -1146,8 +1201,22 @@ Test(sketch_encode, random_garbage_never_misparses)
 		cr_assert(got == -EINVAL || (got > 0 && (size_t)got <= n), "got %d for %zu bytes", got, n);
 		if (got > 0) {
 			accepted++;
-			cr_assert_eq(dts_sketch_encode(&s, again, sizeof(again)), got);
-			cr_assert_eq(memcmp(buf, again, (size_t)got), 0);
+			if (buf[0] == 2) { /* the current version is canonical: the same bytes come back */
+				cr_assert_eq(dts_sketch_encode(&s, again, sizeof(again)), got);
+				cr_assert_eq(memcmp(buf, again, (size_t)got), 0);
+			} else { /* version 1 is re-encoded as version 2, which must decode to the same bins */
+				struct dts_sketch r;
+				int m = dts_sketch_encode(&s, again, sizeof(again));
+
+				dts_sketch_init(&r);
+				cr_assert_eq(dts_sketch_decode(&r, again, (size_t)m), m);
+				cr_assert_eq(r.pos.nbins, s.pos.nbins);
+				cr_assert_eq(r.neg.nbins, s.neg.nbins);
+				for (unsigned k = 0; k < s.pos.nbins; k++)
+					cr_assert(r.pos.bins[k] == s.pos.bins[k] ||
+						  (r.pos.bins[k] == 0.0f && s.pos.bins[k] == 0.0f));
+				dts_sketch_free(&r);
+			}
 			cr_assert(s.pos.nbins <= DTS_SKETCH_MAX_BINS && s.neg.nbins <= DTS_SKETCH_MAX_BINS);
 			cr_assert(!isinf(dts_sketch_quantile(&s, 1.0)));
 		} else {

@@ -26,6 +26,7 @@
 #include "dts/engine.h"
 #include "dts/hash.h"
 #include "dts/storage.h"
+#include "storage_internal.h" /* the WriteBatch builder is checked against RocksDB's own */
 
 #define T0 1700000040LL /* 2023-11-14T22:14:00Z, a minute boundary */
 #define M0 (T0 / 60)
@@ -581,6 +582,46 @@ Test(values, merge_orders_first_and_last_by_minute)
 /* ---- the store ------------------------------------------------------------------------------------------------- */
 
 TestSuite(store, .init = make_tmp, .fini = remove_tmp);
+
+/* The writer lays WriteBatches out itself (storage/src/batch.c). The bytes must be exactly what RocksDB's own
+ * WriteBatch API produces for the same operations, or a RocksDB that changed its format would misread our batches. */
+Test(store, batch_builder_matches_rocksdb)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts__batch b = { 0 };
+	rocksdb_writebatch_t *ours, *theirs = rocksdb_writebatch_create();
+	static char big[70000];
+	const char *p1, *p2;
+	size_t n1, n2;
+
+	memset(big, 'v', sizeof(big));
+	for (int round = 0; round < 2; round++) { /* the second round reuses the buffer */
+		dts__batch_reset(&b);
+		rocksdb_writebatch_clear(theirs);
+		for (int i = 0; i < 300; i++) {
+			char key[64];
+			int kl = snprintf(key, sizeof(key), "u/p/c%d/c|20261122T%04d", i, i);
+			size_t vl = (size_t)(i * 233) % sizeof(big); /* 0 .. 70 KB: one- to three-byte length varints */
+			int cf = 1 + i % (DTS__CF_COUNT - 1);
+
+			cr_assert_eq(dts__batch_put(&b, st->cf_id[cf], key, (size_t)kl, big, vl), 0);
+			rocksdb_writebatch_put_cf(theirs, st->cf[cf], key, (size_t)kl, big, vl);
+		}
+		cr_assert_eq(dts__batch_delete_range(&b, st->cf_id[DTS__CF_CURRENT], "a|", 2, "a}", 2), 0);
+		rocksdb_writebatch_delete_range_cf(theirs, st->cf[DTS__CF_CURRENT], "a|", 2, "a}", 2);
+		ours = dts__batch_finish(&b);
+		cr_assert_not_null(ours);
+		p1 = rocksdb_writebatch_data(ours, &n1);
+		p2 = rocksdb_writebatch_data(theirs, &n2);
+		cr_assert_eq(n1, n2, "round %d: %zu bytes, RocksDB %zu", round, n1, n2);
+		cr_assert_eq(memcmp(p1, p2, n1), 0, "round %d", round);
+		cr_assert_eq(rocksdb_writebatch_count(ours), 301);
+		rocksdb_writebatch_destroy(ours);
+	}
+	rocksdb_writebatch_destroy(theirs);
+	dts__batch_free(&b);
+	dts_storage_close(st);
+}
 
 /* Four types and a tagged series in one minute; reopen; read back exactly at minute and hour resolution. */
 Test(store, write_reopen_read_back_exactly)

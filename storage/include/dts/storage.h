@@ -40,7 +40,7 @@
  *   28      8     max    f64  |
  *   36      8     fst    f64  |  first value in time
  *   44      8     lst    f64 /   last value in time (gauges: the gauge's value)
- *   52      ...   timers: dts_sketch_encode() bytes (22 .. 2076); sets: dts_set_encode() bytes; counters and
+ *   52      ...   timers: dts_sketch_encode() bytes (22 .. 2078); sets: dts_set_encode() bytes; counters and
  *                 gauges: nothing (the value is exactly 52 bytes)
  *
  * Merge rule (dts_storage_value_merge): used when a closed minute meets a stored value of the same minute (data that
