@@ -7,7 +7,7 @@ BUILD ?= build
 FUZZ_SECONDS ?= 30
 RUN_ARGS ?=
 
-.PHONY: all build run test deps deps-test test-plain test-asan test-tsan fuzz bench clean
+.PHONY: all build run test deps deps-test test-plain test-browser test-asan test-tsan fuzz bench clean
 
 all: build
 
@@ -29,6 +29,13 @@ test-plain: deps-test
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDTS_WERROR=ON >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -L 'unit|integration'
+
+# The dashboard: its logic under node's test runner, then headless Chromium against the real dattssd (tests/browser/);
+# screenshots and the daemon's log in $(BUILD)/screenshots/.
+test-browser: deps-test
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDTS_WERROR=ON >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target dattssd dattss_hello
+	tests/browser/run.sh $(BUILD)
 
 test-asan: deps-test
 	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DDTS_SANITIZE=address -DDTS_WERROR=ON >/dev/null
@@ -54,7 +61,7 @@ fuzz: deps-test
 		grep -E 'stat::number_of_executed_units' $(BUILD)-fuzz/$$n.log; \
 	done
 
-test: test-plain test-asan test-tsan fuzz
+test: test-plain test-browser test-asan test-tsan fuzz
 	@echo "make test: all tiers passed"
 
 bench: build

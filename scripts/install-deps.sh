@@ -3,10 +3,13 @@
 # Usage: scripts/install-deps.sh [run|test]   (test adds the sanitizer/fuzzer toolchain)
 # Debian packages only; needs root (or sudo) the first time, nothing afterwards.
 set -eu
-want="cmake make gcc pkg-config liburcu-dev libssl-dev libmicrohttpd-dev libjansson-dev libcriterion-dev librocksdb-dev rocksdb-tools libdpdk-dev"
+want="cmake make gcc pkg-config liburcu-dev libssl-dev libmicrohttpd-dev libjansson-dev libcriterion-dev librocksdb-dev rocksdb-tools libdpdk-dev libcurl4-openssl-dev"
 if [ "${1:-run}" = "test" ]; then
-  want="$want clang libclang-rt-dev curl iproute2 iputils-ping ethtool"
+  want="$want clang libclang-rt-dev curl iproute2 iputils-ping ethtool chromium"
 fi
+# The dashboard (web/) is built with npm and esbuild. A node that ships its own npm (e.g. nodesource's nodejs, which
+# conflicts with Debian's npm package) is used as it is.
+command -v npm >/dev/null 2>&1 || want="$want nodejs npm"
 missing=""
 for p in $want; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

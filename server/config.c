@@ -30,6 +30,8 @@
 
 #include "dts/tunables.h"
 #include "log.h"
+#include "netacl.h"
+#include "notify.h"
 
 #ifndef DTS_VERSION
 #define DTS_VERSION "0.1.0" /* CMake may pass -DDTS_VERSION="${PROJECT_VERSION}" */
@@ -63,6 +65,8 @@ enum kind {
 	K_IO, /* socket / dpdk */
 	K_EAL, /* DPDK EAL argument line */
 	K_DPDK, /* dpdk_<key>: text checked by dts_dpdk_cfg_set(<key>) */
+	K_NETS, /* comma-separated CIDR networks (netacl.h); "" allowed */
+	K_CREDENTIAL, /* a password or token: any text without control characters, "" allowed, never echoed */
 };
 
 struct key {
@@ -94,6 +98,8 @@ static const struct key keys[] = {
 	  "statsd/DaTtSs lines over UDP and TCP; 0 = off" },
 	{ "unix_socket", K_PATH, FIELD(unix_socket), 0, 0, true, "PATH", "statsd Unix datagram socket; empty = off" },
 	{ "http_port", K_U16, FIELD(http_port), 0, 65535, false, "PORT", "HTTP API, dashboard, /metrics; 0 = off" },
+	{ "statsd_allow", K_NETS, FIELD(statsd_allow), 0, 0, true, "NETS",
+	  "source networks allowed on the statsd UDP/TCP port, e.g. 10.0.0.0/8,fd00::/8; empty = any" },
 	{ "workers", K_UINT, FIELD(workers), 1, 63, false, "N", "UDP receive threads, 1..63" },
 	{ "cpu_pin", K_BOOL, FIELD(cpu_pin), 0, 0, false, NULL, "pin worker i to CPU i mod ncpu" },
 	{ "recv_batch", K_UINT, FIELD(recv_batch), 1, 1024, false, "N", "datagrams per recvmmsg() call, 1..1024" },
@@ -115,6 +121,44 @@ static const struct key keys[] = {
 	{ "secret", K_SECRET, FIELD(secret), 0, 0, false, "SECRET",
 	  "HMAC key for DaTtSs AUTH; empty = reject DaTtSs lines (shows in ps: prefer the next)" },
 	{ "secret_file", K_SECRET_FILE, FIELD(secret_file), 0, 0, false, "FILE", "read the secret from FILE (one line)" },
+	{ "graphite_host", K_PATH, FIELD(graphite_host), 0, 0, true, "HOST",
+	  "send closed minutes to this carbon host (plaintext protocol); empty = off" },
+	{ "graphite_port", K_U16, FIELD(graphite_port), 1, 65535, false, "PORT", "carbon's plaintext port" },
+	{ "graphite_prefix", K_PATH, FIELD(graphite_prefix), 0, 0, true, "PREFIX",
+	  "first node(s) of every Graphite path, e.g. dattss or stats.dattss; empty = none" },
+	{ "smtp_url", K_PATH, FIELD(smtp_url), 0, 0, true, "URL",
+	  "alert email server: smtp://host[:port] or smtps://host[:port]; empty = no email" },
+	{ "smtp_user", K_PATH, FIELD(smtp_user), 0, 0, true, "USER", "SMTP AUTH user; empty = no AUTH" },
+	{ "smtp_password", K_CREDENTIAL, FIELD(smtp_password), 0, 0, true, "PASSWORD",
+	  "SMTP AUTH password (shows in ps as a flag: prefer the config file)" },
+	{ "smtp_from", K_PATH, FIELD(smtp_from), 0, 0, true, "ADDR", "sender address of alert emails" },
+	{ "smtp_starttls", K_BOOL, FIELD(smtp_starttls), 0, 0, false, NULL, "smtp://: require STARTTLS" },
+	{ "sms_url", K_PATH, FIELD(sms_url), 0, 0, true, "URL",
+	  "Twilio-style API base for SMS, e.g. https://api.twilio.com/2010-04-01; empty = no SMS" },
+	{ "sms_account", K_PATH, FIELD(sms_account), 0, 0, true, "SID", "SMS/call provider account (basic auth user)" },
+	{ "sms_token", K_CREDENTIAL, FIELD(sms_token), 0, 0, true, "TOKEN",
+	  "SMS/call provider auth token (prefer the config file)" },
+	{ "sms_from", K_PATH, FIELD(sms_from), 0, 0, true, "NUMBER", "sender number of alert SMS (and calls)" },
+	{ "call_url", K_PATH, FIELD(call_url), 0, 0, true, "URL", "API base for phone calls; empty = sms_url" },
+	{ "call_from", K_PATH, FIELD(call_from), 0, 0, true, "NUMBER", "caller number; empty = sms_from" },
+	{ "call_twiml_url", K_PATH, FIELD(call_twiml_url), 0, 0, true, "URL",
+	  "calls fetch their TwiML here instead of an inline Twiml; empty = inline" },
+	{ "notify_timeout_s", K_UINT, FIELD(notify_timeout_s), 1, 300, false, "S",
+	  "time limit of one notification attempt, 1..300" },
+	{ "alert_eval_s", K_UINT, FIELD(alert_eval_s), 1, 300, false, "S", "alert evaluation period, 1..300" },
+	{ "alert_repeat_s", K_UINT, FIELD(alert_repeat_s), 0, 604800, false, "S",
+	  "repeat a firing alert's notification this often; 0 = never" },
+	{ "alert_resolved_s", K_UINT, FIELD(alert_resolved_s), 0, 86400, false, "S",
+	  "a resolved alert shows as resolved this long before ok, 0..86400" },
+	{ "alert_rate_per_hour", K_UINT, FIELD(alert_rate_per_hour), 1, 36000, false, "N",
+	  "notification messages per user per hour, 1..36000" },
+	{ "alert_rate_burst", K_UINT, FIELD(alert_rate_burst), 1, 1000, false, "N",
+	  "notification messages per user at once, 1..1000" },
+	{ "alert_retries", K_UINT, FIELD(alert_retries), 0, 20, false, "N",
+	  "retries of a failed notification (exponential backoff), 0..20" },
+	{ "alert_max_rules", K_UINT, FIELD(alert_max_rules), 1, 10000, false, "N", "alert rules per user, 1..10000" },
+	{ "alert_minute_s", K_UINT, FIELD(alert_minute_s), 1, 60, false, "S",
+	  "seconds in a minute of after_min (tests only; keep 60)" },
 	{ "log_level", K_LOG_LEVEL, FIELD(log_level), 0, 0, false, "LEVEL", "error, warn, info or debug" },
 	{ "io", K_IO, FIELD(io), 0, 0, false, "MODE", "receive path: socket (kernel UDP) or dpdk (poll-mode)" },
 	{ "dpdk_eal", K_EAL, FIELD(dpdk_eal), 0, 0, true, "ARGS", "DPDK EAL arguments, e.g. \"--no-pci --in-memory -l 0-1\"" },
@@ -158,6 +202,19 @@ void dts_config_defaults(struct dts_config *c)
 	strcpy(c->io, "socket");
 	c->secret[0] = '\0';
 	c->secret_file[0] = '\0';
+	c->graphite_host[0] = '\0';
+	c->graphite_port = 2003;
+	strcpy(c->graphite_prefix, "dattss");
+	c->smtp_starttls = true;
+	c->notify_timeout_s = 10;
+	c->alert_eval_s = 5;
+	c->alert_repeat_s = 3600;
+	c->alert_resolved_s = 300;
+	c->alert_rate_per_hour = 20;
+	c->alert_rate_burst = 5;
+	c->alert_retries = 5;
+	c->alert_max_rules = 100;
+	c->alert_minute_s = 60;
 	c->log_level = DTS_LOG_INFO;
 	c->config_file[0] = '\0';
 }
@@ -560,6 +617,32 @@ static int set_value(struct dts_config *c, const struct key *k, const char *v, c
 		return 0;
 	}
 
+	case K_NETS: {
+		struct dts_netacl acl;
+
+		if (strlen(v) >= k->size) {
+			errf(why, whylen, "must be at most %zu bytes, got %zu", k->size - 1, strlen(v));
+			return -EINVAL;
+		}
+		if (dts_netacl_parse(v, &acl, why, whylen) != 0)
+			return -EINVAL;
+		strcpy(field, v);
+		return 0;
+	}
+
+	case K_CREDENTIAL:
+		/* Like the secret: never echo it back, not even in an error. */
+		if (strlen(v) >= k->size) {
+			errf(why, whylen, "must be at most %zu bytes, got %zu", k->size - 1, strlen(v));
+			return -EINVAL;
+		}
+		if (has_control(v)) {
+			errf(why, whylen, "must not contain control characters");
+			return -EINVAL;
+		}
+		strcpy(field, v);
+		return 0;
+
 	case K_LOG_LEVEL: {
 		int level = dts_log_parse_level(v);
 		if (level < 0) {
@@ -893,7 +976,7 @@ int dts_config_parse_args(struct dts_config *c, int argc, char **argv, char *err
 		strcpy(tmp.config_file, config_path);
 	}
 
-	/* The environment: DATTSS_SECRET, when set and not empty. */
+	/* The environment: DATTSSD_SECRET, when set and not empty. */
 	const char *env = getenv(DTS_CONFIG_SECRET_ENV);
 	if (env && *env) {
 		rc = set_value(&tmp, find_key("secret"), env, why, sizeof(why));
@@ -945,6 +1028,33 @@ int dts_config_check(const struct dts_config *c, char *err, size_t errlen)
 		     c->default_process, c->process_sep);
 		return -EINVAL;
 	}
+	if (c->statsd_allow[0] && strcmp(c->io, "dpdk") == 0) {
+		errf(err, errlen, "statsd_allow: not supported with io = dpdk (the DPDK receive path has no source "
+			 "check yet); filter upstream or use io = socket");
+		return -EINVAL;
+	}
+	for (const char *p = c->graphite_host; *p; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr(".-:_", *p))) {
+			errf(err, errlen, "graphite_host: must be a host name or an IP address, got '%s'", c->graphite_host);
+			return -EINVAL;
+		}
+	}
+	for (const char *p = c->graphite_prefix; *p; p++) {
+		bool node = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+			    *p == '-';
+		if (!node && !(*p == '.' && p != c->graphite_prefix && p[1] && p[1] != '.')) {
+			errf(err, errlen, "graphite_prefix: must be nodes of [A-Za-z0-9_-] separated by single '.', got '%s'",
+			     c->graphite_prefix);
+			return -EINVAL;
+		}
+	}
+	{
+		struct dts_notify_cfg nc; /* the alert channels: URL schemes and what each one needs (notify.c) */
+
+		dts_notify_cfg_from_config(&nc, c);
+		if (dts_notify_cfg_check(&nc, err, errlen) != 0)
+			return -EINVAL;
+	}
 	if (c->statsd_port != 0 && c->statsd_port == c->http_port) {
 		errf(err, errlen, "http_port: must differ from statsd_port (both %u; statsd listens on TCP too)",
 		     (unsigned)c->http_port);
@@ -967,6 +1077,7 @@ static void format_value(const struct key *k, const struct dts_config *c, char *
 	case K_IO:
 	case K_EAL:
 	case K_DPDK:
+	case K_NETS:
 		/* Quote with whichever quote the value does not contain (there are no escapes). */
 		snprintf(out, size, strchr(field, '"') ? "'%s'" : "\"%s\"", field);
 		return;
@@ -991,6 +1102,9 @@ static void format_value(const struct key *k, const struct dts_config *c, char *
 		return;
 	case K_SECRET:
 		snprintf(out, size, "%s", c->secret[0] ? "(redacted)" : "\"\"");
+		return;
+	case K_CREDENTIAL:
+		snprintf(out, size, "%s", field[0] ? "(redacted)" : "\"\"");
 		return;
 	}
 }
@@ -1050,6 +1164,16 @@ int dts_config_dump(const struct dts_config *c, FILE *out)
 		}
 		if (k->kind == K_SECRET_FILE && !c->secret_file[0])
 			continue;
+		if (k->kind == K_CREDENTIAL) {
+			const char *field = (const char *)c + k->off;
+
+			if (field[0])
+				fprintf(out, "# %s: set, %zu byte%s, redacted\n", k->name, strlen(field),
+					strlen(field) == 1 ? "" : "s");
+			else
+				fprintf(out, "%s = \"\"\n", k->name);
+			continue;
+		}
 		format_value(k, c, value, sizeof(value));
 		fprintf(out, "%s = %s\n", k->name, value);
 	}

@@ -2,7 +2,7 @@
  * config.h - every setting of the dattssd daemon, where it comes from, and how it is checked.
  *
  * Sources, later wins (docs/configuration.md):
- *     built-in defaults  <  config file (--config FILE)  <  environment (DATTSS_SECRET only)  <  command-line flags
+ *     built-in defaults  <  config file (--config FILE)  <  environment (DATTSSD_SECRET only)  <  command-line flags
  * dts_config_parse_args() applies all of them in that order, whatever the order of the flags in argv (--config is
  * read first wherever it appears).
  *
@@ -34,6 +34,7 @@
 				  * PATH_MAX (4096) per field would make the struct 16 KiB for nothing */
 #define DTS_CONFIG_SOCKET_SIZE 108 /* unix_socket: sizeof(struct sockaddr_un.sun_path), so up to 107 bytes */
 #define DTS_CONFIG_BIND_SIZE 46 /* bind: INET6_ADDRSTRLEN, the longest IPv6 literal plus NUL */
+#define DTS_CONFIG_ALLOW_SIZE 1024 /* statsd_allow: up to DTS_NETACL_MAX (32) networks of about 30 bytes */
 #define DTS_CONFIG_SECRET_SIZE 257 /* secret: up to 256 bytes; HMAC-SHA1 takes any key length, 256 is ample */
 #define DTS_CONFIG_NAME_SIZE 65 /* user, default_process: up to 64 bytes (DTS_MAX_USER in dts/tunables.h) */
 
@@ -45,7 +46,7 @@
 #define DTS_CONFIG_EXIT 1
 
 /* Environment variable read for the secret (so it needs to be neither in a file nor on the command line). */
-#define DTS_CONFIG_SECRET_ENV "DATTSS_SECRET"
+#define DTS_CONFIG_SECRET_ENV "DATTSSD_SECRET" /* not DATTSS_SECRET: that is a client's datagram secret (libdattss) */
 
 /*
  * All daemon settings. Public, read-only after dts_config_parse_args() returns; written only by the functions below.
@@ -82,6 +83,8 @@ struct dts_config {
 	uint16_t statsd_port; /* statsd + DaTtSs lines, UDP and TCP [8125; 0..65535, 0 = off] */
 	char unix_socket[DTS_CONFIG_SOCKET_SIZE]; /* statsd Unix datagram socket path ["" = off; <= 107 bytes] */
 	uint16_t http_port; /* HTTP API, dashboard, /metrics [8080; 0..65535, 0 = off; != statsd_port] */
+	char statsd_allow[DTS_CONFIG_ALLOW_SIZE]; /* source networks allowed on the statsd UDP/TCP port: comma-separated
+						   * CIDR (netacl.h) ["" = any; io = socket only] */
 
 	/* Receive workers */
 	unsigned workers; /* UDP receive threads (SO_REUSEPORT sockets) [2; 1..63: the merger takes at most 64 cores
@@ -107,9 +110,40 @@ struct dts_config {
 	char process_sep; /* ['.'; one printable character, not a letter, digit, space, ':' or '|'] */
 
 	/* DaTtSs UDP lines */
-	char secret[DTS_CONFIG_SECRET_SIZE]; /* HMAC key for AUTH tokens ["" = DaTtSs lines rejected; <= 256 bytes].
+	char secret[DTS_CONFIG_SECRET_SIZE]; /* HMAC key for AUTH tokens ["" = the one kept in the store; <= 256 bytes].
 					      * Never log it: dts_config_dump() redacts it. */
 	char secret_file[DTS_CONFIG_PATH_SIZE]; /* file the secret was read from, "" when it was not (informational) */
+
+	/* Graphite export of closed minutes (graphite.h) */
+	char graphite_host[DTS_CONFIG_PATH_SIZE]; /* carbon host name or address ["" = off; letters, digits, '.', '-',
+						   * ':' (IPv6), '_'] */
+	uint16_t graphite_port; /* carbon's plaintext port [2003; 1..65535] */
+	char graphite_prefix[DTS_CONFIG_PATH_SIZE]; /* first path node(s) ["dattss"; "" = none; [A-Za-z0-9_-] nodes
+						     * separated by single '.'] */
+
+	/* Alerts (alerts.h) and their notifications (notify.h); docs/alerts.md */
+	char smtp_url[DTS_CONFIG_PATH_SIZE]; /* smtp://host[:port] or smtps://host[:port] ["" = no email] */
+	char smtp_user[DTS_CONFIG_PATH_SIZE]; /* SMTP AUTH user ["" = no AUTH; needs smtp_password] */
+	char smtp_password[DTS_CONFIG_SECRET_SIZE]; /* never printed: dts_config_dump() redacts it */
+	char smtp_from[DTS_CONFIG_PATH_SIZE]; /* sender address [""; required with smtp_url] */
+	bool smtp_starttls; /* smtp://: require STARTTLS [true] */
+	char sms_url[DTS_CONFIG_PATH_SIZE]; /* Twilio-style API base, e.g. https://api.twilio.com/2010-04-01 ["" = no
+					     * SMS] */
+	char sms_account[DTS_CONFIG_PATH_SIZE]; /* account SID (basic auth user, part of the path) */
+	char sms_token[DTS_CONFIG_SECRET_SIZE]; /* auth token (basic auth password); never printed */
+	char sms_from[DTS_CONFIG_PATH_SIZE]; /* sender number of SMS (and calls unless call_from) */
+	char call_url[DTS_CONFIG_PATH_SIZE]; /* API base for calls ["" = sms_url] */
+	char call_from[DTS_CONFIG_PATH_SIZE]; /* caller number ["" = sms_from] */
+	char call_twiml_url[DTS_CONFIG_PATH_SIZE]; /* calls send Url=this instead of an inline Twiml ["" = inline] */
+	unsigned notify_timeout_s; /* per notification attempt [10; 1..300] */
+	unsigned alert_eval_s; /* evaluation period [5; 1..300] */
+	unsigned alert_repeat_s; /* re-notify a firing rule this often [3600; 0 = never, ..604800] */
+	unsigned alert_resolved_s; /* resolved -> ok after this long [300; 0..86400] */
+	unsigned alert_rate_per_hour; /* notification messages per user per hour [20; 1..36000] */
+	unsigned alert_rate_burst; /* ... of which at once [5; 1..1000] */
+	unsigned alert_retries; /* attempts after the first, with exponential backoff [5; 0..20] */
+	unsigned alert_max_rules; /* rules per user [100; 1..10000] */
+	unsigned alert_minute_s; /* seconds in one minute of after_min [60; 1..60]: lower only for tests */
 
 	/* Logging */
 	int log_level; /* enum dts_log_level [DTS_LOG_INFO; error, warn, info, debug] */
@@ -131,7 +165,7 @@ void dts_config_defaults(struct dts_config *c);
 int dts_config_load_file(struct dts_config *c, const char *path, char *err, size_t errlen);
 
 /*
- * Apply argv on top of c: the --config file first, then DATTSS_SECRET from the environment, then every other flag
+ * Apply argv on top of c: the --config file first, then DATTSSD_SECRET from the environment, then every other flag
  * in argv order, then dts_config_check(). argv[0] is the program name and is skipped; argv is not modified.
  * Returns 0 when c is ready; DTS_CONFIG_EXIT (positive) when --help or --version was given, printed to stdout, and
  * the caller should exit with status 0 (c is then unchanged); or a negative errno (-EINVAL for a bad flag or value)

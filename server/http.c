@@ -1,5 +1,5 @@
 /*
- * http.c - /healthz, /api/v1/current and /metrics over libmicrohttpd.
+ * http.c - libmicrohttpd, request dispatch to the route tables, /healthz and /metrics.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alerts.h"
+#include "graphite.h"
 #include "http_internal.h"
 #include "log.h"
 #include "users.h"
@@ -162,190 +164,6 @@ bool dts_http_auth_admin(struct dts_http_req *req, enum MHD_Result *ret)
 	return true;
 }
 
-/* ---- /api/v1/current ------------------------------------------------------------------------------------------- */
-
-struct cur_row {
-	char *process, *counter, *tags;
-	uint8_t type;
-	bool has_cur;
-	struct dts_current cur;
-};
-
-struct cur_collect {
-	struct cur_row *rows;
-	size_t n, cap;
-	const char *process; /* filter, NULL = all */
-	bool oom;
-};
-
-static int collect_row(void *arg, const struct dts_series_view *v)
-{
-	struct cur_collect *c = arg;
-	struct cur_row *row;
-
-	if (c->process && strcmp(c->process, v->process) != 0)
-		return 0;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 256;
-		struct cur_row *nr = realloc(c->rows, cap * sizeof(*nr));
-
-		if (!nr) {
-			c->oom = true;
-			return 1;
-		}
-		c->rows = nr;
-		c->cap = cap;
-	}
-	row = &c->rows[c->n];
-	row->process = strdup(v->process);
-	row->counter = strdup(v->counter);
-	row->tags = strdup(v->tags);
-	if (!row->process || !row->counter || !row->tags) {
-		free(row->process);
-		free(row->counter);
-		free(row->tags);
-		c->oom = true;
-		return 1;
-	}
-	row->type = v->type;
-	row->has_cur = v->cur != NULL;
-	if (v->cur)
-		row->cur = *v->cur;
-	c->n++;
-	return 0;
-}
-
-static int row_cmp(const void *a, const void *b)
-{
-	const struct cur_row *x = a, *y = b;
-	int c = strcmp(x->process, y->process);
-
-	if (c)
-		return c;
-	c = strcmp(x->counter, y->counter);
-	if (c)
-		return c;
-	c = strcmp(x->tags, y->tags);
-	return c ? c : (int)x->type - (int)y->type;
-}
-
-static json_t *row_json(const struct cur_row *r, int64_t now_ms)
-{
-	const struct dts_current *c = &r->cur;
-	json_t *o = json_object();
-
-	json_object_set_new(o, "counter", json_string(r->counter));
-	json_object_set_new(o, "type", json_string(dts_type_name(r->type)));
-	if (r->tags[0])
-		json_object_set_new(o, "tags", json_string(r->tags));
-	if (!r->has_cur) {
-		json_object_set_new(o, "pending", json_true()); /* seen, first 5-second slot not closed yet */
-		return o;
-	}
-	json_object_set_new(o, "last_seen", json_integer(c->last_seen_s));
-	json_object_set_new(o, "as_of_ms", json_integer(c->as_of_ms));
-	json_object_set_new(o, "age_ms", json_integer(now_ms - c->as_of_ms));
-	json_object_set_new(o, "count", dts_http_num(c->count));
-	switch (r->type) {
-	case DTS_COUNTER:
-		json_object_set_new(o, "sum", dts_http_num(c->sum));
-		json_object_set_new(o, "rate", dts_http_num(c->rate));
-		break;
-	case DTS_GAUGE:
-		json_object_set_new(o, "last", dts_http_num(c->last));
-		json_object_set_new(o, "avg", dts_http_num(c->avg));
-		json_object_set_new(o, "min", dts_http_num(c->min));
-		json_object_set_new(o, "max", dts_http_num(c->max));
-		break;
-	case DTS_TIMER:
-		json_object_set_new(o, "sum", dts_http_num(c->sum));
-		json_object_set_new(o, "avg", dts_http_num(c->avg));
-		json_object_set_new(o, "min", dts_http_num(c->min));
-		json_object_set_new(o, "max", dts_http_num(c->max));
-		json_object_set_new(o, "bot10", dts_http_num(c->bot10));
-		json_object_set_new(o, "top10", dts_http_num(c->top10));
-		json_object_set_new(o, "p50", dts_http_num(c->p50));
-		json_object_set_new(o, "p99", dts_http_num(c->p99));
-		break;
-	case DTS_SET:
-		json_object_set_new(o, "distinct", dts_http_num(c->distinct));
-		break;
-	}
-	return o;
-}
-
-static bool valid_name(const char *s, size_t max)
-{
-	size_t n = 0;
-
-	for (; s[n]; n++) {
-		char ch = s[n];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      strchr("@._+-", ch)))
-			return false;
-	}
-	return n > 0 && n <= max;
-}
-
-static enum MHD_Result api_current(struct dts_http_req *req)
-{
-	struct dts_http *h = req->h;
-	struct MHD_Connection *conn = req->conn;
-	const char *user = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "user");
-	const char *process = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "process");
-	struct cur_collect c = { .process = process };
-	int64_t now_ms = dts_now_ms();
-	json_t *root, *procs, *proc = NULL, *counters = NULL;
-	const char *prev = NULL;
-
-	if (!user)
-		user = h->ctx.cfg->user;
-	if (!valid_name(user, DTS_MAX_USER))
-		return dts_http_reply_error(req, 400, "user: must be 1..%d characters of [A-Za-z0-9@._+-]", DTS_MAX_USER);
-	if (process && !valid_name(process, DTS_MAX_NAME))
-		return dts_http_reply_error(req, 400, "process: must be 1..%d characters of [A-Za-z0-9@._+-]", DTS_MAX_NAME);
-	ensure_rcu_thread();
-	dts_merger_read_current(h->ctx.merger, user, collect_row, &c);
-	if (c.oom) {
-		for (size_t i = 0; i < c.n; i++) {
-			free(c.rows[i].process);
-			free(c.rows[i].counter);
-			free(c.rows[i].tags);
-		}
-		free(c.rows);
-		return dts_http_reply_error(req, 503, "out of memory while reading the current state");
-	}
-	if (c.n > 1) /* rows is NULL when the user has no series: qsort(NULL, ...) is undefined */
-		qsort(c.rows, c.n, sizeof(*c.rows), row_cmp);
-	root = json_object();
-	procs = json_array();
-	json_object_set_new(root, "user", json_string(user));
-	json_object_set_new(root, "now_ms", json_integer(now_ms));
-	json_object_set_new(root, "window_s", json_integer(60));
-	for (size_t i = 0; i < c.n; i++) {
-		struct cur_row *r = &c.rows[i];
-
-		if (!prev || strcmp(prev, r->process) != 0) {
-			proc = json_object();
-			counters = json_array();
-			json_object_set_new(proc, "process", json_string(r->process));
-			json_object_set_new(proc, "counters", counters);
-			json_array_append_new(procs, proc);
-			prev = r->process;
-		}
-		json_array_append_new(counters, row_json(r, now_ms));
-	}
-	json_object_set_new(root, "processes", procs);
-	for (size_t i = 0; i < c.n; i++) {
-		free(c.rows[i].process);
-		free(c.rows[i].counter);
-		free(c.rows[i].tags);
-	}
-	free(c.rows);
-	return dts_http_reply_json(req, 200, root);
-}
-
 /* ---- /metrics -------------------------------------------------------------------------------------------------- */
 
 struct buf {
@@ -435,6 +253,13 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 	PER_CORE("dattss_handovers_total", "counter", "Tables handed from a worker to the merger.", handovers);
 	PER_CORE("dattss_handover_deferred_total", "counter",
 		 "Hand-overs postponed because no clean table was free.", handover_deferred);
+	PER_CORE("dattss_native_datagrams_total", "counter", "Native datagrams accepted (verified whole).",
+		 native_datagrams);
+	PER_CORE("dattss_partials_total", "counter", "Partial aggregates taken (native datagrams, PUT /agg).", partials);
+	PER_CORE("dattss_heartbeats_total", "counter", "Process reports (native datagrams, PUT /agg).", heartbeats);
+	PER_CORE("dattss_events_total", "counter", "Errors and warnings received.", events);
+	PER_CORE("dattss_events_dropped_total", "counter", "Errors and warnings lost: a table's event arena was full.",
+		 events_dropped);
 #undef PER_CORE
 	metric_head(&b, "dattss_decoded_lines_total", "counter", "Lines decoded, by protocol.");
 	for (unsigned i = 0; i < n; i++) {
@@ -450,6 +275,13 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 		for (unsigned r = 1; r < DTS_REJ_COUNT; r++)
 			bprintf(&b, "dattss_rejected_lines_total{worker=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
 				worker_label(i, n, lb, sizeof(lb)), dts_reject_name(r), cs[i].rejected[r]);
+	metric_head(&b, "dattss_rejected_datagrams_total", "counter", "Native datagrams rejected whole, by reason.");
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned r = 1; r < DTS_NREJ_COUNT; r++)
+			bprintf(&b,
+				"dattss_rejected_datagrams_total{worker=\"%s\",protocol=\"native\",reason=\"%s\"} %" PRIu64
+				"\n",
+				worker_label(i, n, lb, sizeof(lb)), dts_native_reject_name(r), cs[i].native_rejected[r]);
 	metric_head(&b, "dattss_dropped_total", "counter", "Valid values or entries dropped, by stage and reason.");
 	for (unsigned i = 0; i < n; i++)
 		for (unsigned d = 0; d < DTS_DROP_COUNT; d++)
@@ -467,6 +299,10 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 		metric_head(&b, "dattss_tcp_connections_total", "counter", "TCP connections, by outcome.");
 		bprintf(&b, "dattss_tcp_connections_total{outcome=\"accepted\"} %" PRIu64 "\n", rs.tcp_accepted);
 		bprintf(&b, "dattss_tcp_connections_total{outcome=\"refused\"} %" PRIu64 "\n", rs.tcp_refused);
+		bprintf(&b, "dattss_tcp_connections_total{outcome=\"denied\"} %" PRIu64 "\n", rs.tcp_denied);
+		metric_head(&b, "dattss_denied_datagrams_total", "counter",
+			    "UDP datagrams dropped because their source is not in statsd_allow.");
+		bprintf(&b, "dattss_denied_datagrams_total %" PRIu64 "\n", rs.denied);
 	}
 	if (h->ctx.storage) {
 		struct dts_storage_stats ss;
@@ -496,6 +332,13 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 		for (unsigned d = 0; d < DTS_SDROP_COUNT; d++)
 			bprintf(&b, "dattss_store_dropped_records_total{reason=\"%s\"} %" PRIu64 "\n",
 				dts_storage_drop_name(d), ss.dropped_records[d]);
+		struct dts_storage_event_stats es;
+
+		dts_storage_event_stats_read(h->ctx.storage, &es);
+		metric_head(&b, "dattss_store_event_batches_total", "counter",
+			    "Batches of events and process states, by outcome.");
+		bprintf(&b, "dattss_store_event_batches_total{outcome=\"written\"} %" PRIu64 "\n", es.batches_written);
+		bprintf(&b, "dattss_store_event_batches_total{outcome=\"dropped\"} %" PRIu64 "\n", es.batches_dropped);
 		if (dts_storage_usage(h->ctx.storage, &u) == 0) {
 			metric_head(&b, "dattss_store_sst_bytes", "gauge", "SST bytes per column family.");
 			for (unsigned c = 0; c < DTS_STORAGE_CF_COUNT; c++)
@@ -559,8 +402,55 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 	bprintf(&b, "dattss_series_created_total %" PRIu64 "\n", ms.series_created);
 	metric_head(&b, "dattss_series_expired_total", "counter", "Idle series removed from the live map.");
 	bprintf(&b, "dattss_series_expired_total %" PRIu64 "\n", ms.series_expired);
+	metric_head(&b, "dattss_processes", "gauge", "Processes with a state, by status.");
+	bprintf(&b, "dattss_processes{status=\"online\"} %" PRIu64 "\n", ms.processes_online);
+	bprintf(&b, "dattss_processes{status=\"offline\"} %" PRIu64 "\n",
+		ms.processes_live > ms.processes_online ? ms.processes_live - ms.processes_online : 0);
+	metric_head(&b, "dattss_process_restarts_total", "counter", "Process restarts detected (uptime went down).");
+	bprintf(&b, "dattss_process_restarts_total %" PRIu64 "\n", ms.restarts);
+	metric_head(&b, "dattss_merger_events_total", "counter", "Errors and warnings numbered and kept by the merger.");
+	bprintf(&b, "dattss_merger_events_total %" PRIu64 "\n", ms.events_total);
+	metric_head(&b, "dattss_merger_encodings_merged_total", "counter",
+		    "Sketches and sets of partial aggregates merged exactly into minute windows.");
+	bprintf(&b, "dattss_merger_encodings_merged_total %" PRIu64 "\n", ms.encodings_merged);
+	if (h->ctx.graphite) {
+		struct dts_graphite_stats gs;
+
+		dts_graphite_stats_read(h->ctx.graphite, &gs);
+		metric_head(&b, "dattss_graphite_minutes_sent_total", "counter", "Closed minutes written to Graphite.");
+		bprintf(&b, "dattss_graphite_minutes_sent_total %" PRIu64 "\n", gs.minutes_sent);
+		metric_head(&b, "dattss_graphite_lines_sent_total", "counter", "Graphite plaintext lines written.");
+		bprintf(&b, "dattss_graphite_lines_sent_total %" PRIu64 "\n", gs.lines_sent);
+		metric_head(&b, "dattss_graphite_connects_total", "counter", "Connections to carbon established.");
+		bprintf(&b, "dattss_graphite_connects_total %" PRIu64 "\n", gs.connects);
+		metric_head(&b, "dattss_graphite_errors_total", "counter", "Failed resolutions, connects and writes.");
+		bprintf(&b, "dattss_graphite_errors_total %" PRIu64 "\n", gs.errors);
+		metric_head(&b, "dattss_graphite_dropped_records_total", "counter",
+			    "Series-minutes not exported: queue full or unsent at stop (queue_full); late parts (late_part).");
+		bprintf(&b, "dattss_graphite_dropped_records_total{reason=\"queue_full\"} %" PRIu64 "\n",
+			gs.records_dropped);
+		bprintf(&b, "dattss_graphite_dropped_records_total{reason=\"late_part\"} %" PRIu64 "\n",
+			gs.late_skipped);
+		metric_head(&b, "dattss_graphite_queue_records", "gauge", "Series-minutes waiting to be written.");
+		bprintf(&b, "dattss_graphite_queue_records %" PRIu64 "\n", gs.queue_records);
+	}
 	metric_head(&b, "dattss_uptime_seconds", "gauge", "Seconds since dattssd started.");
 	bprintf(&b, "dattss_uptime_seconds %.3f\n", (double)(dts_now_ms() - h->ctx.started_ms) / 1000.0);
+	if (h->ctx.alerts) {
+		char *text = dts_alerts_metrics(h->ctx.alerts); /* dattss_alert_*: rules, rounds, notifications */
+
+		if (text)
+			bprintf(&b, "%s", text);
+		free(text);
+	}
+	{
+		size_t vlen; /* the current values of the users who opted in (http_api.c) */
+		char *values = dts__http_api_prometheus(h, &vlen);
+
+		if (values)
+			bprintf(&b, "%.*s", (int)vlen, values);
+		free(values);
+	}
 	free(cs);
 	if (b.oom) {
 		free(b.p);
@@ -583,13 +473,16 @@ static enum MHD_Result healthz(struct dts_http_req *req)
 const struct dts_http_route dts_http_routes_self[] = {
 	{ "GET", "/healthz", healthz },
 	{ "GET", "/metrics", metrics },
-	{ "GET", "/api/v1/current", api_current },
 	{ NULL, NULL, NULL },
 };
 
 /* Every route table, searched in this order. */
 static const struct dts_http_route *const route_tables[] = {
 	dts_http_routes_self,
+	dts_http_routes_api,
+	dts_http_routes_admin,
+	dts_http_routes_alerts,
+	dts_http_routes_web,
 };
 
 /* ---- dispatch -------------------------------------------------------------------------------------------------- */
@@ -703,7 +596,8 @@ struct dts_http *dts_http_start(const struct dts_http_ctx *ctx, char *err, size_
 	struct sockaddr_storage ss;
 	struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+	/* suspend/resume: Server-Sent Events streams hold no pool thread while idle (http_api.c) */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
 
 	if (!h) {
 		snprintf(err, errlen, "out of memory");
@@ -723,6 +617,11 @@ struct dts_http *dts_http_start(const struct dts_http_ctx *ctx, char *err, size_
 		free(h);
 		return NULL;
 	}
+	if (dts__http_api_start(h) != 0) {
+		snprintf(err, errlen, "http: cannot start the event stream thread");
+		free(h);
+		return NULL;
+	}
 	h->d = MHD_start_daemon(flags, ctx->cfg->http_port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, &ss,
 				MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_TIMEOUT,
 				(unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)512, MHD_OPTION_NOTIFY_COMPLETED,
@@ -730,6 +629,8 @@ struct dts_http *dts_http_start(const struct dts_http_ctx *ctx, char *err, size_
 	if (!h->d) {
 		snprintf(err, errlen, "http %s port %u: cannot listen (address in use or not permitted?)",
 			 ctx->cfg->bind, ctx->cfg->http_port);
+		dts__http_api_stop(h);
+		dts__http_api_free(h);
 		free(h);
 		return NULL;
 	}
@@ -742,6 +643,8 @@ void dts_http_stop(struct dts_http *h)
 {
 	if (!h)
 		return;
+	dts__http_api_stop(h); /* ends the event streams: libmicrohttpd must not stop with suspended connections */
 	MHD_stop_daemon(h->d);
+	dts__http_api_free(h);
 	free(h);
 }

@@ -24,6 +24,7 @@
 struct dts_http;
 struct dts_users;
 struct dts_alerts;
+struct dts_graphite;
 
 /* What the API reads. All pointers must outlive the server. */
 struct dts_http_ctx {
@@ -36,6 +37,7 @@ struct dts_http_ctx {
 	struct dts_alerts *alerts; /* the alert engine (server/alerts.h); NULL when not running */
 	struct dts_core *api_core; /* engine core for data received over HTTP (PUT /agg); use under api_core_lock */
 	pthread_mutex_t *api_core_lock;
+	struct dts_graphite *graphite; /* the Graphite export (graphite.h), for its counters; NULL when off */
 	unsigned cores; /* engine cores to report (receive cores + the stream core) */
 	int64_t started_ms;
 };

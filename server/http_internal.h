@@ -26,9 +26,12 @@
 /* Largest request body accepted (PUT /agg of the original drivers, admin and alert JSON): 1 MiB. */
 #define DTS_HTTP_MAX_BODY (1u << 20)
 
+struct dts_http_api; /* http_api.c's state: the Server-Sent Events hub */
+
 struct dts_http {
 	struct MHD_Daemon *d;
 	struct dts_http_ctx ctx;
+	struct dts_http_api *api; /* NULL until dts__http_api_start */
 };
 
 /* One request as handlers see it. The body is NUL-terminated (body[body_len] == 0); empty when none was sent. */
@@ -86,5 +89,18 @@ bool dts_http_auth(struct dts_http_req *req, enum MHD_Result *ret);
  * content of DATA_DIR/admin.token (written by dattssd at start, mode 0600). Same convention as dts_http_auth.
  */
 bool dts_http_auth_admin(struct dts_http_req *req, enum MHD_Result *ret);
+
+/*
+ * http_api.c's life cycle, called by dts_http_start/stop (main thread): start its stream hub before the daemon
+ * serves (0 or -errno); stop it before MHD_stop_daemon (ends every stream and resumes the suspended ones, which
+ * libmicrohttpd requires); free it after MHD_stop_daemon. The daemon must run with MHD_ALLOW_SUSPEND_RESUME.
+ */
+int dts__http_api_start(struct dts_http *h);
+void dts__http_api_stop(struct dts_http *h);
+void dts__http_api_free(struct dts_http *h);
+
+/* The users' current values for GET /metrics (users who opted in): exposition text, malloc'd, or NULL when there is
+ * none or memory ran out; *len its length. A request thread (registered RCU thread). */
+char *dts__http_api_prometheus(struct dts_http *h, size_t *len);
 
 #endif /* DTS_HTTP_INTERNAL_H */

@@ -2,9 +2,11 @@
  * main.c - dattssd: configuration, threads, signals, orderly shutdown.
  *
  * Threads: the UDP workers and the stream thread (receive.c), the merger (here), libmicrohttpd's request threads
- * (http.c), liburcu's call_rcu thread. The main thread only waits for SIGINT/SIGTERM (blocked everywhere else).
+ * (http.c), the alert evaluator and notifier (alerts.c, notify.c), liburcu's call_rcu thread. The main thread only
+ * waits for SIGINT/SIGTERM (blocked everywhere else).
  *
- * Shutdown order matters: stop HTTP (no more readers), stop the receive threads (no more writers to the cores), then
+ * Shutdown order matters: stop HTTP (no more readers), stop the alert threads (readers of the engine and the store),
+ * stop the receive threads (no more writers to the cores), then
  * the merger folds what the cores held and closes the open minute into the sink before exiting.
  */
 #define _GNU_SOURCE
@@ -21,9 +23,13 @@
 #include "dts/engine.h"
 #include "dts/dpdk_rx.h"
 #include "dts/storage.h"
+#include "alerts.h"
+#include "graphite.h"
 #include "http.h"
 #include "log.h"
+#include "notify.h"
 #include "receive.h"
+#include "users.h"
 
 /* The merger wakes this often to fold hand-overs: well under the default 1 s tick so lag stays small. */
 #define MERGER_PERIOD_MS 20
@@ -34,11 +40,12 @@ struct merger_thread {
 	struct dts_sink store; /* the storage sink; closed minutes are logged, then passed on */
 	struct dts_core *api_core; /* engine core of PUT /agg; ticked by the merger thread, used under api_core_lock */
 	pthread_mutex_t api_core_lock;
+	struct dts_graphite *graphite; /* Graphite export of closed minutes; NULL unless graphite_host is set */
 	_Atomic bool stop;
 	pthread_t thread;
 };
 
-/* Log each closed minute (one line), then hand it to the storage sink. Merger thread. */
+/* Log each closed minute (one line), copy it for Graphite, then hand it to the storage sink. Merger thread. */
 static void minute_closed(void *ctx, struct dts_closed_minute *cm)
 {
 	struct merger_thread *mt = ctx;
@@ -49,6 +56,8 @@ static void minute_closed(void *ctx, struct dts_closed_minute *cm)
 	gmtime_r(&t, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%MZ", &tm);
 	dts_info("merger", "minute %s closed: %zu series", when, cm->n);
+	if (mt->graphite)
+		dts_graphite_minute(mt->graphite, cm); /* copies what it sends: the store takes cm */
 	mt->store.minute_closed(mt->store.ctx, cm);
 }
 
@@ -57,6 +66,14 @@ static void checkpoint(void *ctx, struct dts_closed_minute *cm)
 	struct merger_thread *mt = ctx;
 
 	mt->store.checkpoint(mt->store.ctx, cm);
+}
+
+/* Events and process states to the store (the events family and current's p/ rows). Merger thread. */
+static void events(void *ctx, struct dts_event_batch *b)
+{
+	struct merger_thread *mt = ctx;
+
+	mt->store.events(mt->store.ctx, b);
 }
 
 static void storage_log(void *ctx, int level, const char *msg)
@@ -104,6 +121,36 @@ static int dpdk_config(const struct dts_config *cfg, struct dts_dpdk_cfg *dc, ch
 	return 0;
 }
 
+/*
+ * DATA_DIR/http.url: where this daemon's HTTP API answers, for `dattss user`, which finds a running daemon by the
+ * store's lock and then needs its admin API (the token is in DATA_DIR/admin.token). A wildcard bind is reached on
+ * loopback. Failing to write it only costs the operator a --http flag, so it is a warning.
+ */
+static void write_http_url(const struct dts_config *cfg)
+{
+	const char *host = cfg->bind;
+	bool v6 = strchr(host, ':') != NULL;
+	char path[4096], tmp[4096];
+	bool ok = false;
+	FILE *f;
+
+	if (!strcmp(host, "0.0.0.0"))
+		host = "127.0.0.1";
+	else if (!strcmp(host, "::"))
+		host = "::1";
+	snprintf(path, sizeof(path), "%s/http.url", cfg->data_dir);
+	snprintf(tmp, sizeof(tmp), "%s/.http.url.tmp", cfg->data_dir);
+
+	f = fopen(tmp, "w");
+	if (f) {
+		ok = fprintf(f, "http://%s%s%s:%u\n", v6 ? "[" : "", host, v6 ? "]" : "", cfg->http_port) > 0;
+		ok = fclose(f) == 0 && ok;
+		ok = ok && rename(tmp, path) == 0;
+	}
+	if (!ok)
+		dts_warn("main", "cannot write %s: %s ('dattss user' will need --http)", path, strerror(errno));
+}
+
 static void *merger_main(void *arg)
 {
 	struct merger_thread *mt = arg;
@@ -116,6 +163,11 @@ static void *merger_main(void *arg)
 		dts_err("main", "restoring checkpoints from the store failed (%ld): starting empty", restored);
 	else if (restored > 0)
 		dts_info("main", "restored %ld series-minutes of open minutes from the store", restored);
+	restored = dts_storage_restore_state(mt->st, mt->m, dts_now_ms());
+	if (restored < 0)
+		dts_err("main", "restoring process states and events from the store failed (%ld)", restored);
+	else if (restored > 0)
+		dts_info("main", "restored %ld process states and events from the store", restored);
 	while (!atomic_load(&mt->stop)) {
 		/* The API core has no loop of its own: its owner is whoever holds api_core_lock, and this thread hands its
 		 * table over on the tick like a receive worker would. */
@@ -150,7 +202,12 @@ int main(int argc, char **argv)
 	bool use_dpdk;
 	unsigned rx_cores;
 	struct dts_http *http = NULL;
-	char err[512];
+	struct dts_notifier *notifier = NULL;
+	struct dts_alerts *alerts = NULL;
+	struct dts_users *users;
+	const uint8_t *server_secret;
+	size_t server_secret_len;
+	char err[512], path[4096];
 	sigset_t sigs;
 	int rc, sig = 0;
 
@@ -196,6 +253,27 @@ int main(int argc, char **argv)
 	dts_info("main", "store %s open (compression %s, minutes kept %u days, hours %u days)", cfg.data_dir,
 		 dts_storage_compression(mt.st), cfg.retention_minutes_days, cfg.retention_hours_days);
 
+	/* Users and keys: the registry reads meta once here; lookups are in memory from now on. */
+	users = dts_users_open(mt.st, cfg.data_dir, (const uint8_t *)cfg.secret, strlen(cfg.secret), err, sizeof(err));
+	if (!users) {
+		dts_err("main", "users: %s", err);
+		dts_storage_sink_stop(sink);
+		dts_storage_close(mt.st);
+		return 1;
+	}
+	rc = dts_users_bootstrap(users, cfg.user, cfg.data_dir, path, sizeof(path), err, sizeof(err));
+	if (rc < 0) {
+		dts_err("main", "users: creating the first user '%s': %s", cfg.user, err);
+		dts_users_close(users);
+		dts_storage_sink_stop(sink);
+		dts_storage_close(mt.st);
+		return 1;
+	}
+	if (rc == 1)
+		dts_info("main", "first start: created user '%s'; its API key is in %s (mode 0600)", cfg.user, path);
+	dts_info("main", "users: %zu; admin token in %s/admin.token", dts_users_list(users, NULL, NULL), cfg.data_dir);
+	server_secret = dts_users_server_secret(users, &server_secret_len);
+
 	/* Engine cores: one per receive thread (UDP worker or DPDK lcore), the stream core (TCP, Unix socket), and the
 	 * API core (data received over HTTP: PUT /agg), shared by the HTTP threads under api_core_lock. */
 	use_dpdk = strcmp(cfg.io, "dpdk") == 0;
@@ -218,15 +296,19 @@ int main(int argc, char **argv)
 	mcfg.decode.default_process_len = (uint16_t)strlen(cfg.default_process);
 	mcfg.decode.max_past_skew_s = cfg.max_past_skew_s;
 	mcfg.decode.max_future_skew_s = cfg.max_future_skew_s;
-	mcfg.decode.secret = (const uint8_t *)cfg.secret;
-	mcfg.decode.secret_len = strlen(cfg.secret);
+	mcfg.decode.secret = server_secret; /* the configured secret, else the one kept in meta (secret/dattss) */
+	mcfg.decode.secret_len = server_secret_len;
 	mcfg.sink.minute_closed = minute_closed;
 	mcfg.sink.checkpoint = checkpoint;
+	mcfg.sink.events = events;
 	mcfg.sink.ctx = &mt;
 	mcfg.checkpoint_ms = cfg.checkpoint_ms;
+	mcfg.native.key_lookup = dts_users_native_key; /* in-memory snapshot, RCU: never blocks an RX core */
+	mcfg.native.key_ctx = users;
 	mt.m = dts_merger_create(&mcfg);
 	if (!mt.m) {
 		dts_err("main", "cannot create the engine: %s", strerror(errno));
+		dts_users_close(users);
 		dts_storage_sink_stop(sink);
 		dts_storage_close(mt.st);
 		return 1;
@@ -234,8 +316,23 @@ int main(int argc, char **argv)
 	mt.api_core = dts_merger_core(mt.m, rx_cores + 1);
 	pthread_mutex_init(&mt.api_core_lock, NULL);
 	if (!cfg.secret[0])
-		dts_warn("main", "no secret configured: DaTtSs 'AUTH:PROCESS:STAT:VALUE' lines will be rejected");
+		dts_info("main", "no secret configured: AUTH tokens use the server secret kept in the store "
+			 "('dattss user add' prints a user's token)");
 
+	if (cfg.graphite_host[0]) {
+		struct dts_graphite_cfg gcfg;
+
+		dts_graphite_cfg_defaults(&gcfg);
+		gcfg.host = cfg.graphite_host;
+		gcfg.port = cfg.graphite_port;
+		gcfg.prefix = cfg.graphite_prefix;
+		mt.graphite = dts_graphite_start(&gcfg, err, sizeof(err));
+		if (!mt.graphite)
+			dts_err("main", "%s: closed minutes are not exported", err);
+		else
+			dts_info("main", "exporting closed minutes to Graphite at %s port %u, prefix '%s'", cfg.graphite_host,
+				 cfg.graphite_port, cfg.graphite_prefix);
+	}
 	if (pthread_create(&mt.thread, NULL, merger_main, &mt) != 0) {
 		dts_err("main", "cannot start the merger thread");
 		return 1;
@@ -254,10 +351,40 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out_stop_dpdk;
 	}
+	/* Alerts: rules from the store, an evaluator thread reading the engine (RCU) and the store, and a notifier
+	 * thread that sends. Both stop before the engine and the store go (out_stop_receiver). */
+	{
+		struct dts_notify_cfg ncfg;
+		struct dts_alerts_cfg acfg;
+
+		dts_notify_cfg_from_config(&ncfg, &cfg);
+		notifier = dts_notifier_create(&ncfg, err, sizeof(err));
+		dts_alerts_cfg_defaults(&acfg);
+		acfg.st = mt.st;
+		acfg.merger = mt.m;
+		acfg.notifier = notifier;
+		acfg.eval_s = cfg.alert_eval_s;
+		acfg.grace_s = cfg.grace_s;
+		acfg.timing.minute_s = cfg.alert_minute_s;
+		acfg.timing.repeat_s = cfg.alert_repeat_s;
+		acfg.timing.resolved_hold_s = cfg.alert_resolved_s;
+		acfg.max_rules = cfg.alert_max_rules;
+		acfg.channels_ok = notifier ? dts_notifier_channels(notifier) : 0;
+		alerts = notifier ? dts_alerts_open(&acfg, err, sizeof(err)) : NULL;
+		if (!alerts || dts_notifier_start(notifier, err, sizeof(err)) != 0 ||
+		    dts_alerts_start(alerts, err, sizeof(err)) != 0) {
+			dts_err("main", "%s", err);
+			rc = 1;
+			goto out_stop_receiver;
+		}
+	}
 	if (cfg.http_port) {
 		struct dts_http_ctx hctx = {
 			.cfg = &cfg, .merger = mt.m, .receiver = rx, .storage = mt.st, .dpdk = dpdk, .cores = mcfg.cores,
+			.users = users,
 			.api_core = mt.api_core, .api_core_lock = &mt.api_core_lock,
+			.graphite = mt.graphite,
+			.alerts = alerts,
 			.started_ms = dts_now_ms(),
 		};
 
@@ -267,6 +394,7 @@ int main(int argc, char **argv)
 			rc = 1;
 			goto out_stop_receiver;
 		}
+		write_http_url(&cfg);
 	}
 	dts_info("main", "dattssd ready (io %s, %u receive cores, tick %u ms, grace %u s, user '%s')", cfg.io, rx_cores,
 		 cfg.tick_ms, cfg.grace_s, cfg.user);
@@ -277,12 +405,16 @@ int main(int argc, char **argv)
 
 	dts_http_stop(http);
 out_stop_receiver:
+	dts_alerts_close(alerts); /* no more rounds: it reads the engine and the store */
+	dts_notifier_destroy(notifier); /* one last attempt at what is queued */
 	dts_receiver_stop(rx);
 out_stop_dpdk:
 	dts_dpdk_stop(dpdk); /* before the merger folds the cores' tables */
 out_stop_merger:
 	atomic_store(&mt.stop, true);
 	pthread_join(mt.thread, NULL); /* its destroy closed the open minutes into the sink */
+	dts_graphite_stop(mt.graphite); /* sends what is queued, for a few seconds at most */
+	dts_users_close(users); /* no reader left: HTTP, receivers and cores are stopped */
 	dts_storage_sink_stop(sink); /* writes what is queued */
 	dts_storage_close(mt.st);
 	dts_info("main", "stopped");

@@ -5,6 +5,10 @@
  * datagrams always reach the same worker and each worker aggregates into its own engine core without sharing
  * anything. A worker's loop: one recvmmsg() burst (blocking at most DTS_RECV_WAKE_MS), ingest exactly the datagrams
  * that arrived (never the requested count), then dts_core_tick(). Buffers are allocated once at start.
+ *
+ * statsd_allow: when set, every UDP datagram's source address (recvmmsg's msg_name, filled by the same call) is checked
+ * against the allowed networks before anything else reads the datagram, and every TCP connection's at accept; a
+ * refused one is counted (denied, tcp_denied) and never reaches the engine. The Unix socket is local: not checked.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -25,6 +29,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "netacl.h"
 #include "receive.h"
 
 #define DGRAM_MAX 65536 /* largest UDP payload */
@@ -35,6 +40,8 @@ struct rx_stats {
 	uint64_t recv_errors;
 	uint64_t tcp_accepted;
 	uint64_t tcp_refused;
+	uint64_t denied;
+	uint64_t tcp_denied;
 };
 
 #define STAT_ADD(field, n) __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n), \
@@ -51,6 +58,7 @@ struct udp_worker {
 	int cpu; /* -1: not pinned */
 	struct mmsghdr *msgs;
 	struct iovec *iov;
+	struct sockaddr_storage *names; /* batch source addresses; NULL when statsd_allow is empty */
 	char *bufs; /* batch x DGRAM_MAX */
 	struct rx_stats stats;
 };
@@ -63,6 +71,7 @@ struct tcp_conn {
 
 struct dts_receiver {
 	_Atomic bool stop;
+	struct dts_netacl allow; /* statsd_allow; read-only after start */
 	unsigned nworkers;
 	struct udp_worker *workers;
 	/* stream thread */
@@ -155,6 +164,7 @@ static void *udp_worker_main(void *arg)
 
 	snprintf(name, sizeof(name), "dts-rx%u", w->id);
 	pthread_setname_np(pthread_self(), name);
+	dts_rcu_register_thread(); /* native datagrams look their key up under the RCU read side (engine.h) */
 	if (w->cpu >= 0) {
 		cpu_set_t set;
 
@@ -170,6 +180,15 @@ static void *udp_worker_main(void *arg)
 		if (n > 0) {
 			STAT_ADD(w->stats.recv_calls, 1);
 			for (int i = 0; i < n; i++) {
+				if (w->names) {
+					bool ok = dts_netacl_allows(&r->allow, &w->names[i]);
+
+					w->msgs[i].msg_hdr.msg_namelen = sizeof(w->names[i]); /* value-result: reset */
+					if (!ok) {
+						STAT_ADD(w->stats.denied, 1);
+						continue;
+					}
+				}
 				if (w->msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
 					STAT_ADD(w->stats.truncated, 1);
 				dts_core_ingest(w->core, w->iov[i].iov_base, w->msgs[i].msg_len, now_ms / 1000);
@@ -179,15 +198,23 @@ static void *udp_worker_main(void *arg)
 		}
 		dts_core_tick(w->core, now_ms);
 	}
+	dts_rcu_unregister_thread();
 	return NULL;
 }
 
 static void tcp_accept(struct dts_receiver *r)
 {
-	int fd = accept4(r->tcp_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	struct sockaddr_storage ss = { 0 };
+	socklen_t slen = sizeof(ss);
+	int fd = accept4(r->tcp_fd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 	if (fd < 0)
 		return;
+	if (!dts_netacl_allows(&r->allow, &ss)) {
+		STAT_ADD(r->stream_stats.tcp_denied, 1);
+		close(fd);
+		return;
+	}
 	for (int i = 0; i < DTS_RECV_MAX_TCP; i++) {
 		if (r->conns[i])
 			continue;
@@ -249,6 +276,7 @@ static void *stream_main(void *arg)
 	int map[2 + DTS_RECV_MAX_TCP];
 
 	pthread_setname_np(pthread_self(), "dts-stream");
+	dts_rcu_register_thread(); /* native datagrams on the Unix socket look their key up under RCU */
 	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
 		nfds_t n = 0;
 		int64_t now_ms;
@@ -292,6 +320,7 @@ static void *stream_main(void *arg)
 		}
 		dts_core_tick(r->stream_core, now_ms);
 	}
+	dts_rcu_unregister_thread();
 	return NULL;
 }
 
@@ -346,7 +375,9 @@ static int worker_init(struct udp_worker *w, const struct dts_config *cfg, char 
 	w->msgs = calloc(w->batch, sizeof(*w->msgs));
 	w->iov = calloc(w->batch, sizeof(*w->iov));
 	w->bufs = malloc((size_t)w->batch * DGRAM_MAX);
-	if (!w->msgs || !w->iov || !w->bufs) {
+	if (w->r->allow.n)
+		w->names = calloc(w->batch, sizeof(*w->names));
+	if (!w->msgs || !w->iov || !w->bufs || (w->r->allow.n && !w->names)) {
 		snprintf(err, errlen, "worker %u: out of memory for %u receive buffers", w->id, w->batch);
 		return -ENOMEM;
 	}
@@ -355,6 +386,10 @@ static int worker_init(struct udp_worker *w, const struct dts_config *cfg, char 
 		w->iov[i].iov_len = DGRAM_MAX;
 		w->msgs[i].msg_hdr.msg_iov = &w->iov[i];
 		w->msgs[i].msg_hdr.msg_iovlen = 1;
+		if (w->names) {
+			w->msgs[i].msg_hdr.msg_name = &w->names[i];
+			w->msgs[i].msg_hdr.msg_namelen = sizeof(w->names[i]);
+		}
 	}
 	return 0;
 }
@@ -371,6 +406,8 @@ struct dts_receiver *dts_receiver_start(const struct dts_config *cfg, struct dts
 	}
 	r->tcp_fd = -1;
 	r->unix_fd = -1;
+	if (dts_netacl_parse(cfg->statsd_allow, &r->allow, err, errlen) != 0) /* validated by config.c: defensive */
+		goto out_stop;
 	r->nworkers = cfg->statsd_port ? udp_workers : 0;
 	r->stream_core = dts_merger_core(m, stream_core);
 	r->workers = calloc(udp_workers ? udp_workers : 1, sizeof(*r->workers));
@@ -414,8 +451,9 @@ struct dts_receiver *dts_receiver_start(const struct dts_config *cfg, struct dts
 		goto out_stop;
 	}
 	r->stream_started = true;
-	dts_info("receive", "listening: %s %s:%u (%u UDP workers), unix %s", r->nworkers ? "udp+tcp" : "tcp", cfg->bind,
-		 cfg->statsd_port, r->nworkers, cfg->unix_socket[0] ? cfg->unix_socket : "off");
+	dts_info("receive", "listening: %s %s:%u (%u UDP workers), unix %s, sources %s", r->nworkers ? "udp+tcp" : "tcp",
+		 cfg->bind, cfg->statsd_port, r->nworkers, cfg->unix_socket[0] ? cfg->unix_socket : "off",
+		 cfg->statsd_allow[0] ? cfg->statsd_allow : "any");
 	return r;
 
 out_stop:
@@ -437,6 +475,7 @@ void dts_receiver_stop(struct dts_receiver *r)
 			close(w->fd);
 		free(w->msgs);
 		free(w->iov);
+		free(w->names);
 		free(w->bufs);
 	}
 	if (r->stream_started)
@@ -466,5 +505,7 @@ void dts_receiver_stats_read(const struct dts_receiver *r, struct dts_receiver_s
 		out->recv_errors += __atomic_load_n(&s->recv_errors, __ATOMIC_RELAXED);
 		out->tcp_accepted += __atomic_load_n(&s->tcp_accepted, __ATOMIC_RELAXED);
 		out->tcp_refused += __atomic_load_n(&s->tcp_refused, __ATOMIC_RELAXED);
+		out->denied += __atomic_load_n(&s->denied, __ATOMIC_RELAXED);
+		out->tcp_denied += __atomic_load_n(&s->tcp_denied, __ATOMIC_RELAXED);
 	}
 }

@@ -33,6 +33,8 @@ struct dts_receiver_stats {
 	uint64_t recv_errors; /* receive calls that failed with something other than EAGAIN/EINTR */
 	uint64_t tcp_accepted;
 	uint64_t tcp_refused; /* connections closed at once because DTS_RECV_MAX_TCP were open */
+	uint64_t denied; /* UDP datagrams dropped because their source is not in statsd_allow */
+	uint64_t tcp_denied; /* TCP connections closed at once because their source is not in statsd_allow */
 };
 
 /*

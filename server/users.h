@@ -28,7 +28,11 @@ struct dts_users;
 /*
  * Load the registry from st's meta family. server_secret/len: the configured secret for the original AUTH token;
  * when len is 0 the secret stored in meta (secret/dattss) is used, generated and stored on first use. Also writes
- * DATA_DIR/admin.token (mode 0600) for the operator API. Returns NULL with a message in err. Main thread.
+ * DATA_DIR/admin.token (mode 0600) for the operator API; data_dir NULL writes no token (tools on a stopped store:
+ * dts_users_admin_ok is then always false). The daemon (data_dir set) records in meta whether its secret was
+ * configured; a tool (data_dir NULL, no secret given) then has no server secret when it was (len 0: credentials
+ * get an empty auth). The registry reads st until dts_users_close. Returns NULL with a
+ * message in err. Main thread.
  */
 struct dts_users *dts_users_open(struct dts_storage *st, const char *data_dir, const uint8_t *server_secret,
 				 size_t server_secret_len, char *err, size_t errlen);
@@ -69,5 +73,63 @@ struct dts_user_info {
 /* Visit every user in id order (a copy of the snapshot's fields). Returns the count. Any registered RCU thread. */
 typedef int (*dts_user_visit_fn)(void *ctx, const struct dts_user_info *u);
 size_t dts_users_list(struct dts_users *u, dts_user_visit_fn fn, void *ctx);
+
+/* The fields of one user by id. Returns true when it exists. Any registered RCU thread. */
+bool dts_users_get(struct dts_users *u, const char *user, struct dts_user_info *out);
+
+/* ---- management (admin API, `dattss user`): writes to meta, then publishes a new snapshot ----------------------- */
+/*
+ * Every call below serialises on the registry's writer mutex, writes meta (synced), publishes the new snapshot and
+ * waits for a grace period (synchronize_rcu) before freeing the old one: call them from a thread that is not inside
+ * an RCU read-side critical section (an HTTP handler, the main thread, a tool), never from an RX core.
+ * Errors are -errno with a message in err that names the field: -EINVAL (bad email or user id), -EEXIST, -ENOENT
+ * (no such user), -EROFS (store opened read-only), -EIO (RocksDB), -ENOMEM.
+ */
+
+/* "dk_" + 40 characters of lower-case base32: 200 random bits. */
+#define DTS_USERS_API_KEY_LEN 43
+/* The datagram secret as printed and as libdattss takes it: 64 hex characters (32 random bytes); its characters are
+ * the MAC key. */
+#define DTS_USERS_SECRET_LEN 64
+/* The admin token: 64 hex characters (32 random bytes). */
+#define DTS_USERS_ADMIN_TOKEN_LEN 64
+
+/* Credentials of a user, shown once when created or rotated. Only key_id and secret are kept; the API key is stored as
+ * its SHA-256 and the AUTH token is derived. Wipe it (OPENSSL_cleanse) when done. */
+struct dts_user_creds {
+	char id[DTS_MAX_USER + 1];
+	char api_key[DTS_USERS_API_KEY_LEN + 1];
+	uint32_t key_id;
+	char secret[DTS_USERS_SECRET_LEN + 1];
+	char auth[DTS_MAX_USER + 42]; /* the original AUTH token: <id>_<40 hex>; "" when the server secret is unknown */
+};
+
+/* Check an email that is to become a user id: local@domain.tld, and [A-Za-z0-9@._+-]{1,64}. Returns true, or false
+ * with a message naming `email` in err. Pure. */
+bool dts_users_email_valid(const char *email, char *err, size_t errlen);
+
+/* Create the user EMAIL (its id is the email) with fresh credentials. Returns 0 and fills *out, or -errno. */
+int dts_users_add(struct dts_users *u, const char *email, struct dts_user_creds *out, char *err, size_t errlen);
+
+/* Replace a user's API key, key id and secret (the old ones stop working at once). Returns 0 and fills *out. */
+int dts_users_rotate(struct dts_users *u, const char *user, struct dts_user_creds *out, char *err, size_t errlen);
+
+/* Delete a user's record and keys (its stored data is left alone). Returns 0 or -errno (-ENOENT). */
+int dts_users_remove(struct dts_users *u, const char *user, char *err, size_t errlen);
+
+/* Set a user's prometheus option. Returns 0 or -errno (-ENOENT). */
+int dts_users_set_prometheus(struct dts_users *u, const char *user, bool on, char *err, size_t errlen);
+
+/* Re-read every user from meta and publish a new snapshot. Returns 0 or -errno. */
+int dts_users_reload(struct dts_users *u, char *err, size_t errlen);
+
+/*
+ * First start: when no user was ever created in this store (no user records and no key id allocated yet), create
+ * the user `user` (the statsd listeners' user: any id of [A-Za-z0-9@._+-]{1,64}, no email required) and write its
+ * API key to DATA_DIR/api.key (mode 0600). Returns 1 (created; path filled with the file's name), 0 (nothing to do),
+ * or -errno. Main thread, at start.
+ */
+int dts_users_bootstrap(struct dts_users *u, const char *user, const char *data_dir, char *path, size_t pathlen,
+			char *err, size_t errlen);
 
 #endif /* DTS_USERS_H */

@@ -7,10 +7,13 @@
  *   dattss inspect --data-dir DIR --series SERIES [--from T] [--to T] [--resolution minute|hour]
  *                                                                    one series, decoded, one row per minute/hour
  *   dattss decode HEX                                                one value as `ldb --value_hex` shows it
+ *   dattss user add|list|rotate|remove|prometheus ...                users and keys (user_cmd.c)
+ *   dattss send [--process P] NAME VALUE                             one value through libdattss (send_cmd.c)
  *
  * The store is opened as a RocksDB secondary instance in a private temporary directory (removed on exit), so inspect
  * works on the store of a running dattssd without disturbing it and sees its latest writes; --read-only opens it
- * read-only instead (a stopped store or a checkpoint). Nothing is ever written to the store.
+ * read-only instead (a stopped store or a checkpoint). inspect and decode never write to the store; `user` does
+ * (directly on a stopped store, else through the running daemon's admin API).
  *
  * Exit status: 0 success, 1 the store could not be read, 2 usage error.
  */
@@ -26,6 +29,7 @@
 #include <time.h>
 
 #include "dts/storage.h"
+#include "tool_cmds.h"
 
 #ifndef DTS_VERSION
 #define DTS_VERSION "0.1.0"
@@ -41,6 +45,8 @@ static const char usage_main[] =
 	"Commands:\n"
 	"  inspect   list users, processes and series of a DaTtSs store, or dump one series decoded\n"
 	"  decode    decode one stored value given in hex (as `ldb --value_hex` prints it)\n"
+	"  user      add, list, rotate or remove users and their keys\n"
+	"  send      send one value through libdattss (e.g. 'dattss send --process api query 153ms')\n"
 	"\n"
 	"Options:\n"
 	"  -h, --help      this help ('dattss COMMAND --help' for a command's options)\n"
@@ -593,5 +599,9 @@ int main(int argc, char **argv)
 		return cmd_inspect(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "decode"))
 		return cmd_decode(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "user"))
+		return dts_tool_user(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "send"))
+		return dts_tool_send(argc - 1, argv + 1);
 	return usage_error(NULL, "unknown command '%s'", argv[1]);
 }

@@ -530,6 +530,7 @@ static int rxq_loop(void *arg)
 	struct rxq *q = arg;
 	struct rte_mbuf *pkts[DTS_DPDK_BURST], *done[DTS_DPDK_BURST];
 
+	dts_rcu_register_thread(); /* native datagrams look their key up under the RCU read side (engine.h) */
 	while (!atomic_load_explicit(&q->d->stop, memory_order_relaxed)) {
 		struct timespec ts;
 		int64_t now_ms;
@@ -578,6 +579,7 @@ static int rxq_loop(void *arg)
 			publish(q);
 	}
 	publish(q);
+	dts_rcu_unregister_thread();
 	return 0;
 }
 

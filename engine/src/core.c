@@ -7,8 +7,15 @@
  * samples to the table; by then the first buckets have arrived. Each line of a batch decodes into its own scratch
  * buffer, because its normalised name must stay valid until the batch is applied.
  *
+ * Native datagrams (docs/protocol.md) take the same table: dts_native_open verifies the whole datagram first (MAC,
+ * replay window, contents; the key lookup under an RCU read-side critical section, the users registry being RCU
+ * data), then each partial aggregate is merged into the entry of its series and slot (prefetched in batches like
+ * lines), a timer's sketch or a set's encoding is copied into the blob arena for the merger, and the process report
+ * and the events go to their own logs. dts_core_ingest_partial / _proc / _event feed the same paths from PUT /agg.
+ *
  * Everything here runs on one core and touches only that core's table and counters: no locks, no atomics other than
- * relaxed single-writer counter stores, no allocation, no system calls. Work is O(bytes of the datagram).
+ * relaxed single-writer counter stores and the RCU read-side lock (a thread-local counter), no allocation, no system
+ * calls. Work is O(bytes of the datagram) plus at most one HMAC.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,6 +25,7 @@
 
 #include "dts/hash.h"
 #include "engine_internal.h"
+#include "rcu.h"
 
 /* Where a decoded sample goes: its identity hash, slot and (prefetched) table bucket. */
 struct pending {
@@ -37,29 +45,37 @@ struct batch {
 	unsigned applied; /* samples aggregated so far in this datagram */
 };
 
+/*
+ * Identity hash from the user's hash and "process SEP counter" joined (n bytes, the process being plen of them).
+ * plen in the seed tells "a.b"+"c" from "a"+"b.c", whose joined bytes are equal. Lines and partials use this one
+ * function, so a series gets the same hash whichever protocol feeds it.
+ */
+static inline uint64_t ident_hash(uint64_t uh, uint8_t type, size_t plen, const char *joined, size_t n,
+				  const char *tags, size_t tags_len)
+{
+	uint64_t seed = uh ^ ((uint64_t)type << 56) ^ ((uint64_t)plen << 40);
+	uint64_t h = dts_hash64(joined, n, seed);
+
+	if (tags_len)
+		h = dts_hash64(tags, tags_len, h);
+	return h ? h : 1;
+}
+
 uint64_t dts__sample_hash(const struct dts_core *c, const struct dts_sample *s)
 {
 	char buf[DTS_MAX_NAME + 2 * DTS_MAX_USER + 2];
 	const char sep = c->dcfg->process_sep;
 	uint64_t uh = s->user_len ? dts_hash64(s->user, s->user_len, DTS_HASH_SEED) : c->user_hash;
-	/* plen in the seed tells "a.b"+"c" from "a"+"b.c", whose joined bytes are equal. */
-	uint64_t seed = uh ^ ((uint64_t)s->type << 56) ^ ((uint64_t)s->process_len << 40);
 	size_t n = (size_t)s->process_len + 1 + s->counter_len;
-	uint64_t h;
 
-	if (s->counter == s->process + s->process_len + 1 && s->process[s->process_len] == sep) {
-		h = dts_hash64(s->process, n, seed);
-	} else {
-		if (n > sizeof(buf))
-			n = sizeof(buf); /* defensive: decoders bound both parts by DTS_MAX_NAME */
-		memcpy(buf, s->process, s->process_len);
-		buf[s->process_len] = sep;
-		memcpy(buf + s->process_len + 1, s->counter, n - s->process_len - 1);
-		h = dts_hash64(buf, n, seed);
-	}
-	if (s->tags_len)
-		h = dts_hash64(s->tags, s->tags_len, h);
-	return h ? h : 1;
+	if (s->counter == s->process + s->process_len + 1 && s->process[s->process_len] == sep)
+		return ident_hash(uh, s->type, s->process_len, s->process, n, s->tags, s->tags_len);
+	if (n > sizeof(buf))
+		n = sizeof(buf); /* defensive: decoders bound both parts by DTS_MAX_NAME */
+	memcpy(buf, s->process, s->process_len);
+	buf[s->process_len] = sep;
+	memcpy(buf + s->process_len + 1, s->counter, n - s->process_len - 1);
+	return ident_hash(uh, s->type, s->process_len, buf, n, s->tags, s->tags_len);
 }
 
 static void count_reject(struct dts_core *c, int reason)
@@ -157,29 +173,40 @@ static void apply_gauge(struct dts__entry *e, const struct dts_sample *s)
 	}
 }
 
+/* slot relative to the table's base (set by the first slot, with room for 256 slots before it: DogStatsD |T and
+ * native slots up to 300 s old). Returns false, counted, when the slot does not fit the table's int16 range. */
+static bool table_rel(struct dts_core *c, struct dts__table *t, uint32_t slot, int16_t *rel_out)
+{
+	int64_t rel;
+
+	if (!t->has_base) {
+		t->base_slot = slot > 256 ? slot - 256 : 0;
+		t->has_base = true;
+	}
+	rel = (int64_t)slot - t->base_slot;
+	if (rel < 0 || rel > INT16_MAX) {
+		count_drop(c, rel < 0 ? DTS_DROP_LATE : DTS_DROP_FUTURE);
+		return false;
+	}
+	*rel_out = (int16_t)rel;
+	return true;
+}
+
 /* Aggregate one pending sample. Returns true when it was counted. */
 static bool apply_one(struct dts_core *c, struct dts__table *t, const struct pending *pd, const struct dts_sample *s)
 {
 	struct dts__entry *e;
 	uint32_t idx;
-	int64_t rel;
+	int16_t rel;
 
-	if (!t->has_base) {
-		/* Leave room for |T timestamps up to DTS_MAX_PAST_SLOTS in the past. */
-		t->base_slot = pd->slot > 256 ? pd->slot - 256 : 0;
-		t->has_base = true;
-	}
-	rel = (int64_t)pd->slot - t->base_slot;
-	if (rel < 0 || rel > INT16_MAX) {
-		count_drop(c, rel < 0 ? DTS_DROP_LATE : DTS_DROP_FUTURE);
+	if (!table_rel(c, t, pd->slot, &rel))
 		return false;
-	}
 	/* Check log room first so that an entry's scalar aggregate never counts a value its sketch/set lacks. */
 	if ((s->type == DTS_TIMER && t->n_tlog == t->tlog_cap) || (s->type == DTS_SET && t->n_slog == t->slog_cap)) {
 		count_drop(c, DTS_DROP_TABLE_FULL);
 		return false;
 	}
-	e = lookup_insert(c, t, pd, s, (int16_t)rel, &idx);
+	e = lookup_insert(c, t, pd, s, rel, &idx);
 	if (!e) {
 		count_drop(c, DTS_DROP_TABLE_FULL);
 		return false;
@@ -272,11 +299,332 @@ static void decode_line(struct dts_core *c, struct batch *b, const char *line, s
 	b->lines++;
 }
 
+/* ---- partial aggregates, process reports and events (native datagrams, PUT /agg) --------------------------------- */
+
+/* Where a partial's sketch or set encoding comes from: validated bytes (a native datagram) or a sketch to encode. */
+struct enc_src {
+	const uint8_t *bytes;
+	const struct dts_sketch *sketch;
+	uint32_t len; /* 0: none */
+};
+
+/*
+ * Merge one partial aggregate into the entry of (hash, slot) and log its encoding for the merger. The room in the blob
+ * arena is checked before the entry is touched, so an entry never counts an aggregate whose sketch it lacks.
+ * id: the identity (user set). Returns true when taken; false when counted as a table_full drop.
+ */
+static bool apply_partial(struct dts_core *c, struct dts__table *t, const struct pending *pd, int16_t rel,
+			  const struct dts_sample *id, const struct dts_agg *agg, const struct enc_src *enc)
+{
+	uint32_t need = enc->len ? (uint32_t)((sizeof(struct dts__blob) + enc->len + 7) & ~(size_t)7) : 0;
+	struct dts__entry *e;
+	struct dts__blob *b;
+	uint32_t idx;
+
+	if (need > t->blob_cap - t->blob_used) {
+		count_drop(c, DTS_DROP_TABLE_FULL);
+		return false;
+	}
+	e = lookup_insert(c, t, pd, id, rel, &idx);
+	if (!e) {
+		count_drop(c, DTS_DROP_TABLE_FULL);
+		return false;
+	}
+	if (id->type == DTS_GAUGE && agg->count > 0) {
+		/* a partial's gauge is absolute (lst = the value at the end of its slot): it supersedes pending deltas */
+		if (!(e->flags & DTS__ENT_GAUGE_ABS))
+			dts_agg_init(&e->agg);
+		e->flags = DTS__ENT_GAUGE_ABS;
+	}
+	dts_agg_merge(&e->agg, agg); /* PIECE partials are empty: a no-op */
+	if (need) {
+		b = (struct dts__blob *)(t->blob + t->blob_used);
+		b->entry = idx;
+		b->len = (uint16_t)enc->len;
+		b->type = id->type;
+		b->pad = 0;
+		if (enc->bytes)
+			memcpy(b->bytes, enc->bytes, enc->len);
+		else
+			(void)dts_sketch_encode(enc->sketch, b->bytes, enc->len); /* cannot fail: len is its exact size */
+		t->blob_used += need;
+		t->n_blob++;
+	}
+	DTS__STAT_ADD(c->stats.partials, 1);
+	return true;
+}
+
+/*
+ * Log a process report. The datagrams of one batch repeat the same statistics, so a report of the same (non-zero)
+ * instance and process as the table's last one replaces it instead of taking a new record. Returns false when the log
+ * is full (counted as table_full).
+ */
+static bool add_report(struct dts_core *c, struct dts__table *t, const struct dts_sample *id, uint64_t instance,
+		       int64_t slot_s, const struct dts_native_stats *stats, uint8_t flags, int64_t heard_ms)
+{
+	struct dts__proc *r;
+	uint32_t off;
+
+	DTS__STAT_ADD(c->stats.heartbeats, 1);
+	if (t->n_proc && instance) {
+		r = &t->proc[t->n_proc - 1];
+		const struct dts__ident *li = (const struct dts__ident *)(t->keys + r->ident_off);
+
+		if (r->instance == instance && slot_s >= r->slot_s && li->user_len == id->user_len &&
+		    li->process_len == id->process_len && memcmp(li->bytes, id->user, id->user_len) == 0 &&
+		    memcmp(li->bytes + id->user_len, id->process, id->process_len) == 0) {
+			r->flags = flags;
+			r->heard_ms = heard_ms;
+			r->slot_s = slot_s;
+			r->stats = *stats;
+			return true;
+		}
+	}
+	if (t->n_proc == t->proc_cap || (off = store_ident(c, t, id)) == UINT32_MAX) {
+		count_drop(c, DTS_DROP_TABLE_FULL);
+		return false;
+	}
+	r = &t->proc[t->n_proc++];
+	r->ident_off = off;
+	r->flags = flags;
+	r->instance = instance;
+	r->heard_ms = heard_ms;
+	r->slot_s = slot_s;
+	r->stats = *stats;
+	return true;
+}
+
+/* Copy an event into the event arena. Returns false when it is full (counted in events_dropped). */
+static bool add_event(struct dts_core *c, struct dts__table *t, const struct dts_sample *id, uint8_t kind,
+		      int64_t ts_ms, const char *text, uint16_t len, int64_t heard_ms)
+{
+	size_t need = (sizeof(struct dts__event) + id->user_len + id->process_len + len + 7) & ~(size_t)7;
+	struct dts__event *ev;
+
+	if (need > t->ev_cap - t->ev_used) {
+		DTS__STAT_ADD(c->stats.events_dropped, 1);
+		return false;
+	}
+	ev = (struct dts__event *)(t->ev + t->ev_used);
+	ev->ts_ms = ts_ms;
+	ev->heard_ms = heard_ms;
+	ev->user_len = id->user_len;
+	ev->process_len = id->process_len;
+	ev->text_len = len;
+	ev->kind = kind;
+	ev->pad = 0;
+	memcpy(ev->bytes, id->user, id->user_len);
+	memcpy(ev->bytes + id->user_len, id->process, id->process_len);
+	memcpy(ev->bytes + id->user_len + id->process_len, text, len);
+	t->ev_used += (uint32_t)need;
+	t->n_ev++;
+	DTS__STAT_ADD(c->stats.events, 1);
+	return true;
+}
+
+/* A native partial waiting for its bucket (prefetched) to be merged. */
+struct npending {
+	struct dts_native_partial p;
+	struct pending pd;
+};
+
+static unsigned apply_native_batch(struct dts_core *c, struct dts__table *t, struct npending *np, unsigned n,
+				   int16_t rel, struct dts_sample *id)
+{
+	unsigned taken = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct dts_native_partial *p = &np[i].p;
+		struct enc_src enc = { .bytes = p->enc, .len = p->enc ? p->enc_len : 0 };
+
+		id->counter = p->name;
+		id->counter_len = p->name_len;
+		id->tags = p->tags;
+		id->tags_len = p->tags_len;
+		id->type = p->type;
+		taken += apply_partial(c, t, &np[i].pd, rel, id, &p->agg, &enc);
+	}
+	return taken;
+}
+
+static unsigned ingest_native(struct dts_core *c, const uint8_t *buf, size_t len, int64_t now_s)
+{
+	struct dts__table *t = c->active;
+	struct npending np[DTS_INGEST_BATCH];
+	char joined[DTS_MAX_NAME + 1];
+	struct dts_native_msg msg;
+	struct dts_native_iter it;
+	struct dts_native_event ev;
+	struct dts_sample id;
+	unsigned n = 0, taken = 0;
+	uint32_t slot;
+	uint64_t uh;
+	int16_t rel;
+	int r;
+
+	/* The key (and the MAC key it points to) belongs to the users registry, replaced under RCU: hold the read side
+	 * for as long as dts_native_open uses it. Nothing of the key is used afterwards (msg.user is in buf). */
+	dts__read_lock();
+	r = dts_native_open(c->ncfg, c->replay, c->nscratch, buf, len, now_s, &msg);
+	dts__read_unlock();
+	if (r < 0) {
+		unsigned reason = (unsigned)-r;
+
+		DTS__STAT_ADD(c->stats.native_rejected[reason < DTS_NREJ_COUNT ? reason : DTS_NREJ_BAD_HEADER], 1);
+		return 0;
+	}
+	DTS__STAT_ADD(c->stats.native_datagrams, 1);
+	memset(&id, 0, sizeof(id));
+	id.user = msg.user;
+	id.user_len = msg.user_len;
+	id.process = msg.process;
+	id.process_len = msg.process_len;
+	id.counter = "";
+	id.tags = "";
+	add_report(c, t, &id, msg.instance, msg.slot, &msg.stats, DTS__PROC_UPTIME | DTS__PROC_STATS, now_s * 1000);
+	dts_native_iter_events(&msg, &it);
+	while (dts_native_next_event(&it, &ev))
+		add_event(c, t, &id, ev.kind, ev.ts_ms, ev.text, ev.len, now_s * 1000);
+	if (!msg.npartials)
+		return 0;
+
+	slot = (uint32_t)(msg.slot / DTS_SLOT_SECONDS);
+	if (!table_rel(c, t, slot, &rel)) {
+		/* table_rel counted one drop: count the datagram's other partials too */
+		enum dts_drop d = (int64_t)slot < (int64_t)t->base_slot ? DTS_DROP_LATE : DTS_DROP_FUTURE;
+
+		DTS__STAT_ADD(c->stats.dropped[d], msg.npartials - 1u);
+		return 0;
+	}
+	uh = dts_hash64(msg.user, msg.user_len, DTS_HASH_SEED);
+	memcpy(joined, msg.process, msg.process_len);
+	joined[msg.process_len] = c->dcfg->process_sep;
+	dts_native_iter_partials(&msg, &it);
+	while (dts_native_next_partial(&it, &np[n].p)) {
+		const struct dts_native_partial *p = &np[n].p;
+		size_t jn = (size_t)msg.process_len + 1 + p->name_len; /* <= DTS_MAX_NAME: checked by dts_native_open */
+
+		memcpy(joined + msg.process_len + 1, p->name, p->name_len);
+		np[n].pd.hash = ident_hash(uh, p->type, msg.process_len, joined, jn, p->tags, p->tags_len);
+		np[n].pd.slot = slot;
+		np[n].pd.bucket = dts__table_bucket(t, np[n].pd.hash, slot);
+		__builtin_prefetch(&t->entries[np[n].pd.bucket], 1, 3);
+		if (++n == DTS_INGEST_BATCH) {
+			taken += apply_native_batch(c, t, np, n, rel, &id);
+			n = 0;
+		}
+	}
+	taken += apply_native_batch(c, t, np, n, rel, &id);
+	return taken;
+}
+
+/* Validate a user and a process name for the API paths and fill id's identity (counter and tags empty). */
+static bool api_ident(struct dts_sample *id, const char *user, const char *process)
+{
+	size_t ulen = user ? strlen(user) : 0, plen = process ? strlen(process) : 0;
+
+	if (ulen < 1 || ulen > DTS_MAX_USER || !dts_native_user_valid(user, ulen) || plen < 1 ||
+	    plen > DTS_NATIVE_MAX_PROCESS || !dts_native_name_valid(process, plen))
+		return false;
+	memset(id, 0, sizeof(*id));
+	id->user = user;
+	id->user_len = (uint16_t)ulen;
+	id->process = process;
+	id->process_len = (uint16_t)plen;
+	id->counter = "";
+	id->tags = "";
+	return true;
+}
+
+static bool agg_valid(const struct dts_agg *a)
+{
+	return isfinite(a->sum) && isfinite(a->count) && isfinite(a->min) && isfinite(a->max) && isfinite(a->fst) &&
+	       isfinite(a->lst) && a->count > 0 && a->min <= a->max;
+}
+
+int dts_core_ingest_partial(struct dts_core *c, const struct dts_partial_in *p, int64_t now_s)
+{
+	struct dts__table *t = c->active;
+	char joined[DTS_MAX_NAME + 1];
+	struct enc_src enc = { 0 };
+	struct dts_sample id;
+	struct pending pd;
+	size_t clen, tlen;
+	int16_t rel;
+
+	if (!api_ident(&id, p->user, p->process) || !p->counter)
+		return -EINVAL;
+	clen = strlen(p->counter);
+	tlen = p->tags ? strlen(p->tags) : 0;
+	if (clen < 1 || (size_t)id.process_len + 1 + clen > DTS_MAX_NAME || !dts_native_name_valid(p->counter, clen) ||
+	    tlen > DTS_MAX_TAGS_LEN || (tlen && !dts_native_tags_valid(p->tags, tlen)) || p->type >= DTS_NTYPES ||
+	    !agg_valid(&p->agg) || (p->sketch && p->type != DTS_TIMER))
+		return -EINVAL;
+	if (p->sketch) {
+		size_t n = dts_sketch_encoded_size(p->sketch);
+
+		if (n > UINT16_MAX)
+			return -EINVAL; /* defensive: a sketch encodes in at most ~2 KiB */
+		enc.sketch = p->sketch;
+		enc.len = (uint32_t)n;
+	}
+	if (p->slot_s < now_s - c->ncfg->max_past_s || p->slot_s > now_s + c->ncfg->max_future_s || p->slot_s <= 0) {
+		count_drop(c, p->slot_s < now_s ? DTS_DROP_LATE : DTS_DROP_FUTURE);
+		return -ERANGE;
+	}
+	id.counter = p->counter;
+	id.counter_len = (uint16_t)clen;
+	id.tags = tlen ? p->tags : "";
+	id.tags_len = (uint16_t)tlen;
+	id.type = p->type;
+	memcpy(joined, id.process, id.process_len);
+	joined[id.process_len] = c->dcfg->process_sep;
+	memcpy(joined + id.process_len + 1, p->counter, clen);
+	pd.hash = ident_hash(dts_hash64(id.user, id.user_len, DTS_HASH_SEED), id.type, id.process_len, joined,
+			     (size_t)id.process_len + 1 + clen, id.tags, id.tags_len);
+	pd.slot = (uint32_t)(p->slot_s / DTS_SLOT_SECONDS);
+	pd.bucket = dts__table_bucket(t, pd.hash, pd.slot);
+	if (!table_rel(c, t, pd.slot, &rel))
+		return -ERANGE;
+	return apply_partial(c, t, &pd, rel, &id, &p->agg, &enc) ? 0 : -ENOSPC;
+}
+
+int dts_core_ingest_proc(struct dts_core *c, const char *user, const char *process, uint32_t uptime_s,
+			 int64_t now_s)
+{
+	struct dts_native_stats st = { .uptime_s = uptime_s };
+	struct dts_sample id;
+
+	if (!api_ident(&id, user, process))
+		return -EINVAL;
+	return add_report(c, c->active, &id, 0, now_s, &st, DTS__PROC_UPTIME, now_s * 1000) ? 0 : -ENOSPC;
+}
+
+int dts_core_ingest_event(struct dts_core *c, const char *user, const char *process, uint8_t kind, int64_t ts_ms,
+			  const char *text, size_t len, int64_t now_s)
+{
+	struct dts_sample id;
+
+	if (!api_ident(&id, user, process) || kind > DTS_NATIVE_WARNING || (len && !text) ||
+	    (len && memchr(text, '\0', len)))
+		return -EINVAL;
+	if (len > DTS_NATIVE_MAX_TEXT)
+		return -EMSGSIZE;
+	return add_event(c, c->active, &id, kind, ts_ms, text, (uint16_t)len, now_s * 1000) ? 0 : -ENOSPC;
+}
+
 unsigned dts_core_ingest(struct dts_core *c, const char *buf, size_t len, int64_t now_s)
 {
 	struct batch b;
 	const char *p = buf, *end = buf + len;
 
+	if (dts_native_is(buf, len)) {
+		unsigned n = ingest_native(c, (const uint8_t *)buf, len, now_s);
+
+		DTS__STAT_ADD(c->stats.packets, 1);
+		DTS__STAT_ADD(c->stats.bytes, len);
+		return n;
+	}
 	b.n = 0;
 	b.lines = 0;
 	b.applied = 0;
@@ -319,7 +667,7 @@ bool dts_core_tick(struct dts_core *c, int64_t now_ms)
 
 	if (!c->flush_req && !full && now_ms < c->next_tick_ms)
 		return false;
-	if (t->n_used == 0) {
+	if (dts__table_empty(t)) {
 		c->next_tick_ms = now_ms + c->tick_ms;
 		c->flush_req = false;
 		return false;

@@ -1,5 +1,5 @@
 /*
- * engine_internal.h - structures shared by core.c (RX side) and merger.c (merger side).
+ * engine_internal.h - structures shared by core.c (RX side), merger.c and procs.c (merger side).
  *
  * Hand-over protocol between core i and the merger (two single-producer single-consumer rings per core):
  *   full: written by the core (head), read by the merger (tail)   - tables waiting to be folded
@@ -85,6 +85,9 @@ struct dts_core {
 	int64_t next_tick_ms;
 	unsigned tick_ms;
 	unsigned id;
+	const struct dts_native_cfg *ncfg; /* read-only, the merger's copy */
+	struct dts_native_replay *replay; /* this core's replay window of native datagrams (owned by the core) */
+	struct dts_native_scratch *nscratch; /* decode scratch of native datagrams (owned by the core) */
 	struct dts_core_stats stats; /* relaxed single-writer counters */
 	struct dts_auth_cache auth;
 	struct dts_scratch scratch[DTS_INGEST_BATCH];
@@ -94,5 +97,43 @@ struct dts_core {
 
 /* Identity hash of a decoded sample for the given listener user hash (see core.c). */
 uint64_t dts__sample_hash(const struct dts_core *c, const struct dts_sample *s);
+
+/*
+ * procs.c: the merger's process states and events (docs/architecture.md "Processes and events"). Every function runs
+ * on the merger thread (a registered RCU thread) except the readers in engine.h.
+ */
+struct dts__procs;
+struct dts__pstate; /* the state of one (user, process) */
+
+/* Returns NULL (errno ENOMEM). cfg and stats must outlive it; stats is the merger's (procs.c writes its fields). */
+struct dts__procs *dts__procs_create(const struct dts_merger_cfg *cfg, struct dts_merger_stats *stats);
+
+/* The state of (user, process), created when missing (published at the next step). NULL when out of memory.
+ * Caller holds the RCU read side. */
+struct dts__pstate *dts__procs_get(struct dts__procs *p, const char *user, size_t user_len, const char *process,
+				   size_t process_len);
+
+/* Series that point at a state keep it from expiring: +1 when a series takes the pointer, -1 when it is deleted. */
+void dts__pstate_ref(struct dts__pstate *ps, int delta);
+
+/* Data of the process was heard at heard_ms (statsd-only processes are "heard" through their data). */
+void dts__pstate_data(struct dts__procs *p, struct dts__pstate *ps, int64_t heard_ms);
+
+/* Take a handed-over table's process reports and events (in table order). Takes the RCU read side itself. */
+void dts__procs_fold(struct dts__procs *p, const struct dts__table *t);
+
+/* Re-evaluate online states (once per second), publish changed states, expire forgotten processes, and hand what
+ * changed to sink->events. final: hand every unsaved state over (shutdown). */
+void dts__procs_step(struct dts__procs *p, int64_t now_ms, const struct dts_sink *sink, bool final);
+
+/* Shutdown, step 1: unpublish every state and event ring (freed after a grace period). Step 2, after rcu_barrier:
+ * dts__procs_free. dts__procs_free alone is enough for an object that never published anything. */
+void dts__procs_clear(struct dts__procs *p);
+void dts__procs_free(struct dts__procs *p);
+
+size_t dts__procs_read(struct dts__procs *p, const char *user, dts_process_visit_fn fn, void *ctx);
+size_t dts__events_read(struct dts__procs *p, const char *user, uint64_t after_seq, dts_event_visit_fn fn, void *ctx);
+int dts__procs_restore(struct dts__procs *p, const struct dts_process *st);
+int dts__events_restore(struct dts__procs *p, const struct dts_event *ev);
 
 #endif /* DTS_ENGINE_INTERNAL_H */

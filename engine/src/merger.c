@@ -19,6 +19,13 @@
  * Current state is republished for every live series when the clock enters a new slot: the aggregate of the last 12
  * closed slots (exact for count, sum, rate, min, max, avg) and, for timers, quantiles of the sketch of the open minute
  * plus the previous minute weighted by the share of it still inside the 60 s window.
+ *
+ * Partial aggregates (native datagrams, PUT /agg) arrive as table entries like lines, plus their sketch or set
+ * encodings in the table's blob arena: after the entries, each encoding is decoded into the merger's scratch and
+ * merged (dts_sketch_merge / dts_set_merge: exact, bin for bin) into the window its entry went to. Windows keep the
+ * slot of their first and last value, so fst/lst follow slot time even when a client's partial arrives after a later
+ * slot's data. Process reports and events of a table go to procs.c; every series points at its process's state,
+ * so statsd-only processes are "heard" through their data.
  */
 #include <errno.h>
 #include <math.h>
@@ -38,6 +45,7 @@ char dts__rcu_reclaim_token;
 struct win {
 	int64_t minute; /* -1 when unused */
 	bool closed;
+	int64_t fst_slot, lst_slot; /* slots of agg.fst and agg.lst (valid while agg.count > 0) */
 	struct dts_agg agg;
 	struct dts_sketch *sk; /* timers only (NULL otherwise): counters and gauges do not pay for it */
 	struct dts_set *set; /* sets only */
@@ -68,7 +76,9 @@ struct series {
 	/* merger-private from here */
 	int64_t last_seen_s;
 	double gauge_value;
+	int64_t gauge_slot; /* slot of gauge_value's absolute value */
 	bool gauge_known;
+	struct dts__pstate *proc; /* the state of (user, process), NULL when it could not be created; holds a ref */
 	uint8_t type;
 	uint16_t user_len, process_len, counter_len, tags_len;
 	const char *user, *process, *counter, *tags; /* into name[] (immutable) */
@@ -96,6 +106,9 @@ struct dts_merger {
 	uint64_t nseries;
 	struct __cds_lfs_stack recycled; /* struct cur whose grace period ended (pushed by call_rcu callbacks) */
 	struct cds_lfs_node *spare; /* merger-private list taken from recycled, linked through lfs.next */
+	struct dts__procs *procs; /* process states and events (procs.c) */
+	struct dts_sketch dec_sk; /* decode scratch of partials' sketches */
+	struct dts_set dec_set; /* decode scratch of partials' sets */
 	struct dts_merger_stats stats;
 };
 
@@ -121,6 +134,9 @@ void dts_merger_cfg_defaults(struct dts_merger_cfg *cfg)
 	cfg->tables_per_core = 3;
 	cfg->max_series = 4u << 20;
 	cfg->expire_s = 600;
+	dts_native_cfg_defaults(&cfg->native);
+	cfg->client_period_s = DTS_SLOT_SECONDS;
+	cfg->process_expire_s = 7 * 86400;
 }
 
 void dts_rcu_register_thread(void)
@@ -179,6 +195,7 @@ static void win_reset(struct win *w, int64_t minute)
 {
 	w->minute = minute;
 	w->closed = false;
+	w->fst_slot = w->lst_slot = 0;
 	dts_agg_init(&w->agg);
 	if (w->sk)
 		dts_sketch_clear(w->sk);
@@ -319,6 +336,35 @@ static void cur_drain(struct dts_merger *m)
 	}
 }
 
+/*
+ * w->agg += a, a being the aggregate of slot: like dts_agg_merge, but fst and lst follow slot time (the earliest and
+ * the latest slot win; within one slot, the later merge takes lst), so a partial that arrives after a later slot's
+ * data does not become the window's last value.
+ */
+static void win_merge(struct win *w, const struct dts_agg *a, int64_t slot)
+{
+	double fst = w->agg.fst, lst = w->agg.lst;
+	bool had = w->agg.count > 0;
+
+	if (a->count == 0)
+		return;
+	dts_agg_merge(&w->agg, a);
+	if (!had) {
+		w->fst_slot = w->lst_slot = slot;
+		return;
+	}
+	if (slot < w->fst_slot) {
+		w->fst_slot = slot;
+		w->agg.fst = a->fst;
+	} else {
+		w->agg.fst = fst;
+	}
+	if (slot >= w->lst_slot)
+		w->lst_slot = slot;
+	else
+		w->agg.lst = lst;
+}
+
 /* Find the series of a table entry, creating it if needed. Caller holds the RCU read side. */
 static struct series *series_get(struct dts_merger *m, const struct dts__table *t, const struct dts__entry *e)
 {
@@ -340,6 +386,9 @@ static struct series *series_get(struct dts_merger *m, const struct dts__table *
 		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 		return NULL;
 	}
+	s->proc = dts__procs_get(m->procs, s->user, s->user_len, s->process, s->process_len);
+	if (s->proc)
+		dts__pstate_ref(s->proc, 1);
 	dts__hb_release(s);
 	cds_lfht_add(m->map, (unsigned long)e->hash, &s->node);
 	m->nseries++;
@@ -394,15 +443,19 @@ static void slot_merge(struct series *s, int64_t slot, const struct dts_agg *a)
 		r->lst = a->lst;
 }
 
-/* Fold one entry's scalar aggregate into window w and the slot ring. */
-static void fold_entry(struct series *s, struct win *w, const struct dts__entry *e, int64_t slot)
+/* Fold one entry's scalar aggregate into window w and the slot ring; the process was heard at heard_ms. */
+static void fold_entry(struct dts_merger *m, struct series *s, struct win *w, const struct dts__entry *e,
+		       int64_t slot, int64_t heard_ms)
 {
 	struct dts_agg one;
 	const struct dts_agg *a = &e->agg;
 
 	if (s->type == DTS_GAUGE) {
 		if (e->flags & DTS__ENT_GAUGE_ABS) {
-			s->gauge_value = e->agg.lst;
+			if (!s->gauge_known || slot >= s->gauge_slot) { /* an older slot's value arriving late is not news */
+				s->gauge_value = e->agg.lst;
+				s->gauge_slot = slot;
+			}
 		} else {
 			/* only deltas arrived in this entry: apply them to the known value (0 if none yet) */
 			s->gauge_value = (s->gauge_known ? s->gauge_value : 0) + e->agg.lst;
@@ -412,10 +465,12 @@ static void fold_entry(struct series *s, struct win *w, const struct dts__entry 
 		}
 		s->gauge_known = true;
 	}
-	dts_agg_merge(&w->agg, a);
+	win_merge(w, a, slot);
 	slot_merge(s, slot, a);
 	if (slot * DTS_SLOT_SECONDS > s->last_seen_s)
 		s->last_seen_s = slot * DTS_SLOT_SECONDS;
+	if (s->proc)
+		dts__pstate_data(m->procs, s->proc, heard_ms);
 }
 
 static char *dup_ident(const struct series *s);
@@ -471,6 +526,42 @@ static struct dts_minute_rec *late_record(struct dts_merger *m, const struct dts
 
 #define LATE_TAG ((uintptr_t)1)
 
+/*
+ * Merge the sketch and set encodings of a folded table's partials into the windows (or late records) their entries
+ * went to (m->fold_map). The encodings were validated on the RX core, so a decode failure means memory.
+ */
+static void fold_blobs(struct dts_merger *m, const struct dts__table *t)
+{
+	uint32_t off = 0;
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < t->n_blob; i++) {
+		const struct dts__blob *b = (const struct dts__blob *)(t->blob + off);
+		uintptr_t ref = (uintptr_t)m->fold_map[b->entry];
+		struct dts_minute_rec *late = ref & LATE_TAG ? (struct dts_minute_rec *)(ref & ~LATE_TAG) : NULL;
+		struct win *w = late ? NULL : (struct win *)ref;
+		int r = 0;
+
+		off += (uint32_t)((sizeof(*b) + b->len + 7) & ~(size_t)7);
+		if (b->type == DTS_TIMER && (late || (w && w->sk))) {
+			r = dts_sketch_decode(&m->dec_sk, b->bytes, b->len);
+			if (r == (int)b->len)
+				r = dts_sketch_merge(late ? &late->sketch : w->sk, &m->dec_sk);
+		} else if (b->type == DTS_SET && (late || (w && w->set))) {
+			r = dts_set_decode(&m->dec_set, b->bytes, b->len);
+			if (r == (int)b->len)
+				r = dts_set_merge(late ? &late->set : w->set, &m->dec_set);
+		} else {
+			continue; /* its entry was dropped (counted there) */
+		}
+		if (r != 0)
+			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+		else
+			n++;
+	}
+	DTS__STAT_ADD(m->stats.encodings_merged, n);
+}
+
 static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s)
 {
 	const int64_t now_min = now_s / 60;
@@ -483,6 +574,7 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 		int64_t slot = (int64_t)t->base_slot + e->slot_rel;
 		int64_t minute = slot / DTS_SLOTS_PER_MINUTE;
 		struct series *s = series_get(m, t, e);
+		int64_t heard_s;
 		struct win *w;
 
 		m->fold_map[idx] = NULL;
@@ -501,7 +593,9 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 		m->fold_map[idx] = w;
 		if (!w)
 			continue;
-		fold_entry(s, w, e, slot);
+		/* statsd-only processes are heard through their data: at the end of its slot, or now if that is earlier */
+		heard_s = (slot + 1) * DTS_SLOT_SECONDS < now_s ? (slot + 1) * DTS_SLOT_SECONDS : now_s;
+		fold_entry(m, s, w, e, slot, heard_s * 1000);
 		n++;
 	}
 	dts__read_unlock();
@@ -524,6 +618,8 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 		if (set && dts_set_add(set, l->member) != 0)
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 	}
+	fold_blobs(m, t);
+	dts__procs_fold(m->procs, t);
 	for (int k = 0; k < LATE_MINUTES && m->late[k]; k++) {
 		hand_to_sink(m->late[k], m->cfg.sink.minute_closed, m->cfg.sink.ctx);
 		m->late[k] = NULL;
@@ -622,6 +718,8 @@ static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
 
 		if (series_idle(m, s, now_s)) {
 			if (cds_lfht_del(m->map, &s->node) == 0) {
+				if (s->proc)
+					dts__pstate_ref(s->proc, -1);
 				m->nseries--;
 				DTS__STAT_ADD(m->stats.series_expired, 1);
 				urcu_memb_call_rcu(&s->rcu, series_free_rcu);
@@ -645,7 +743,7 @@ static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
 
 static bool win_has_data(const struct win *w)
 {
-	return w->agg.count > 0 || (w->sk && w->sk->count > 0);
+	return w->agg.count > 0 || (w->sk && w->sk->count > 0) || (w->set && dts_set_cardinality(w->set) > 0);
 }
 
 static char *dup_ident(const struct series *s)
@@ -840,9 +938,10 @@ int dts_merger_restore(struct dts_merger *m, const struct dts_closed_minute *cm,
 		w = s ? series_win(m, s, cm->minute, now_s / 60) : NULL;
 		if (!w)
 			continue;
-		dts_agg_merge(&w->agg, &r->agg);
+		win_merge(w, &r->agg, cm->minute * DTS_SLOTS_PER_MINUTE);
 		if (s->type == DTS_GAUGE && r->agg.count > 0) {
 			s->gauge_value = r->agg.lst;
+			s->gauge_slot = cm->minute * DTS_SLOTS_PER_MINUTE;
 			s->gauge_known = true;
 		}
 		if ((w->sk && dts_sketch_merge(w->sk, &r->sketch) != 0) || (w->set && dts_set_merge(w->set, &r->set) != 0)) {
@@ -875,7 +974,16 @@ static struct dts_core *core_new(struct dts_merger *m, unsigned id)
 	c->user_hash = dts_hash64(m->user, c->user_len, DTS_HASH_SEED);
 	c->tick_ms = m->cfg.tick_ms;
 	c->id = id;
+	c->ncfg = &m->cfg.native;
 	dts_auth_cache_init(&c->auth);
+	c->replay = dts_native_replay_create(DTS_NATIVE_REPLAY_SLOTS);
+	c->nscratch = dts_native_scratch_create();
+	if (!c->replay || !c->nscratch) {
+		dts_native_replay_destroy(c->replay);
+		dts_native_scratch_destroy(c->nscratch);
+		free(c);
+		return NULL;
+	}
 	return c;
 }
 
@@ -884,10 +992,18 @@ static void merger_free(struct dts_merger *m)
 {
 	for (unsigned i = 0; i < m->npool; i++)
 		dts__table_destroy(m->pool[i]);
-	for (unsigned i = 0; m->cores && i < m->cfg.cores; i++)
+	for (unsigned i = 0; m->cores && i < m->cfg.cores; i++) {
+		if (!m->cores[i])
+			continue;
+		dts_native_replay_destroy(m->cores[i]->replay);
+		dts_native_scratch_destroy(m->cores[i]->nscratch);
 		free(m->cores[i]);
+	}
 	if (m->map)
 		cds_lfht_destroy(m->map, NULL);
+	dts__procs_free(m->procs);
+	dts_sketch_free(&m->dec_sk);
+	dts_set_free(&m->dec_set);
 	free(m->pool);
 	free(m->cores);
 	free(m->fold_map);
@@ -905,7 +1021,9 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 
 	if (cfg->cores < 1 || cfg->cores > 64 || cfg->tick_ms < 1 || cfg->grace_s > 60 || per < 2 ||
 	    per > DTS__RING_SLOTS || !cfg->user || !*cfg->user || strlen(cfg->user) > DTS_MAX_USER ||
-	    cfg->table_capacity < 1024 || (cfg->table_capacity & (cfg->table_capacity - 1))) {
+	    cfg->table_capacity < 1024 || (cfg->table_capacity & (cfg->table_capacity - 1)) ||
+	    cfg->client_period_s < 1 || cfg->client_period_s > 3600 || cfg->native.max_past_s < 0 ||
+	    cfg->native.max_future_s < 0 || cfg->native.max_past_s + cfg->native.max_future_s > 86400) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -935,19 +1053,28 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	m->closed_upto = INT64_MIN;
 	m->pub_slot = -1;
 	__cds_lfs_init(&m->recycled);
+	dts_sketch_init(&m->dec_sk);
+	dts_set_init(&m->dec_set);
+	m->procs = dts__procs_create(&m->cfg, &m->stats);
 	m->map = cds_lfht_new_flavor(1 << 16, 1 << 16, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
 				     &urcu_memb_flavor, NULL);
 	m->cores = calloc(cfg->cores, sizeof(*m->cores));
 	m->pool = calloc((size_t)cfg->cores * per, sizeof(*m->pool));
 	m->fold_map_cap = cfg->table_capacity;
 	m->fold_map = calloc(cfg->table_capacity, sizeof(*m->fold_map));
-	if (!m->map || !m->cores || !m->pool || !m->fold_map)
+	if (!m->map || !m->cores || !m->pool || !m->fold_map || !m->procs)
 		goto out_free_merger;
 
 	tcfg.capacity = cfg->table_capacity;
 	tcfg.keys_bytes = cfg->table_capacity * 48; /* ~96 identity bytes per entry at the 1/2 load mark */
 	tcfg.tlog_entries = cfg->table_capacity * 4;
 	tcfg.slog_entries = cfg->table_capacity;
+	/* Partials: 32 bytes of encodings per bucket (a timer partial's sketch is typically 30-200 bytes, and the table
+	 * hands over early when this fills); one process report per 16 buckets (reports of one batch share a record);
+	 * 4 bytes of event text per bucket (256 KiB at the default capacity, some 500 errors per core and tick). */
+	tcfg.blob_bytes = cfg->table_capacity * 32 > DTS__BLOB_MIN ? cfg->table_capacity * 32 : DTS__BLOB_MIN;
+	tcfg.proc_entries = cfg->table_capacity / 16 > DTS__PROC_MIN ? cfg->table_capacity / 16 : DTS__PROC_MIN;
+	tcfg.event_bytes = cfg->table_capacity * 4 > DTS__EVENT_MIN ? cfg->table_capacity * 4 : DTS__EVENT_MIN;
 	for (unsigned i = 0; i < cfg->cores; i++) {
 		struct dts_core *c = core_new(m, i);
 
@@ -1033,6 +1160,7 @@ unsigned dts_merger_step(struct dts_merger *m, int64_t now_ms)
 		publish_all(m, cur_slot, now_s);
 		m->pub_slot = cur_slot;
 	}
+	dts__procs_step(m->procs, now_ms, &m->cfg.sink, false);
 	if (m->cfg.checkpoint_ms && m->cfg.sink.checkpoint && now_ms >= m->next_checkpoint_ms) {
 		checkpoint_open(m, now_s);
 		m->next_checkpoint_ms = now_ms + m->cfg.checkpoint_ms;
@@ -1060,6 +1188,8 @@ void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
 	last = now_s / 60 + 1;
 	while (m->closed_upto <= last)
 		close_minute(m, m->closed_upto);
+	/* Hand the last events and every unsaved process state to the sink. */
+	dts__procs_step(m->procs, now_ms, &m->cfg.sink, true);
 
 	dts__read_lock();
 	cds_lfht_for_each_entry(m->map, &it, s, node) {
@@ -1067,6 +1197,7 @@ void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
 			urcu_memb_call_rcu(&s->rcu, series_free_rcu);
 	}
 	dts__read_unlock();
+	dts__procs_clear(m->procs);
 	urcu_memb_barrier();
 	cur_drain(m);
 	merger_free(m);
@@ -1108,4 +1239,25 @@ size_t dts_merger_read_current(struct dts_merger *m, const char *user, dts_serie
 	}
 	dts__read_unlock();
 	return n;
+}
+
+size_t dts_merger_read_processes(struct dts_merger *m, const char *user, dts_process_visit_fn fn, void *ctx)
+{
+	return dts__procs_read(m->procs, user, fn, ctx);
+}
+
+size_t dts_merger_read_events(struct dts_merger *m, const char *user, uint64_t after_seq, dts_event_visit_fn fn,
+			      void *ctx)
+{
+	return dts__events_read(m->procs, user, after_seq, fn, ctx);
+}
+
+int dts_merger_restore_process(struct dts_merger *m, const struct dts_process *p)
+{
+	return dts__procs_restore(m->procs, p);
+}
+
+int dts_merger_restore_event(struct dts_merger *m, const struct dts_event *ev)
+{
+	return dts__events_restore(m->procs, ev);
 }

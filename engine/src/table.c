@@ -13,7 +13,9 @@ struct dts__table *dts__table_create(const struct dts__table_cfg *cfg)
 	struct dts__table *t;
 
 	if (cfg->capacity < 64 || (cfg->capacity & (cfg->capacity - 1)) != 0 || cfg->keys_bytes < 4096 ||
-	    cfg->tlog_entries < 4096 || cfg->slog_entries < 1024) {
+	    cfg->tlog_entries < 4096 || cfg->slog_entries < 1024 || (cfg->blob_bytes && cfg->blob_bytes < DTS__BLOB_MIN) ||
+	    (cfg->proc_entries && cfg->proc_entries < DTS__PROC_MIN) ||
+	    (cfg->event_bytes && cfg->event_bytes < DTS__EVENT_MIN) || cfg->blob_bytes % 8 || cfg->event_bytes % 8) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -26,12 +28,22 @@ struct dts__table *dts__table_create(const struct dts__table_cfg *cfg)
 	t->keys_cap = cfg->keys_bytes;
 	t->tlog_cap = cfg->tlog_entries;
 	t->slog_cap = cfg->slog_entries;
+	t->blob_cap = cfg->blob_bytes;
+	t->proc_cap = cfg->proc_entries;
+	t->ev_cap = cfg->event_bytes;
 	t->entries = aligned_alloc(64, (size_t)cfg->capacity * sizeof(struct dts__entry));
 	t->used = malloc((size_t)cfg->capacity * sizeof(uint32_t));
 	t->keys = aligned_alloc(64, cfg->keys_bytes);
 	t->tlog = malloc((size_t)cfg->tlog_entries * sizeof(struct dts__tlog));
 	t->slog = malloc((size_t)cfg->slog_entries * sizeof(struct dts__slog));
-	if (!t->entries || !t->used || !t->keys || !t->tlog || !t->slog)
+	if (cfg->blob_bytes)
+		t->blob = aligned_alloc(64, ((size_t)cfg->blob_bytes + 63) & ~(size_t)63);
+	if (cfg->proc_entries)
+		t->proc = malloc((size_t)cfg->proc_entries * sizeof(struct dts__proc));
+	if (cfg->event_bytes)
+		t->ev = aligned_alloc(64, ((size_t)cfg->event_bytes + 63) & ~(size_t)63);
+	if (!t->entries || !t->used || !t->keys || !t->tlog || !t->slog || (cfg->blob_bytes && !t->blob) ||
+	    (cfg->proc_entries && !t->proc) || (cfg->event_bytes && !t->ev))
 		goto out_free_table;
 	memset(t->entries, 0, (size_t)cfg->capacity * sizeof(struct dts__entry));
 	return t;
@@ -52,6 +64,9 @@ void dts__table_destroy(struct dts__table *t)
 	free(t->keys);
 	free(t->tlog);
 	free(t->slog);
+	free(t->blob);
+	free(t->proc);
+	free(t->ev);
 	free(t);
 }
 
@@ -63,5 +78,10 @@ void dts__table_reset(struct dts__table *t)
 	t->keys_used = 0;
 	t->n_tlog = 0;
 	t->n_slog = 0;
+	t->blob_used = 0;
+	t->n_blob = 0;
+	t->n_proc = 0;
+	t->ev_used = 0;
+	t->n_ev = 0;
 	t->has_base = false;
 }

@@ -2,8 +2,10 @@
  * table.h - the per-core aggregation table (engine-internal).
  *
  * One table collects everything one RX core decoded during one tick: an open-addressing hash table of
- * (series, 5-second slot) -> scalar partial aggregate, an arena holding each series' identity bytes, and two append-only
- * logs for what cannot be summed in place: timer sketch keys and set member hashes. Nothing in it is shared while the
+ * (series, 5-second slot) -> scalar partial aggregate, an arena holding each series' identity bytes, and append-only
+ * logs for what cannot be summed in place: timer sketch keys and set member hashes (statsd lines), sketch and set
+ * encodings of partial aggregates (the blob arena: the merger decodes and merges them exactly), process reports and
+ * errors/warnings with their text (native datagrams, PUT /agg). Nothing in it is shared while the
  * core writes it: the core owns the table until it hands it over (core.c), then the merger owns it until it is reset
  * and handed back. Hand-over goes through a release/acquire pair on the rings, which orders every write below.
  *
@@ -25,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dts/native.h"
 #include "dts/sketch.h"
 #include "dts/types.h"
 
@@ -65,18 +68,62 @@ struct dts__slog {
 	uint64_t member;
 };
 
+/*
+ * A sketch (timer) or set encoding of a partial aggregate, already validated (dts_native_open or the encoder), to be
+ * merged into its entry's window. Records are 8-byte aligned in the blob arena: header, then len bytes.
+ */
+struct dts__blob {
+	uint32_t entry; /* bucket index of the entry */
+	uint16_t len;
+	uint8_t type; /* DTS_TIMER or DTS_SET */
+	uint8_t pad;
+	uint8_t bytes[];
+};
+
+#define DTS__PROC_UPTIME 0x01 /* stats.uptime_s is valid */
+#define DTS__PROC_STATS 0x02 /* every field of stats is valid (a native report) */
+
+/* A process report: a heartbeat, with an uptime or full statistics. Identity (user, process; counter and tags
+ * empty) in the key arena. */
+struct dts__proc {
+	uint32_t ident_off;
+	uint8_t flags; /* DTS__PROC_* */
+	uint64_t instance; /* native client instance, 0 unknown */
+	int64_t heard_ms; /* receive time */
+	int64_t slot_s; /* the report's slot (native) or receive time: orders reports of one instance */
+	struct dts_native_stats stats;
+};
+
+/* An error or warning. 8-byte aligned records in the event arena: header, then user|process|text. */
+struct dts__event {
+	int64_t ts_ms;
+	int64_t heard_ms;
+	uint16_t user_len;
+	uint16_t process_len;
+	uint16_t text_len;
+	uint8_t kind;
+	uint8_t pad;
+	char bytes[];
+};
+
 struct dts__table {
 	struct dts__entry *entries; /* capacity buckets */
 	uint32_t *used; /* indices of occupied buckets, in insertion order (n_used of them) */
 	char *keys; /* identity arena */
 	struct dts__tlog *tlog;
 	struct dts__slog *slog;
+	uint8_t *blob; /* struct dts__blob records */
+	struct dts__proc *proc;
+	uint8_t *ev; /* struct dts__event records */
 	uint32_t mask; /* capacity - 1 */
 	uint32_t max_used; /* hand over beyond this many entries (load factor bound) */
 	uint32_t n_used;
 	uint32_t keys_cap, keys_used;
 	uint32_t tlog_cap, n_tlog;
 	uint32_t slog_cap, n_slog;
+	uint32_t blob_cap, blob_used, n_blob;
+	uint32_t proc_cap, n_proc;
+	uint32_t ev_cap, ev_used, n_ev;
 	uint32_t base_slot; /* slot_rel is relative to this */
 	bool has_base;
 };
@@ -86,7 +133,19 @@ struct dts__table_cfg {
 	uint32_t keys_bytes;
 	uint32_t tlog_entries;
 	uint32_t slog_entries;
+	uint32_t blob_bytes; /* 0: no partial encodings (timer and set partials are dropped), else >= DTS__BLOB_MIN */
+	uint32_t proc_entries; /* 0: no process reports, else >= DTS__PROC_MIN */
+	uint32_t event_bytes; /* 0: no events, else >= DTS__EVENT_MIN */
 };
+
+/* Early hand-over marks of the partial-aggregate logs: room for a few whole datagrams' worth (a native datagram's
+ * encodings total at most DTS_NATIVE_MAX_DATAGRAM bytes, its events at most that plus 8 headers' padding each). */
+#define DTS__BLOB_MARK (4 * DTS_NATIVE_MAX_DATAGRAM + 1024)
+#define DTS__PROC_MARK 64
+#define DTS__EVENT_MARK (4 * DTS_NATIVE_MAX_DATAGRAM + 1024)
+#define DTS__BLOB_MIN (4 * DTS__BLOB_MARK)
+#define DTS__PROC_MIN (4 * DTS__PROC_MARK)
+#define DTS__EVENT_MIN (4 * DTS__EVENT_MARK)
 
 /* Allocate a table. Returns NULL with errno set (EINVAL for a capacity that is not a power of two, ENOMEM). */
 struct dts__table *dts__table_create(const struct dts__table_cfg *cfg);
@@ -99,7 +158,15 @@ void dts__table_reset(struct dts__table *t);
 static inline bool dts__table_wants_handover(const struct dts__table *t)
 {
 	return t->n_used >= t->max_used || t->keys_used + 1024 > t->keys_cap || t->n_tlog + 1024 > t->tlog_cap ||
-	       t->n_slog + 256 > t->slog_cap;
+	       t->n_slog + 256 > t->slog_cap || (t->blob_cap && t->blob_used + DTS__BLOB_MARK > t->blob_cap) ||
+	       (t->proc_cap && t->n_proc + DTS__PROC_MARK > t->proc_cap) ||
+	       (t->ev_cap && t->ev_used + DTS__EVENT_MARK > t->ev_cap);
+}
+
+/* True when the table holds nothing for the merger (no entry, no process report, no event). */
+static inline bool dts__table_empty(const struct dts__table *t)
+{
+	return t->n_used == 0 && t->n_proc == 0 && t->n_ev == 0;
 }
 
 static inline const struct dts__ident *dts__table_ident(const struct dts__table *t, const struct dts__entry *e)

@@ -107,9 +107,20 @@ static void sink_checkpoint(void *ctx, struct dts_closed_minute *cm)
 	push(ctx, cm);
 }
 
+/* Events and process states have their own queue (events.c): they never take the room of closed minutes. */
+static void sink_events(void *ctx, struct dts_event_batch *b)
+{
+	struct dts_storage_sink *s = ctx;
+
+	dts__evq_push(s->st->evq, b);
+	sem_post(&s->wake);
+}
+
 struct dts_sink dts_storage_sink_get(struct dts_storage_sink *s)
 {
-	return (struct dts_sink){ .minute_closed = sink_closed, .checkpoint = sink_checkpoint, .ctx = s };
+	return (struct dts_sink){
+		.minute_closed = sink_closed, .checkpoint = sink_checkpoint, .events = sink_events, .ctx = s
+	};
 }
 
 /* ---- consumer (storage thread) --------------------------------------------------------------------------------- */
@@ -202,9 +213,12 @@ static void *sink_main(void *arg)
 				 (unsigned long long)drops);
 			drops_seen = drops;
 		}
+		dts__evq_drain(st, false);
 		if (h == t) {
-			if (atomic_load_explicit(&s->stop, memory_order_acquire))
+			if (atomic_load_explicit(&s->stop, memory_order_acquire)) {
+				dts__evq_drain(st, true); /* what the merger handed over before it stopped */
 				break;
+			}
 			struct timespec ts;
 
 			timespec_after_ms(&ts, IDLE_WAIT_MS);
@@ -257,6 +271,9 @@ struct dts_storage_sink *dts_storage_sink_start(struct dts_storage *st, char *er
 	s->ring = calloc(s->cap, sizeof(*s->ring));
 	if (!s->ring)
 		goto out_nomem;
+	st->evq = dts__evq_create();
+	if (!st->evq)
+		goto out_nomem;
 	if (sem_init(&s->wake, 0, 0) != 0) {
 		rc = errno;
 		snprintf(err, err_len, "store '%s': sem_init: %s", st->data_dir, strerror(rc));
@@ -275,6 +292,8 @@ out_nomem:
 	rc = ENOMEM;
 	snprintf(err, err_len, "store '%s': out of memory for the sink", st->data_dir);
 out_free:
+	dts__evq_destroy(st->evq);
+	st->evq = NULL;
 	if (s)
 		free(s->ring);
 	free(s);
@@ -290,6 +309,8 @@ void dts_storage_sink_stop(struct dts_storage_sink *s)
 	sem_post(&s->wake);
 	pthread_join(s->thread, NULL);
 	sem_destroy(&s->wake);
+	dts__evq_destroy(s->st->evq);
+	s->st->evq = NULL;
 	s->st->sink = NULL;
 	free(s->ring);
 	free(s);

@@ -94,6 +94,7 @@ struct dts_storage {
 	 * thread; the depth is their difference. Kept here, not in the sink, so stats stay readable after a stop. */
 	uint64_t q_enq_minutes, q_enq_records, q_deq_minutes, q_deq_records;
 	struct dts_storage_sink *sink; /* the running sink, if any (set and cleared by its owner thread) */
+	struct dts__evq *evq; /* the running sink's queue of event batches (events.c); set and cleared with sink */
 };
 
 int64_t dts__days_from_civil(int64_t y, unsigned m, unsigned d);
@@ -109,6 +110,18 @@ int64_t dts__now_s(const struct dts_storage *st);
 
 /* Monotonic nanoseconds (batch latency). */
 int64_t dts__mono_ns(void);
+
+/*
+ * events.c: the queue of event batches from the merger (producer: dts__evq_push) to the storage thread (consumer:
+ * dts__evq_drain writes what is queued; a failed write stays queued and is retried at the next call, dropped and
+ * counted after DTS__EVQ_RETRIES, or at once when stopping). The sink creates it before its thread and destroys it
+ * after the join (queued batches are then released and counted as dropped).
+ */
+struct dts__evq;
+struct dts__evq *dts__evq_create(void);
+void dts__evq_destroy(struct dts__evq *q);
+void dts__evq_push(struct dts__evq *q, struct dts_event_batch *b);
+void dts__evq_drain(struct dts_storage *st, bool stopping);
 
 /* Log through cfg.log (printf-style); silent without one. */
 void dts__log(const struct dts_storage *st, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

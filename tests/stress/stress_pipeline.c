@@ -4,8 +4,13 @@
  * minutes, two readers walk the current state and read every counter. The clock is shared and runs 20x faster than
  * real time so several slots and a minute close happen in a few seconds.
  *
- * What must hold: no data race or use-after-free (TSan), and nothing lost: every counter increment sent is in exactly
- * one closed minute (checked exactly at the end), with no drops counted.
+ * Core 0 also ingests native datagrams (verified under the RCU read side, with a counter partial, a timer's sketch and
+ * now and then an error event), so TSan sees the key lookup, the blob and event logs, the process states and the event
+ * rings with their readers (dts_merger_read_processes / _events) and the sink's event batches.
+ *
+ * What must hold: no data race or use-after-free (TSan), and nothing lost: every counter increment sent (lines and
+ * native partials) is in exactly one closed minute, every event reached the sink (checked exactly at the end), with no
+ * drops counted.
  *
  * A plain program, not Criterion: Criterion cannot start under TSan (its inheritable arena collides with TSan's
  * address-space layout, upstream issue Snaipe/Criterion#274). It prints "N passed, M failed" and exits non-zero on
@@ -21,6 +26,7 @@
 #include <time.h>
 
 #include "dts/engine.h"
+#include "dts/native.h"
 
 #define CORES 2
 #define READERS 2
@@ -32,7 +38,12 @@ static _Atomic int64_t fake_now_ms;
 static _Atomic bool stop_rx, stop_merger, stop_readers;
 static struct dts_merger *m;
 static double closed_sum; /* merger thread only (sink runs there) until it is joined */
+static double closed_native_sum; /* the native counter's increments in closed minutes (merger thread) */
+static uint64_t events_sunk; /* events handed to the sink (merger thread) */
 static uint64_t sent[CORES];
+static uint64_t native_sent, native_events_sent; /* core 0's thread until joined */
+static struct dts_native_mac_key mac;
+static const struct dts_native_key key = { .user = "native", .user_len = 6, .mac = &mac };
 static _Atomic uint64_t reads;
 
 static int failures;
@@ -58,10 +69,73 @@ static int64_t real_ms(void)
 static void sink(void *ctx, struct dts_closed_minute *cm)
 {
 	(void)ctx;
-	for (size_t i = 0; i < cm->n; i++)
+	for (size_t i = 0; i < cm->n; i++) {
 		if (cm->recs[i].type == DTS_COUNTER && strcmp(cm->recs[i].process, "load") == 0)
 			closed_sum += cm->recs[i].agg.sum;
+		if (cm->recs[i].type == DTS_COUNTER && strcmp(cm->recs[i].user, "native") == 0)
+			closed_native_sum += cm->recs[i].agg.sum;
+	}
 	dts_closed_minute_release(cm);
+}
+
+static void events_sink(void *ctx, struct dts_event_batch *b)
+{
+	(void)ctx;
+	events_sunk += b->n_events;
+	dts_event_batch_release(b);
+}
+
+static const struct dts_native_key *lookup(void *ctx, uint32_t id)
+{
+	(void)ctx;
+	return id == 1 ? &key : NULL;
+}
+
+struct emitted {
+	struct dts_core *c;
+	int64_t now_s;
+};
+
+static int emit(void *ctx, const uint8_t *dgram, size_t len)
+{
+	struct emitted *e = ctx;
+
+	dts_core_ingest(e->c, (const char *)dgram, len, e->now_s);
+	return 0;
+}
+
+/* One native batch on core c: a counter partial (+3), a timer with its sketch, every 10th batch an error. */
+static void send_native(struct dts_core *c, int64_t now_s, uint64_t *seq, uint64_t k)
+{
+	static struct dts_native_enc enc; /* core 0's thread only */
+	struct dts_native_hdr h = { .key_id = 1, .instance = 42, .slot = now_s - now_s % 5, .user = "native",
+				    .user_len = 6, .process = "nat", .process_len = 3,
+				    .stats = { .uptime_s = (uint32_t)(now_s % 100000) } };
+	struct dts_native_event ev = { .kind = DTS_NATIVE_ERROR, .ts_ms = now_s * 1000, .text = "stress", .len = 6 };
+	struct emitted e = { c, now_s };
+	struct dts_sketch sk;
+	struct dts_agg ca, ta;
+	struct dts_native_partial p;
+
+	dts_native_enc_begin(&enc, &h, &mac, seq, emit, &e);
+	if (k % 10 == 0 && dts_native_enc_event(&enc, &ev) == 0)
+		native_events_sent++;
+	dts_agg_init(&ca);
+	dts_agg_add(&ca, 1, 3.0);
+	p = (struct dts_native_partial){ .name = "c", .name_len = 1, .tags = "", .type = DTS_COUNTER, .agg = ca };
+	dts_native_enc_partial(&enc, &p);
+	dts_sketch_init(&sk);
+	dts_agg_init(&ta);
+	for (unsigned i = 0; i < 5; i++) {
+		dts_sketch_add(&sk, (double)(k % 97 + i), 1.0);
+		dts_agg_add(&ta, (double)(k % 97 + i), 1.0);
+	}
+	p = (struct dts_native_partial){ .name = "t", .name_len = 1, .tags = "", .type = DTS_TIMER, .agg = ta,
+					 .sketch = &sk };
+	dts_native_enc_partial(&enc, &p);
+	dts_native_enc_end(&enc);
+	dts_sketch_free(&sk);
+	native_sent += 3;
 }
 
 static void *rx_main(void *arg)
@@ -69,8 +143,9 @@ static void *rx_main(void *arg)
 	unsigned id = (unsigned)(uintptr_t)arg;
 	struct dts_core *c = dts_merger_core(m, id);
 	char buf[1400];
-	uint64_t k = id;
+	uint64_t k = id, seq = 1;
 
+	dts_rcu_register_thread(); /* native datagrams: the key lookup runs under the RCU read side */
 	while (!atomic_load(&stop_rx)) {
 		int64_t now = atomic_load(&fake_now_ms);
 		size_t n = 0;
@@ -85,6 +160,8 @@ static void *rx_main(void *arg)
 		}
 		dts_core_ingest(c, buf, n, now / 1000);
 		sent[id] += (uint64_t)lines;
+		if (id == 0)
+			send_native(c, now / 1000, &seq, k);
 		dts_core_tick(c, now);
 		while (dts_core_saturated(c) && !atomic_load(&stop_rx)) {
 			/* This test checks exactness, so it pushes back like the TCP reader does (test_table covers
@@ -95,6 +172,7 @@ static void *rx_main(void *arg)
 			dts_core_tick(c, atomic_load(&fake_now_ms));
 		}
 	}
+	dts_rcu_unregister_thread();
 	return NULL;
 }
 
@@ -122,6 +200,22 @@ static int visit(void *ctx, const struct dts_series_view *v)
 	return 0;
 }
 
+static int visit_proc(void *ctx, const struct dts_process *p)
+{
+	double *acc = ctx;
+
+	*acc += (double)p->stats.uptime_s + (double)p->online + (double)strlen(p->process);
+	return 0;
+}
+
+static int visit_event(void *ctx, const struct dts_event *ev)
+{
+	double *acc = ctx;
+
+	*acc += (double)ev->seq + (double)ev->text_len + (double)strlen(ev->process);
+	return 0;
+}
+
 static void *reader_main(void *arg)
 {
 	double acc = 0;
@@ -133,6 +227,9 @@ static void *reader_main(void *arg)
 		struct dts_core_stats cs;
 
 		dts_merger_read_current(m, "default", visit, &acc);
+		dts_merger_read_current(m, "native", visit, &acc);
+		dts_merger_read_processes(m, NULL, visit_proc, &acc);
+		dts_merger_read_events(m, "native", 0, visit_event, &acc);
 		dts_merger_stats_read(m, &ms);
 		for (unsigned i = 0; i < CORES; i++)
 			dts_core_stats_read(dts_merger_core(m, i), &cs);
@@ -157,6 +254,11 @@ int main(void)
 	cfg.table_capacity = 4096;
 	cfg.tables_per_core = 4;
 	cfg.sink.minute_closed = sink;
+	cfg.sink.events = events_sink;
+	cfg.native.key_lookup = lookup;
+	cfg.native.max_past_s = 3600; /* the fake clock runs 20x: hand-overs reach the merger "late" in slot time */
+	if (dts_native_mac_key_init(&mac, "stress-secret", 13) != 0)
+		return 1;
 	m = dts_merger_create(&cfg);
 	if (!m) {
 		perror("stress: dts_merger_create");
@@ -191,6 +293,9 @@ int main(void)
 					    dts_drop_name(d));
 		}
 		CHECK(cs.rejected[DTS_REJ_BAD_VALUE] == 0, "rejected lines");
+		for (unsigned r = 1; r < DTS_NREJ_COUNT; r++)
+			CHECK(cs.native_rejected[r] == 0, "core %u rejected native datagrams (%s)", i,
+			      dts_native_reject_name(r));
 		CHECK(cs.handovers > 2, "core %u handed over %llu tables", i, (unsigned long long)cs.handovers);
 		total_sent += sent[i];
 	}
@@ -203,8 +308,15 @@ int main(void)
 	CHECK(total_sent > 1000, "sent %llu", (unsigned long long)total_sent);
 	CHECK((uint64_t)closed_sum == total_sent, "every increment in exactly one closed minute: %.0f vs %llu",
 		     closed_sum, (unsigned long long)total_sent);
-	printf("stress: sent %llu counter increments, %llu in closed minutes, %llu reader passes\n",
-	       (unsigned long long)total_sent, (unsigned long long)closed_sum, (unsigned long long)atomic_load(&reads));
+	CHECK(native_sent > 100, "native increments sent: %llu", (unsigned long long)native_sent);
+	CHECK((uint64_t)closed_native_sum == native_sent, "every native increment in one closed minute: %.0f vs %llu",
+	      closed_native_sum, (unsigned long long)native_sent);
+	CHECK(events_sunk == native_events_sent, "every event reached the sink: %llu vs %llu",
+	      (unsigned long long)events_sunk, (unsigned long long)native_events_sent);
+	printf("stress: sent %llu counter increments, %llu in closed minutes, %llu native increments, %llu events, "
+	       "%llu reader passes\n",
+	       (unsigned long long)total_sent, (unsigned long long)closed_sum, (unsigned long long)native_sent,
+	       (unsigned long long)events_sunk, (unsigned long long)atomic_load(&reads));
 	printf("%d passed, %d failed\n", failures ? 0 : 1, failures ? 1 : 0);
 	return failures ? 1 : 0;
 }

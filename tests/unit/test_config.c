@@ -541,7 +541,7 @@ Test(config, error_never_echoes_the_secret)
 
 	setenv(DTS_CONFIG_SECRET_ENV, big, 1);
 	cr_assert_lt(parse(&c, err, sizeof(err), ARGS(NULL)), 0);
-	cr_expect(strncmp(err, "DATTSS_SECRET: ", 15) == 0, "%s", err);
+	cr_expect(strncmp(err, "DATTSSD_SECRET: ", 16) == 0, "%s", err);
 	cr_expect_null(strstr(err, "QQQQ"), "secret echoed: %s", err);
 }
 
@@ -896,7 +896,7 @@ Test(config, help_returns_exit_and_lists_every_flag_with_default)
 		"--tick-ms MS", "[1000]", "--grace-s S", "[10]", "--max-past-skew-s S", "[600]", "--max-future-skew-s S",
 		"[60]", "--user NAME", "[\"default\"]", "--default-process NAME", "--split-process, --no-split-process",
 		"--process-sep CHAR", "[\".\"]", "--secret SECRET", "--secret-file FILE", "--log-level LEVEL", "[info]",
-		"--help", "--version", "DATTSS_SECRET",
+		"--help", "--version", "DATTSSD_SECRET",
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		cr_expect(strstr(out, want[i]), "--help lacks '%s'", want[i]);

@@ -4,13 +4,18 @@
  *   RX core i   dts_core_ingest(core i, datagram)  -> decode -> core i's table    (single writer; no locks, no atomics
  *               dts_core_tick(core i, now)          hand the table over when the tick elapsed   on the per-line path,
  *                                                   and take a clean one, never waiting          no malloc, no I/O)
+ *               (native datagrams: verify, then partials, process statistics and events into the same table)
  *   merger      dts_merger_step(now)                fold handed-over tables into the series map, roll 5-second slots,
- *                                                   publish current state (RCU), close minutes into the sink
+ *                                                   publish current state (RCU), close minutes into the sink;
+ *                                                   process states and the last events per user (RCU), to the sink
  *   readers     dts_merger_read_current(...)        under RCU read side: never block the merger or the cores
+ *               dts_merger_read_processes / _events
  *
- * Why RX cores never touch RCU data: a core only writes its own table and pushes/pops two single-producer
- * single-consumer rings (one release store per hand-over). It needs no read-side critical section, so it never
- * holds back a grace period, and the merger never waits for it.
+ * RX cores and RCU: a core writes only its own table and pushes/pops two single-producer single-consumer rings (one
+ * release store per hand-over). The one exception is the key lookup of a native datagram: the users registry keeps
+ * its keys under RCU, so the core holds a read-side critical section (urcu-memb, a few ns, never blocking) around
+ * dts_native_open. It never holds one across a loop iteration, so it never holds back a grace period for long; the
+ * threads that ingest native datagrams must therefore be registered RCU threads (dts_rcu_register_thread).
  *
  * The engine starts no threads and does no I/O: the daemon (server/) or a DPDK lcore owns the loops and calls these
  * functions; tests drive them with a fake clock.
@@ -23,6 +28,7 @@
 #include <stdint.h>
 
 #include "dts/decode.h"
+#include "dts/native.h"
 #include "dts/set.h"
 #include "dts/sketch.h"
 #include "dts/types.h"
@@ -52,7 +58,13 @@ struct dts_core_stats {
 	uint64_t handovers; /* tables handed to the merger */
 	uint64_t handover_deferred; /* tick elapsed but no clean table was free yet (the core kept its table) */
 	uint64_t rejected[DTS_REJ_COUNT];
-	uint64_t dropped[DTS_DROP_COUNT];
+	uint64_t dropped[DTS_DROP_COUNT]; /* partials, process reports and their sketches/sets count here too */
+	uint64_t native_datagrams; /* native datagrams accepted (verified whole) */
+	uint64_t partials; /* partial aggregates taken into the table (native, dts_core_ingest_partial) */
+	uint64_t heartbeats; /* process reports (every accepted native datagram, dts_core_ingest_proc) */
+	uint64_t events; /* errors and warnings copied into the table */
+	uint64_t events_dropped; /* errors and warnings lost: the table's event arena was full */
+	uint64_t native_rejected[DTS_NREJ_COUNT]; /* native datagrams rejected, by enum dts_native_reject */
 };
 
 /* Merger-side counters: written by the merger thread only (relaxed stores), read by anyone. */
@@ -68,6 +80,13 @@ struct dts_merger_stats {
 	uint64_t close_ns_last; /* duration of the last minute close */
 	uint64_t late_forwarded; /* entries for already closed minutes handed to the sink to merge into the store */
 	uint64_t dropped[DTS_DROP_COUNT];
+	uint64_t encodings_merged; /* sketches and sets of partial aggregates merged into windows */
+	uint64_t processes_live; /* gauge: processes with a state (see dts_merger_read_processes) */
+	uint64_t processes_online; /* gauge */
+	uint64_t restarts; /* process restarts detected */
+	uint64_t events_total; /* errors and warnings taken (each got a sequence number) */
+	uint64_t event_seq; /* gauge: the last sequence number given */
+	uint64_t event_batches_dropped; /* batches of events/process states not handed over: no memory */
 };
 
 /*
@@ -95,6 +114,61 @@ struct dts_closed_minute {
 
 void dts_closed_minute_release(struct dts_closed_minute *cm);
 
+/* Errors and warnings kept per user and kind, in memory and in the store. */
+#define DTS_EVENTS_KEPT 100
+
+/*
+ * One error or warning. Readers (dts_merger_read_events) get a view of an immutable copy, valid inside the callback;
+ * sink batches own theirs.
+ */
+struct dts_event {
+	uint64_t seq; /* > 0, increasing in the order the merger took events (all users; continues after a restore) */
+	int64_t ts_ms; /* when the client reported it (its clock), unix milliseconds */
+	int64_t recv_ms; /* when the server received it (receive second * 1000) */
+	const char *user, *process; /* NUL-terminated */
+	const char *text; /* UTF-8 without NUL, text_len bytes, NUL-terminated */
+	uint16_t text_len;
+	uint8_t kind; /* enum dts_native_event_kind: 0 error, 1 warning */
+	uint64_t evicted_seq; /* sink batches: the event of the same user and kind this one pushed out of the last
+			       * DTS_EVENTS_KEPT (0: none), for the store to delete; readers: 0 */
+};
+
+/*
+ * The state of one process of a user (DESIGN §2 "process statistics"). A process is known from its reports (native
+ * datagrams carry statistics, PUT /agg an uptime) and from its series' data (statsd-only processes have no stats:
+ * last_heard_ms is then the time of their newest data). Readers get a view of an immutable snapshot (replaced whole by
+ * the merger), valid inside the callback.
+ */
+struct dts_process {
+	const char *user, *process; /* NUL-terminated */
+	bool online; /* heard within 2.5 client periods, as of the merger's last evaluation (at most 1 s old) */
+	bool has_stats; /* stats holds a full native report */
+	bool has_uptime; /* stats.uptime_s is known (a native report, or PUT /agg's upt); other fields 0 without stats */
+	bool removed; /* sink batches only: the process was forgotten (process_expire_s); delete its stored state */
+	int64_t last_heard_ms; /* newest report or data, unix ms (0: never) */
+	int64_t online_since_ms; /* start of the current online period (0 while offline) */
+	int64_t stats_ms; /* when stats was received (0: never) */
+	struct dts_native_stats stats; /* the newest report (cumulative counters as the client sent them) */
+	uint32_t restarts; /* restarts detected since the state was created: uptime went down */
+	int64_t last_restart_ms; /* when the last one was detected (0: never) */
+	uint64_t instance; /* the native client's instance of the newest report (0: unknown, PUT /agg) */
+};
+
+/*
+ * What the merger hands to the sink's events callback: the events it took since the last batch (in seq order) and the
+ * process states that changed (each at most every few seconds, at once on a restart, an online change or removal).
+ * Owned by the sink after the call; release with dts_event_batch_release (any thread).
+ */
+struct dts_event_batch {
+	size_t n_events;
+	struct dts_event *events;
+	size_t n_procs;
+	struct dts_process *procs;
+	void *arena; /* private: the strings */
+};
+
+void dts_event_batch_release(struct dts_event_batch *b);
+
 /*
  * Where closed minutes go. Both callbacks run on the merger thread, take ownership of cm, and must not block for long
  * (queue the work elsewhere).
@@ -104,10 +178,13 @@ void dts_closed_minute_release(struct dts_closed_minute *cm);
  *   checkpoint:    optional; every cfg.checkpoint_ms, a copy of each open minute window with data (cm->open is
  *                  true). A store that keeps the latest checkpoint of each minute can give it back through
  *                  dts_merger_restore after a crash, so a kill -9 loses at most one checkpoint interval.
+ *   events:        optional; at the end of a dts_merger_step that took events or changed process states (see
+ *                  struct dts_event_batch), and at destroy. Without it batches are not built.
  */
 struct dts_sink {
 	void (*minute_closed)(void *ctx, struct dts_closed_minute *cm);
 	void (*checkpoint)(void *ctx, struct dts_closed_minute *cm);
+	void (*events)(void *ctx, struct dts_event_batch *b);
 	void *ctx;
 };
 
@@ -123,9 +200,14 @@ struct dts_merger_cfg {
 	unsigned expire_s; /* a series without data for this long leaves the map (and the current state) */
 	unsigned checkpoint_ms; /* period of sink.checkpoint calls; 0 = no checkpoints */
 	struct dts_sink sink; /* may have a NULL callback: closed minutes are then released at once */
+	struct dts_native_cfg native; /* native datagrams: key lookup (NULL: every one is rejected unknown_key) and the
+				       * accepted slot window (also for dts_core_ingest_partial); copied */
+	unsigned client_period_s; /* the clients' send period: a process is online while heard within 2.5 periods */
+	unsigned process_expire_s; /* a process not heard for this long and without live series is forgotten */
 };
 
-/* Documented defaults: 1 core, tick 1000 ms, grace 10 s, 2^16 buckets, 3 tables per core, 4M series, expiry 600 s. */
+/* Documented defaults: 1 core, tick 1000 ms, grace 10 s, 2^16 buckets, 3 tables per core, 4M series, expiry 600 s,
+ * dts_native_cfg_defaults (no key lookup), client period DTS_SLOT_SECONDS, processes forgotten after 7 days. */
 void dts_merger_cfg_defaults(struct dts_merger_cfg *cfg);
 
 struct dts_merger;
@@ -148,12 +230,57 @@ void dts_merger_destroy(struct dts_merger *m, int64_t now_ms);
 struct dts_core *dts_merger_core(struct dts_merger *m, unsigned i);
 
 /*
- * Decode one datagram (lines separated by '\n', last line may lack it) into core's table. now_s is the receive time
- * (unix seconds). user/user_len: the listener's user for statsd lines (NULL = the merger's default user).
- * Returns the number of samples aggregated. Malformed lines are counted by reason and skipped. RX core only; never
- * blocks; bounded work (O(len)).
+ * Decode one datagram into core's table. now_s is the receive time (unix seconds).
+ *   - A native datagram (first byte DTS_NATIVE_MAGIC, docs/protocol.md) is verified whole with the core's replay
+ *     window and scratch under an RCU read-side critical section around the key lookup (the calling thread must be a
+ *     registered RCU thread); a rejected one is counted under native_rejected[reason] and nothing of it is kept.
+ *     An accepted one gives a process report (its statistics), its events and its partial aggregates (timers' and
+ *     sets' encodings are copied for the merger to merge exactly). Returns the number of partials taken.
+ *   - Anything else is lines separated by '\n' (the last may lack it) of statsd or DaTtSs, for the merger's default
+ *     user. Malformed lines are counted by reason and skipped. Returns the number of samples aggregated.
+ * RX core only; never blocks, never allocates; bounded work (O(len), at most one HMAC).
  */
 unsigned dts_core_ingest(struct dts_core *c, const char *buf, size_t len, int64_t now_s);
+
+/*
+ * A partial aggregate from a source without a datagram (the original HTTP protocol, PUT /agg). Strings are
+ * NUL-terminated and only read during the call.
+ */
+struct dts_partial_in {
+	const char *user; /* [A-Za-z0-9@._+-]{1,64} */
+	const char *process; /* [A-Za-z0-9_.-]{1,198}, and process + 1 + counter <= DTS_MAX_NAME */
+	const char *counter; /* [A-Za-z0-9_.-]{1,199} */
+	const char *tags; /* NULL or "" for none, else canonical (sorted, distinct, ','-joined; docs/protocols.md) */
+	uint8_t type; /* enum dts_type */
+	int64_t slot_s; /* unix seconds inside the slot the aggregate covers (rounded down to its 5-second slot) */
+	struct dts_agg agg; /* finite, count > 0, min <= max */
+	const struct dts_sketch *sketch; /* timers only, optional: merged bin for bin into the series' windows (without
+					  * one the minute's quantiles come from the other partials' sketches only) */
+};
+
+/*
+ * Take one partial into core's table, as a native partial of its slot. Returns 0; -EINVAL (a name, the tags, the
+ * type or the aggregate invalid, or a sketch on a non-timer); -ERANGE (slot_s outside [now_s - native.max_past_s,
+ * now_s + native.max_future_s], counted as a late or future drop); -ENOSPC (table full: counted as table_full).
+ * Owner of the core only (RX core; the API core's lock holder); never blocks, never allocates.
+ */
+int dts_core_ingest_partial(struct dts_core *c, const struct dts_partial_in *p, int64_t now_s);
+
+/*
+ * A heartbeat with an uptime, for the original HTTP protocol (its "upt"; instance unknown): the process's last heard
+ * time becomes now_s, and an uptime lower than the previous one counts a restart. Returns 0, -EINVAL (bad user or
+ * process name), -ENOSPC (table full: counted as table_full). Owner of the core only; never blocks.
+ */
+int dts_core_ingest_proc(struct dts_core *c, const char *user, const char *process, uint32_t uptime_s,
+			 int64_t now_s);
+
+/*
+ * One error or warning (kind: enum dts_native_event_kind) with its text (UTF-8 checked by the caller, no NUL, at most
+ * DTS_NATIVE_MAX_TEXT bytes) reported at ts_ms by process. Returns 0, -EINVAL (names, kind, a NUL in text),
+ * -EMSGSIZE (text too long), -ENOSPC (event arena full: counted in events_dropped). Owner of the core only.
+ */
+int dts_core_ingest_event(struct dts_core *c, const char *user, const char *process, uint8_t kind, int64_t ts_ms,
+			  const char *text, size_t len, int64_t now_s);
 
 /*
  * Ingest a byte stream (TCP): complete lines are ingested, a trailing partial line is left in place. Returns the number
@@ -231,6 +358,33 @@ struct dts_series_view {
  */
 typedef int (*dts_series_visit_fn)(void *ctx, const struct dts_series_view *v);
 size_t dts_merger_read_current(struct dts_merger *m, const char *user, dts_series_visit_fn fn, void *ctx);
+
+/*
+ * Visit the process states of user (NULL = all users) under the RCU read side, in no particular order. The callback
+ * must not block; returning non-zero stops. Returns the number visited. Any registered RCU thread; never blocks the
+ * merger or the cores.
+ */
+typedef int (*dts_process_visit_fn)(void *ctx, const struct dts_process *p);
+size_t dts_merger_read_processes(struct dts_merger *m, const char *user, dts_process_visit_fn fn, void *ctx);
+
+/*
+ * Visit the kept events of user (both kinds, at most 2 * DTS_EVENTS_KEPT) with seq > after_seq, in increasing seq,
+ * under the RCU read side. Every event with a seq up to the highest one visited that is still kept was visited: a
+ * reader that resumes from the last seq it saw (SSE) misses nothing that was not pushed out meanwhile. The callback
+ * must not block; returning non-zero stops. Returns the number visited. Any registered RCU thread.
+ */
+typedef int (*dts_event_visit_fn)(void *ctx, const struct dts_event *ev);
+size_t dts_merger_read_events(struct dts_merger *m, const char *user, uint64_t after_seq, dts_event_visit_fn fn,
+			      void *ctx);
+
+/*
+ * Startup: give back a process state / an event the store kept (dts_storage_restore_state). Strings are copied.
+ * Events of one user and kind must come in increasing seq (the last DTS_EVENTS_KEPT are kept); later seq numbers
+ * continue above the highest restored. Nothing restored goes back to the sink. Returns 0, -EINVAL (missing user or
+ * process, bad kind), -ENOMEM. Merger thread, before the first dts_merger_step.
+ */
+int dts_merger_restore_process(struct dts_merger *m, const struct dts_process *p);
+int dts_merger_restore_event(struct dts_merger *m, const struct dts_event *ev);
 
 /* RCU thread registration for threads that call dts_merger_step or the readers (wraps liburcu-memb). */
 void dts_rcu_register_thread(void);

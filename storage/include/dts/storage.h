@@ -15,7 +15,8 @@
  *   current   YYYYMMDD 'T' HHMM '|' SERIES         value table below        checkpoints of open minutes (deleted when
  *                                                                           the minute closes); keys not starting
  *                                                                           with a digit are reserved for later use
- *   events    (reserved: errors and warnings, the last 100 per user and kind; not written yet)
+ *   events    USER '/' KIND '/' SEQ                event value (section "events and process states" below)
+ *   current   "p/" USER '/' PROCESS                process state value (same section)
  *   meta      "schema_version"                     ASCII decimal ("1")      open (read-write), once
  *             "hwm_minute"                         ASCII YYYYMMDDTHHMM      each closed minute (highest so far)
  *
@@ -407,5 +408,115 @@ long dts_storage_list_processes(struct dts_storage *st, enum dts_res res, const 
 				void *ctx);
 long dts_storage_list_series(struct dts_storage *st, enum dts_res res, const char *user, const char *process,
 			     dts_storage_name_fn fn, void *ctx);
+
+/* ---- events and process states ---------------------------------------------------------------------------------
+ *
+ * Written by the storage thread from the merger's event batches (struct dts_event_batch, sink callback `events`),
+ * read back at startup into the merger (dts_storage_restore_state). docs/storage.md has the same tables.
+ *
+ *   CF       key                              value
+ *   events   USER '/' KIND '/' SEQ            event value v1      KIND: "error" | "warning"
+ *                                                                 SEQ: the event's seq, 20 decimal digits (zero-padded)
+ *   current  "p/" USER '/' PROCESS            process value v1    (after every checkpoint key: 'p' is not a digit)
+ *
+ *   USER, PROCESS: printable ASCII (0x21..0x7e) other than '/' and '|', as in SERIES. Fixed-width SEQ makes byte order
+ *   arrival order: one user's events of one kind are contiguous and oldest first ("USER/error/" begins exactly them).
+ *   Only the last DTS_EVENTS_KEPT per user and kind are kept: each stored event deletes the one it pushed out of the
+ *   merger's memory (evicted_seq), and dts_storage_restore_state deletes any older leftover.
+ *
+ * Event value (version 1, little-endian; exactly 29 + P + T bytes):
+ *   offset  size  field
+ *   0       1     version = 1
+ *   1       1     kind: 0 error, 1 warning (equals the key's KIND)
+ *   2       8     seq u64 (equals the key's SEQ)
+ *   10      8     ts_ms i64: when the client reported it (client clock)
+ *   18      8     recv_ms i64: when the server received it
+ *   26      1     P: process length, 1 .. DTS_MAX_NAME
+ *   27      P     process
+ *   27+P    2     T: text length u16, 0 .. DTS_NATIVE_MAX_TEXT
+ *   29+P    T     text (UTF-8, no NUL)
+ *
+ * Process value (version 1, little-endian; exactly 82 bytes):
+ *   offset  size  field
+ *   0       1     version = 1
+ *   1       1     flags: bit 0 online, bit 1 has_stats, bit 2 has_uptime; bits 3-7 zero
+ *   2       8     last_heard_ms i64
+ *   10      8     online_since_ms i64 (0 while offline)
+ *   18      8     stats_ms i64: when the statistics were received (0: never)
+ *   26      4     restarts u32
+ *   30      8     last_restart_ms i64 (0: never)
+ *   38      8     instance u64 (0: unknown)
+ *   46      36    statistics, the native protocol's layout (docs/protocol.md 3.2): uptime_s u32, rss_bytes u64,
+ *                 cpu_us u64, cpu_pct f32, errors u32, warnings u32, dropped u32
+ */
+
+#define DTS_STORAGE_EVENT_VERSION 1
+#define DTS_STORAGE_EVENT_FIXED 29 /* value bytes besides the process and the text */
+#define DTS_STORAGE_PROCESS_VERSION 1
+#define DTS_STORAGE_PROCESS_VALUE 82
+/* Longest keys: events USER/warning/SEQ, current p/USER/PROCESS (DTS_NATIVE_MAX_PROCESS < DTS_MAX_NAME). */
+#define DTS_STORAGE_EVENT_KEY_MAX (DTS_MAX_USER + 1 + 7 + 1 + 20)
+#define DTS_STORAGE_PROCESS_KEY_MAX (2 + DTS_MAX_USER + 1 + DTS_MAX_NAME)
+
+/* "error" / "warning"; NULL for another kind. Pure. */
+const char *dts_storage_event_kind_name(unsigned kind);
+
+/* Keys (NUL-terminated). Return the length, -EINVAL (user or process empty, too long, or with a byte keys cannot
+ * carry; kind unknown), -ENOSPC (buf too small; the _KEY_MAX sizes + 1 always suffice). Pure. */
+int dts_storage_event_key(char *buf, size_t buf_len, const char *user, unsigned kind, uint64_t seq);
+int dts_storage_process_key(char *buf, size_t buf_len, const char *user, const char *process);
+
+/*
+ * Values. encode returns the bytes written or -ENOSPC / -EINVAL (a string too long or empty, kind unknown). decode
+ * parses exactly len bytes; strings in *out point into buf (not NUL-terminated: lengths in the _len outputs), so copy
+ * them before buf goes. Returns 0, -EPROTONOSUPPORT (newer version) or -EINVAL. Pure.
+ */
+struct dts_stored_event {
+	struct dts_event ev; /* ev.user is NULL (the key has it); ev.process and ev.text point into the value */
+	size_t process_len;
+};
+int dts_storage_event_encode(const struct dts_event *ev, uint8_t *buf, size_t buf_len);
+int dts_storage_event_decode(const uint8_t *buf, size_t len, struct dts_stored_event *out);
+/* The process value: identity (user, process) and removed are not stored (the key holds the identity). */
+int dts_storage_process_encode(const struct dts_process *p, uint8_t *buf, size_t buf_len);
+int dts_storage_process_decode(const uint8_t *buf, size_t len, struct dts_process *out);
+
+/*
+ * Write one batch in one WriteBatch: each event (and the deletion of the event it pushed out), each process state
+ * (deleted when removed). Entries whose identity cannot be a key are skipped. Returns 0, -EIO (RocksDB: retry),
+ * -ENOMEM, -EROFS. b stays the caller's. Blocking; any thread (the storage thread normally).
+ */
+int dts_storage_write_events(struct dts_storage *st, const struct dts_event_batch *b);
+
+/*
+ * Read back. Events: user's (NULL: every user's), in key order (user, kind, seq), NUL-terminated strings valid during
+ * the call. Processes: user's (NULL: all). Undecodable values are skipped and counted in the return of neither.
+ * Returning non-zero from fn stops. Return the number visited, or -EIO / -ENOMEM / -EINVAL (a user keys cannot carry).
+ * Any thread.
+ */
+long dts_storage_read_events(struct dts_storage *st, const char *user, dts_event_visit_fn fn, void *ctx);
+long dts_storage_read_processes(struct dts_storage *st, const char *user, dts_process_visit_fn fn, void *ctx);
+
+/*
+ * Startup, next to dts_storage_restore: every stored process state and the last DTS_EVENTS_KEPT events of each user
+ * and kind go back into m (dts_merger_restore_process / _event), and older events left behind (a batch dropped while
+ * the store failed) are deleted. m NULL only trims. Returns the states and events restored, or -errno. Merger thread
+ * (a registered RCU thread) before its first dts_merger_step.
+ */
+long dts_storage_restore_state(struct dts_storage *st, struct dts_merger *m, int64_t now_ms);
+
+/* Counters of the events path (the sink's event queue and its writes). Writers: the merger thread (queued, dropped
+ * at the queue) and the storage thread; read with relaxed loads. All zero while no sink runs. */
+struct dts_storage_event_stats {
+	uint64_t batches_queued;
+	uint64_t batches_written;
+	uint64_t batches_dropped; /* queue full (1024 batches), or still failing after 10 s of retries */
+	uint64_t events_written;
+	uint64_t processes_written;
+	uint64_t write_errors; /* failed commits (each retried) */
+	uint64_t queue; /* gauge: batches waiting */
+};
+
+void dts_storage_event_stats_read(const struct dts_storage *st, struct dts_storage_event_stats *out);
 
 #endif /* DTS_STORAGE_H */
