@@ -180,7 +180,16 @@ static bool table_rel(struct dts_core *c, struct dts__table *t, uint32_t slot, i
 	int64_t rel;
 
 	if (!t->has_base) {
-		t->base_slot = slot > 256 ? slot - 256 : 0;
+		/* Relative slots span [base, base + INT16_MAX] (45 h). Put the base as far before the receive clock as
+		 * the oldest timestamp either protocol accepts (|T max_past_skew_s, native max_past_s; at most a day), so
+		 * that whatever is accepted later in this table fits: the rest of the span covers the future skew. */
+		int64_t past = c->dcfg->max_past_skew_s > c->ncfg->max_past_s ? c->dcfg->max_past_skew_s
+									  : c->ncfg->max_past_s;
+		int64_t base = c->now_s / DTS_SLOT_SECONDS - (past > 86400 ? 86400 : past) / DTS_SLOT_SECONDS - 1;
+
+		if (base > (int64_t)slot)
+			base = slot; /* a clock behind the sample's own time (tests, hand-fed cores) */
+		t->base_slot = base > 0 ? (uint32_t)base : 0;
 		t->has_base = true;
 	}
 	rel = (int64_t)slot - t->base_slot;
@@ -552,6 +561,7 @@ int dts_core_ingest_partial(struct dts_core *c, const struct dts_partial_in *p, 
 	size_t clen, tlen;
 	int16_t rel;
 
+	c->now_s = now_s;
 	if (!api_ident(&id, p->user, p->process) || !p->counter)
 		return -EINVAL;
 	clen = strlen(p->counter);
@@ -618,6 +628,7 @@ unsigned dts_core_ingest(struct dts_core *c, const char *buf, size_t len, int64_
 	struct batch b;
 	const char *p = buf, *end = buf + len;
 
+	c->now_s = now_s;
 	if (dts_native_is(buf, len)) {
 		unsigned n = ingest_native(c, (const uint8_t *)buf, len, now_s);
 

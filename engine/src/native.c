@@ -608,9 +608,11 @@ static int enc_make_room(struct dts_native_enc *e, size_t need)
 	return need <= enc_room(e) ? 0 : 1;
 }
 
+/* Upper bound of a store's encoded size: the dense form (lo, nbins, form byte, f32 bins); the encoder writes the
+ * sparse form only when it is smaller. */
 static size_t store_piece_size(uint32_t nbins, int32_t lo)
 {
-	return nbins ? dts_varint_len(zigzag(lo)) + dts_varint_len(nbins) + 4 * (size_t)nbins : 2;
+	return nbins ? dts_varint_len(zigzag(lo)) + dts_varint_len(nbins) + 1 + 4 * (size_t)nbins : 2;
 }
 
 /*

@@ -253,6 +253,34 @@ Test(merger, late_data_without_a_sink_is_dropped_and_counted)
 	cr_expect_eq(st.late_forwarded, 0);
 }
 
+/* A table's slot span starts as far back as the decoder accepts |T timestamps, not at its first sample: with
+ * max_past_skew_s = 3600, a value stamped 50 minutes ago that arrives after a current one in the same tick is
+ * aggregated into its own minute (it used to be dropped as late when older than ~21 minutes). */
+Test(merger, old_timestamps_within_the_skew_fit_the_table)
+{
+	struct dts_merger_cfg cfg;
+	struct dts_core_stats cs;
+	char line[96];
+
+	dts_merger_destroy(m, T0 * 1000);
+	dts_merger_cfg_defaults(&cfg);
+	cfg.table_capacity = 4096;
+	cfg.decode.max_past_skew_s = 3600;
+	cfg.grace_s = 5;
+	cfg.sink.minute_closed = sink;
+	m = dts_merger_create(&cfg);
+	cr_assert_not_null(m);
+	dts_merger_step(m, (T0 + 3000) * 1000);
+	/* both into the same table: no hand-over in between */
+	cr_assert_eq(dts_core_ingest(dts_merger_core(m, 0), "api.hits:1|c", 12, T0 + 3000), 1);
+	snprintf(line, sizeof(line), "api.hits:5|c|T%lld", (long long)(T0 + 1));
+	cr_assert_eq(dts_core_ingest(dts_merger_core(m, 0), line, strlen(line), T0 + 3000), 1);
+	dts_core_stats_read(dts_merger_core(m, 0), &cs);
+	cr_expect_eq(cs.dropped[DTS_DROP_LATE], 0);
+	cr_expect_eq(cs.dropped[DTS_DROP_FUTURE], 0);
+	cr_expect_eq(cs.samples, 2);
+}
+
 Test(merger, gauge_deltas_across_tables)
 {
 	dts_merger_step(m, T0 * 1000);

@@ -807,6 +807,54 @@ Test(native_split, pieces_with_longest_names_and_tags)
 	dec_fini(&d);
 }
 
+/* Pieces are sized by the dense form (lo, nbins, form byte, bins): a sketch whose stores stay dense (fractional
+ * weights: 6 bytes an entry sparse) over both signs must be cut so that no datagram exceeds the maximum, and the
+ * pieces must merge back bin for bin. (The bound once lacked the form byte: a 2,235-byte datagram.) */
+Test(native_split, dense_pieces_fit_a_datagram)
+{
+	struct dts_native_hdr h = hdr_default();
+	struct dts_native_partial p;
+	struct dts_sketch sk, sk2;
+	struct dts_set st2;
+	struct dts_agg agg;
+	struct decoder d;
+	struct batch b = { .seq = 7 };
+	uint8_t flags;
+	const char *t;
+	size_t tl;
+	int split = 0;
+
+	for (int n = 300; n <= 700; n += 30) {
+		memset(&p, 0, sizeof(p));
+		p.name = "w";
+		p.name_len = 1;
+		p.tags = "";
+		p.type = DTS_TIMER;
+		dts_agg_init(&p.agg);
+		dts_sketch_init(&sk);
+		for (int i = 0; i < n; i++) {
+			double v = pow(1.0105, i) * (i % 2 ? -1.0 : 1.0);
+
+			cr_assert_eq(dts_sketch_add(&sk, v, 0.37), 0);
+			dts_agg_add(&p.agg, v, 0.37);
+		}
+		p.sketch = &sk;
+		dec_init(&d, DTS_NATIVE_REPLAY_SLOTS);
+		dts_sketch_init(&sk2);
+		dts_set_init(&st2);
+		split += encode(&b, &h, NULL, 0, &p, 1) > 1; /* collect() checks every datagram's size */
+		cr_assert_gt(fold(&d, &b, "w", &agg, &sk2, &st2, &flags, &t, &tl), 0);
+		assert_sketch_eq(&sk2, &sk, "dense pieces");
+		dts_sketch_free(&sk);
+		dts_sketch_free(&sk2);
+		dts_set_free(&st2);
+		batch_free(&b);
+		dec_fini(&d);
+		b.n = 0;
+	}
+	cr_assert_gt(split, 3, "most of these sketches need pieces (%d did)", split);
+}
+
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* Rejections                                                                                                       */
 
