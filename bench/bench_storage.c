@@ -4,12 +4,19 @@
  *   1. close: --minutes closed minutes of --series series, built in memory with the merger's record layout (sketch
  *      bins for timers; identities hand-built with cm->arena NULL: one allocation per record holding
  *      user\0process\0counter\0tags\0, which dts_closed_minute_release frees, where the merger packs them in arenas),
- *      each written as one closed minute with dts_storage_write_minute (the storage thread's work: minutes + hour
- *      read-merge-write + hwm + checkpoint deletion in one WriteBatch), or with --sink pushed through the real sink
+ *      each written as one closed minute with dts_storage_write_minute (the storage thread's work: minutes + rollup
+ *      markers + hwm + checkpoint deletion in one WriteBatch), or with --sink pushed through the real sink
  *      (merger -> queue -> storage thread) while this thread, standing in for the merger, measures how long the push
  *      kept it.
- *      The first minute is minute 0 of an hour (no hour reads); the others read-merge-write their hour (the usual
- *      close). close_s_first / close_s_p50 / close_s_max report them.
+ *      The first minute is minute --first-minute (0) of an hour; it, and every minute 0 of an hour after it, also puts
+ *      one rollup marker per series; the others put only their minutes (the usual close). close_s_first /
+ *      close_s_p50 / close_s_max report them, and close_s_newhour the first minute 0 of an hour after the first close
+ *      (the markers without the first close's warm-up: e.g. --first-minute 58 --minutes 4): the close alone (the hours
+ *      are not due while their minutes are being closed, so the sink's roller does not run in this phase).
+ *   1b. roll: the hours of those minutes rolled up with dts_storage_roll_hours in chunks of DTS_STORAGE_ROLL_BUDGET_US,
+ *      as the storage thread does between minutes: roll_s is the total, roll_chunk_ms_p99 / _max the chunks' time
+ *      (how long a closed minute can wait behind the roller), roll_us_per_series the cost of one series-hour (it
+ *      grows with the minutes in the hour: --minutes 60 for a full hour).
  *   2. size: flush, compact both families (with the retention filter, as the daemon's compactions do), and divide
  *      the minutes family's SST bytes by series x minutes; the hours family by series x hours.
  *   3. read: --read-days (8) days of minutes for --read-series series of another user (half counters, half timers,
@@ -23,15 +30,16 @@
  * sketches); the others are counters receiving 1..20 lines of value 1 per minute.
  *
  * Usage:
- *   bench_storage [--series N] [--minutes M] [--timer-pct P] [--values V] [--read-series R] [--read-days D]
- *                 [--read-reps K] [--sink] [--dir DIR] [--keep] [--seed S]
- * Defaults: 1,000,000 series, 3 minutes, 20% timers, 20 values, 8 read series, 8 days, 25 reps; a temporary
- * directory under /tmp, removed at the end unless --keep. --dir DIR uses DIR instead (an empty or new directory on the
- * filesystem to measure; never removed).
+ *   bench_storage [--series N] [--minutes M] [--first-minute F] [--timer-pct P] [--values V] [--read-series R]
+ *                 [--read-days D] [--read-reps K] [--sink] [--dir DIR] [--keep] [--seed S]
+ * Defaults: 1,000,000 series, 3 minutes from minute 0 of an hour, 20% timers, 20 values, 8 read series, 8 days,
+ * 25 reps; a temporary directory under /tmp, removed at the end unless --keep. --dir DIR uses DIR instead (an empty
+ * or new directory on the filesystem to measure; never removed).
  *
  * Output: progress on stderr; one line on stdout:
- *   SUMMARY bench=storage series= minutes= timer_pct= values= mode=direct|sink close_s_first= close_s_p50= close_s_max=
- *           release_s_avg= batch_mb_avg= push_us_max= push_cpu_us_max= bytes_per_series_minute=
+ *   SUMMARY bench=storage series= minutes= first_minute= timer_pct= values= mode=direct|sink close_s_first=
+ *           close_s_p50= close_s_max= close_s_newhour= release_s_avg= batch_mb_avg= push_us_max= push_cpu_us_max=
+ *           roll_s= roll_chunk_ms_p99= roll_chunk_ms_max= roll_us_per_series= bytes_per_series_minute=
  *           bytes_per_series_hour= read_series= read_days= read8d_ms_p50= read8d_ms_p99= read8d_counter_ms_p50=
  *           read8d_timer_ms_p50= read8d_timer_ms_p99= read8d_cold_ms_p50= read8d_cold_ms_max= compression=
  *           rss_mb_max= drops= errors=
@@ -64,6 +72,7 @@
 struct opts {
 	size_t series;
 	unsigned minutes;
+	unsigned first_minute; /* offset in its hour of the first minute closed */
 	unsigned timer_pct;
 	unsigned values;
 	size_t read_series;
@@ -200,6 +209,9 @@ struct results {
 	int64_t release_ns;
 	int64_t push_ns_max; /* wall time of the merger's push (includes being descheduled) */
 	int64_t push_cpu_ns_max; /* CPU time of the push: the work it does */
+	int64_t roll_ns, roll_chunk_ns_max; /* hourly rollup of the closed minutes' hours: total, longest chunk */
+	double roll_chunk_ms_p99;
+	long roll_series;
 	double bytes_per_series_minute, bytes_per_series_hour;
 	int64_t *read_warm, *read_warm_c, *read_warm_t, *read_cold;
 	size_t n_warm, n_warm_c, n_warm_t, n_cold;
@@ -298,6 +310,48 @@ static void phase_close(struct dts_storage *st, const struct opts *o, int64_t h0
 	}
 	if (sink)
 		dts_storage_sink_stop(sink);
+}
+
+/* Phase 1b: roll up the hours of the closed minutes in the storage thread's chunks. */
+static void phase_roll(struct dts_storage *st, int64_t last_hour, struct results *r)
+{
+	const int64_t t0 = mono_ns();
+	size_t chunks = 0, cap = 0;
+	int64_t *chunk_ns = NULL;
+
+	for (;;) {
+		const int64_t a = mono_ns();
+		long n = dts_storage_roll_hours(st, last_hour, DTS_STORAGE_ROLL_BUDGET_US);
+		const int64_t dt = mono_ns() - a;
+
+		if (n < 0) {
+			fprintf(stderr, "bench_storage: rolling up: %s\n", strerror((int)-n));
+			r->errors++;
+			break;
+		}
+		if (n == 0)
+			break;
+		if (chunks == cap) {
+			int64_t *p = realloc(chunk_ns, (cap ? 2 * cap : 4096) * sizeof(*p));
+
+			if (!p) {
+				r->errors++;
+				break;
+			}
+			chunk_ns = p;
+			cap = cap ? 2 * cap : 4096;
+		}
+		chunk_ns[chunks++] = dt;
+		r->roll_series += n;
+		r->roll_chunk_ns_max = dt > r->roll_chunk_ns_max ? dt : r->roll_chunk_ns_max;
+	}
+	r->roll_ns = mono_ns() - t0;
+	qsort(chunk_ns, chunks, sizeof(*chunk_ns), cmp_i64);
+	r->roll_chunk_ms_p99 = pct_ms(chunk_ns, chunks, 0.99);
+	fprintf(stderr, "rollup: %ld series-hours in %.2f s, %zu chunks, p50 %.2f ms, p99 %.2f ms, longest %.2f ms\n",
+		r->roll_series, (double)r->roll_ns / 1e9, chunks, pct_ms(chunk_ns, chunks, 0.5), r->roll_chunk_ms_p99,
+		(double)r->roll_chunk_ns_max / 1e6);
+	free(chunk_ns);
 }
 
 static int flush_compact(struct dts_storage *st, struct results *r)
@@ -403,15 +457,17 @@ static void phase_read(struct dts_storage *st, const struct opts *o, int64_t end
 /* ---- main ------------------------------------------------------------------------------------------------------- */
 
 static const char usage[] =
-	"Usage: bench_storage [--series N] [--minutes M] [--timer-pct P] [--values V] [--read-series R]\n"
-	"                     [--read-days D] [--read-reps K] [--sink] [--dir DIR] [--keep] [--seed S]\n"
-	"Defaults: --series 1000000 --minutes 3 --timer-pct 20 --values 20 --read-series 8 --read-days 8\n"
-	"          --read-reps 25; a temporary store under /tmp, removed at the end.\n";
+	"Usage: bench_storage [--series N] [--minutes M] [--first-minute F] [--timer-pct P] [--values V]\n"
+	"                     [--read-series R] [--read-days D] [--read-reps K] [--sink] [--dir DIR] [--keep]\n"
+	"                     [--seed S]\n"
+	"Defaults: --series 1000000 --minutes 3 --first-minute 0 --timer-pct 20 --values 20 --read-series 8\n"
+	"          --read-days 8 --read-reps 25; a temporary store under /tmp, removed at the end.\n";
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option lo[] = {
-		{ "series", 1, NULL, 'n' },	 { "minutes", 1, NULL, 'm' },	{ "timer-pct", 1, NULL, 't' },
+		{ "series", 1, NULL, 'n' },	 { "minutes", 1, NULL, 'm' },	{ "first-minute", 1, NULL, 'f' },
+		{ "timer-pct", 1, NULL, 't' },
 		{ "values", 1, NULL, 'v' },	 { "read-series", 1, NULL, 'r' }, { "read-days", 1, NULL, 'D' },
 		{ "read-reps", 1, NULL, 'R' },	 { "sink", 0, NULL, 'S' },	{ "dir", 1, NULL, 'd' },
 		{ "keep", 0, NULL, 'k' },	 { "seed", 1, NULL, 's' },	{ "help", 0, NULL, 'h' },
@@ -431,6 +487,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		switch (c) {
 		case 'n': o->series = (size_t)v; break;
 		case 'm': o->minutes = (unsigned)v; break;
+		case 'f': o->first_minute = (unsigned)v; break;
 		case 't': o->timer_pct = (unsigned)v; break;
 		case 'v': o->values = (unsigned)v; break;
 		case 'r': o->read_series = (size_t)v; break;
@@ -444,9 +501,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		default: fputs(usage, stderr); return -EINVAL;
 		}
 	}
-	if (optind != argc || o->series < 1 || o->minutes < 1 || o->timer_pct > 100 || o->read_days < 1 ||
+	if (optind != argc || o->series < 1 || o->minutes < 1 || o->first_minute > 59 || o->timer_pct > 100 ||
+	    o->read_days < 1 ||
 	    o->read_days > 14 || o->read_reps < 2 || o->read_series < 2) {
-		fprintf(stderr, "bench_storage: need --series >= 1, --minutes >= 1, --timer-pct <= 100, --read-series >= 2, "
+		fprintf(stderr, "bench_storage: need --series >= 1, --minutes >= 1, --first-minute <= 59, "
+				"--timer-pct <= 100, --read-series >= 2, "
 				"--read-days 1..14 (minutes are kept 15 days), --read-reps >= 2\n%s",
 			usage);
 		return -EINVAL;
@@ -467,11 +526,12 @@ int main(int argc, char **argv)
 	bool made_dir = false;
 	int rc = parse_args(argc, argv, &o);
 	uint64_t drops = 0;
-	/* Minute 0 of the hour that began 2-3 hours ago: recent enough for the retention filter, and an hour of its own
-	 * (minutes of this many hours are closed; the read series' 8 days end before it). */
+	/* Minute --first-minute of the hour that began 2-3 hours ago: recent enough for the retention filter, and hours
+	 * of their own (minutes of this many hours are closed; the read series' 8 days end before them). */
 	const int64_t now_min = (int64_t)time(NULL) / 60;
-	const int64_t h0_minute = (now_min / 60 - 2 - (int64_t)(o.minutes + 59) / 60) * 60;
-	const unsigned hours = (o.minutes + 59) / 60;
+	const unsigned hours = (o.first_minute + o.minutes + 59) / 60;
+	const int64_t h0_minute = (now_min / 60 - 2 - (int64_t)hours) * 60 + o.first_minute;
+	int64_t close_newhour = -1;
 	int64_t *sorted_close, close_max = 0;
 
 	if (rc)
@@ -509,6 +569,15 @@ int main(int argc, char **argv)
 
 	/* 1. close */
 	phase_close(st, &o, h0_minute, &r);
+	dts_storage_stats_read(st, &s); /* the closes' batches only (the rollup's are counted apart) */
+	const double batch_mb = s.batches ? (double)s.bytes_written / (double)s.batches / 1048576.0 : 0;
+	/* 1b. roll the hours up, as the storage thread does once they are due */
+	phase_roll(st, (h0_minute + o.minutes - 1) / 60, &r);
+	if (r.roll_series != (long)(o.series * hours)) {
+		fprintf(stderr, "bench_storage: rolled up %ld series-hours, want %zu\n", r.roll_series,
+			o.series * hours);
+		r.errors++;
+	}
 
 	/* 2. size after compaction */
 	if (flush_compact(st, &r) == 0) {
@@ -519,8 +588,6 @@ int main(int argc, char **argv)
 			(unsigned long long)u.sst_bytes[0], r.bytes_per_series_minute, (unsigned long long)u.sst_bytes[1],
 			r.bytes_per_series_hour);
 	}
-	dts_storage_stats_read(st, &s);
-	const double batch_mb = s.batches ? (double)s.bytes_written / (double)s.batches / 1048576.0 : 0;
 
 	/* 3. 8-day reads (minutes that end where the closed minutes' hour begins) */
 	phase_read(st, &o, h0_minute, &r);
@@ -531,8 +598,11 @@ int main(int argc, char **argv)
 	drops += s.checkpoints_dropped;
 	r.errors += (long)s.write_errors + (long)s.corrupt_values;
 	memcpy(sorted_close, r.close_ns, o.minutes * sizeof(*sorted_close));
-	for (unsigned m = 0; m < o.minutes; m++)
+	for (unsigned m = 0; m < o.minutes; m++) {
 		close_max = r.close_ns[m] > close_max ? r.close_ns[m] : close_max;
+		if (m > 0 && (h0_minute + m) % 60 == 0 && close_newhour < 0)
+			close_newhour = r.close_ns[m];
+	}
 	qsort(sorted_close + 1, o.minutes - 1, sizeof(*sorted_close), cmp_i64);
 	qsort(r.read_warm, r.n_warm, sizeof(int64_t), cmp_i64);
 	qsort(r.read_warm_c, r.n_warm_c, sizeof(int64_t), cmp_i64);
@@ -540,15 +610,19 @@ int main(int argc, char **argv)
 	qsort(r.read_cold, r.n_cold, sizeof(int64_t), cmp_i64);
 	getrusage(RUSAGE_SELF, &ru);
 
-	printf("SUMMARY bench=storage series=%zu minutes=%u timer_pct=%u values=%u mode=%s close_s_first=%.3f "
-	       "close_s_p50=%.3f close_s_max=%.3f release_s_avg=%.3f batch_mb_avg=%.1f push_us_max=%.1f push_cpu_us_max=%.1f "
+	printf("SUMMARY bench=storage series=%zu minutes=%u first_minute=%u timer_pct=%u values=%u mode=%s "
+	       "close_s_first=%.3f close_s_p50=%.3f close_s_max=%.3f close_s_newhour=%.3f release_s_avg=%.3f "
+	       "batch_mb_avg=%.1f push_us_max=%.1f push_cpu_us_max=%.1f "
+	       "roll_s=%.3f roll_chunk_ms_p99=%.2f roll_chunk_ms_max=%.2f roll_us_per_series=%.2f "
 	       "bytes_per_series_minute=%.1f bytes_per_series_hour=%.1f read_series=%zu read_days=%u read8d_ms_p50=%.2f "
 	       "read8d_ms_p99=%.2f read8d_counter_ms_p50=%.2f read8d_timer_ms_p50=%.2f read8d_timer_ms_p99=%.2f "
 	       "read8d_cold_ms_p50=%.2f read8d_cold_ms_max=%.2f compression=%s rss_mb_max=%.0f drops=%llu errors=%ld\n",
-	       o.series, o.minutes, o.timer_pct, o.values, o.sink ? "sink" : "direct", (double)r.close_ns[0] / 1e9,
-	       o.minutes > 1 ? pct_ms(sorted_close + 1, o.minutes - 1, 0.5) / 1e3 : NAN, (double)close_max / 1e9,
+	       o.series, o.minutes, o.first_minute, o.timer_pct, o.values, o.sink ? "sink" : "direct",
+	       (double)r.close_ns[0] / 1e9, o.minutes > 1 ? pct_ms(sorted_close + 1, o.minutes - 1, 0.5) / 1e3 : NAN,
+	       (double)close_max / 1e9, close_newhour >= 0 ? (double)close_newhour / 1e9 : NAN,
 	       o.sink ? NAN : (double)r.release_ns / o.minutes / 1e9, batch_mb, o.sink ? (double)r.push_ns_max / 1e3 : NAN,
-	       o.sink ? (double)r.push_cpu_ns_max / 1e3 : NAN,
+	       o.sink ? (double)r.push_cpu_ns_max / 1e3 : NAN, (double)r.roll_ns / 1e9, r.roll_chunk_ms_p99,
+	       (double)r.roll_chunk_ns_max / 1e6, r.roll_series ? (double)r.roll_ns / 1e3 / (double)r.roll_series : NAN,
 	       r.bytes_per_series_minute, r.bytes_per_series_hour, o.read_series, o.read_days,
 	       pct_ms(r.read_warm, r.n_warm, 0.5), pct_ms(r.read_warm, r.n_warm, 0.99),
 	       pct_ms(r.read_warm_c, r.n_warm_c, 0.5), pct_ms(r.read_warm_t, r.n_warm_t, 0.5),

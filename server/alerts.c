@@ -4,9 +4,9 @@
  *
  * How a round works (dts_alerts_round):
  *   1. copy the rules and their evaluation state under the lock (the lock is never held across I/O);
- *   2. observe every rule: one RCU walk of the engine's current state per user with rules (rules are found by a hash
- *      of their series identity, so the walk costs one hash per live series of that user), then the store for
- *      windows longer than 60 s and for series that have left the live map;
+ *   2. observe every rule: one RCU walk of the engine's live series and one of its process states per round (rules
+ *      are found by a hash of their user and series identity, so a walk costs one hash per live series), then the
+ *      store for windows longer than 60 s and for series that have left the live map;
  *   3. dts_alert_step() per rule (pure);
  *   4. append each state change to the rule's history in meta, write the states back under the lock, and hand one
  *      batch per user to the notifier (which never blocks us).
@@ -94,6 +94,23 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 		va_end(ap);
 	}
 	return -EINVAL;
+}
+
+/* Input text as an error quotes it: at most 64 bytes, control characters as '?' (an error stays one line). */
+static const char *shown_text(const char *in, char out[68])
+{
+	size_t i = 0;
+
+	for (; in[i] && i < 64; i++)
+		out[i] = (unsigned char)in[i] < 0x20 || in[i] == 0x7f ? '?' : in[i];
+	out[i] = '\0';
+	return out;
+}
+
+/* A field name from the input, as shown_text, and "\"\"" for an empty one (the error still starts "field:"). */
+static const char *shown_key(const char *key, char out[68])
+{
+	return *key ? shown_text(key, out) : "\"\"";
 }
 
 /* A series name component as the store's keys carry it: 1..max printable ASCII bytes other than '/' and '|'. */
@@ -229,7 +246,8 @@ static const struct {
 	{ "limit", K_ABOVE | K_BELOW }, { "window_min", K_ABOVE | K_BELOW }, { "for", K_ABOVE | K_BELOW },
 	{ "after_min", K_SW },	     { "after_s", K_SR },	  { "channels", K_ALL },
 	{ "id", 0 },		     { "user", 0 },		  { "created_ms", 0 },
-	{ "state", 0 },		     { "since_ms", 0 },		  { "v", 0 },
+	{ "state", 0 },		     { "since_ms", 0 },		  { "value", 0 },
+	{ "v", 0 },
 };
 
 static const char *kinds_text(unsigned kinds)
@@ -279,19 +297,23 @@ static int parse_channel(const json_t *c, size_t i, unsigned channels_ok, struct
 			 size_t errlen)
 {
 	const char *type, *url = NULL;
+	char shown[68];
 	json_t *to;
 	const char *key;
 	json_t *val;
 	int t;
 
 	if (!json_is_object(c))
-		return fail(err, errlen, "channels[%zu]: must be an object like {\"type\":\"email\",\"to\":[\"ops@example.com\"]}", i);
+		return fail(err, errlen,
+			    "channels[%zu]: must be an object like "
+			    "{\"type\":\"email\",\"to\":[\"ops@example.com\"]}", i);
 	if (!json_is_string(json_object_get(c, "type")))
 		return fail(err, errlen, "channels[%zu].type: required: email, sms, call or webhook", i);
 	type = json_string_value(json_object_get(c, "type"));
 	t = find_name(chan_names, DTS_CHAN_COUNT, type);
 	if (t < 0)
-		return fail(err, errlen, "channels[%zu].type: must be email, sms, call or webhook, got '%.32s'", i, type);
+		return fail(err, errlen, "channels[%zu].type: must be email, sms, call or webhook, got '%s'", i,
+			    shown_text(type, shown));
 	if (!(channels_ok & (1u << t)))
 		return fail(err, errlen, "channels[%zu].type: %s is not configured on this server (needs %s)", i, type,
 			    chan_config_keys[t]);
@@ -299,8 +321,8 @@ static int parse_channel(const json_t *c, size_t i, unsigned channels_ok, struct
 		bool known = strcmp(key, "type") == 0 || (t == DTS_CHAN_WEBHOOK ? strcmp(key, "url") == 0
 										 : strcmp(key, "to") == 0);
 		if (!known)
-			return fail(err, errlen, "channels[%zu].%.64s: unknown field (%s channels take type and %s)", i,
-				    key, type, t == DTS_CHAN_WEBHOOK ? "url" : "to");
+			return fail(err, errlen, "channels[%zu].%s: unknown field (%s channels take type and %s)", i,
+				    shown_key(key, shown), type, t == DTS_CHAN_WEBHOOK ? "url" : "to");
 	}
 	out->type = (uint8_t)t;
 	out->dest[0] = '\0';
@@ -324,10 +346,13 @@ static int parse_channel(const json_t *c, size_t i, unsigned channels_ok, struct
 			const char *s = json_string_value(a);
 
 			if (!s || !valid_email(s))
-				return fail(err, errlen, "channels[%zu].to[%zu]: must be an email address like "
-							 "ops@example.com, got '%.64s'", i, k, s ? s : "(not a string)");
+				return fail(err, errlen,
+					    "channels[%zu].to[%zu]: must be an email address like "
+					    "ops@example.com, got '%s'", i, k,
+					    s ? shown_text(s, shown) : "(not a string)");
 			if (len + strlen(s) + 1 > DTS_ALERT_DEST_MAX)
-				return fail(err, errlen, "channels[%zu].to: the addresses are longer than %d bytes in all", i,
+				return fail(err, errlen,
+					    "channels[%zu].to: the addresses are longer than %d bytes in all", i,
 					    DTS_ALERT_DEST_MAX);
 			len += (size_t)snprintf(out->dest + len, sizeof(out->dest) - len, "%s%s", k ? "," : "", s);
 		}
@@ -336,15 +361,16 @@ static int parse_channel(const json_t *c, size_t i, unsigned channels_ok, struct
 	case DTS_CHAN_SMS:
 	case DTS_CHAN_CALL:
 		if (!json_is_string(to) || !valid_phone(json_string_value(to)))
-			return fail(err, errlen, "channels[%zu].to: must be a phone number in E.164 form, like +15551234567",
-				    i);
+			return fail(err, errlen,
+				    "channels[%zu].to: must be a phone number in E.164 form, like +15551234567", i);
 		snprintf(out->dest, sizeof(out->dest), "%s", json_string_value(to));
 		return 0;
 	default:
 		url = json_string_value(json_object_get(c, "url"));
 		if (!url || !valid_url(url))
-			return fail(err, errlen, "channels[%zu].url: must be an http:// or https:// URL of at most %d bytes "
-						 "without spaces", i, DTS_ALERT_DEST_MAX);
+			return fail(err, errlen,
+				    "channels[%zu].url: must be an http:// or https:// URL of at most %d bytes "
+				    "without spaces", i, DTS_ALERT_DEST_MAX);
 		snprintf(out->dest, sizeof(out->dest), "%s", url);
 		return 0;
 	}
@@ -353,6 +379,7 @@ static int parse_channel(const json_t *c, size_t i, unsigned channels_ok, struct
 int dts_alert_rule_parse(const json_t *j, unsigned channels_ok, struct dts_alert_rule *r, char *err, size_t errlen)
 {
 	const char *kind, *s;
+	char shown[68];
 	const char *key;
 	json_t *val, *ch;
 	int k, rc;
@@ -366,8 +393,8 @@ int dts_alert_rule_parse(const json_t *j, unsigned channels_ok, struct dts_alert
 		return fail(err, errlen, "kind: required: above, below, stopped_working or stopped_responding");
 	k = find_name(kind_names, DTS_ALERT_KIND_COUNT, kind);
 	if (k < 0)
-		return fail(err, errlen, "kind: must be above, below, stopped_working or stopped_responding, got '%.32s'",
-			    kind);
+		return fail(err, errlen, "kind: must be above, below, stopped_working or stopped_responding, got '%s'",
+			    shown_text(kind, shown));
 	r->kind = (uint8_t)k;
 	json_object_foreach((json_t *)j, key, val) {
 		size_t f = 0;
@@ -376,15 +403,17 @@ int dts_alert_rule_parse(const json_t *j, unsigned channels_ok, struct dts_alert
 			if (strcmp(rule_fields[f].name, key) == 0)
 				break;
 		if (f == sizeof(rule_fields) / sizeof(rule_fields[0]))
-			return fail(err, errlen, "%.64s: unknown field", key);
+			return fail(err, errlen, "%s: unknown field", shown_key(key, shown));
 		if (rule_fields[f].kinds && !(rule_fields[f].kinds & (1u << k)) && !json_is_null(val))
-			return fail(err, errlen, "%s: only for %s, not %s", key, kinds_text(rule_fields[f].kinds), kind);
+			return fail(err, errlen, "%s: only for %s, not %s", key, kinds_text(rule_fields[f].kinds),
+				    kind);
 	}
 
 	if ((rc = get_str(j, "name", &s, err, errlen)) != 0)
 		return rc;
 	if (s && !valid_text(s, DTS_ALERT_NAME_MAX))
-		return fail(err, errlen, "name: must be at most %d bytes without control characters", DTS_ALERT_NAME_MAX);
+		return fail(err, errlen, "name: must be at most %d bytes without control characters",
+			    DTS_ALERT_NAME_MAX);
 	snprintf(r->name, sizeof(r->name), "%s", s ? s : "");
 
 	if ((rc = get_str(j, "process", &s, err, errlen)) != 0)
@@ -400,7 +429,8 @@ int dts_alert_rule_parse(const json_t *j, unsigned channels_ok, struct dts_alert
 		if ((rc = get_str(j, "counter", &s, err, errlen)) != 0)
 			return rc;
 		if (!s || !valid_component(s, DTS_MAX_NAME))
-			return fail(err, errlen, "counter: required: 1 to %d printable characters other than '/' and '|'",
+			return fail(err, errlen,
+				    "counter: required: 1 to %d printable characters other than '/' and '|'",
 				    DTS_MAX_NAME);
 		snprintf(r->counter, sizeof(r->counter), "%s", s);
 		if ((rc = get_str(j, "type", &s, err, errlen)) != 0)
@@ -409,13 +439,15 @@ int dts_alert_rule_parse(const json_t *j, unsigned channels_ok, struct dts_alert
 			return fail(err, errlen, "type: required: c, ms, g or s (h and d are taken as ms)");
 		t = parse_type(s);
 		if (t < 0)
-			return fail(err, errlen, "type: must be c, ms, g or s (h and d are taken as ms), got '%.32s'", s);
+			return fail(err, errlen, "type: must be c, ms, g or s (h and d are taken as ms), got '%s'",
+				    shown_text(s, shown));
 		r->type = (uint8_t)t;
 		if ((rc = get_str(j, "tags", &s, err, errlen)) != 0)
 			return rc;
 		if (s && !valid_tags(s))
-			return fail(err, errlen, "tags: must be the series' canonical tags (sorted, ','-joined, printable, "
-						 "no '|'), at most %d bytes", DTS_MAX_TAGS_LEN);
+			return fail(err, errlen,
+				    "tags: must be the series' canonical tags (sorted, ','-joined, printable, "
+				    "no '|'), at most %d bytes", DTS_MAX_TAGS_LEN);
 		snprintf(r->tags, sizeof(r->tags), "%s", s ? s : "");
 	}
 
@@ -429,11 +461,13 @@ int dts_alert_rule_parse(const json_t *j, unsigned channels_ok, struct dts_alert
 		if ((rc = get_str(j, "stat", &s, err, errlen)) != 0)
 			return rc;
 		if (!s)
-			return fail(err, errlen, "stat: required: avg, sum, count, min, max, bot10, top10, lst or rate");
+			return fail(err, errlen,
+				    "stat: required: avg, sum, count, min, max, bot10, top10, lst or rate");
 		st = find_name(stat_names, DTS_ALERT_STAT_NUM, s);
 		if (st < 0)
-			return fail(err, errlen, "stat: must be avg, sum, count, min, max, bot10, top10, lst or rate, got "
-						 "'%.32s'", s);
+			return fail(err, errlen,
+				    "stat: must be avg, sum, count, min, max, bot10, top10, lst or rate, got '%s'",
+				    shown_text(s, shown));
 		r->stat = (uint8_t)st;
 		if ((rc = check_stat(r->stat, r->type, err, errlen)) != 0)
 			return rc;
@@ -462,7 +496,8 @@ int dts_alert_rule_parse(const json_t *j, unsigned channels_ok, struct dts_alert
 	ch = json_object_get(j, "channels");
 	if (ch && !json_is_null(ch)) {
 		if (!json_is_array(ch) || json_array_size(ch) > DTS_ALERT_MAX_CHANNELS)
-			return fail(err, errlen, "channels: must be an array of at most %d channels", DTS_ALERT_MAX_CHANNELS);
+			return fail(err, errlen, "channels: must be an array of at most %d channels",
+				    DTS_ALERT_MAX_CHANNELS);
 		for (size_t i = 0; i < json_array_size(ch); i++) {
 			rc = parse_channel(json_array_get(ch, i), i, channels_ok, &r->ch[i], err, errlen);
 			if (rc)
@@ -553,8 +588,8 @@ void dts_alert_rule_describe(const struct dts_alert_rule *r, char *buf, size_t l
 
 		if (r->for_n > 1)
 			snprintf(times, sizeof(times), " for %u evaluations", r->for_n);
-		snprintf(buf, len, "%s of %s over %u min %s %.15g%s", dts_alert_stat_name(r->stat), series, r->window_min,
-			 r->kind == DTS_ALERT_ABOVE ? "above" : "below", r->limit, times);
+		snprintf(buf, len, "%s of %s over %u min %s %.15g%s", dts_alert_stat_name(r->stat), series,
+			 r->window_min, r->kind == DTS_ALERT_ABOVE ? "above" : "below", r->limit, times);
 		break;
 	}
 	case DTS_ALERT_STOPPED_WORKING:
@@ -867,8 +902,8 @@ static int load_history(void *arg, const char *key, size_t key_len, const char *
 		if (!json_is_number(json_object_get(j, "value")))
 			e->rt.value = NAN;
 		if (to == DTS_ALERT_FIRING) {
-			/* Still firing after a restart: no new "firing" notification; the repeat interval counts from the
-			 * time it fired. */
+			/* Still firing after a restart: no new "firing" notification; the repeat interval counts
+			 * from the time it fired. */
 			e->rt.fired_ms = e->rt.since_ms;
 			e->rt.notified_ms = e->rt.since_ms;
 			e->rt.streak = e->r.for_n;
@@ -887,8 +922,8 @@ struct dts_alerts *dts_alerts_open(const struct dts_alerts_cfg *cfg, char *err, 
 	char merr[256];
 	long n;
 
-	if (!cfg->st || (!cfg->merger && !cfg->observe) || cfg->eval_s == 0) {
-		snprintf(err, errlen, "alerts: a store, an engine (or an observer) and eval_s > 0 are required");
+	if (!cfg->st || cfg->eval_s == 0) {
+		snprintf(err, errlen, "alerts: a store and eval_s > 0 are required");
 		errno = EINVAL;
 		return NULL;
 	}
@@ -968,7 +1003,7 @@ static json_t *rule_with_state(const struct entry *e)
 	if (!o)
 		return NULL;
 	json_object_set_new(o, "state", json_string(dts_alert_state_name(e->rt.state)));
-	json_object_set_new(o, "since_ms", e->rt.since_ms ? json_integer(e->rt.since_ms) : json_integer(e->r.created_ms));
+	json_object_set_new(o, "since_ms", json_integer(e->rt.since_ms ? e->rt.since_ms : e->r.created_ms));
 	json_object_set_new(o, "value", isfinite(e->rt.value) ? json_real(e->rt.value) : json_null());
 	return o;
 }
@@ -1004,7 +1039,8 @@ int dts_alerts_add(struct dts_alerts *a, const char *user, const json_t *in, jso
 	while (find_rule(a, user, e->r.id, NULL));
 	pthread_mutex_unlock(&a->lock);
 	if (have >= a->cfg.max_rules) {
-		snprintf(err, errlen, "rules: this user already has %zu rules, the most allowed (alert_max_rules)", have);
+		snprintf(err, errlen, "rules: this user already has %zu rules, the most allowed (alert_max_rules)",
+			 have);
 		free(e);
 		return -ENOSPC;
 	}
@@ -1207,18 +1243,20 @@ int dts_alerts_history(struct dts_alerts *a, const char *user, const char *id, u
 /* ---- observing: the engine's current state and the store ------------------------------------------------------- */
 
 /* Identity hash of a series rule (process, counter, tags, type) or of a process (stopped_responding). */
-static uint64_t series_hash(const char *process, const char *counter, const char *tags, unsigned type)
+static uint64_t series_hash(const char *user, const char *process, const char *counter, const char *tags,
+			    unsigned type)
 {
-	uint64_t h = dts_hash64(process, strlen(process) + 1, 0x616c657274ULL);
+	uint64_t h = dts_hash64(user, strlen(user) + 1, 0x616c657274ULL);
 
+	h = dts_hash64_more(h, process, strlen(process) + 1);
 	h = dts_hash64_more(h, counter, strlen(counter) + 1);
 	h = dts_hash64_more(h, tags, strlen(tags) + 1);
 	return dts_hash64_more(h, &type, sizeof(type));
 }
 
-static uint64_t process_hash(const char *process)
+static uint64_t process_hash(const char *user, const char *process)
 {
-	return dts_hash64(process, strlen(process), 0x70726f63ULL);
+	return dts_hash64_more(dts_hash64(user, strlen(user) + 1, 0x70726f63ULL), process, strlen(process));
 }
 
 struct hidx {
@@ -1298,7 +1336,7 @@ static const struct hidx *hidx_find(const struct hidx *arr, size_t n, uint64_t h
 static int walk_series(void *arg, const struct dts_series_view *v)
 {
 	struct walk *w = arg;
-	uint64_t h = series_hash(v->process, v->counter, v->tags, v->type);
+	uint64_t h = series_hash(v->user, v->process, v->counter, v->tags, v->type);
 
 	for (const struct hidx *p = hidx_find(w->series, w->nseries, h); p && p < w->series + w->nseries && p->h == h;
 	     p++) {
@@ -1306,7 +1344,7 @@ static int walk_series(void *arg, const struct dts_series_view *v)
 		struct dts_alert_obs *o = &w->obs[p->i];
 
 		if (r->type != v->type || strcmp(r->process, v->process) || strcmp(r->counter, v->counter) ||
-		    strcmp(r->tags, v->tags))
+		    strcmp(r->tags, v->tags) || strcmp(r->user, v->user))
 			continue;
 		w->seen[p->i] = true;
 		if (!v->cur)
@@ -1323,10 +1361,11 @@ static int walk_series(void *arg, const struct dts_series_view *v)
 static int walk_process(void *arg, const struct dts_process *pv)
 {
 	struct walk *w = arg;
-	uint64_t h = process_hash(pv->process);
+	uint64_t h = process_hash(pv->user, pv->process);
 
 	for (const struct hidx *p = hidx_find(w->procs, w->nprocs, h); p && p < w->procs + w->nprocs && p->h == h; p++)
-		if (strcmp(w->rules[p->i].process, pv->process) == 0 && pv->last_heard_ms > w->obs[p->i].last_ms)
+		if (strcmp(w->rules[p->i].process, pv->process) == 0 && strcmp(w->rules[p->i].user, pv->user) == 0 &&
+		    pv->last_heard_ms > w->obs[p->i].last_ms)
 			w->obs[p->i].last_ms = pv->last_heard_ms;
 	return 0;
 }
@@ -1436,12 +1475,18 @@ static void observe_store_last(struct dts_alerts *a, const struct dts_alert_rule
 	dts_sketch_free(&acc.sk);
 }
 
+/*
+ * One walk of the live series and one of the process states for all rules of all users (the engine's readers walk
+ * the whole map whatever the user filter, so one walk per round beats one per user), then the store where the live
+ * state cannot answer.
+ */
 static void default_observe(void *ctx, const struct dts_alert_rule *rules, size_t n, int64_t now_ms,
 			    struct dts_alert_obs *obs)
 {
 	struct dts_alerts *a = ctx;
 	struct hidx *series = malloc((n ? n : 1) * sizeof(*series)), *procs = malloc((n ? n : 1) * sizeof(*procs));
 	bool *seen = calloc(n ? n : 1, sizeof(*seen));
+	struct walk w = { .rules = rules, .obs = obs, .seen = seen, .series = series, .procs = procs };
 
 	if (!series || !procs || !seen) {
 		free(series);
@@ -1449,36 +1494,32 @@ static void default_observe(void *ctx, const struct dts_alert_rule *rules, size_
 		free(seen);
 		return; /* out of memory: every observation stays "no data"; the next round tries again */
 	}
-	/* The round hands the rules grouped by user (sorted): one engine walk per user. */
-	for (size_t lo = 0, hi; lo < n; lo = hi) {
-		struct walk w = { .rules = rules, .obs = obs, .seen = seen, .series = series, .procs = procs };
+	for (size_t i = 0; i < n; i++) {
+		const struct dts_alert_rule *r = &rules[i];
 
-		for (hi = lo; hi < n && strcmp(rules[hi].user, rules[lo].user) == 0; hi++) {
-			const struct dts_alert_rule *r = &rules[hi];
+		if (r->kind == DTS_ALERT_STOPPED_RESPONDING)
+			procs[w.nprocs++] = (struct hidx){ process_hash(r->user, r->process), i };
+		else if (r->kind == DTS_ALERT_STOPPED_WORKING || r->window_min <= 1)
+			series[w.nseries++] =
+				(struct hidx){ series_hash(r->user, r->process, r->counter, r->tags, r->type), i };
+	}
+	qsort(series, w.nseries, sizeof(*series), hidx_cmp);
+	qsort(procs, w.nprocs, sizeof(*procs), hidx_cmp);
+	if (w.nseries && a->cfg.merger)
+		dts_merger_read_current(a->cfg.merger, NULL, walk_series, &w);
+	if (w.nprocs && a->cfg.merger)
+		dts_merger_read_processes(a->cfg.merger, NULL, walk_process, &w);
+	for (size_t i = 0; i < n; i++) {
+		const struct dts_alert_rule *r = &rules[i];
+		bool threshold = r->kind == DTS_ALERT_ABOVE || r->kind == DTS_ALERT_BELOW;
 
-			if (r->kind == DTS_ALERT_STOPPED_RESPONDING)
-				procs[w.nprocs++] = (struct hidx){ process_hash(r->process), hi };
-			else if (r->kind == DTS_ALERT_STOPPED_WORKING || r->window_min <= 1)
-				series[w.nseries++] = (struct hidx){ series_hash(r->process, r->counter, r->tags, r->type),
-								     hi };
-		}
-		qsort(series, w.nseries, sizeof(*series), hidx_cmp);
-		qsort(procs, w.nprocs, sizeof(*procs), hidx_cmp);
-		if (w.nseries && a->cfg.merger)
-			dts_merger_read_current(a->cfg.merger, rules[lo].user, walk_series, &w);
-		if (w.nprocs && a->cfg.merger)
-			dts_merger_read_processes(a->cfg.merger, rules[lo].user, walk_process, &w);
-		for (size_t i = lo; i < hi; i++) {
-			const struct dts_alert_rule *r = &rules[i];
-
-			if ((r->kind == DTS_ALERT_ABOVE || r->kind == DTS_ALERT_BELOW) && r->window_min > 1)
-				observe_store_window(a, r, now_ms, &obs[i]);
-			else if ((r->kind == DTS_ALERT_ABOVE || r->kind == DTS_ALERT_BELOW) && !seen[i] &&
-				 (r->stat == DTS_STAT_SUM || r->stat == DTS_STAT_COUNT || r->stat == DTS_STAT_RATE))
-				obs[i] = (struct dts_alert_obs){ .has_value = true, .value = 0 }; /* not live: nothing */
-			else if (r->kind == DTS_ALERT_STOPPED_WORKING && !seen[i])
-				observe_store_last(a, r, now_ms, &obs[i]);
-		}
+		if (threshold && r->window_min > 1)
+			observe_store_window(a, r, now_ms, &obs[i]);
+		else if (threshold && !seen[i] &&
+			 (r->stat == DTS_STAT_SUM || r->stat == DTS_STAT_COUNT || r->stat == DTS_STAT_RATE))
+			obs[i] = (struct dts_alert_obs){ .has_value = true, .value = 0 }; /* not live: nothing came */
+		else if (r->kind == DTS_ALERT_STOPPED_WORKING && !seen[i])
+			observe_store_last(a, r, now_ms, &obs[i]);
 	}
 	free(series);
 	free(procs);
@@ -1808,13 +1849,14 @@ char *dts_alerts_metrics(struct dts_alerts *a)
 	fprintf(f, "# HELP dattss_alert_transitions_total Rule state changes, by the state entered.\n"
 		   "# TYPE dattss_alert_transitions_total counter\n");
 	for (unsigned st = 0; st < DTS_ALERT_STATE_COUNT; st++)
-		fprintf(f, "dattss_alert_transitions_total{to=\"%s\"} %" PRIu64 "\n", state_names[st], s.transitions[st]);
+		fprintf(f, "dattss_alert_transitions_total{to=\"%s\"} %" PRIu64 "\n", state_names[st],
+			s.transitions[st]);
 	fprintf(f, "# HELP dattss_alert_history_errors_total History records the store refused.\n"
 		   "# TYPE dattss_alert_history_errors_total counter\ndattss_alert_history_errors_total %" PRIu64 "\n",
 		s.history_errors);
 	if (a->cfg.notifier) {
 		dts_notifier_stats_read(a->cfg.notifier, &ns);
-		fprintf(f, "# HELP dattss_alert_batches_total Notification batches (one per user per round with news).\n"
+		fprintf(f, "# HELP dattss_alert_batches_total Notification batches (one per user and round).\n"
 			   "# TYPE dattss_alert_batches_total counter\ndattss_alert_batches_total %" PRIu64 "\n",
 			ns.batches);
 		fprintf(f, "# HELP dattss_alert_batches_dropped_total Batches dropped because the notifier queue was "

@@ -233,7 +233,7 @@ typedef void (*dts_alert_observe_fn)(void *ctx, const struct dts_alert_rule *rul
 
 struct dts_alerts_cfg {
 	struct dts_storage *st; /* required: rules and history live in its meta family */
-	struct dts_merger *merger; /* the current state; may be NULL when observe is given */
+	struct dts_merger *merger; /* the current state; NULL: only the store is read (tests) */
 	struct dts_notifier *notifier; /* where batches of changes go; NULL: none are sent (still recorded) */
 	dts_alert_clock_fn clock; /* NULL: the wall clock */
 	void *clock_ctx;

@@ -67,6 +67,8 @@ enum kind {
 	K_DPDK, /* dpdk_<key>: text checked by dts_dpdk_cfg_set(<key>) */
 	K_NETS, /* comma-separated CIDR networks (netacl.h); "" allowed */
 	K_CREDENTIAL, /* a password or token: any text without control characters, "" allowed, never echoed */
+	K_HOST, /* host name or IP address literal: [A-Za-z0-9.:_-]; "" allowed when empty_ok */
+	K_GRAPHITE_PATH, /* Graphite path nodes [A-Za-z0-9_-]+ separated by single '.'; "" allowed */
 };
 
 struct key {
@@ -121,10 +123,10 @@ static const struct key keys[] = {
 	{ "secret", K_SECRET, FIELD(secret), 0, 0, false, "SECRET",
 	  "HMAC key for DaTtSs AUTH; empty = reject DaTtSs lines (shows in ps: prefer the next)" },
 	{ "secret_file", K_SECRET_FILE, FIELD(secret_file), 0, 0, false, "FILE", "read the secret from FILE (one line)" },
-	{ "graphite_host", K_PATH, FIELD(graphite_host), 0, 0, true, "HOST",
+	{ "graphite_host", K_HOST, FIELD(graphite_host), 0, 0, true, "HOST",
 	  "send closed minutes to this carbon host (plaintext protocol); empty = off" },
 	{ "graphite_port", K_U16, FIELD(graphite_port), 1, 65535, false, "PORT", "carbon's plaintext port" },
-	{ "graphite_prefix", K_PATH, FIELD(graphite_prefix), 0, 0, true, "PREFIX",
+	{ "graphite_prefix", K_GRAPHITE_PATH, FIELD(graphite_prefix), 0, 0, true, "PREFIX",
 	  "first node(s) of every Graphite path, e.g. dattss or stats.dattss; empty = none" },
 	{ "smtp_url", K_PATH, FIELD(smtp_url), 0, 0, true, "URL",
 	  "alert email server: smtp://host[:port] or smtps://host[:port]; empty = no email" },
@@ -630,6 +632,32 @@ static int set_value(struct dts_config *c, const struct key *k, const char *v, c
 		return 0;
 	}
 
+	case K_HOST:
+	case K_GRAPHITE_PATH: {
+		size_t len = strlen(v);
+		bool ok = len < k->size && (*v || k->empty_ok);
+
+		for (size_t i = 0; ok && i < len; i++) {
+			char ch = v[i];
+			bool word = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+				    ch == '_' || ch == '-';
+
+			ok = k->kind == K_HOST ? word || ch == '.' || ch == ':'
+					       : word || (ch == '.' && i > 0 && i + 1 < len && v[i + 1] != '.');
+		}
+		if (!ok) {
+			if (k->kind == K_HOST)
+				errf(why, whylen, "must be a host name or an IP address (A-Z a-z 0-9 . - _ :), at most %zu "
+						  "bytes, got '%s'", k->size - 1, show(v, shown));
+			else
+				errf(why, whylen, "must be path nodes of A-Z a-z 0-9 _ - separated by single '.', at most "
+						  "%zu bytes, got '%s'", k->size - 1, show(v, shown));
+			return -EINVAL;
+		}
+		strcpy(field, v);
+		return 0;
+	}
+
 	case K_CREDENTIAL:
 		/* Like the secret: never echo it back, not even in an error. */
 		if (strlen(v) >= k->size) {
@@ -1033,21 +1061,6 @@ int dts_config_check(const struct dts_config *c, char *err, size_t errlen)
 			 "check yet); filter upstream or use io = socket");
 		return -EINVAL;
 	}
-	for (const char *p = c->graphite_host; *p; p++) {
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr(".-:_", *p))) {
-			errf(err, errlen, "graphite_host: must be a host name or an IP address, got '%s'", c->graphite_host);
-			return -EINVAL;
-		}
-	}
-	for (const char *p = c->graphite_prefix; *p; p++) {
-		bool node = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
-			    *p == '-';
-		if (!node && !(*p == '.' && p != c->graphite_prefix && p[1] && p[1] != '.')) {
-			errf(err, errlen, "graphite_prefix: must be nodes of [A-Za-z0-9_-] separated by single '.', got '%s'",
-			     c->graphite_prefix);
-			return -EINVAL;
-		}
-	}
 	{
 		struct dts_notify_cfg nc; /* the alert channels: URL schemes and what each one needs (notify.c) */
 
@@ -1078,6 +1091,8 @@ static void format_value(const struct key *k, const struct dts_config *c, char *
 	case K_EAL:
 	case K_DPDK:
 	case K_NETS:
+	case K_HOST:
+	case K_GRAPHITE_PATH:
 		/* Quote with whichever quote the value does not contain (there are no escapes). */
 		snprintf(out, size, strchr(field, '"') ? "'%s'" : "\"%s\"", field);
 		return;

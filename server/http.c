@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "alerts.h"
 #include "graphite.h"
@@ -38,12 +40,14 @@ static void rcu_key_init(void)
 	pthread_key_create(&rcu_key, rcu_thread_exit);
 }
 
-/* Register the calling request thread with RCU once; it is unregistered when the thread exits. */
+/* Register the calling request thread with RCU once (it is unregistered when the thread exits), and lower its priority
+ * to DTS_HTTP_NICE. */
 static void ensure_rcu_thread(void)
 {
 	pthread_once(&rcu_key_once, rcu_key_init);
 	if (!pthread_getspecific(rcu_key)) {
 		dts_rcu_register_thread();
+		setpriority(PRIO_PROCESS, (id_t)gettid(), DTS_HTTP_NICE);
 		pthread_setspecific(rcu_key, (void *)1);
 	}
 }

@@ -2,8 +2,9 @@
  * http.h - dattssd's HTTP API (libmicrohttpd, JSON via jansson).
  *
  *   GET /healthz          {"ok":true,"uptime_s":N,"series":N}
- *   GET /api/v1/current   every process of the user with its counters' current state (docs/api.md)
- *   GET /metrics          self-metrics in Prometheus text exposition format
+ *   GET /metrics          self-metrics (and opted-in users' current values) in Prometheus text exposition format
+ *   /api/v1/...           the query API, alerts and the operator API; PUT /agg; the dashboard (http_internal.h
+ *                         lists the files; docs/api.md and docs/openapi.yaml describe every endpoint)
  * Errors are JSON: {"error":"message"} with a 4xx/5xx status.
  *
  * Request threads are libmicrohttpd's own (a small pool); each registers itself with RCU on first use and reads the

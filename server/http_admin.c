@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 #include <string.h>
 
+#include "alerts.h"
 #include "http_internal.h"
 #include "log.h"
 #include "users.h"
@@ -190,6 +191,18 @@ static enum MHD_Result users_one(struct dts_http_req *req)
 		return dts_http_reply_json(req, 200, info_json(&info));
 	}
 	if (!strcmp(req->method, "DELETE")) {
+		/* The user's alert rules go with it: stop evaluating them first (dts_users_remove then deletes any
+		 * record left in meta, which is all there is when no alert engine runs). */
+		if (req->ctx->alerts && dts_users_get(users, user, &info)) {
+			json_t *list = dts_alerts_list(req->ctx->alerts, user);
+			json_t *rule;
+			size_t i;
+
+			json_array_foreach(json_object_get(list, "rules"), i, rule)
+				dts_alerts_remove(req->ctx->alerts, user, json_string_value(json_object_get(rule, "id")),
+						  err, sizeof(err));
+			json_decref(list);
+		}
 		rc = dts_users_remove(users, user, err, sizeof(err));
 		if (rc)
 			return reply_errno(req, rc, err);

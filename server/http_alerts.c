@@ -133,8 +133,9 @@ static enum MHD_Result rule_history(struct dts_http_req *req)
 	if (!parse_path(req->url, id, &history))
 		return dts_http_reply_error(req, 404, "no such endpoint: %s", req->url);
 	if (!history)
-		return dts_http_reply_error(req, 405, "method GET not allowed on %s (GET %s lists the rules; the history "
-						      "is at %s/history)", req->url, "/api/v1/alerts", req->url);
+		return dts_http_reply_error(req, 405,
+					    "method GET not allowed on %s (GET /api/v1/alerts lists the rules; "
+					    "the history is at %s/history)", req->url, req->url);
 	if (ls) {
 		char *end;
 

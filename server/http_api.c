@@ -3,13 +3,15 @@
  *
  *   GET /api/v1/current   current state of the key owner's processes and series      (engine, RCU read side)
  *   GET /api/v1/series    one series over a time range, minute or hour resolution    (store, one iterator)
- *   GET /api/v1/daily     today in 10-minute buckets against the past 7 days          (store, one iterator)
+ *   GET /api/v1/daily     today in 10-minute buckets against the past 7 days          (store, one iterator; the past
+ *                                                                                      week kept a minute: week_get)
  *   GET /api/v1/events    the last errors and warnings                                (engine)
  *   GET /api/v1/stream    Server-Sent Events: current state and events, live         (the stream hub below)
  *   PUT /agg?auth=AUTH    the original DaTtSs drivers' 5-second partial aggregates   (engine, the API core)
  * and the users' current values on GET /metrics (dts__http_api_prometheus, called by http.c).
  *
- * Every /api/v1 endpoint is scoped to the owner of the bearer key (dts_http_auth); no parameter names a user.
+ * Every /api/v1 endpoint is scoped to the owner of the bearer key (dts_http_auth); no parameter names a user. The
+ * JSON replies carry Server-Timing (the handler's wall and CPU time), which bench/bench_api.c measures.
  *
  * Why a hand-written JSON writer for the replies: a user with 10,000 series makes /api/v1/current about 3 MB of JSON
  * with 100,000 numbers. Building that as jansson objects and dumping it takes ~60 ms here and glibc's "%.15g" ~250 ns
@@ -40,13 +42,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "dts/decode.h"
 #include "dts/hash.h"
 #include "http_internal.h"
-#include "log.h"
 #include "put_agg.h"
 #include "users.h"
 
@@ -58,13 +59,16 @@
 #define DAILY_BUCKETS (86400 / DAILY_BUCKET_S)
 #define DAILY_PAST_DAYS 7
 #define TZ_OFFSET_MAX_MIN 1080 /* +-18 h: every real UTC offset (-12:00 .. +14:00) with room */
-#define EVENTS_MAX 100 /* the engine keeps the last 100 per user and kind */
+#define EVENTS_MAX DTS_EVENTS_KEPT /* limit of GET /api/v1/events: the engine keeps that many per user and kind */
 #define SSE_MAX_STREAMS 128 /* concurrent streams, all users: each holds a connection (of 512) and a buffer */
 #define SSE_MAX_PENDING (4u << 20) /* a stream whose client does not read 4 MiB is closed (bounded memory) */
 #define SSE_TIMEOUT_S 60 /* a resumed stream that cannot write for this long is closed (keepalives are 15 s) */
 #define SSE_KEEPALIVE_MS 15000
 #define SSE_CURRENT_MS 1000 /* current state at most once per second */
 #define HUB_PERIOD_MS 250 /* how soon an event reaches the stream after the engine has it */
+#define WEEK_CACHE_ENTRIES 64 /* series-dates whose past week is kept: 64 x 72 KiB; a dashboard shows a few dozen */
+#define WEEK_CACHE_MS 60000 /* past days change only through late data (merged into stored minutes): a minute old at
+			     * most, and the 10,080 minutes behind a daily view are read once a minute, not per request */
 
 /* ---- output buffer and JSON writer --------------------------------------------------------------------------- */
 
@@ -309,16 +313,54 @@ static void sb_key(struct sb *b, const char *key, bool first)
 	b->p[b->len] = '\0';
 }
 
-/* Reply with the buffer (ownership passes to the reply). */
+/*
+ * When the current request's handler started (wall and thread CPU clocks), for the Server-Timing header of its reply:
+ * "app;dur=WALL_MS, cpu;dur=CPU_MS" - the time spent building the reply at the server, without the network (what
+ * bench/bench_api.c reports against the targets; a browser shows it in its network panel). Request threads only.
+ */
+static __thread int64_t req_wall_ns, req_cpu_ns;
+
+static int64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void timing_start(void)
+{
+	req_wall_ns = clock_ns(CLOCK_MONOTONIC);
+	req_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+}
+
+/* Reply 200 with the buffer as JSON (ownership passes to the reply). */
 static enum MHD_Result reply_sb(struct dts_http_req *req, struct sb *b)
 {
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	char timing[96];
+
 	if (b->oom) {
 		sb_free(b);
 		return dts_http_reply_error(req, 503, "out of memory while building the reply");
 	}
 	if (!b->p)
 		sb_put(b, "", 0);
-	return dts_http_reply(req, 200, "application/json", b->p, b->len);
+	r = MHD_create_response_from_buffer(b->len, b->p, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		sb_free(b);
+		return MHD_NO;
+	}
+	snprintf(timing, sizeof(timing), "app;dur=%.3f, cpu;dur=%.3f",
+		 (double)(clock_ns(CLOCK_MONOTONIC) - req_wall_ns) / 1e6,
+		 (double)(clock_ns(CLOCK_THREAD_CPUTIME_ID) - req_cpu_ns) / 1e6);
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	MHD_add_response_header(r, "Server-Timing", timing);
+	ret = MHD_queue_response(req->conn, 200, r);
+	MHD_destroy_response(r);
+	return ret;
 }
 
 /* ---- parameters ---------------------------------------------------------------------------------------------- */
@@ -523,8 +565,8 @@ static bool series_args(struct dts_http_req *req, struct series_args *a, enum MH
 	}
 	if (!tags_canonical(tags ? tags : "", a->tags)) {
 		*ret = dts_http_reply_error(req, 400,
-					    "tags: must be up to %d ','-separated non-empty tags of printable ASCII without "
-					    "'|', at most %d characters",
+					    "tags: must be up to %d ','-separated non-empty tags of printable ASCII "
+					    "without '|', at most %d characters",
 					    DTS_MAX_TAGS, DTS_MAX_TAGS_LEN);
 		return false;
 	}
@@ -831,6 +873,7 @@ static int render_processes(const struct dts_http_ctx *ctx, const char *user, co
 	}
 	if (pc.n > 1)
 		qsort_r(pc.rows, pc.n, sizeof(*pc.rows), proc_cmp, parena.p);
+	sb_reserve(b, c.n * 320 + pc.n * 256 + 16); /* one allocation for the usual sizes of a counter and a process */
 	sb_put(b, "[", 1);
 	/* Merge the two sorted lists: a process may have a state without live series (heartbeats only) or live series
 	 * without a state (not reported by the engine yet). */
@@ -862,8 +905,8 @@ static int render_processes(const struct dts_http_ctx *ctx, const char *user, co
 	return b->oom ? -ENOMEM : 0;
 }
 
-/* The whole /api/v1/current document around a rendered processes array. */
-static void sb_current_doc(struct sb *b, const char *user, int64_t now_ms, const char *procs, size_t len)
+/* The /api/v1/current document up to its processes array: {"user":..,"now_ms":..,"window_s":60,"processes": */
+static void sb_current_head(struct sb *b, const char *user, int64_t now_ms)
 {
 	sb_put(b, "{", 1);
 	sb_key(b, "user", true);
@@ -873,6 +916,12 @@ static void sb_current_doc(struct sb *b, const char *user, int64_t now_ms, const
 	sb_key(b, "window_s", false);
 	sb_int(b, 60);
 	sb_key(b, "processes", false);
+}
+
+/* The whole /api/v1/current document around a rendered processes array. */
+static void sb_current_doc(struct sb *b, const char *user, int64_t now_ms, const char *procs, size_t len)
+{
+	sb_current_head(b, user, now_ms);
 	sb_put(b, procs, len);
 	sb_put(b, "}", 1);
 }
@@ -880,20 +929,21 @@ static void sb_current_doc(struct sb *b, const char *user, int64_t now_ms, const
 static enum MHD_Result api_current(struct dts_http_req *req)
 {
 	const char *process = dts_http_arg(req, "process");
-	struct sb procs = { 0 }, b = { 0 };
+	struct sb b = { 0 };
 	enum MHD_Result ret;
 	int64_t now_ms = dts_now_ms();
 
+	timing_start();
 	if (!dts_http_auth(req, &ret))
 		return ret;
 	if (process && !name_ok(process))
 		return dts_http_reply_error(req, 400, "process: must be " NAME_RULE);
-	if (render_processes(req->ctx, req->user, process, &procs) != 0) {
-		sb_free(&procs);
+	sb_current_head(&b, req->user, now_ms);
+	if (render_processes(req->ctx, req->user, process, &b) != 0) {
+		sb_free(&b);
 		return dts_http_reply_error(req, 503, "out of memory while reading the current state");
 	}
-	sb_current_doc(&b, req->user, now_ms, procs.p, procs.len);
-	sb_free(&procs);
+	sb_put(&b, "}", 1);
 	return reply_sb(req, &b);
 }
 
@@ -962,6 +1012,7 @@ static enum MHD_Result api_series(struct dts_http_req *req)
 	int64_t from, to, period;
 	long n;
 
+	timing_start();
 	if (!dts_http_auth(req, &ret) || !series_args(req, &a, &ret) || !need_storage(req, &ret))
 		return ret;
 	if (res_s && strcmp(res_s, "minute") == 0)
@@ -991,9 +1042,8 @@ static enum MHD_Result api_series(struct dts_http_req *req)
 					    to);
 	/* points whose minute (hour) starts in [from rounded down, to) */
 	if ((to - from / period * period + period - 1) / period > MAX_POINTS)
-		return dts_http_reply_error(req, 400, "from: [from, to) spans more than %d %ss; narrow it or use res=%s",
-					    MAX_POINTS, dts_storage_res_name(res), res == DTS_RES_MINUTE ? "hour" : "minute "
-					    "with a shorter range");
+		return dts_http_reply_error(req, 400, "from: [from, to) spans more than %d %ss; narrow it%s", MAX_POINTS,
+					    dts_storage_res_name(res), res == DTS_RES_MINUTE ? " or use res=hour" : "");
 	sb_put(&b, "{", 1);
 	sb_series_head(&b, &a);
 	sb_key(&b, "res", false);
@@ -1101,6 +1151,10 @@ static void sb_cell(struct sb *b, int64_t t, const struct daily_cell *c, int day
 	sb_put(b, "}", 1);
 }
 
+struct dts_http_api;
+static bool week_get(struct dts_http_api *api, const char *key, int64_t day_start, struct daily_cell *cells);
+static void week_put(struct dts_http_api *api, const char *key, int64_t day_start, const struct daily_cell *cells);
+
 /* Field-by-field average of one field over the past days that have a finite value of it. */
 static double past_avg(const struct daily_walk *w, int bucket, size_t field_off)
 {
@@ -1126,12 +1180,14 @@ static enum MHD_Result api_daily(struct dts_http_req *req)
 	struct daily_walk *w;
 	struct sb b = { 0 };
 	enum MHD_Result ret;
+	bool cached;
 	int64_t tz = 0, day_start, date_utc;
 	char date[16];
 	struct tm tm;
 	time_t tt;
 	long n;
 
+	timing_start();
 	if (!dts_http_auth(req, &ret) || !series_args(req, &a, &ret) || !need_storage(req, &ret))
 		return ret;
 	if (tz_s && !parse_int(tz_s, -TZ_OFFSET_MAX_MIN, TZ_OFFSET_MAX_MIN, &tz))
@@ -1163,10 +1219,15 @@ static enum MHD_Result api_daily(struct dts_http_req *req)
 	w->err = 0;
 	dts_agg_init(&w->agg);
 	dts_sketch_init(&w->sketch);
-	/* One iterator over the 8 days (at most 11,520 minutes), bucketed here in time order. */
-	n = dts_storage_read(req->ctx->storage, DTS_RES_MINUTE, a.key, w->start, day_start + 86400, daily_point, w);
+	/* One iterator over the 8 days (at most 11,520 minutes), bucketed here in time order; or over the date alone when
+	 * the 7 days before it were summarised less than WEEK_CACHE_MS ago. */
+	cached = week_get(req->h->api, a.key, day_start, w->cells);
+	n = dts_storage_read(req->ctx->storage, DTS_RES_MINUTE, a.key, cached ? day_start : w->start,
+			     day_start + 86400, daily_point, w);
 	daily_close_cell(w);
 	dts_sketch_free(&w->sketch);
+	if (n >= 0 && !w->err && !cached)
+		week_put(req->h->api, a.key, day_start, w->cells);
 	if (n < 0 || w->err) {
 		int e = n < 0 ? (int)-n : -w->err;
 
@@ -1290,6 +1351,7 @@ static enum MHD_Result api_events(struct dts_http_req *req)
 	int64_t limit = EVENTS_MAX;
 	int kind = -1;
 
+	timing_start();
 	if (!dts_http_auth(req, &ret))
 		return ret;
 	if (kind_s && strcmp(kind_s, "error") == 0)
@@ -1350,7 +1412,62 @@ struct dts_http_api {
 	bool stop; /* under lock */
 	bool thread_running;
 	pthread_t thread;
+	/* the daily view's past days (week_get/week_put), under cache_lock */
+	pthread_mutex_t cache_lock;
+	struct week_entry *week[WEEK_CACHE_ENTRIES];
+	unsigned week_next; /* the slot replaced next (round robin: the oldest) */
 };
+
+/* ---- the daily view's past days, kept for WEEK_CACHE_MS --------------------------------------------------------- */
+
+/* The 7 x 144 cells of the days before one date of one series: they change only through late data, so they are
+ * summarised once (reading 10,080 minutes) and kept for a minute, and a request reads only its date's minutes. */
+struct week_entry {
+	char key[DTS_STORAGE_SERIES_MAX + 1];
+	int64_t day_start;
+	int64_t made_ms;
+	struct daily_cell cells[DAILY_PAST_DAYS * DAILY_BUCKETS];
+};
+
+static bool week_get(struct dts_http_api *api, const char *key, int64_t day_start, struct daily_cell *cells)
+{
+	int64_t now = dts_now_ms();
+	bool hit = false;
+
+	if (!api)
+		return false;
+	pthread_mutex_lock(&api->cache_lock);
+	for (unsigned i = 0; i < WEEK_CACHE_ENTRIES && !hit; i++) {
+		const struct week_entry *e = api->week[i];
+
+		if (e && e->day_start == day_start && now - e->made_ms < WEEK_CACHE_MS && strcmp(e->key, key) == 0) {
+			memcpy(cells, e->cells, sizeof(e->cells));
+			hit = true;
+		}
+	}
+	pthread_mutex_unlock(&api->cache_lock);
+	return hit;
+}
+
+static void week_put(struct dts_http_api *api, const char *key, int64_t day_start, const struct daily_cell *cells)
+{
+	struct week_entry *e;
+
+	if (!api)
+		return;
+	pthread_mutex_lock(&api->cache_lock);
+	e = api->week[api->week_next];
+	if (!e)
+		e = api->week[api->week_next] = malloc(sizeof(*e));
+	if (e) {
+		snprintf(e->key, sizeof(e->key), "%s", key);
+		e->day_start = day_start;
+		e->made_ms = dts_now_ms();
+		memcpy(e->cells, cells, sizeof(e->cells));
+		api->week_next = (api->week_next + 1) % WEEK_CACHE_ENTRIES;
+	}
+	pthread_mutex_unlock(&api->cache_lock);
+}
 
 static void sse_append_current(struct sse_stream *s, const char *user, int64_t now_ms, const struct sb *procs)
 {
@@ -1383,8 +1500,13 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 		k = k < max ? k : max;
 		memcpy(buf, s->out.p + s->out_off, k);
 		s->out_off += k;
-		if (s->out_off == s->out.len)
+		if (s->out_off == s->out.len) {
 			s->out.len = s->out_off = 0;
+		} else if (s->out_off > s->out.len / 2) { /* a client that lags a little keeps the buffer small */
+			memmove(s->out.p, s->out.p + s->out_off, s->out.len - s->out_off);
+			s->out.len -= s->out_off;
+			s->out_off = 0;
+		}
 		n = (ssize_t)k;
 	} else if (s->ended) {
 		n = MHD_CONTENT_READER_END_OF_STREAM;
@@ -1460,12 +1582,12 @@ static void hub_user_round(struct dts_http_api *hub, const char *user, bool curr
 	for (struct sse_stream *s = hub->streams; s; s = s->next)
 		if (strcmp(s->user, user) == 0 && s->last_seq < after)
 			after = s->last_seq;
-	resume = malloc((hub->nstreams + 1) * sizeof(*resume));
 	pthread_mutex_unlock(&hub->lock);
 	if (after != UINT64_MAX)
 		dts_merger_read_events(ctx->merger, user, after, collect_event, ev);
 
 	pthread_mutex_lock(&hub->lock);
+	resume = malloc((hub->nstreams + 1) * sizeof(*resume)); /* streams may have come since the first look */
 	for (struct sse_stream *s = hub->streams; s && resume; s = s->next) {
 		size_t before;
 
@@ -1509,6 +1631,7 @@ static void *hub_main(void *arg)
 	int64_t last_current = 0;
 
 	pthread_setname_np(pthread_self(), "dts-sse");
+	setpriority(PRIO_PROCESS, (id_t)gettid(), DTS_HTTP_NICE); /* as the request threads (http_internal.h) */
 	dts_rcu_register_thread();
 	pthread_mutex_lock(&hub->lock);
 	while (!hub->stop) {
@@ -1625,9 +1748,11 @@ int dts__http_api_start(struct dts_http *h)
 		return -ENOMEM;
 	hub->h = h;
 	pthread_mutex_init(&hub->lock, NULL);
+	pthread_mutex_init(&hub->cache_lock, NULL);
 	pthread_cond_init(&hub->wake, NULL);
 	if (pthread_create(&hub->thread, NULL, hub_main, hub) != 0) {
 		pthread_cond_destroy(&hub->wake);
+		pthread_mutex_destroy(&hub->cache_lock);
 		pthread_mutex_destroy(&hub->lock);
 		free(hub);
 		return -EAGAIN;
@@ -1672,7 +1797,10 @@ void dts__http_api_free(struct dts_http *h)
 
 	if (!hub)
 		return;
+	for (unsigned i = 0; i < WEEK_CACHE_ENTRIES; i++)
+		free(hub->week[i]);
 	pthread_cond_destroy(&hub->wake);
+	pthread_mutex_destroy(&hub->cache_lock);
 	pthread_mutex_destroy(&hub->lock);
 	free(hub);
 	h->api = NULL;
@@ -1834,8 +1962,8 @@ char *dts__http_api_prometheus(struct dts_http *h, size_t *len)
 			break;
 		}
 		if (!b.len)
-			sb_cstr(&b, "# HELP dattss_value Current value (1-minute window) of the series of users who opted in.\n"
-				    "# TYPE dattss_value gauge\n");
+			sb_cstr(&b, "# HELP dattss_value Current value (1-minute window) of the series of users who "
+				    "opted in.\n# TYPE dattss_value gauge\n");
 		for (size_t i = 0; i < c.n; i++) {
 			const struct cur_row *r = &c.rows[i];
 

@@ -537,9 +537,11 @@ static void render_email(struct job *j, const struct dts_notify_event **sel, siz
 		if (counts[DTS_NOTICE_FIRING])
 			sb_printf(&s, " %u firing", counts[DTS_NOTICE_FIRING]);
 		if (counts[DTS_NOTICE_REPEAT])
-			sb_printf(&s, "%s %u still firing", counts[DTS_NOTICE_FIRING] ? "," : "", counts[DTS_NOTICE_REPEAT]);
+			sb_printf(&s, "%s %u still firing", counts[DTS_NOTICE_FIRING] ? "," : "",
+				  counts[DTS_NOTICE_REPEAT]);
 		if (counts[DTS_NOTICE_RESOLVED])
-			sb_printf(&s, "%s %u resolved", counts[DTS_NOTICE_FIRING] || counts[DTS_NOTICE_REPEAT] ? "," : "",
+			sb_printf(&s, "%s %u resolved",
+				  counts[DTS_NOTICE_FIRING] || counts[DTS_NOTICE_REPEAT] ? "," : "",
 				  counts[DTS_NOTICE_RESOLVED]);
 	}
 	utc_text(now_ms, when, sizeof(when));
@@ -723,8 +725,8 @@ static void make_jobs(struct dts_notifier *n, const char *user, const struct dts
 			if ((ch->type == DTS_CHAN_WEBHOOK && !j->json) || (ch->type != DTS_CHAN_WEBHOOK && !j->text) ||
 			    (ch->type == DTS_CHAN_EMAIL && !j->subject)) {
 				inc(&n->failed[ch->type], 1);
-				dts_err("notify", "out of memory rendering a %s message for user %s", dts_channel_name(ch->type),
-					user);
+				dts_err("notify", "out of memory rendering a %s message for user %s",
+					dts_channel_name(ch->type), user);
 				job_free(j);
 				continue;
 			}
@@ -798,13 +800,14 @@ static void release(struct dts_notifier *n, struct ulimit *u, const struct dts_n
 				if (!newer)
 					all[k++] = u->held[i];
 			}
-			memcpy(all + k, ev, nev * sizeof(*ev));
+			if (nev)
+				memcpy(all + k, ev, nev * sizeof(*ev));
 			k += nev;
 		}
 	}
 	if (u->suppressed)
-		dts_info("notify", "user %s: sending %zu held notification%s (%" PRIu64 " suppressed by the rate limit)",
-			 u->user, u->nheld, u->nheld == 1 ? "" : "s", u->suppressed);
+		dts_info("notify", "user %s: sending %zu held notification%s (%" PRIu64 " suppressed by the rate "
+				   "limit)", u->user, u->nheld, u->nheld == 1 ? "" : "s", u->suppressed);
 	make_jobs(n, u->user, all ? all : ev, all ? k : nev, u->suppressed, u->suppressed_since_ms, now_ms);
 	free(all);
 	u->nheld = 0;
@@ -826,8 +829,9 @@ static void admit(struct dts_notifier *n, struct dts_notify_batch *b, int64_t no
 		return;
 	}
 	if (!u->suppressed)
-		dts_warn("notify", "user %s: rate limit reached (%u messages per hour, burst %u); notifications are held "
-				   "and sent together when the limit allows", b->user, n->cfg.rate_per_hour, n->cfg.burst);
+		dts_warn("notify", "user %s: rate limit reached (%u messages per hour, burst %u); notifications "
+				   "are held and sent together when the limit allows",
+			 b->user, n->cfg.rate_per_hour, n->cfg.burst);
 	for (size_t i = 0; i < b->n; i++)
 		hold(n, u, &b->ev[i]);
 }
@@ -966,9 +970,10 @@ int dts_notifier_start(struct dts_notifier *n, char *err, size_t errlen)
 	}
 	n->started = true;
 	dts_info("notify", "channels: email %s, sms %s, call %s, webhook on; at most %u messages per hour per user "
-			   "(burst %u)", (n->channels & (1u << DTS_CHAN_EMAIL)) ? "on" : "off",
-		 (n->channels & (1u << DTS_CHAN_SMS)) ? "on" : "off", (n->channels & (1u << DTS_CHAN_CALL)) ? "on" : "off",
-		 n->cfg.rate_per_hour, n->cfg.burst);
+			   "(burst %u)",
+		 (n->channels & (1u << DTS_CHAN_EMAIL)) ? "on" : "off",
+		 (n->channels & (1u << DTS_CHAN_SMS)) ? "on" : "off",
+		 (n->channels & (1u << DTS_CHAN_CALL)) ? "on" : "off", n->cfg.rate_per_hour, n->cfg.burst);
 	return 0;
 }
 
@@ -984,7 +989,7 @@ void dts_notifier_destroy(struct dts_notifier *n)
 		pthread_cond_signal(&n->cv);
 		pthread_mutex_unlock(&n->mu);
 		pthread_join(n->thread, NULL);
-		/* One last attempt at what is due now (queued batches become first attempts); retries are not waited for. */
+		/* One last attempt at what is due now (queued batches become first attempts); no retry waited for. */
 		step(n, n->cfg.clock(n->cfg.clock_ctx), true);
 	}
 	if (n->curl_ready)
@@ -995,7 +1000,8 @@ void dts_notifier_destroy(struct dts_notifier *n)
 		job_free(n->jobs[i]);
 	}
 	if (left)
-		dts_warn("notify", "%zu notification%s waiting for a retry dropped at shutdown", left, left == 1 ? "" : "s");
+		dts_warn("notify", "%zu notification%s waiting for a retry dropped at shutdown", left,
+			 left == 1 ? "" : "s");
 	free(n->jobs);
 	while (n->qhead) {
 		struct qnode *q = n->qhead;

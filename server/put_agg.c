@@ -1,6 +1,6 @@
 /*
  * put_agg.c - the original DaTtSs HTTP protocol: AUTH check and JSON body decoding (contract in put_agg.h, prose in
- * docs/protocols.md §4).
+ * docs/protocols.md §5).
  *
  * The body is decoded with jansson (numbers as doubles: JSON_DECODE_INT_AS_REAL, so a large integer is a number, not
  * an error). Errors name the field by its JSON path ("prt.ms[2].cnt: must be a positive integer"). A partial with a
@@ -100,23 +100,30 @@ static const char *member_num(json_t *p, const char *key, bool required, double 
 	return NULL;
 }
 
-/*
- * See put_agg.h. Worked through in docs/protocols.md §4.3.
- */
-int dts_put_agg_sketch(struct dts_sketch *s, double n, double min, double bot, double top, double max, double pct)
+/* Shape exponents of the unknown ranks (docs/protocols.md §5.3): below bot values crowd towards bot, above top towards
+ * top (the quantile function of any distribution whose density falls off in its tails is concave below its 10th
+ * percentile and convex above its 90th); between bot and top the exponent follows from the sum, within these bounds. */
+#define GAMMA_LOW 0.5
+#define GAMMA_HIGH 2.0
+#define GAMMA_MIN 0.0625
+#define GAMMA_MAX 16.0
+
+/* See put_agg.h; worked through in docs/protocols.md §5.3. */
+int dts_put_agg_sketch(struct dts_sketch *s, double n, double sum, double min, double bot, double top, double max,
+		       double pct)
 {
 	double v[4] = { min, bot, top, max };
 	double bidx = fmin(fmax(ceil(pct * n), 0), n - 1), tidx = fmin(fmax(floor((1 - pct) * n + 0.5), 0), n - 1);
 	double qb = floor(pct * (n - 1)), qt = floor((1 - pct) * (n - 1));
+	double known = 0, spread = 0, half = 0, gamma = 1, e[6];
 	struct {
 		double r, v;
 	} pt[6];
 	int np = 0, rc = 0;
 
-	if (!(n >= 1) || !isfinite(n) || !(pct > 0 && pct <= 0.5) || !isfinite(min) || !isfinite(bot) ||
-	    !isfinite(top) || !isfinite(max))
+	if (!(n >= 1) || !isfinite(n) || !(pct > 0 && pct <= 0.5) || !isfinite(sum) || !isfinite(min) ||
+	    !isfinite(bot) || !isfinite(top) || !isfinite(max))
 		return -EINVAL;
-
 	for (int i = 1; i < 4; i++) /* insertion sort of four values */
 		for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
 			double t = v[j];
@@ -147,6 +154,36 @@ int dts_put_agg_sketch(struct dts_sketch *s, double n, double min, double bot, d
 		pt[np].r = n - 1;
 		pt[np++].v = v[3];
 	}
+	/*
+	 * The unknown ranks of a segment (a, b) of g = r_b - r_a ranks get v_a + (v_b - v_a) f^e, f = (r - r_a) / g, with
+	 * e = GAMMA_LOW below bot, GAMMA_HIGH above top, and between them one exponent gamma chosen so that all values
+	 * add up to sum. With sum_{j=1}^{g-1} (j/g)^e ~ g / (e + 1) - 1/2 (Euler-Maclaurin), the total is
+	 * known + spread / (gamma + 1) - half, where spread and half gather the middle segments; hence gamma below, and
+	 * a sum outside what any exponent in [GAMMA_MIN, GAMMA_MAX] gives is clamped.
+	 */
+	for (int i = 0; i < np; i++) {
+		known += pt[i].v;
+		if (i + 1 < np) {
+			double g = pt[i + 1].r - pt[i].r, d = pt[i + 1].v - pt[i].v;
+
+			e[i] = pt[i + 1].r <= bidx ? GAMMA_LOW : pt[i].r >= tidx ? GAMMA_HIGH : 0; /* 0: middle */
+			known += (g - 1) * pt[i].v;
+			if (e[i] > 0) {
+				known += d * (g / (e[i] + 1) - 0.5);
+			} else {
+				spread += d * g;
+				half += d / 2;
+			}
+		}
+	}
+	if (spread > 0) {
+		double room = sum - known + half;
+
+		gamma = room > 0 ? spread / room - 1 : GAMMA_MAX;
+		gamma = fmin(fmax(gamma, GAMMA_MIN), GAMMA_MAX);
+	}
+	for (int i = 0; i + 1 < np; i++)
+		e[i] = e[i] > 0 ? e[i] : gamma;
 	for (int i = 0; i < np && rc == 0; i++) {
 		double k, parts;
 
@@ -157,9 +194,9 @@ int dts_put_agg_sketch(struct dts_sketch *s, double n, double min, double bot, d
 		parts = k > DTS_PUT_AGG_SKETCH_POINTS ? DTS_PUT_AGG_SKETCH_POINTS : k;
 		for (double j = 0; j < parts && rc == 0; j++) {
 			double r = k > DTS_PUT_AGG_SKETCH_POINTS ? pt[i].r + 0.5 + (j + 0.5) * k / parts : pt[i].r + 1 + j;
-			double x = pt[i].v + (pt[i + 1].v - pt[i].v) * (r - pt[i].r) / (pt[i + 1].r - pt[i].r);
+			double f = (r - pt[i].r) / (pt[i + 1].r - pt[i].r);
 
-			rc = dts_sketch_add(s, x, k / parts);
+			rc = dts_sketch_add(s, pt[i].v + (pt[i + 1].v - pt[i].v) * pow(f, e[i]), k / parts);
 		}
 	}
 	return rc;
@@ -241,7 +278,7 @@ static bool partial(json_t *p, const char *list, size_t i, uint8_t type, size_t 
 	out->type = type;
 	out->agg = (struct dts_agg){ .sum = sum, .count = cnt, .min = min, .max = max, .fst = fst, .lst = lst };
 	dts_sketch_init(&out->sketch);
-	if (type == DTS_TIMER && dts_put_agg_sketch(&out->sketch, cnt, min, bot, top, max, pct) != 0) {
+	if (type == DTS_TIMER && dts_put_agg_sketch(&out->sketch, cnt, sum, min, bot, top, max, pct) != 0) {
 		dts_sketch_free(&out->sketch);
 		snprintf(err, errlen, "prt.%s[%zu]: out of memory", list, i);
 		return false;

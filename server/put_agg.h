@@ -1,6 +1,6 @@
 /*
  * put_agg.h - the original DaTtSs HTTP protocol (PUT /agg?auth=AUTH, DESIGN §3.2): checking AUTH and decoding the
- * JSON body into partial aggregates the engine takes (dts_core_ingest_partial). docs/protocols.md §4 says what is
+ * JSON body into partial aggregates the engine takes (dts_core_ingest_partial). docs/protocols.md §5 says what is
  * accepted and how a timer partial, which carries only bot/top/min/max/sum/cnt, becomes a sketch.
  *
  *   body  {"nam": process, "upt": uptime_s, "prt": {"c": [P...], "ms": [P...], "g": [P...]}}
@@ -41,17 +41,23 @@ const char *dts_put_agg_auth(const uint8_t *secret, size_t secret_len, const cha
 size_t dts_put_agg_name(const char *in, char *out, size_t max);
 
 /*
- * Add to s (initialised, normally empty) the distribution that a timer partial of n values describes: min and max,
- * and bot and top, the order statistics the driver took for percentile pct (0 < pct <= 0.5) at ranks
- * clamp(ceil(pct n)) and clamp(round((1 - pct) n)). The known ranks get their values; the ranks from where
- * dts_sketch_quantile reads q = pct (q = 1 - pct) up to the driver's get bot (top), so that the partial read back
- * alone gives its own bot and top; every other rank gets the value interpolated linearly between its nearest known
- * ranks. Segments of more than DTS_PUT_AGG_SKETCH_POINTS unknown ranks are represented by that many points of equal
- * weight. The four values are paired with the four ranks in sorted order (an inconsistent partial still gives a
- * valid distribution). Total weight added: n. Returns 0, -EINVAL (n < 1 or not finite, pct outside (0, 0.5], a
- * value not finite) or -ENOMEM.
+ * Add to s (initialised, normally empty) the distribution that a timer partial of n values describes: their sum, min
+ * and max, and bot and top, the order statistics the driver took for percentile pct (0 < pct <= 0.5) at ranks
+ * clamp(ceil(pct n)) and clamp(round((1 - pct) n)) (clamped to 0..n-1). One value per rank:
+ *   - the known ranks get their known values (n <= 3 is reproduced exactly);
+ *   - the ranks from where dts_sketch_quantile reads q = pct (q = 1 - pct), one or two below the driver's, up to the
+ *     driver's get bot (top): read back alone, the partial gives its own bot and top, not a blend with min;
+ *   - the other ranks get values between their two nearest known ranks on a power curve v_a + (v_b - v_a) f^e
+ *     (f the rank's fraction of the way): e = 1/2 below bot and 2 above top (values crowd towards the 10th and 90th
+ *     percentiles, as in any distribution whose density falls off in its tails), and between bot and top one
+ *     exponent in [1/16, 16] chosen so that all values add up to sum (the sum says where the middle values crowd).
+ * Segments of more than DTS_PUT_AGG_SKETCH_POINTS unknown ranks are represented by that many points of equal weight.
+ * The four values are paired with the four ranks in sorted order (an inconsistent partial still gives a valid
+ * distribution). Total weight added: n. Returns 0, -EINVAL (n < 1 or not finite, pct outside (0, 0.5], a value not
+ * finite) or -ENOMEM.
  */
-int dts_put_agg_sketch(struct dts_sketch *s, double n, double min, double bot, double top, double max, double pct);
+int dts_put_agg_sketch(struct dts_sketch *s, double n, double sum, double min, double bot, double top, double max,
+		       double pct);
 
 /* One partial aggregate taken from the body. */
 struct dts_put_agg_part {

@@ -937,6 +937,55 @@ int dts_users_rotate(struct dts_users *u, const char *user, struct dts_user_cred
 	return rc;
 }
 
+/* Keys of one meta prefix, collected by a scan (deleting inside the scan would race its iterator). */
+struct key_list {
+	char **k;
+	size_t n, cap;
+	bool oom;
+};
+
+static int collect_key(void *ctx, const char *key, size_t key_len, const char *val, size_t val_len)
+{
+	struct key_list *l = ctx;
+
+	(void)val;
+	(void)val_len;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		char **k = realloc(l->k, cap * sizeof(*k));
+
+		if (!k) {
+			l->oom = true;
+			return 1;
+		}
+		l->k = k;
+		l->cap = cap;
+	}
+	l->k[l->n] = strndup(key, key_len);
+	if (!l->k[l->n]) {
+		l->oom = true;
+		return 1;
+	}
+	l->n++;
+	return 0;
+}
+
+/* Delete every meta record under prefix (a removed user's alert rules and their history). */
+static int delete_prefix(struct dts_users *u, const char *prefix, char *err, size_t errlen)
+{
+	struct key_list l = { 0 };
+	long n = dts_meta_scan(u->st, prefix, collect_key, &l, err, errlen);
+	int rc = n < 0 ? (int)n : l.oom ? -ENOMEM : 0;
+
+	for (size_t i = 0; i < l.n; i++) {
+		if (!rc)
+			rc = dts_meta_delete(u->st, l.k[i], err, errlen);
+		free(l.k[i]);
+	}
+	free(l.k);
+	return rc;
+}
+
 int dts_users_remove(struct dts_users *u, const char *user, char *err, size_t errlen)
 {
 	struct record rec;
@@ -951,6 +1000,15 @@ int dts_users_remove(struct dts_users *u, const char *user, char *err, size_t er
 		rc = dts_meta_delete(u->st, key, err, errlen);
 		if (rc == -EROFS)
 			snprintf(err, errlen, "the store is open read-only: cannot change users");
+	}
+	if (!rc) { /* what else the user owned in meta (dts/meta.h): alert rules and their history */
+		char prefix[sizeof("alerthist/") + DTS_MAX_USER + 1];
+
+		snprintf(prefix, sizeof(prefix), "alert/%s/", user);
+		rc = delete_prefix(u, prefix, err, errlen);
+		snprintf(prefix, sizeof(prefix), "alerthist/%s/", user);
+		if (!rc)
+			rc = delete_prefix(u, prefix, err, errlen);
 	}
 	if (!rc)
 		rc = reload_locked(u, err, errlen);

@@ -9,6 +9,7 @@
  *   dattss decode HEX                                                one value as `ldb --value_hex` shows it
  *   dattss user add|list|rotate|remove|prometheus ...                users and keys (user_cmd.c)
  *   dattss send [--process P] NAME VALUE                             one value through libdattss (send_cmd.c)
+ *   dattss alert add|list|remove|history ...                         alert rules through the API (alert_cmd.c)
  *
  * The store is opened as a RocksDB secondary instance in a private temporary directory (removed on exit), so inspect
  * works on the store of a running dattssd without disturbing it and sees its latest writes; --read-only opens it
@@ -47,6 +48,7 @@ static const char usage_main[] =
 	"  decode    decode one stored value given in hex (as `ldb --value_hex` prints it)\n"
 	"  user      add, list, rotate or remove users and their keys\n"
 	"  send      send one value through libdattss (e.g. 'dattss send --process api query 153ms')\n"
+	"  alert     add, list or remove alert rules, show their history (through the daemon's API)\n"
 	"\n"
 	"Options:\n"
 	"  -h, --help      this help ('dattss COMMAND --help' for a command's options)\n"
@@ -603,5 +605,7 @@ int main(int argc, char **argv)
 		return dts_tool_user(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "send"))
 		return dts_tool_send(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "alert"))
+		return dts_tool_alert(argc - 1, argv + 1);
 	return usage_error(NULL, "unknown command '%s'", argv[1]);
 }

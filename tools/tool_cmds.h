@@ -13,4 +13,7 @@ int dts_tool_user(int argc, char **argv);
 /* dattss send NAME VALUE (send_cmd.c) */
 int dts_tool_send(int argc, char **argv);
 
+/* dattss alert add|list|remove|history (alert_cmd.c) */
+int dts_tool_alert(int argc, char **argv);
+
 #endif /* DTS_TOOL_CMDS_H */

@@ -22,6 +22,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "dts/hash.h"
 #include "engine_internal.h"
@@ -61,7 +64,11 @@ static inline uint64_t ident_hash(uint64_t uh, uint8_t type, size_t plen, const 
 	return h ? h : 1;
 }
 
-uint64_t dts__sample_hash(const struct dts_core *c, const struct dts_sample *s)
+/*
+ * The identity hash of a decoded sample. Always inlined into decode_line, the per-line caller (a call and its frame
+ * cost about as much as the seed mixing and the checks here); dts__sample_hash is the out-of-line form for the merger.
+ */
+static inline __attribute__((always_inline)) uint64_t sample_hash(const struct dts_core *c, const struct dts_sample *s)
 {
 	char buf[DTS_MAX_NAME + 2 * DTS_MAX_USER + 2];
 	const char sep = c->dcfg->process_sep;
@@ -76,6 +83,11 @@ uint64_t dts__sample_hash(const struct dts_core *c, const struct dts_sample *s)
 	buf[s->process_len] = sep;
 	memcpy(buf + s->process_len + 1, s->counter, n - s->process_len - 1);
 	return ident_hash(uh, s->type, s->process_len, buf, n, s->tags, s->tags_len);
+}
+
+uint64_t dts__sample_hash(const struct dts_core *c, const struct dts_sample *s)
+{
+	return sample_hash(c, s);
 }
 
 static void count_reject(struct dts_core *c, int reason)
@@ -93,7 +105,8 @@ static void count_drop(struct dts_core *c, enum dts_drop d)
 }
 
 /* Copy the identity of s into the key arena. Returns the record's offset, or UINT32_MAX when the arena is full. */
-static uint32_t store_ident(struct dts_core *c, struct dts__table *t, const struct dts_sample *s)
+static __attribute__((noinline)) uint32_t store_ident(struct dts_core *c, struct dts__table *t,
+						       const struct dts_sample *s)
 {
 	const char *user = s->user_len ? s->user : c->user;
 	uint16_t ulen = s->user_len ? s->user_len : c->user_len;
@@ -122,9 +135,12 @@ static uint32_t store_ident(struct dts_core *c, struct dts__table *t, const stru
 	return off;
 }
 
-/* Find or insert the bucket for (hash, slot). Returns NULL when the table cannot take a new entry. */
-static struct dts__entry *lookup_insert(struct dts_core *c, struct dts__table *t, const struct pending *pd,
-					const struct dts_sample *s, int16_t rel, uint32_t *idx_out)
+/* Find or insert the bucket for (hash, slot). Returns NULL when the table cannot take a new entry. Inlined: a hit
+ * is a few instructions, fewer than a call; the insert (store_ident) stays out of line. */
+static inline __attribute__((always_inline)) struct dts__entry *lookup_insert(struct dts_core *c, struct dts__table *t,
+									      const struct pending *pd,
+									      const struct dts_sample *s, int16_t rel,
+									      uint32_t *idx_out)
 {
 	uint32_t i = pd->bucket;
 
@@ -173,25 +189,31 @@ static void apply_gauge(struct dts__entry *e, const struct dts_sample *s)
 	}
 }
 
-/* slot relative to the table's base (set by the first slot, with room for 256 slots before it: DogStatsD |T and
- * native slots up to 300 s old). Returns false, counted, when the slot does not fit the table's int16 range. */
-static bool table_rel(struct dts_core *c, struct dts__table *t, uint32_t slot, int16_t *rel_out)
+/* Set a table's base slot; once per table, from its first sample. */
+static __attribute__((noinline)) void table_set_base(struct dts_core *c, struct dts__table *t, uint32_t slot)
+{
+	/* Relative slots span [base, base + INT16_MAX] (45 h). Put the base as far before the receive clock as
+	 * the oldest timestamp either protocol accepts (|T max_past_skew_s, native max_past_s; at most a day), so
+	 * that whatever is accepted later in this table fits: the rest of the span covers the future skew. */
+	int64_t past = c->dcfg->max_past_skew_s > c->ncfg->max_past_s ? c->dcfg->max_past_skew_s
+								  : c->ncfg->max_past_s;
+	int64_t base = c->now_s / DTS_SLOT_SECONDS - (past > 86400 ? 86400 : past) / DTS_SLOT_SECONDS - 1;
+
+	if (base > (int64_t)slot)
+		base = slot; /* a clock behind the sample's own time (tests, hand-fed cores) */
+	t->base_slot = base > 0 ? (uint32_t)base : 0;
+	t->has_base = true;
+}
+
+/* slot relative to the table's base (table_set_base: as far before the receive clock as the oldest timestamp either
+ * protocol accepts). Returns false, counted, when the slot does not fit the table's int16 range. Inline: every sample
+ * takes it. */
+static inline bool table_rel(struct dts_core *c, struct dts__table *t, uint32_t slot, int16_t *rel_out)
 {
 	int64_t rel;
 
-	if (!t->has_base) {
-		/* Relative slots span [base, base + INT16_MAX] (45 h). Put the base as far before the receive clock as
-		 * the oldest timestamp either protocol accepts (|T max_past_skew_s, native max_past_s; at most a day), so
-		 * that whatever is accepted later in this table fits: the rest of the span covers the future skew. */
-		int64_t past = c->dcfg->max_past_skew_s > c->ncfg->max_past_s ? c->dcfg->max_past_skew_s
-									  : c->ncfg->max_past_s;
-		int64_t base = c->now_s / DTS_SLOT_SECONDS - (past > 86400 ? 86400 : past) / DTS_SLOT_SECONDS - 1;
-
-		if (base > (int64_t)slot)
-			base = slot; /* a clock behind the sample's own time (tests, hand-fed cores) */
-		t->base_slot = base > 0 ? (uint32_t)base : 0;
-		t->has_base = true;
-	}
+	if (__builtin_expect(!t->has_base, 0))
+		table_set_base(c, t, slot);
 	rel = (int64_t)slot - t->base_slot;
 	if (rel < 0 || rel > INT16_MAX) {
 		count_drop(c, rel < 0 ? DTS_DROP_LATE : DTS_DROP_FUTURE);
@@ -201,8 +223,9 @@ static bool table_rel(struct dts_core *c, struct dts__table *t, uint32_t slot, i
 	return true;
 }
 
-/* Aggregate one pending sample. Returns true when it was counted. */
-static bool apply_one(struct dts_core *c, struct dts__table *t, const struct pending *pd, const struct dts_sample *s)
+/* Aggregate one pending sample. Returns true when it was counted. Inlined into its one caller, flush_batch. */
+static inline __attribute__((always_inline)) bool apply_one(struct dts_core *c, struct dts__table *t,
+							    const struct pending *pd, const struct dts_sample *s)
 {
 	struct dts__entry *e;
 	uint32_t idx;
@@ -263,8 +286,9 @@ static void flush_batch(struct dts_core *c, struct batch *b)
 	b->lines = 0;
 }
 
-/* Decode one line into the batch. */
-static void decode_line(struct dts_core *c, struct batch *b, const char *line, size_t len, int64_t now_s)
+/* Decode one line into the batch. Inlined into its one caller, dts_core_ingest's line loop. */
+static inline __attribute__((always_inline)) void decode_line(struct dts_core *c, struct batch *b, const char *line,
+							      size_t len, int64_t now_s)
 {
 	struct dts_scratch *scratch;
 	struct dts_sample *first;
@@ -278,14 +302,18 @@ static void decode_line(struct dts_core *c, struct batch *b, const char *line, s
 		count_reject(c, DTS_REJ_LINE_TOO_LONG);
 		return;
 	}
-	if (dts_line_is_dattss(line, len)) {
+	/*
+	 * A line with a '|' is statsd, one without is DaTtSs (decode.h). The statsd decoder is tried first: it
+	 * succeeds only on a line with a '|' (the type follows one), so the search for a '|' is left to the lines it
+	 * did not take (blank and rejected ones).
+	 */
+	n = dts_statsd_decode(c->dcfg, line, len, now_s, first, DTS_MAX_VALUES_PER_LINE, scratch);
+	if (__builtin_expect(n > 0, 1)) {
+		DTS__STAT_ADD(c->stats.statsd_lines, 1);
+	} else if (dts_line_is_dattss(line, len)) {
 		n = dts_dattss_decode(c->dcfg, &c->auth, line, len, first, scratch);
 		if (n > 0)
 			DTS__STAT_ADD(c->stats.dattss_lines, 1);
-	} else {
-		n = dts_statsd_decode(c->dcfg, line, len, now_s, first, DTS_MAX_VALUES_PER_LINE, scratch);
-		if (n > 0)
-			DTS__STAT_ADD(c->stats.statsd_lines, 1);
 	}
 	if (n == 0)
 		return; /* blank line */
@@ -294,7 +322,7 @@ static void decode_line(struct dts_core *c, struct batch *b, const char *line, s
 		count_reject(c, -n);
 		return;
 	}
-	uint64_t h = dts__sample_hash(c, first);
+	uint64_t h = sample_hash(c, first);
 	for (int i = 0; i < n; i++) {
 		struct pending *pd = &b->p[b->n + (unsigned)i];
 		int64_t ts = first[i].ts ? first[i].ts : now_s;
@@ -626,7 +654,6 @@ int dts_core_ingest_event(struct dts_core *c, const char *user, const char *proc
 unsigned dts_core_ingest(struct dts_core *c, const char *buf, size_t len, int64_t now_s)
 {
 	struct batch b;
-	const char *p = buf, *end = buf + len;
 
 	c->now_s = now_s;
 	if (dts_native_is(buf, len)) {
@@ -639,6 +666,53 @@ unsigned dts_core_ingest(struct dts_core *c, const char *buf, size_t len, int64_
 	b.n = 0;
 	b.lines = 0;
 	b.applied = 0;
+#if defined(__SSE2__)
+	/*
+	 * Split at '\n' 16 bytes at a time: a compare gives the newlines of a block as a bit mask, and each set bit
+	 * ends a line (instead of one memchr call per line, whose set-up costs more than a short line's scan). The
+	 * last block is the 16 bytes that end the datagram, shifted past the bytes already seen (a datagram under 16
+	 * bytes is scanned bytewise), plus one bit for the end itself, so that one call site decodes every line, the
+	 * last one too. Never reads outside [buf, buf + len).
+	 */
+	const __m128i nlv = _mm_set1_epi8('\n');
+	size_t off = 0, ls = 0; /* block start, line start */
+
+	while (off < len) {
+		unsigned m;
+		size_t step;
+
+		if (len - off > 16) {
+			__m128i x = _mm_loadu_si128((const __m128i *)(buf + off));
+
+			m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, nlv));
+			step = 16;
+		} else {
+			/* The last block, and a bit after it for the end of the datagram (ends the last line). */
+			step = len - off;
+			if (len >= 16) {
+				__m128i x = _mm_loadu_si128((const __m128i *)(buf + len - 16));
+
+				m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, nlv)) >> (16 - step);
+			} else {
+				m = 0;
+				for (size_t j = 0; j < step; j++)
+					m |= (unsigned)(buf[off + j] == '\n') << j;
+			}
+			m |= 1u << step;
+		}
+		while (m) {
+			size_t le = off + (unsigned)__builtin_ctz(m); /* line end: a '\n', or len */
+
+			if (le > ls)
+				decode_line(c, &b, buf + ls, le - ls, now_s);
+			ls = le + 1;
+			m &= m - 1;
+		}
+		off += step;
+	}
+#else
+	const char *p = buf, *end = buf + len;
+
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *le = nl ? nl : end;
@@ -647,6 +721,7 @@ unsigned dts_core_ingest(struct dts_core *c, const char *buf, size_t len, int64_
 			decode_line(c, &b, p, (size_t)(le - p), now_s);
 		p = nl ? nl + 1 : end;
 	}
+#endif
 	flush_batch(c, &b);
 	DTS__STAT_ADD(c->stats.packets, 1);
 	DTS__STAT_ADD(c->stats.bytes, len);

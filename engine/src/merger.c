@@ -38,6 +38,10 @@
 #include "rcu.h"
 
 #define NWIN 3
+/* Series cache of the fold: direct-mapped by hash, 2^SCACHE_BITS entries (1 MiB). A hit skips the lock-free hash
+ * table's bucket walk (several dependent cache misses at a million series); entries are checked by full identity. */
+#define SCACHE_BITS 16
+#define SCACHE_AHEAD 8 /* entries of the table whose cache slot and series are prefetched ahead of the fold */
 #define LATE_MINUTES 4 /* distinct closed minutes one table's late data may touch; more is dropped (counted) */
 
 char dts__rcu_reclaim_token;
@@ -99,6 +103,7 @@ struct dts_merger {
 	unsigned npool;
 	void **fold_map; /* per bucket of the table being folded: its target window, or (tag bit 1) a late record */
 	struct dts_closed_minute *late[LATE_MINUTES]; /* late data of the table being folded, one per closed minute */
+	struct late_index *late_ix[LATE_MINUTES]; /* for each late[k]: series -> its record (one record per series) */
 	uint32_t fold_map_cap;
 	int64_t closed_upto; /* minutes < closed_upto are closed; INT64_MIN before the first step */
 	int64_t pub_slot; /* slot of the last current-state publication */
@@ -107,6 +112,10 @@ struct dts_merger {
 	struct __cds_lfs_stack recycled; /* struct cur whose grace period ended (pushed by call_rcu callbacks) */
 	struct cds_lfs_node *spare; /* merger-private list taken from recycled, linked through lfs.next */
 	struct dts__procs *procs; /* process states and events (procs.c) */
+	struct scache_ent {
+		uint64_t hash;
+		struct series *s;
+	} *scache; /* merger-private; an entry is cleared when its series leaves the map */
 	struct dts_sketch dec_sk; /* decode scratch of partials' sketches */
 	struct dts_set dec_set; /* decode scratch of partials' sets */
 	struct dts_merger_stats stats;
@@ -369,14 +378,21 @@ static void win_merge(struct win *w, const struct dts_agg *a, int64_t slot)
 static struct series *series_get(struct dts_merger *m, const struct dts__table *t, const struct dts__entry *e)
 {
 	struct match_key key = { dts__table_ident(t, e), e->type };
+	struct scache_ent *ce = &m->scache[e->hash & ((1u << SCACHE_BITS) - 1)];
 	struct cds_lfht_iter it;
 	struct cds_lfht_node *node;
 	struct series *s;
 
+	if (ce->s && ce->hash == e->hash && series_match(&ce->s->node, &key))
+		return ce->s;
 	cds_lfht_lookup(m->map, (unsigned long)e->hash, series_match, &key, &it);
 	node = cds_lfht_iter_get_node(&it);
-	if (node)
-		return caa_container_of(node, struct series, node);
+	if (node) {
+		s = caa_container_of(node, struct series, node);
+		ce->hash = e->hash;
+		ce->s = s;
+		return s;
+	}
 	if (m->nseries >= m->cfg.max_series) {
 		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_SERIES_LIMIT], 1);
 		return NULL;
@@ -391,6 +407,8 @@ static struct series *series_get(struct dts_merger *m, const struct dts__table *
 		dts__pstate_ref(s->proc, 1);
 	dts__hb_release(s);
 	cds_lfht_add(m->map, (unsigned long)e->hash, &s->node);
+	ce->hash = e->hash;
+	ce->s = s;
 	m->nseries++;
 	DTS__STAT_ADD(m->stats.series_created, 1);
 	__atomic_store_n(&m->stats.series_live, m->nseries, __ATOMIC_RELAXED);
@@ -481,9 +499,93 @@ static void hand_to_sink(struct dts_closed_minute *cm, void (*fn)(void *, struct
  * every entry of the table, so records never move). NULL when the sink takes no closed minutes, when the entry cannot
  * be expressed as a partial (a gauge with only deltas: they need the value of a minute that is gone), or out of room.
  */
+/*
+ * One record per series in a late part: a table can hold several entries of one series for one closed minute (one
+ * per 5-second slot), and the store writes a closed minute's records as distinct keys of one batch, so they must be
+ * merged here (two records of one key would make the second put replace the first). Open addressing on the series
+ * pointer; each record keeps the slot range merged into it so that fst/lst follow slot time, not arrival order.
+ */
+struct late_index {
+	uint32_t mask;
+	struct series **key;
+	uint32_t *rec;
+	int64_t *slot_lo, *slot_hi; /* per record */
+};
+
+static void late_index_free(struct late_index *ix)
+{
+	if (!ix)
+		return;
+	free(ix->key);
+	free(ix->rec);
+	free(ix->slot_lo);
+	free(ix->slot_hi);
+	free(ix);
+}
+
+static struct late_index *late_index_new(uint32_t nrecs)
+{
+	struct late_index *ix = calloc(1, sizeof(*ix));
+	uint32_t cap = 16;
+
+	while (cap < 2 * (uint64_t)nrecs)
+		cap *= 2;
+	if (!ix)
+		return NULL;
+	ix->mask = cap - 1;
+	ix->key = calloc(cap, sizeof(*ix->key));
+	ix->rec = malloc(cap * sizeof(*ix->rec));
+	ix->slot_lo = malloc((nrecs ? nrecs : 1) * sizeof(*ix->slot_lo));
+	ix->slot_hi = malloc((nrecs ? nrecs : 1) * sizeof(*ix->slot_hi));
+	if (!ix->key || !ix->rec || !ix->slot_lo || !ix->slot_hi) {
+		late_index_free(ix);
+		return NULL;
+	}
+	return ix;
+}
+
+/* The bucket of s: its own, or the empty one where it goes. */
+static uint32_t late_index_find(const struct late_index *ix, const struct series *s)
+{
+	uint32_t b = (uint32_t)(s->hash ^ (s->hash >> 32)) & ix->mask;
+
+	while (ix->key[b] && ix->key[b] != s)
+		b = (b + 1) & ix->mask;
+	return b;
+}
+
+/* Merge src (an entry's aggregate for slot) into a record holding slots [*lo, *hi]: fst/lst by slot time. */
+static void agg_merge_by_slot(struct dts_agg *dst, int64_t *lo, int64_t *hi, const struct dts_agg *src, int64_t slot)
+{
+	const double fst = dst->fst, lst = dst->lst;
+
+	if (src->count == 0.0)
+		return;
+	if (dst->count == 0.0) {
+		*dst = *src;
+		*lo = *hi = slot;
+		return;
+	}
+	dts_agg_merge(dst, src); /* sum, count, min, max; fst kept, lst = src's */
+	if (slot > *hi) {
+		*hi = slot;
+	} else {
+		dst->lst = lst; /* src is not the latest */
+		if (slot < *lo) {
+			dst->fst = src->fst;
+			*lo = slot;
+		} else {
+			dst->fst = fst;
+		}
+	}
+}
+
 static struct dts_minute_rec *late_record(struct dts_merger *m, const struct dts__table *t, struct series *s,
 					  const struct dts__entry *e, int64_t minute)
 {
+	const int64_t slot = (int64_t)t->base_slot + e->slot_rel;
+	struct late_index *ix;
+	uint32_t b;
 	struct dts_closed_minute *cm = NULL;
 	struct dts_minute_rec *r;
 	char *id;
@@ -500,8 +602,13 @@ static struct dts_minute_rec *late_record(struct dts_merger *m, const struct dts
 		cm = calloc(1, sizeof(*cm));
 		if (cm)
 			cm->recs = malloc(t->n_used * sizeof(*cm->recs));
-		if (!cm || !cm->recs) {
+		m->late_ix[k] = late_index_new(t->n_used);
+		if (!cm || !cm->recs || !m->late_ix[k]) {
+			if (cm)
+				free(cm->recs);
 			free(cm);
+			late_index_free(m->late_ix[k]);
+			m->late_ix[k] = NULL;
 			return NULL;
 		}
 		cm->minute = minute;
@@ -509,9 +616,19 @@ static struct dts_minute_rec *late_record(struct dts_merger *m, const struct dts
 		m->late[k] = cm;
 	}
 	cm = m->late[k];
+	ix = m->late_ix[k];
+	b = late_index_find(ix, s);
+	if (ix->key[b]) { /* another slot of this series' minute: one record for both */
+		r = &cm->recs[ix->rec[b]];
+		agg_merge_by_slot(&r->agg, &ix->slot_lo[ix->rec[b]], &ix->slot_hi[ix->rec[b]], &e->agg, slot);
+		return r;
+	}
 	id = dup_ident(s);
 	if (!id)
 		return NULL;
+	ix->key[b] = s;
+	ix->rec[b] = (uint32_t)cm->n;
+	ix->slot_lo[cm->n] = ix->slot_hi[cm->n] = slot;
 	r = &cm->recs[cm->n++];
 	r->user = id;
 	r->process = id + s->user_len + 1;
@@ -571,6 +688,17 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 	for (uint32_t i = 0; i < t->n_used; i++) {
 		uint32_t idx = t->used[i];
 		const struct dts__entry *e = &t->entries[idx];
+
+		if (i + SCACHE_AHEAD < t->n_used) {
+			/* the cache slot of a later entry, and the series of the one after it (its slot came earlier) */
+			const struct dts__entry *a = &t->entries[t->used[i + SCACHE_AHEAD]];
+			const struct scache_ent *b = &m->scache[t->entries[t->used[i + SCACHE_AHEAD / 2]].hash &
+								((1u << SCACHE_BITS) - 1)];
+
+			__builtin_prefetch(&m->scache[a->hash & ((1u << SCACHE_BITS) - 1)]);
+			if (b->s)
+				__builtin_prefetch(b->s);
+		}
 		int64_t slot = (int64_t)t->base_slot + e->slot_rel;
 		int64_t minute = slot / DTS_SLOTS_PER_MINUTE;
 		struct series *s = series_get(m, t, e);
@@ -623,6 +751,8 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 	for (int k = 0; k < LATE_MINUTES && m->late[k]; k++) {
 		hand_to_sink(m->late[k], m->cfg.sink.minute_closed, m->cfg.sink.ctx);
 		m->late[k] = NULL;
+		late_index_free(m->late_ix[k]);
+		m->late_ix[k] = NULL;
 	}
 	DTS__STAT_ADD(m->stats.entries_folded, n);
 	DTS__STAT_ADD(m->stats.tables_folded, 1);
@@ -710,14 +840,22 @@ static bool series_idle(const struct dts_merger *m, const struct series *s, int6
 static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
 {
 	struct cds_lfht_iter it;
+	struct cds_lfht_node *lnode;
 	struct series *s;
 
 	dts__read_lock();
-	cds_lfht_for_each_entry(m->map, &it, s, node) {
+	for (cds_lfht_first(m->map, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
+	     cds_lfht_next(m->map, &it)) {
 		struct cur *c, *old;
+
+		s = caa_container_of(lnode, struct series, node);
 
 		if (series_idle(m, s, now_s)) {
 			if (cds_lfht_del(m->map, &s->node) == 0) {
+				struct scache_ent *ce = &m->scache[s->hash & ((1u << SCACHE_BITS) - 1)];
+
+				if (ce->s == s)
+					ce->s = NULL;
 				if (s->proc)
 					dts__pstate_ref(s->proc, -1);
 				m->nseries--;
@@ -817,6 +955,7 @@ static struct dts_closed_minute *collect_minute(struct dts_merger *m, int64_t mi
 	struct dts_closed_minute *cm = calloc(1, sizeof(*cm));
 	size_t cap = m->nseries ? m->nseries : 1;
 	struct cds_lfht_iter it;
+	struct cds_lfht_node *lnode;
 	struct series *s;
 
 	if (cm)
@@ -831,11 +970,14 @@ static struct dts_closed_minute *collect_minute(struct dts_merger *m, int64_t mi
 		cm->open = !close;
 	}
 	dts__read_lock();
-	cds_lfht_for_each_entry(m->map, &it, s, node) {
-		struct win *w = &s->win[minute % NWIN];
+	for (cds_lfht_first(m->map, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
+	     cds_lfht_next(m->map, &it)) {
 		struct dts_minute_rec *r;
+		struct win *w;
 		char *id;
 
+		s = caa_container_of(lnode, struct series, node);
+		w = &s->win[minute % NWIN];
 		if (w->minute != minute)
 			continue;
 		if (close)
@@ -1007,6 +1149,7 @@ static void merger_free(struct dts_merger *m)
 	free(m->pool);
 	free(m->cores);
 	free(m->fold_map);
+	free(m->scache);
 	free(m->secret);
 	free(m->default_process);
 	free(m->user);
@@ -1062,7 +1205,8 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	m->pool = calloc((size_t)cfg->cores * per, sizeof(*m->pool));
 	m->fold_map_cap = cfg->table_capacity;
 	m->fold_map = calloc(cfg->table_capacity, sizeof(*m->fold_map));
-	if (!m->map || !m->cores || !m->pool || !m->fold_map || !m->procs)
+	m->scache = calloc((size_t)1 << SCACHE_BITS, sizeof(*m->scache));
+	if (!m->map || !m->cores || !m->pool || !m->fold_map || !m->procs || !m->scache)
 		goto out_free_merger;
 
 	tcfg.capacity = cfg->table_capacity;
@@ -1171,6 +1315,7 @@ unsigned dts_merger_step(struct dts_merger *m, int64_t now_ms)
 void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
 {
 	struct cds_lfht_iter it;
+	struct cds_lfht_node *lnode;
 	struct series *s;
 	int64_t now_s = now_ms / 1000, last;
 
@@ -1192,7 +1337,9 @@ void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
 	dts__procs_step(m->procs, now_ms, &m->cfg.sink, true);
 
 	dts__read_lock();
-	cds_lfht_for_each_entry(m->map, &it, s, node) {
+	for (cds_lfht_first(m->map, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
+	     cds_lfht_next(m->map, &it)) {
+		s = caa_container_of(lnode, struct series, node);
 		if (cds_lfht_del(m->map, &s->node) == 0)
 			urcu_memb_call_rcu(&s->rcu, series_free_rcu);
 	}
@@ -1215,14 +1362,17 @@ void dts_merger_stats_read(const struct dts_merger *m, struct dts_merger_stats *
 size_t dts_merger_read_current(struct dts_merger *m, const char *user, dts_series_visit_fn fn, void *ctx)
 {
 	struct cds_lfht_iter it;
+	struct cds_lfht_node *lnode;
 	struct series *s;
 	size_t n = 0;
 
 	dts__read_lock();
-	cds_lfht_for_each_entry(m->map, &it, s, node) {
+	for (cds_lfht_first(m->map, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
+	     cds_lfht_next(m->map, &it)) {
 		struct dts_series_view v;
 		struct cur *c;
 
+		s = caa_container_of(lnode, struct series, node);
 		dts__hb_acquire(s);
 		if (user && strcmp(s->user, user) != 0)
 			continue;

@@ -570,6 +570,7 @@ void dts__procs_step(struct dts__procs *p, int64_t now_ms, const struct dts_sink
 {
 	const int64_t now_s = now_ms / 1000;
 	struct cds_lfht_iter it;
+	struct cds_lfht_node *lnode;
 	struct dts__pstate *ps;
 
 	dts__read_lock();
@@ -577,7 +578,9 @@ void dts__procs_step(struct dts__procs *p, int64_t now_ms, const struct dts_sink
 		uint64_t online = 0;
 
 		p->eval_s = now_s;
-		cds_lfht_for_each_entry(p->procs, &it, ps, node) {
+		for (cds_lfht_first(p->procs, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
+		     cds_lfht_next(p->procs, &it)) {
+			ps = caa_container_of(lnode, struct dts__pstate, node);
 			evaluate(p, ps, now_ms);
 			online += ps->cur.online;
 			if (!ps->dirty && !ps->nref && now_ms - ps->cur.last_heard_ms > p->expire_ms &&
@@ -615,12 +618,15 @@ size_t dts__procs_read(struct dts__procs *p, const char *user, dts_process_visit
 {
 	size_t ulen = user ? strlen(user) : 0, n = 0;
 	struct cds_lfht_iter it;
+	struct cds_lfht_node *lnode;
 	struct dts__pstate *ps;
 
 	dts__read_lock();
-	cds_lfht_for_each_entry(p->procs, &it, ps, node) {
+	for (cds_lfht_first(p->procs, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
+	     cds_lfht_next(p->procs, &it)) {
 		struct psnap *s;
 
+		ps = caa_container_of(lnode, struct dts__pstate, node);
 		dts__hb_acquire(ps);
 		if (user && (ps->user_len != ulen || memcmp(ps->name, user, ulen) != 0))
 			continue;
@@ -735,15 +741,20 @@ int dts__events_restore(struct dts__procs *p, const struct dts_event *ev)
 void dts__procs_clear(struct dts__procs *p)
 {
 	struct cds_lfht_iter it;
+	struct cds_lfht_node *lnode;
 	struct dts__pstate *ps;
 	struct uevents *u;
 
 	dts__read_lock();
-	cds_lfht_for_each_entry(p->procs, &it, ps, node) {
+	for (cds_lfht_first(p->procs, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
+	     cds_lfht_next(p->procs, &it)) {
+		ps = caa_container_of(lnode, struct dts__pstate, node);
 		if (cds_lfht_del(p->procs, &ps->node) == 0)
 			urcu_memb_call_rcu(&ps->rcu, pstate_free_rcu);
 	}
-	cds_lfht_for_each_entry(p->users, &it, u, node) {
+	for (cds_lfht_first(p->users, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
+	     cds_lfht_next(p->users, &it)) {
+		u = caa_container_of(lnode, struct uevents, node);
 		if (cds_lfht_del(p->users, &u->node) == 0)
 			urcu_memb_call_rcu(&u->rcu, uevents_free_rcu);
 	}

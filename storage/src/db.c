@@ -497,6 +497,10 @@ struct dts_storage *dts_storage_open(const struct dts_storage_cfg *cfg, char *er
 	rocksdb_writeoptions_set_sync(st->wo, cfg->sync);
 	pthread_mutex_init(&st->write_lock, NULL);
 	dts_stored_init(&st->wr_tmp);
+	dts_stored_init(&st->roll_acc);
+	dts_stored_init(&st->roll_tmp);
+	st->hour_done = st->roll_hour = INT64_MIN;
+	st->roll_next = INT64_MAX;
 	st->retention[0] = (struct dts__retention){ .st = st, .res = DTS_RES_MINUTE, .days = cfg->minutes_days };
 	st->retention[1] = (struct dts__retention){ .st = st, .res = DTS_RES_HOUR, .days = cfg->hours_days };
 
@@ -584,6 +588,9 @@ struct dts_storage *dts_storage_open(const struct dts_storage_cfg *cfg, char *er
 	if (rc < 0)
 		goto out_free;
 	load_hwm(st);
+	rc = dts__roll_open(st, err, err_len);
+	if (rc < 0)
+		goto out_free;
 	if (existing)
 		rocksdb_list_column_families_destroy(existing, n_existing);
 	dts__log(st, 2, "store '%s' open (%s, compression %s, minutes kept %u days, hours %u days)", st->data_dir,
@@ -624,6 +631,7 @@ void dts_storage_close(struct dts_storage *st)
 		rocksdb_readoptions_destroy(st->ro_get);
 	if (st->wr_buf) {
 		dts_stored_free(&st->wr_tmp);
+		dts__roll_free(st);
 		pthread_mutex_destroy(&st->write_lock);
 	}
 	free(st->wr_buf);
@@ -652,6 +660,7 @@ int dts_storage_catch_up(struct dts_storage *st, char *err, size_t err_len)
 		rocksdb_free(rerr);
 		return -EIO;
 	}
+	dts__roll_reload(st); /* after the data: a reader never sees an hour_done newer than the hours it reads */
 	return 0;
 }
 

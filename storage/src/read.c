@@ -1,9 +1,16 @@
 /*
  * read.c - series range reads, "the same bucket over the last days", and listing users, processes and series.
  *
- * Every call creates one iterator and moves it with Seek and Next only (no point lookups): a series' keys are
- * contiguous and in time order, so a range is one Seek plus one Next per point, and a listing is one Seek per name
- * (the key just past a name is the name followed by the byte after its terminator: '/' + 1 = '0', '|' + 1 = '}').
+ * Every call creates one iterator per family it reads and moves it with Seek and Next only (no point lookups): a
+ * series' keys are contiguous and in time order, so a range is one Seek plus one Next per point, and a listing is one
+ * Seek per name (the key just past a name is the name followed by the byte after its terminator: '/' + 1 = '0',
+ * '|' + 1 = '}').
+ *
+ * Hours are rolled up in the background (roll.c): an hour after hour_done may have no value in the hours family yet,
+ * or one being written, but its minutes are complete. So an hour read takes hours <= hour_done from the hours family
+ * and the later ones from the minutes, merged per hour on the fly with a second iterator (the roller's merge, so the
+ * answer does not change when the hour is rolled up). hour_done is loaded before the iterators are created and is
+ * published by the roller after its commit, so the hours an iterator sees are at least as new as hour_done says.
  *
  * Readers run on any thread concurrently with the writer; RocksDB gives each iterator a consistent snapshot.
  */
@@ -52,6 +59,151 @@ static int iter_error(rocksdb_iterator_t *it)
 	return -EIO;
 }
 
+/* A minutes iterator positioned in one series: the hour of its current minute, or INT64_MAX past the end. */
+static int64_t minute_hour(rocksdb_iterator_t *it)
+{
+	struct dts_key_view kv;
+
+	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl;
+		const char *k = rocksdb_iter_key(it, &kl);
+
+		if (dts_storage_key_decode(k, kl, DTS_RES_MINUTE, &kv) == 0)
+			return kv.t / 3600 * 3600;
+	}
+	return INT64_MAX;
+}
+
+/* The hours family's iterator: the start of its current hour, or INT64_MAX past the end. */
+static int64_t stored_hour(rocksdb_iterator_t *it)
+{
+	struct dts_key_view kv;
+
+	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl;
+		const char *k = rocksdb_iter_key(it, &kl);
+
+		if (dts_storage_key_decode(k, kl, DTS_RES_HOUR, &kv) == 0)
+			return kv.t;
+	}
+	return INT64_MAX;
+}
+
+/*
+ * Merge the minutes of hour t (the iterator is at its first) into acc; leaves the iterator after them. Returns the
+ * minutes folded (0: none decodable), or -ENOMEM.
+ */
+static long fold_hour(rocksdb_iterator_t *it, int64_t t, uint8_t type, struct dts_stored *acc, struct dts_stored *tmp)
+{
+	unsigned n = 0;
+	struct dts_key_view kv;
+
+	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl, vl;
+		const char *k = rocksdb_iter_key(it, &kl);
+		const char *val;
+		int rc;
+
+		if (dts_storage_key_decode(k, kl, DTS_RES_MINUTE, &kv) != 0)
+			continue;
+		if (kv.t / 3600 * 3600 != t)
+			break;
+		val = rocksdb_iter_value(it, &vl);
+		rc = dts__hour_fold(acc, &n, tmp, (const uint8_t *)val, vl, (uint8_t)(kv.t % 3600 / 60), type);
+		if (rc < 0)
+			return rc;
+	}
+	return n;
+}
+
+/* dts_storage_read at hour resolution (see the file comment): hours over [from_s, to_s) rounded out to hours. */
+static long read_hours(struct dts_storage *st, const char *series, size_t sl, uint8_t type, int64_t from_s,
+		       int64_t to_s, dts_storage_point_fn fn, void *ctx)
+{
+	const int64_t hd = dts__hour_done(st);
+	const int64_t from_h = from_s / 3600 * 3600;
+	const int64_t to_h = to_s > DTS_STORAGE_TIME_MAX ? to_s : (to_s + 3599) / 3600 * 3600;
+	const int64_t mfrom = hd == INT64_MIN || (hd + 1) * 3600 < from_h ? from_h : (hd + 1) * 3600;
+	char lo[DTS_STORAGE_KEY_MAX + 1], hi[DTS_STORAGE_KEY_MAX + 1], mlo[DTS_STORAGE_KEY_MAX + 1],
+		mhi[DTS_STORAGE_KEY_MAX + 1];
+	size_t lol, hil, mlol, mhil;
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create(), *rom = rocksdb_readoptions_create();
+	rocksdb_iterator_t *ith = NULL, *itm = NULL;
+	struct dts_stored v, tmp;
+	long n = 0;
+
+	if (!ro || !rom) {
+		n = -ENOMEM;
+		goto out;
+	}
+	lol = bound_key(lo, series, sl, DTS_RES_HOUR, from_h);
+	hil = bound_key(hi, series, sl, DTS_RES_HOUR, to_h);
+	rocksdb_readoptions_set_iterate_upper_bound(ro, hi, hil);
+	ith = rocksdb_create_iterator_cf(st->db, ro, st->cf[DTS__CF_HOURS]);
+	rocksdb_iter_seek(ith, lo, lol);
+	if (mfrom < to_h && st->cf[DTS__CF_MINUTES]) {
+		mlol = bound_key(mlo, series, sl, DTS_RES_MINUTE, mfrom);
+		mhil = bound_key(mhi, series, sl, DTS_RES_MINUTE, to_h);
+		rocksdb_readoptions_set_iterate_upper_bound(rom, mhi, mhil);
+		itm = rocksdb_create_iterator_cf(st->db, rom, st->cf[DTS__CF_MINUTES]);
+		rocksdb_iter_seek(itm, mlo, mlol);
+	}
+	dts_stored_init(&v);
+	dts_stored_init(&tmp);
+	for (;;) {
+		const int64_t th = stored_hour(ith), tm = itm ? minute_hour(itm) : INT64_MAX;
+		const struct dts_stored *pv = NULL;
+		long folded;
+		int rc;
+
+		if (th == INT64_MAX && tm == INT64_MAX)
+			break;
+		if (tm < th || (tm == th && !dts__hour_at_risk(st, th / 3600))) {
+			/* not rolled up yet: the merge of its minutes (a stored value of the same hour is older) */
+			folded = fold_hour(itm, tm, type, &v, &tmp);
+			if (folded < 0) {
+				n = folded;
+				break;
+			}
+			pv = folded > 0 ? &v : NULL;
+			if (tm == th)
+				rocksdb_iter_next(ith);
+		} else {
+			/* rolled up, or kept: its minutes may have expired (the roller keeps such a value too) */
+			size_t vl;
+			const char *val = rocksdb_iter_value(ith, &vl);
+
+			rc = dts_storage_value_decode(&v, (const uint8_t *)val, vl);
+			if (rc == -ENOMEM) {
+				n = rc;
+				break;
+			}
+			pv = rc == 0 ? &v : NULL;
+			rocksdb_iter_next(ith);
+			if (tm == th)
+				while (minute_hour(itm) == tm)
+					rocksdb_iter_next(itm);
+		}
+		n++;
+		if (fn && fn(ctx, tm < th ? tm : th, pv) != 0)
+			break;
+	}
+	if (n >= 0 && (iter_error(ith) || (itm && iter_error(itm))))
+		n = -EIO;
+	dts_stored_free(&v);
+	dts_stored_free(&tmp);
+out:
+	if (ith)
+		rocksdb_iter_destroy(ith);
+	if (itm)
+		rocksdb_iter_destroy(itm);
+	if (ro)
+		rocksdb_readoptions_destroy(ro);
+	if (rom)
+		rocksdb_readoptions_destroy(rom);
+	return n;
+}
+
 long dts_storage_read(struct dts_storage *st, enum dts_res res, const char *series, int64_t from_s, int64_t to_s,
 		      dts_storage_point_fn fn, void *ctx)
 {
@@ -73,6 +225,8 @@ long dts_storage_read(struct dts_storage *st, enum dts_res res, const char *seri
 		from_s = 0;
 	if (to_s <= from_s)
 		return 0;
+	if (res == DTS_RES_HOUR)
+		return read_hours(st, series, sl, kv.type, from_s, to_s, fn, ctx);
 	lol = bound_key(lo, series, sl, res, from_s);
 	/* points whose period starts before to_s: the bound is to_s rounded up to the period */
 	hil = bound_key(hi, series, sl, res, to_s > DTS_STORAGE_TIME_MAX ? to_s : (to_s + p - 1) / p * p);
@@ -254,17 +408,45 @@ struct listing {
 	bool whole; /* pass the key from its start (series) rather than from after the prefix */
 };
 
+/* The name at the iterator (skipping keys that are not ours): its key bytes up to and including the terminator, in
+ * *k / *len (valid until the iterator moves); false past the prefix. */
+static bool list_at(rocksdb_iterator_t *it, const struct listing *l, size_t max, const char **k, size_t *len)
+{
+	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl;
+		const char *key = rocksdb_iter_key(it, &kl);
+		const char *name = key + l->plen, *t;
+
+		if (kl < l->plen || memcmp(key, l->prefix, l->plen) != 0)
+			return false;
+		t = memchr(name, l->term, kl - l->plen);
+		if (!t || t == name || (size_t)(t - key) + 1 > max)
+			continue; /* defensive: not one of our keys */
+		*k = key;
+		*len = (size_t)(t - key) + 1;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * List names in key order. At hour resolution the names of the hours and of the minutes family are merged (a series
+ * whose hours are not rolled up yet has minutes only): each iterator sits on its next name, the smaller one is
+ * listed, and the iterators on that name skip past it with one Seek each.
+ */
 static long list_keys(struct dts_storage *st, enum dts_res res, const struct listing *l, dts_storage_name_fn fn,
 		      void *ctx)
 {
+	const int cfs[2] = { cf_of(res), DTS__CF_MINUTES };
+	const int ncf = res == DTS_RES_HOUR ? 2 : 1;
 	char seek[DTS_STORAGE_KEY_MAX + 2], upper[DTS_STORAGE_SERIES_MAX + 2];
 	rocksdb_readoptions_t *ro;
-	rocksdb_iterator_t *it;
-	size_t seekl = l->plen;
+	rocksdb_iterator_t *it[2] = { NULL, NULL };
 	long n = 0;
 
-	if (!st->cf[cf_of(res)])
-		return -EINVAL;
+	for (int i = 0; i < ncf; i++)
+		if (!st->cf[cfs[i]])
+			return -EINVAL;
 	ro = rocksdb_readoptions_create();
 	if (!ro)
 		return -ENOMEM;
@@ -274,32 +456,41 @@ static long list_keys(struct dts_storage *st, enum dts_res res, const struct lis
 		upper[l->plen - 1] = '0'; /* prefix ends in '/': '0' is the next byte */
 		rocksdb_readoptions_set_iterate_upper_bound(ro, upper, l->plen);
 	}
-	memcpy(seek, l->prefix, l->plen);
-	it = rocksdb_create_iterator_cf(st->db, ro, st->cf[cf_of(res)]);
-	rocksdb_iter_seek(it, seek, seekl);
-	while (rocksdb_iter_valid(it)) {
-		size_t kl;
-		const char *k = rocksdb_iter_key(it, &kl);
-		const char *name = k + l->plen, *t;
-
-		if (kl < l->plen || memcmp(k, l->prefix, l->plen) != 0)
-			break;
-		t = memchr(name, l->term, kl - l->plen);
-		if (!t || t == name || (size_t)(t - k) + 1 > sizeof(seek) - 1) {
-			rocksdb_iter_next(it); /* defensive: not one of our keys */
-			continue;
-		}
-		n++;
-		if (fn && (l->whole ? fn(ctx, k, (size_t)(t - k)) : fn(ctx, name, (size_t)(t - name))) != 0)
-			break;
-		seekl = (size_t)(t - k);
-		memcpy(seek, k, seekl);
-		seek[seekl++] = (char)(l->term + 1);
-		rocksdb_iter_seek(it, seek, seekl);
+	for (int i = 0; i < ncf; i++) {
+		it[i] = rocksdb_create_iterator_cf(st->db, ro, st->cf[cfs[i]]);
+		rocksdb_iter_seek(it[i], l->prefix, l->plen);
 	}
-	if (iter_error(it))
-		n = -EIO;
-	rocksdb_iter_destroy(it);
+	for (;;) {
+		const char *k[2] = { NULL, NULL };
+		size_t len[2] = { 0, 0 }, seekl;
+		int best = -1;
+
+		for (int i = 0; i < ncf; i++) {
+			if (!list_at(it[i], l, sizeof(seek) - 1, &k[i], &len[i]))
+				continue;
+			if (best < 0 || memcmp(k[i], k[best], len[i] < len[best] ? len[i] : len[best]) < 0 ||
+			    (memcmp(k[i], k[best], len[i] < len[best] ? len[i] : len[best]) == 0 && len[i] < len[best]))
+				best = i;
+		}
+		if (best < 0)
+			break;
+		n++;
+		/* the name without its terminator */
+		if (fn && (l->whole ? fn(ctx, k[best], len[best] - 1) :
+				      fn(ctx, k[best] + l->plen, len[best] - 1 - l->plen)) != 0)
+			break;
+		seekl = len[best];
+		memcpy(seek, k[best], seekl);
+		seek[seekl - 1] = (char)(l->term + 1);
+		for (int i = 0; i < ncf; i++)
+			if (k[i] && len[i] == seekl && memcmp(k[i], seek, seekl - 1) == 0)
+				rocksdb_iter_seek(it[i], seek, seekl);
+	}
+	for (int i = 0; i < ncf; i++) {
+		if (iter_error(it[i]))
+			n = -EIO;
+		rocksdb_iter_destroy(it[i]);
+	}
 	rocksdb_readoptions_destroy(ro);
 	return n;
 }

@@ -12,7 +12,9 @@
  * and retries it with exponential backoff (retry_min_ms .. retry_max_ms) while the merger keeps queueing behind it:
  * the queue is the bounded buffer, and what does not fit is dropped and counted. Checkpoints get one attempt (the
  * next one replaces a failed one within seconds), and one followed in the queue by a newer checkpoint or by the close
- * of the same minute is skipped (the later entry contains everything it has).
+ * of the same minute is skipped (the later entry contains everything it has). With nothing queued, the thread rolls up
+ * the hours that are due (roll.c) in chunks of about DTS_STORAGE_ROLL_BUDGET_US, looking at the queue between chunks,
+ * so a closed minute waits at most one chunk for the roller.
  *
  * Ownership: an entry belongs to the queue from a successful push until the consumer releases it after writing
  * (or skipping, or dropping) it; a refused push is released by the producer at once.
@@ -219,6 +221,8 @@ static void *sink_main(void *arg)
 				dts__evq_drain(st, true); /* what the merger handed over before it stopped */
 				break;
 			}
+			if (dts__roll_idle(st))
+				continue; /* one bounded chunk of hourly rollups, then the queue again */
 			struct timespec ts;
 
 			timespec_after_ms(&ts, IDLE_WAIT_MS);

@@ -3,8 +3,11 @@
  *
  * Who touches what:
  *   db, cf[], ro, wo, cfg, data_dir, compression     set by dts_storage_open, read-only afterwards (any thread)
- *   hwm, scratch (wr_*)                              under write_lock (the single writer: the storage thread, or
- *                                                    dts_storage_restore before the merger runs)
+ *   hwm, scratch (wr_*), rollup state (roll_*,       under write_lock (the single writer: the storage thread, or
+ *   hsets)                                           dts_storage_restore before the merger runs)
+ *   hour_done                                        written under write_lock (read-write mode) or by
+ *                                                    dts_storage_catch_up (secondary); read by any reader with
+ *                                                    acquire loads (dts__hour_done)
  *   stats                                            each field has one writer (see dts/storage.h), relaxed atomics
  *   sink                                             set/cleared by dts_storage_sink_start/stop (the owner thread)
  */
@@ -89,6 +92,17 @@ struct dts_storage {
 	struct dts__batch wr_batch; /* the batch being built; under write_lock (its buffer is kept between minutes) */
 	char last_err[512]; /* RocksDB's message of the last failed write; under write_lock */
 
+	/* Hourly rollup (roll.c; docs/storage.md "Hourly rollups"). */
+	int64_t hour_done; /* every hour <= it is complete in hours (meta "hour_done"); INT64_MIN: none yet */
+	int64_t roll_hour; /* the hour being rolled up, INT64_MIN when none; under write_lock */
+	char roll_cursor[DTS_STORAGE_SERIES_MAX + 1]; /* the last SERIES of roll_hour rolled up (marker key order) */
+	size_t roll_cursor_len; /* 0: none yet */
+	int64_t roll_next; /* hint: no marker below this hour (INT64_MAX: none known); under write_lock */
+	struct dts__hourset **hsets; /* per hour with markers: the series whose marker is stored; under write_lock */
+	size_t n_hsets;
+	struct dts_stored roll_acc, roll_tmp; /* the roller's scratch; under write_lock */
+	int64_t roll_fail_logged_ns; /* storage thread: when a failing rollup was last logged */
+
 	struct dts_storage_stats stats;
 	/* Queue accounting, monotonic: enq_* written by the sink's producer (merger thread), deq_* by the storage
 	 * thread; the depth is their difference. Kept here, not in the sink, so stats stay readable after a stop. */
@@ -122,6 +136,69 @@ struct dts__evq *dts__evq_create(void);
 void dts__evq_destroy(struct dts__evq *q);
 void dts__evq_push(struct dts__evq *q, struct dts_event_batch *b);
 void dts__evq_drain(struct dts_storage *st, bool stopping);
+
+/*
+ * roll.c: hourly rollups. Markers ("hourq|" HOUR '|' SERIES in current) say which series have minutes in an hour not
+ * yet rolled up; the writer adds them (write.c), the roller turns them into hour values and meta "hour_done".
+ */
+#define DTS__MARKER_PREFIX "hourq|"
+#define DTS__MARKER_PREFIX_LEN 6
+#define DTS__MARKER_KEY_MAX (DTS__MARKER_PREFIX_LEN + DTS_STORAGE_TIME_LEN_HOUR + 1 + DTS_STORAGE_SERIES_MAX)
+
+/* The series (SERIES bytes) with a stored marker for one hour: an open-addressing set of 128-bit hashes. */
+struct dts__hourset {
+	int64_t hour;
+	uint64_t (*slot)[2]; /* {0, 0}: empty */
+	size_t cap, n; /* cap: a power of two, or 0 */
+};
+
+/* "hourq|" YYYYMMDDTHH '|' SERIES into buf (DTS__MARKER_KEY_MAX bytes suffice). Returns the length or -EINVAL. */
+int dts__marker_key(char *buf, int64_t hour, const char *series, size_t sl);
+
+/* Is the hour of SERIES (sl bytes, no '|') already rolled up, so that new minutes must read-merge-write it? The other
+ * case adds a marker. Under write_lock. */
+bool dts__hour_rolled(const struct dts_storage *st, int64_t hour, const char *series, size_t sl);
+
+/* Marker bookkeeping of the writer: the set of hour (created when absent; NULL: out of memory; stays valid until that
+ * hour is forgotten), and forgetting one hour's set (after a failed batch: its markers may not be stored; the next
+ * minutes put them again). */
+struct dts__hourset *dts__hourset_get(struct dts_storage *st, int64_t hour);
+/* Add the series with hashes (a, b); returns true when it was already there. Out of memory: false, not added. */
+bool dts__hourset_test_add(struct dts__hourset *hs, uint64_t a, uint64_t b);
+void dts__hourset_forget(struct dts_storage *st, int64_t hour);
+
+/* Fold one stored minute (value bytes, minute offset off in its hour, the series' type) into acc; *n counts the
+ * minutes folded so far (0: acc is replaced). Returns 0, 1 (undecodable or of another type: skipped), -ENOMEM. */
+int dts__hour_fold(struct dts_stored *acc, unsigned *n, struct dts_stored *tmp, const uint8_t *val, size_t len,
+		   uint8_t off, uint8_t type);
+
+/* May minutes of hour (unix seconds / 3600) have been dropped by the minutes' retention already? Then a stored hour
+ * value is kept rather than replaced by a rollup of what is left. */
+bool dts__hour_at_risk(const struct dts_storage *st, int64_t hour);
+
+/* Readers: hour_done (acquire). The writer and the roller publish it with a release store after the commit. */
+int64_t dts__hour_done(const struct dts_storage *st);
+void dts__set_hour_done(struct dts_storage *st, int64_t hour);
+
+/* At open (db.c): load meta "hour_done"; in read-write mode also migrate a store of the previous release (hwm but no
+ * hour_done: its hours were maintained minute by minute, so hour_done = the hwm's hour) and find the lowest marker.
+ * Returns 0 or -EIO (message in err). Secondary: reload after a catch-up. */
+int dts__roll_open(struct dts_storage *st, char *err, size_t err_len);
+void dts__roll_reload(struct dts_storage *st);
+void dts__roll_free(struct dts_storage *st);
+
+/*
+ * One chunk of rollups in one batch: the markers of the lowest marked hour <= last_hour (DTS_STORAGE_ROLL_DUE: the
+ * due ones), from where the previous chunk stopped, until budget_ns has passed or max_series (0: the default bound)
+ * series are rolled up; the chunk that reaches the end of the hour's markers also deletes them and sets hour_done.
+ * *progress: a chunk was committed. Returns the series rolled up, or -errno (nothing changed). Takes write_lock.
+ */
+long dts__roll_chunk(struct dts_storage *st, int64_t last_hour, int64_t budget_ns, size_t max_series, bool *progress);
+
+/* The storage thread, between queued minutes: one bounded chunk of due rollups (DTS_STORAGE_ROLL_BUDGET_US). Returns
+ * true when it did some work (call again after looking at the queue), false when nothing is due or it failed
+ * (logged, retried at the next call). */
+bool dts__roll_idle(struct dts_storage *st);
 
 /* Log through cfg.log (printf-style); silent without one. */
 void dts__log(const struct dts_storage *st, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

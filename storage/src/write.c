@@ -1,15 +1,22 @@
 /*
- * write.c - the single writer: closed minutes (minute + hour read-merge-write in one WriteBatch), checkpoints of
- * open minutes, and the restore of checkpoints at startup.
+ * write.c - the single writer: closed minutes (minutes, rollup markers, and the hours of late data in one
+ * WriteBatch), checkpoints of open minutes, and the restore of checkpoints at startup.
  *
  * Why read-merge-write and not a merge operator: DESIGN.md section 5 (ldb must read every value). The writer is the
- * only one that changes minutes and hours (write_lock), so a read followed by a put in the same batch cannot race.
+ * only one that changes minutes and hours (write_lock; the roller in roll.c takes it too), so a read followed by a
+ * put in the same batch cannot race.
+ *
+ * Hours. A minute whose hour is not rolled up yet (the usual case) does not touch the hours family: the first minute
+ * of a series in that hour puts a marker ("hourq|" HOUR '|' SERIES in current), and the writer remembers in memory
+ * (a set of 128-bit hashes per hour) which series have one, so the other minutes of the hour add nothing. The roller
+ * later writes the hour from the minutes (roll.c). A minute whose hour is already rolled up (late data) merges its
+ * record into the stored hour (read-merge-write), as every minute did before hourly rollups.
  *
  * Which reads are needed. meta "hwm_minute" is the highest minute ever stored, updated in the same batch as the
- * minute. A minute above it cannot have a stored value, and neither can its hour when the hour is above the hwm's
- * hour: the common case (the minute after the last one) then reads only hours, and the first minute of an hour reads
- * nothing. A minute at or below the hwm (data that arrived after its minute was stored, a minute closed again after
- * a restart, a checkpoint restored as a closed minute) reads its stored minutes too and merges into them.
+ * minute. A minute above it cannot have a stored value: the common case (the minute after the last one) reads
+ * nothing at all. A minute at or below the hwm (data that arrived after its minute was stored, a minute closed again
+ * after a restart, a checkpoint restored as a closed minute) reads its stored minutes and merges into them, and reads
+ * its hours if they are rolled up.
  *
  * Reads are batched: records are processed in chunks of CHUNK with one MultiGet per column family per chunk.
  * Records of one closed minute have distinct identities (the engine hands over one record per series), so no two
@@ -21,7 +28,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dts/hash.h"
 #include "storage_internal.h"
+
+/* Seeds of the two 64-bit hashes that identify a series in the writer's marker sets (128 bits: a collision, which
+ * would leave one series-hour without its rollup, is out of reach at any number of series). */
+#define MARK_SEED_A 0x6d61726b65723161ULL
+#define MARK_SEED_B 0x9b1f3c7d5e2a4f61ULL
+
+/*
+ * Pre-marking. Without it, minute 0 of every hour would put a marker for every series at once (at 1M series, twice the
+ * usual close's puts). So the newest minutes of the second half of an hour (offset 30 + k) also put the next hour's
+ * markers of the series whose hash is k mod PREMARK_SLICES: by the next hour, the series of this hour are marked
+ * already, spread over 30 closes. A series that stops before the next hour gets a marker it does not need; rolling it
+ * up costs one Seek and writes nothing.
+ */
+#define PREMARK_FROM 30
+#define PREMARK_SLICES 30
 
 /* Records per MultiGet: large enough to amortise the call, small enough that the key arena (2 x CHUNK keys) and the
  * pinned values stay in a few MiB. */
@@ -32,6 +55,7 @@ struct dts__chunk {
 	const char *kmin[CHUNK], *khour[CHUNK];
 	size_t lmin[CHUNK], lhour[CHUNK];
 	uint32_t rec[CHUNK]; /* index in cm->recs of each valid key */
+	int32_t hread[CHUNK]; /* per item: index in khour/vhour of its hour (rolled up: read-merge-write), or -1 */
 	rocksdb_pinnableslice_t *vmin[CHUNK], *vhour[CHUNK];
 	char *emin[CHUNK], *ehour[CHUNK];
 };
@@ -217,13 +241,35 @@ static struct item *sorted_items(struct dts_storage *st, const struct dts_closed
 	return it;
 }
 
-/* Add items [0, n) (sorted) to the batch. Returns the records merged into stored minutes, or -errno. */
+/* What one minute's batch adds besides its minutes. */
+struct minute_extra {
+	int64_t hour;
+	struct dts__hourset *marked; /* series with a stored marker for hour (NULL: out of memory, put them all) */
+	struct dts__hourset *next; /* pre-marking: the next hour's set, NULL when this minute does not pre-mark */
+	unsigned slice; /* pre-marking: the series whose first hash is slice mod PREMARK_SLICES */
+	uint64_t markers, hours_late;
+};
+
+static int put_marker(struct dts_storage *st, struct dts__batch *b, char *buf, int64_t hour, const char *series,
+		      size_t sl)
+{
+	int ml = dts__marker_key(buf, hour, series, sl);
+
+	return ml < 0 ? ml : dts__batch_put(b, st->cf_id[DTS__CF_CURRENT], buf, (size_t)ml, "", 0);
+}
+
+/*
+ * Add items [0, n) (sorted) to the batch: each minute (merged into its stored value when read_min), and for its hour
+ * a read-merge-write (rolled up) or a marker (not yet, and none stored). Returns the records merged into stored
+ * minutes, or -errno.
+ */
 static long add_chunk(struct dts_storage *st, struct dts__batch *b, const struct dts_closed_minute *cm,
-		      const struct item *items, size_t n, bool read_min, bool read_hour)
+		      const struct item *items, size_t n, bool read_min, struct minute_extra *x)
 {
 	struct dts__chunk *c = chunk_scratch(st);
 	const uint8_t off = (uint8_t)(((cm->minute % 60) + 60) % 60);
-	char tm[DTS_STORAGE_TIME_LEN_MINUTE + 1];
+	char tm[DTS_STORAGE_TIME_LEN_MINUTE + 1], mk[DTS__MARKER_KEY_MAX + 1];
+	size_t nh = 0;
 	long merged = 0;
 	const char *e;
 	int rc = 0;
@@ -233,28 +279,49 @@ static long add_chunk(struct dts_storage *st, struct dts__batch *b, const struct
 	dts_storage_time_encode(tm, sizeof(tm), DTS_RES_MINUTE, cm->minute * 60); /* checked by the caller */
 	for (size_t k = 0; k < n; k++) {
 		char *km = st->wr_keys + 2 * k * (DTS_STORAGE_KEY_MAX + 1), *kh = km + DTS_STORAGE_KEY_MAX + 1;
+		const char *series = st->wr_series + items[k].off;
 		const size_t sl = items[k].len;
 
-		memcpy(km, st->wr_series + items[k].off, sl);
+		memcpy(km, series, sl);
 		memcpy(km + sl, tm, DTS_STORAGE_TIME_LEN_MINUTE);
-		memcpy(kh, km, sl + DTS_STORAGE_TIME_LEN_HOUR);
 		c->kmin[k] = km;
 		c->lmin[k] = sl + DTS_STORAGE_TIME_LEN_MINUTE;
-		c->khour[k] = kh;
-		c->lhour[k] = sl + DTS_STORAGE_TIME_LEN_HOUR;
 		c->rec[k] = items[k].rec;
 		c->vmin[k] = c->vhour[k] = NULL;
 		c->emin[k] = c->ehour[k] = NULL;
+		c->hread[k] = -1;
+		if (dts__hour_rolled(st, x->hour, series, sl - 1)) {
+			memcpy(kh, km, sl + DTS_STORAGE_TIME_LEN_HOUR);
+			c->khour[nh] = kh;
+			c->lhour[nh] = sl + DTS_STORAGE_TIME_LEN_HOUR;
+			c->hread[k] = (int32_t)nh++;
+		} else {
+			const uint64_t ha = dts_hash64(series, sl - 1, MARK_SEED_A);
+			const uint64_t hb = dts_hash64(series, sl - 1, MARK_SEED_B);
+
+			if (!x->marked || !dts__hourset_test_add(x->marked, ha, hb)) {
+				rc = put_marker(st, b, mk, x->hour, series, sl - 1);
+				if (rc < 0)
+					return rc;
+				x->markers++;
+			}
+			if (x->next && ha % PREMARK_SLICES == x->slice && !dts__hourset_test_add(x->next, ha, hb)) {
+				rc = put_marker(st, b, mk, x->hour + 1, series, sl - 1);
+				if (rc < 0)
+					return rc;
+				x->markers++;
+			}
+		}
 	}
 	if (read_min)
 		rocksdb_batched_multi_get_cf(st->db, st->ro_get, st->cf[DTS__CF_MINUTES], n, c->kmin, c->lmin, c->vmin,
 					     c->emin, true);
-	if (read_hour)
-		rocksdb_batched_multi_get_cf(st->db, st->ro_get, st->cf[DTS__CF_HOURS], n, c->khour, c->lhour, c->vhour,
-					     c->ehour, true);
+	if (nh)
+		rocksdb_batched_multi_get_cf(st->db, st->ro_get, st->cf[DTS__CF_HOURS], nh, c->khour, c->lhour,
+					     c->vhour, c->ehour, true);
 	e = get_error(c->emin, n);
 	if (!e)
-		e = get_error(c->ehour, n);
+		e = get_error(c->ehour, nh);
 	if (e) {
 		snprintf(st->last_err, sizeof(st->last_err), "reading stored values: %s", e);
 		DTS__SSTAT_ADD(st->stats.write_errors, 1);
@@ -263,6 +330,7 @@ static long add_chunk(struct dts_storage *st, struct dts__batch *b, const struct
 	}
 	for (size_t k = 0; k < n && rc >= 0; k++) {
 		const struct dts_minute_rec *r = &cm->recs[c->rec[k]];
+		const int32_t j = c->hread[k];
 		struct dts_stored v;
 
 		rec_view(&v, r, 0);
@@ -270,12 +338,15 @@ static long add_chunk(struct dts_storage *st, struct dts__batch *b, const struct
 		if (rc < 0)
 			break;
 		merged += rc;
+		if (j < 0)
+			continue;
 		rec_view(&v, r, off);
-		rc = merge_put(st, b, DTS__CF_HOURS, c->khour[k], c->lhour[k], c->vhour[k], &v);
+		rc = merge_put(st, b, DTS__CF_HOURS, c->khour[j], c->lhour[j], c->vhour[j], &v);
+		x->hours_late++;
 	}
 out:
 	free_gets(c->vmin, c->emin, n);
-	free_gets(c->vhour, c->ehour, n);
+	free_gets(c->vhour, c->ehour, nh);
 	return rc < 0 ? rc : merged;
 }
 
@@ -291,10 +362,12 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 	const int64_t t0 = dts__mono_ns();
 	struct dts__batch *b = &st->wr_batch;
 	char tk[DTS_STORAGE_TIME_LEN_MINUTE + 2], tk_end[DTS_STORAGE_TIME_LEN_MINUTE + 2];
+	struct minute_extra x = { .hour = cm->minute / 60 };
+	char th[DTS_STORAGE_TIME_LEN_HOUR + 1];
 	struct item *items;
 	size_t nitems = 0, ninvalid = 0;
 	long merged = 0, rc = 0;
-	bool read_min, read_hour;
+	bool read_min, first_hour_done = false;
 
 	if (st->cfg.mode != DTS_STORAGE_READ_WRITE)
 		return -EROFS;
@@ -308,10 +381,24 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 		goto out;
 	}
 	read_min = st->hwm != INT64_MIN && cm->minute <= st->hwm;
-	read_hour = st->hwm != INT64_MIN && cm->minute / 60 <= st->hwm / 60;
+	if (st->hour_done == INT64_MIN && x.hour > 0) {
+		/* the first minute of a new store: every earlier hour is complete (there is none). Hour 0 of 1970 has
+		 * no hour before it: dts__hour_rolled has it read-merge-written while hour_done is unset */
+		dts_storage_time_encode(th, sizeof(th), DTS_RES_HOUR, (x.hour - 1) * 3600);
+		dts__batch_put(b, st->cf_id[DTS__CF_META], "hour_done", 9, th, DTS_STORAGE_TIME_LEN_HOUR);
+		first_hour_done = true;
+	}
+	if (st->hour_done == INT64_MIN || x.hour > st->hour_done) {
+		x.marked = dts__hourset_get(st, x.hour);
+		/* pre-mark from the newest minute only (late parts and restored minutes are not the hour's clock) */
+		if (cm->minute % 60 >= PREMARK_FROM && (st->hwm == INT64_MIN || cm->minute > st->hwm) &&
+		    x.hour != st->roll_hour) {
+			x.next = dts__hourset_get(st, x.hour + 1);
+			x.slice = (unsigned)(cm->minute % 60 - PREMARK_FROM) % PREMARK_SLICES;
+		}
+	}
 	for (size_t from = 0; from < nitems && rc >= 0; from += CHUNK) {
-		rc = add_chunk(st, b, cm, items + from, nitems - from < CHUNK ? nitems - from : CHUNK, read_min,
-			       read_hour);
+		rc = add_chunk(st, b, cm, items + from, nitems - from < CHUNK ? nitems - from : CHUNK, read_min, &x);
 		if (rc > 0)
 			merged += rc;
 	}
@@ -333,12 +420,22 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 		st->hwm = cm->minute;
 		DTS__SSTAT_SET(st->stats.hwm_minute, st->hwm);
 	}
+	if (first_hour_done)
+		dts__set_hour_done(st, x.hour - 1);
+	if (x.markers && x.hour < st->roll_next)
+		st->roll_next = x.hour; /* a pre-mark alone is for hour + 1: a lower hint is harmless */
 	DTS__SSTAT_ADD(st->stats.minutes_written, 1);
 	DTS__SSTAT_ADD(st->stats.records_written, nitems);
 	DTS__SSTAT_ADD(st->stats.records_merged, (uint64_t)merged);
 	DTS__SSTAT_ADD(st->stats.dropped_records[DTS_SDROP_INVALID], ninvalid);
+	DTS__SSTAT_ADD(st->stats.markers_written, x.markers);
+	DTS__SSTAT_ADD(st->stats.hours_late, x.hours_late);
 	account_latency(st, t0);
 out:
+	if (rc < 0 && x.marked)
+		dts__hourset_forget(st, x.hour); /* remembered markers may not be stored: put them all again */
+	if (rc < 0 && x.next)
+		dts__hourset_forget(st, x.hour + 1);
 	pthread_mutex_unlock(&st->write_lock);
 	return (int)rc;
 }

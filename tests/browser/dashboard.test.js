@@ -7,6 +7,7 @@
 //   4. a second user (made through the admin API) sees only its own data; an error sent through libdattss arrives
 //      live in the errors and warnings panel, and the libdattss process shows online with its statistics
 //   5. alerts: the form names a bad field, a rule is added, shown with its state and history, and removed
+//   6. rotating the signed-in user's key brings the sign-in form back with the reason
 // Screenshots go to DATTSS_BUILD/screenshots/. The daemon, the browser and the temporary directory are removed on
 // every path (pass or fail, and on SIGINT/SIGTERM); the daemon's log is copied next to the screenshots.
 //
@@ -177,6 +178,7 @@ function run(cmd, args, env) {
 let browser = null;
 let page = null;
 const pageErrors = [];
+let keyRotated = false; // from step 6 on, the old key's 401s are expected
 
 async function shot(name) {
 	fs.mkdirSync(SHOTS, { recursive: true });
@@ -236,6 +238,7 @@ describe('dashboard in headless Chromium against the real dattssd', { timeout: 1
 		page.on('response', (r) => {
 			const u = new URL(r.url());
 			const expected = (r.status() === 401 && u.pathname === '/api/v1/current') || // the wrong key of step 1
+				(r.status() === 401 && keyRotated) || // step 6
 				(r.status() === 400 && u.pathname === '/api/v1/alerts'); // the refused rule of step 5
 			if (r.status() >= 400 && !expected)
 				pageErrors.push(`${r.request().method()} ${u.pathname}: ${r.status()}`);
@@ -405,6 +408,18 @@ describe('dashboard in headless Chromium against the real dattssd', { timeout: 1
 		await page.click(`${row} button:has-text("Yes, remove")`);
 		await page.waitForSelector(row, { state: 'detached' });
 		assert.match(await page.textContent('#rules-status'), /removed/);
+	});
+
+	test('6. a key rotated while signed in brings the sign-in form back with the reason', { timeout: STEP_TIMEOUT_MS }, async () => {
+		const admin = fs.readFileSync(path.join(daemon.dataDir, 'admin.token'), 'utf8').trim();
+		const rotated = await api('/api/v1/admin/users/browser%40example.com/rotate', { key: admin, method: 'POST' });
+		assert.equal(rotated.status, 200, JSON.stringify(rotated.json));
+		keyRotated = true;
+		await page.click('nav a[href="#/"]');
+		await page.click('nav a[href="#/alerts"]'); // asks the API again, with the old key
+		await page.waitForSelector('#signin-msg:has-text("no longer accepts this API key")');
+		assert.equal(await page.evaluate(() => sessionStorage.getItem('dattss.apiKey')), null);
+		await shot('06-key-rotated');
 	});
 
 	test('the page raised no script errors and made no failing request', () => {

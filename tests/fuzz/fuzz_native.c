@@ -11,9 +11,13 @@
  *   - the iterators return exactly npartials partials and nevents events, each with valid names and tags, a finite
  *     aggregate (empty exactly for PIECE partials), and, for timers and sets, an encoding that decodes through the
  *     scratch and re-encodes to the same bytes;
- *   - when the datagram has no PIECE partial, encoding the decoded view again gives back the same bytes (the format is
- *     canonical), except the flags and part fields the encoder sets itself;
- *   - the same datagram a second time is rejected as replayed.
+ *   - when the datagram has no PIECE partial and no version-1 sketch (decoded for old clients, re-encoded as version 2),
+ *     encoding the decoded view again gives back the same bytes (the format is canonical), except the flags and part
+ *     fields the encoder sets itself;
+ *   - the same datagram a second time is rejected as replayed;
+ *   - the engine (dts_core_ingest on a long-lived merger's core, hand-over, dts_merger_step) takes every partial of it
+ *     or counts what it dropped, or rejects it as a replay of an earlier input; the merger decodes and merges its
+ *     sketches, sets, process report and events without error (ASan watches the table's logs).
  * Seeds: corpus/native/ (made with the encoder: heartbeats, every type, tags, events, pieces of a split sketch).
  */
 #include <errno.h>
@@ -22,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dts/engine.h"
 #include "dts/native.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -37,6 +42,7 @@ static struct dts_native_mac_key mac;
 static struct dts_native_key key = { .user = "42", .user_len = 2, .mac = &mac };
 static struct dts_native_scratch *scratch;
 static struct dts_native_enc enc;
+static struct dts_merger *merger;
 
 static const struct dts_native_key *lookup(void *ctx, uint32_t id)
 {
@@ -117,7 +123,7 @@ static void check_accepted(const uint8_t *buf, size_t len, const struct dts_nati
 	struct dts_native_event ev;
 	struct dts_native_partial p;
 	unsigned n = 0;
-	bool piece = false;
+	bool piece = false, legacy = false;
 
 	CHECK(dts_native_user_valid(m->user, m->user_len) && m->user_len == 2 && memcmp(m->user, "42", 2) == 0);
 	CHECK(m->slot == NOW - NOW % 5 || (m->slot % 5 == 0 && m->slot > 0));
@@ -141,7 +147,23 @@ static void check_accepted(const uint8_t *buf, size_t len, const struct dts_nati
 		} else {
 			CHECK(p.agg.count > 0.0 && isfinite(p.agg.sum) && p.agg.min <= p.agg.max);
 		}
-		if (p.type == DTS_TIMER) {
+		if (p.type == DTS_TIMER && p.enc[0] == 1) {
+			/* a version-1 sketch (accepted from old clients) re-encodes as version 2: it must decode again */
+			const struct dts_sketch *s = dts_native_partial_sketch(&p, scratch);
+			struct dts_sketch again;
+			size_t sz;
+			uint8_t *e;
+
+			legacy = true;
+			CHECK(s);
+			sz = dts_sketch_encoded_size(s);
+			e = malloc(sz);
+			CHECK(e && dts_sketch_encode(s, e, sz) == (int)sz);
+			dts_sketch_init(&again);
+			CHECK(dts_sketch_decode(&again, e, sz) == (int)sz && again.count == s->count);
+			dts_sketch_free(&again);
+			free(e);
+		} else if (p.type == DTS_TIMER) {
 			const struct dts_sketch *s = dts_native_partial_sketch(&p, scratch);
 			uint8_t *e;
 
@@ -160,8 +182,36 @@ static void check_accepted(const uint8_t *buf, size_t len, const struct dts_nati
 		n++;
 	}
 	CHECK(n == m->npartials);
-	if (!piece)
+	if (!piece && !legacy)
 		reencode(buf, len, m);
+}
+
+/* Through the engine: the same path as an RX core's in dattssd. */
+static void engine_feed(const uint8_t *buf, size_t len, const struct dts_native_msg *m)
+{
+	struct dts_core *c = dts_merger_core(merger, 0);
+	struct dts_core_stats a, b;
+	uint64_t dropped = 0;
+	unsigned got;
+
+	dts_core_stats_read(c, &a);
+	got = dts_core_ingest(c, (const char *)buf, len, NOW);
+	dts_core_stats_read(c, &b);
+	for (int d = 0; d < DTS_DROP_COUNT; d++)
+		dropped += b.dropped[d] - a.dropped[d];
+	if (b.native_datagrams == a.native_datagrams + 1) {
+		CHECK(b.partials - a.partials == got && got + dropped == m->npartials);
+		CHECK(b.events + b.events_dropped - a.events - a.events_dropped == m->nevents);
+	} else {
+		/* an earlier input had this (instance, sequence) */
+		CHECK(got == 0 && b.native_rejected[DTS_NREJ_REPLAYED] + b.native_rejected[DTS_NREJ_REPLAY_TOO_OLD] +
+					  b.native_rejected[DTS_NREJ_REPLAY_FULL] ==
+				  a.native_rejected[DTS_NREJ_REPLAYED] + a.native_rejected[DTS_NREJ_REPLAY_TOO_OLD] +
+					  a.native_rejected[DTS_NREJ_REPLAY_FULL] + 1);
+	}
+	dts_core_flush(c);
+	dts_core_tick(c, (int64_t)NOW * 1000);
+	dts_merger_step(merger, (int64_t)NOW * 1000);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -179,6 +229,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(scratch);
 		dts_native_cfg_defaults(&cfg);
 		cfg.key_lookup = lookup;
+
+		struct dts_merger_cfg mc;
+
+		dts_rcu_register_thread();
+		dts_merger_cfg_defaults(&mc);
+		mc.table_capacity = 1024;
+		mc.max_series = 100000; /* bounded memory over a long fuzzing run (beyond: counted drops) */
+		mc.native = cfg;
+		merger = dts_merger_create(&mc);
+		CHECK(merger);
 	}
 	if (size < 1)
 		return 0;
@@ -206,6 +266,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r == 0) {
 		check_accepted(buf, len, &m);
 		CHECK(dts_native_open(&cfg, replay, scratch, buf, len, NOW, &m) == -DTS_NREJ_REPLAYED);
+		engine_feed(buf, len, &m);
 	}
 	dts_native_replay_destroy(replay);
 	free(buf);

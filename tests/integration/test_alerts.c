@@ -478,7 +478,7 @@ Test(alerts, every_kind_fires_and_resolves)
 	add_rule(key2, rule, id4);
 	/* Users are separate: the default user does not see the second user's rule. */
 	cr_expect_str_eq(state_of(key, id4), "");
-	call("DELETE", "/api/v1/alerts/000000000000", key, NULL, 404);
+	json_decref(call("DELETE", "/api/v1/alerts/000000000000", key, NULL, 404));
 
 	/* Phase 1: temp above, level below, hits flowing, the worker beating. */
 	fd = dh_udp_socket(&dmn);
@@ -621,7 +621,7 @@ Test(alerts, every_kind_fires_and_resolves)
 		}
 	}
 	json_decref(j);
-	call("GET", path, key2, NULL, 404); /* another user's rule */
+	json_decref(call("GET", path, key2, NULL, 404)); /* another user's rule */
 	{
 		const char *email[] = { "channel=\"email\"", NULL }, *sms[] = { "channel=\"sms\"", NULL },
 			   *voice[] = { "channel=\"call\"", NULL }, *hook[] = { "channel=\"webhook\"", NULL };
@@ -636,8 +636,8 @@ Test(alerts, every_kind_fires_and_resolves)
 
 	/* Removal through the API. */
 	snprintf(path, sizeof(path), "/api/v1/alerts/%s", id2);
-	call("DELETE", path, key2, NULL, 404);
-	call("DELETE", path, key, NULL, 204);
+	json_decref(call("DELETE", path, key2, NULL, 404));
+	json_decref(call("DELETE", path, key, NULL, 204));
 	cr_expect_str_eq(state_of(key, id2), "");
 	test_passed = true;
 }

@@ -7,7 +7,8 @@
  * statsd lines with a DogStatsD timestamp three minutes in the past: the merger hands data for a closed minute to the
  * store at once ("late" data, merged into the stored minute), so the point is readable within a second instead of
  * after the minute closes. The daily view's past week is written into the stopped daemon's store with the storage API,
- * then the daemon is started again on it. Only the Graphite test waits for a real minute to close (up to ~62 s).
+ * then the daemon is started again on it. Only the Graphite test waits for a real minute to close (up to ~62 s); its
+ * carbon listener starts only after dattssd failed to reach it, so the retry and the queue are tested too.
  *
  * Second users come from the operator API (POST /api/v1/admin/users with DATA_DIR/admin.token); their native-protocol
  * credentials drive libdattss for errors and warnings.
@@ -942,22 +943,24 @@ Test(api, metrics_expose_users_who_opted_in)
 /* ---- Graphite ------------------------------------------------------------------------------------------------------ */
 
 static int carbon_fd = -1;
+static struct sockaddr_in carbon_addr;
 
+/* carbon's port: a free loopback port, not listened on yet (the test starts carbon late, to see dattssd retry). */
 static void graphite_up(void)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
+	socklen_t len = sizeof(carbon_addr);
 	char port[16];
 	const char *extra[] = { "--graphite-host", "127.0.0.1", "--graphite-port", port, "--graphite-prefix", "t.dts",
 				NULL };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-	carbon_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(carbon_fd, 0);
-	cr_assert_eq(bind(carbon_fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(listen(carbon_fd, 4), 0);
-	cr_assert_eq(getsockname(carbon_fd, (struct sockaddr *)&a, &len), 0);
-	snprintf(port, sizeof(port), "%u", ntohs(a.sin_port));
+	carbon_addr = (struct sockaddr_in){ .sin_family = AF_INET };
+	inet_pton(AF_INET, "127.0.0.1", &carbon_addr.sin_addr);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&carbon_addr, sizeof(carbon_addr)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&carbon_addr, &len), 0);
+	close(fd);
+	snprintf(port, sizeof(port), "%u", ntohs(carbon_addr.sin_port));
 	start_with(extra);
 }
 
@@ -970,18 +973,31 @@ static void graphite_down(void)
 
 TestSuite(graphite, .init = graphite_up, .fini = graphite_down, .timeout = 150);
 
-Test(graphite, closed_minutes_reach_carbon)
+Test(graphite, closed_minutes_reach_carbon_after_it_comes_up)
 {
 	int64_t sent = dh_now_ms() / 1000, minute = sent / 60 * 60;
-	struct pollfd pfd = { .fd = carbon_fd, .events = POLLIN };
+	struct pollfd pfd;
 	static char buf[1 << 16];
 	size_t len = 0;
 	char want[256];
-	int c;
+	int c, one = 1;
+	double errors = 0;
 
 	send_udp("gr.hits:3|c\ngr.hits:4|c\ngr.lat:10|ms\ngr.lat:30|ms\ngr.mem:7|g\ngr.tagged:1|c|#env:prod");
-	/* the minute closes at its end + 1 s of grace */
-	cr_assert_eq(poll(&pfd, 1, 90000), 1, "dattssd never connected to carbon");
+	/* the minute closes at its end + 1 s of grace; carbon is down: dattssd fails to connect, keeps the minute */
+	for (int64_t deadline = dh_now_ms() + 90000; dh_now_ms() < deadline && errors < 1; dh_sleep_ms(200))
+		errors = dh_metric(&dmn, "dattss_graphite_errors_total", NULL, NULL);
+	cr_assert_geq(errors, 1, "dattssd never tried carbon (dattss_graphite_errors_total %g)", errors);
+	cr_expect_eq(dh_metric(&dmn, "dattss_graphite_minutes_sent_total", NULL, NULL), 0);
+	/* carbon comes up: the next retry (backoff 1 s, 2 s, ...) connects and sends the queued minute */
+	carbon_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(carbon_fd, 0);
+	setsockopt(carbon_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	cr_assert_eq(bind(carbon_fd, (struct sockaddr *)&carbon_addr, sizeof(carbon_addr)), 0, "bind: %s",
+		     strerror(errno));
+	cr_assert_eq(listen(carbon_fd, 4), 0);
+	pfd = (struct pollfd){ .fd = carbon_fd, .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 40000), 1, "dattssd never connected to carbon");
 	c = accept(carbon_fd, NULL, NULL);
 	cr_assert_geq(c, 0);
 	/* read until the daemon has been quiet for 2 s after the first bytes (a batch comes in one go) */

@@ -366,6 +366,33 @@ Test(users, admin_api_create_rotate_remove_scopes_the_keys)
 	passed();
 }
 
+/* A removed user's alert rules go with it: a user re-created under the same email starts with none. */
+Test(users, removing_a_user_removes_its_alert_rules)
+{
+	struct creds b, b2;
+	json_t *j;
+	int st;
+
+	create_user("bob@example.com", &b);
+	st = req("POST", "/api/v1/alerts", b.api_key,
+		 "{\"kind\":\"above\",\"process\":\"api\",\"counter\":\"hits\",\"type\":\"c\",\"stat\":\"sum\","
+		 "\"limit\":10,\"window_min\":1,\"for\":1,\"channels\":[{\"type\":\"webhook\","
+		 "\"url\":\"http://127.0.0.1:9/hook\"}]}",
+		 &j);
+	cr_assert_eq(st, 201, "POST /api/v1/alerts: %d %s", st, error_of(j));
+	json_decref(j);
+	cr_assert_eq(req("GET", "/api/v1/alerts", b.api_key, NULL, &j), 200);
+	cr_assert_eq(json_array_size(json_object_get(j, "rules")), 1);
+	json_decref(j);
+
+	cr_assert_eq(req("DELETE", USERS "/bob@example.com", admin_token(), NULL, NULL), 204);
+	create_user("bob@example.com", &b2);
+	cr_assert_eq(req("GET", "/api/v1/alerts", b2.api_key, NULL, &j), 200);
+	cr_assert_eq(json_array_size(json_object_get(j, "rules")), 0, "the old user's rule survived its removal");
+	json_decref(j);
+	passed();
+}
+
 /* ---- dattss user ----------------------------------------------------------------------------------------------- */
 
 Test(users, cli_add_on_a_stopped_store)

@@ -651,6 +651,74 @@ Test(engine, history_is_pruned)
 	dts_alerts_close(a);
 }
 
+/* The default observer on the store alone (no engine): windows of closed minutes, and the last data of a series
+ * that is not live. */
+Test(engine, windows_and_last_data_from_the_store)
+{
+	const int64_t m = 28333333; /* a minute number */
+	struct dts_minute_rec rec = { .user = "u", .process = "api", .counter = "q", .tags = "", .type = DTS_COUNTER };
+	struct dts_closed_minute cm = { .n = 1, .recs = &rec };
+	const struct {
+		int64_t minute;
+		struct dts_agg agg; /* sum, count, min, max, fst, lst */
+	} minutes[] = {
+		{ m - 1, { 5000, 1, 1000, 1000, 1000, 1000 } }, /* outside a 3-minute window */
+		{ m, { 10, 2, 4, 6, 4, 6 } },
+		{ m + 1, { 30, 3, 5, 15, 10, 5 } },
+		/* m + 2: no data */
+	};
+	const struct {
+		const char *stat;
+		double want;
+	} stats[] = { { "avg", 8 }, { "sum", 40 }, { "count", 5 }, { "min", 4 }, { "max", 15 }, { "lst", 5 },
+		      { "rate", 40.0 / 180 } };
+	struct dts_alerts_cfg cfg;
+	struct dts_alerts *a;
+	char err[256], rule[256], ids[8][16], sw[16];
+	json_t *l, *r;
+	size_t i;
+
+	for (i = 0; i < sizeof(minutes) / sizeof(minutes[0]); i++) {
+		cm.minute = minutes[i].minute;
+		rec.agg = minutes[i].agg;
+		cr_assert_eq(dts_storage_write_minute(st, &cm), 0);
+	}
+	dts_alerts_cfg_defaults(&cfg);
+	cfg.st = st;
+	cfg.clock = test_clock;
+	cfg.grace_s = 10;
+	a = dts_alerts_open(&cfg, err, sizeof(err));
+	cr_assert_not_null(a, "%s", err);
+	for (i = 0; i < sizeof(stats) / sizeof(stats[0]); i++) {
+		snprintf(rule, sizeof(rule), "{\"kind\":\"above\",\"process\":\"api\",\"counter\":\"q\",\"type\":\"c\","
+					     "\"stat\":\"%s\",\"limit\":1e9,\"window_min\":3}", stats[i].stat);
+		add(a, "u", rule, ids[i]);
+	}
+	add(a, "u", "{\"kind\":\"stopped_working\",\"process\":\"api\",\"counter\":\"q\",\"type\":\"c\","
+		    "\"after_min\":1}", sw);
+	/* Minutes m..m+2 are the last three closed ones at (m + 3) * 60 + 20 with a 10 s grace. */
+	now_ms = ((m + 3) * 60 + 20) * 1000;
+	dts_alerts_round(a, now_ms);
+	l = dts_alerts_list(a, "u");
+	json_array_foreach(json_object_get(l, "rules"), i, r) {
+		const char *id = json_string_value(json_object_get(r, "id"));
+		double v = json_number_value(json_object_get(r, "value"));
+
+		if (!strcmp(id, sw)) {
+			cr_expect_str_eq(json_string_value(json_object_get(r, "state")), "firing",
+					 "no data since the end of minute m + 1 (80 s)");
+			cr_expect_float_eq(v, 80, 1e-9);
+			continue;
+		}
+		for (size_t k = 0; k < sizeof(stats) / sizeof(stats[0]); k++)
+			if (!strcmp(id, ids[k]))
+				cr_expect_float_eq(v, stats[k].want, 1e-9, "%s over 3 closed minutes: %g, want %g",
+						   stats[k].stat, v, stats[k].want);
+	}
+	json_decref(l);
+	dts_alerts_close(a);
+}
+
 /* ---- the notifier ---------------------------------------------------------------------------------------------- */
 
 struct sent {

@@ -215,6 +215,15 @@ static const struct good goods[] = {
 	{ "secret", "with space and #hash", "# secret: set, 20 bytes, redacted" },
 	{ "secret", long_secret, "# secret: set, 256 bytes, redacted" },
 	{ "secret", "", "# secret: not set (DaTtSs UDP lines are rejected)" },
+	{ "graphite_host", "carbon.example.com", "graphite_host = \"carbon.example.com\"" },
+	{ "graphite_host", "10.0.0.5", "graphite_host = \"10.0.0.5\"" },
+	{ "graphite_host", "fd00::2", "graphite_host = \"fd00::2\"" },
+	{ "graphite_host", "", "graphite_host = \"\"" },
+	{ "graphite_port", "1", "graphite_port = 1" },
+	{ "graphite_port", "2004", "graphite_port = 2004" },
+	{ "graphite_prefix", "stats.dattss", "graphite_prefix = \"stats.dattss\"" },
+	{ "graphite_prefix", "my-app_1", "graphite_prefix = \"my-app_1\"" },
+	{ "graphite_prefix", "", "graphite_prefix = \"\"" },
 };
 
 static void init_long_values(void)
@@ -467,6 +476,15 @@ static const struct bad bads[] = {
 	{ "secret", too_long_secret, "at most 256 bytes, got 257" },
 	{ "secret_file", "", "must not be empty" },
 	{ "secret_file", "/nonexistent/dattss/secret", "cannot open '/nonexistent/dattss/secret'" },
+	{ "graphite_host", "carbon host", "host name or an IP address" },
+	{ "graphite_host", "http://carbon", "got 'http://carbon'" },
+	{ "graphite_port", "0", "between 1 and 65535" },
+	{ "graphite_port", "65536", "between 1 and 65535" },
+	{ "graphite_prefix", ".dattss", "separated by single '.'" },
+	{ "graphite_prefix", "a..b", "separated by single '.'" },
+	{ "graphite_prefix", "dattss.", "separated by single '.'" },
+	{ "graphite_prefix", "a b", "got 'a b'" },
+	{ "graphite_prefix", "a;b=c", "separated by single '.'" },
 };
 
 static void init_too_long_values(void)

@@ -233,6 +233,46 @@ Test(merger, late_data_goes_to_the_sink_as_a_late_part)
 	cr_expect_eq(st.dropped[DTS_DROP_LATE], 1);
 }
 
+/* Late data over several 5-second slots of one closed minute (and a timer over two slots) is ONE record per series in
+ * the late part: the store writes a part's records as distinct keys of one batch, so two records of one series would
+ * make the second replace the first. fst/lst follow slot time even when the slots arrive out of order. */
+Test(merger, late_data_over_several_slots_is_one_record)
+{
+	char line[512];
+
+	dts_merger_step(m, T0 * 1000);
+	feed(0, T0 + 1, "api.hits:1|c");
+	dts_merger_step(m, (T0 + 70) * 1000); /* minute T0 closed */
+	cr_assert_eq(nclosed, 1);
+	snprintf(line, sizeof(line),
+		 "api.hits:7|c|T%lld\napi.hits:5|c|T%lld\napi.hits:2|c|@0.25|T%lld\n"
+		 "api.lat:10|ms|T%lld\napi.lat:30|ms|T%lld\ng.abs:9|g|T%lld\ng.abs:4|g|T%lld",
+		 (long long)(T0 + 7), (long long)(T0 + 2), (long long)(T0 + 14), (long long)(T0 + 3),
+		 (long long)(T0 + 20), (long long)(T0 + 25), (long long)(T0 + 6));
+	feed(0, T0 + 71, line);
+	dts_merger_step(m, (T0 + 71) * 1000);
+	cr_assert_eq(nclosed, 2);
+	cr_assert(closed[1]->late);
+	cr_expect_eq(closed[1]->n, 3, "one record per series, got %zu", closed[1]->n);
+	for (size_t i = 0; i < closed[1]->n; i++) {
+		const struct dts_minute_rec *r = &closed[1]->recs[i];
+
+		if (!strcmp(r->counter, "hits")) {
+			cr_expect_float_eq(r->agg.sum, 7 + 5 + 2 / 0.25, 1e-9);
+			cr_expect_float_eq(r->agg.count, 1 + 1 + 4, 1e-9);
+			cr_expect_float_eq(r->agg.fst, 5, 1e-9, "first in slot time (T0+2), not in arrival");
+			cr_expect_float_eq(r->agg.lst, 2, 1e-9, "last in slot time (T0+14)");
+		}
+		if (!strcmp(r->counter, "lat")) {
+			cr_expect_float_eq(r->sketch.count, 2, 1e-9, "both slots' timer values in the one record");
+			cr_expect_float_eq(r->agg.min, 10, 1e-9);
+			cr_expect_float_eq(r->agg.max, 30, 1e-9);
+		}
+		if (!strcmp(r->counter, "abs"))
+			cr_expect_float_eq(r->agg.lst, 9, 1e-9, "the gauge's value is the latest slot's (T0+25)");
+	}
+}
+
 Test(merger, late_data_without_a_sink_is_dropped_and_counted)
 {
 	struct dts_merger_cfg cfg;

@@ -817,6 +817,8 @@ Test(store, retention_by_compaction_filter_with_injected_clock)
 
 	cr_assert_eq(dts_storage_write_minute(st, old), 0);
 	cr_assert_eq(dts_storage_write_minute(st, recent), 0);
+	/* the storage thread rolls hours up within minutes of their end, long before their minutes expire */
+	cr_assert_eq(dts_storage_roll_hours(st, (M0 + 2 * 1440) / 60, 0), 2);
 	cr_assert_eq(dts_storage_flush(st), 0);
 	cr_assert_eq(dts_storage_compact(st, DTS_RES_MINUTE), 0);
 	cr_expect_eq(read_all(st, DTS_RES_MINUTE, "u/api/hits/c").n, 2, "nothing is old yet");
@@ -1393,5 +1395,586 @@ Test(store, schema_version_is_written_and_compression_chosen)
 	dts_storage_close(st);
 	st = open_store(DTS_STORAGE_READ_ONLY);
 	cr_expect_eq(dts_storage_write_minute(st, &(struct dts_closed_minute){ .minute = M0 }), -EROFS);
+	dts_storage_close(st);
+}
+
+/* ---- hourly rollups -------------------------------------------------------------------------------------------- */
+
+TestSuite(rollup, .init = make_tmp, .fini = remove_tmp, .timeout = 60);
+
+#define H0 (M0 / 60) /* T0's hour (2023-11-14T22), unix seconds / 3600 */
+
+/* Keys of family cf that start with prefix. */
+static long count_keys(struct dts_storage *st, int cf, const char *prefix)
+{
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cf[cf]);
+	const size_t pl = strlen(prefix);
+	long n = 0;
+
+	for (rocksdb_iter_seek(it, prefix, pl); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl;
+		const char *k = rocksdb_iter_key(it, &kl);
+
+		if (kl < pl || memcmp(k, prefix, pl) != 0)
+			break;
+		n++;
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	return n;
+}
+
+/* meta "hour_done" as stored ("" when absent). */
+static void meta_hour_done(struct dts_storage *st, char *buf, size_t len)
+{
+	char *rerr = NULL, *v;
+	size_t vl = 0;
+
+	v = rocksdb_get_cf(st->db, st->ro_get, st->cf[DTS__CF_META], "hour_done", 9, &vl, &rerr);
+	cr_assert_null(rerr);
+	snprintf(buf, len, "%.*s", v ? (int)vl : 0, v ? v : "");
+	rocksdb_free(v);
+}
+
+/* The hour of a rolled-up test: five series of four types; minute offset i of the hour gets values made from i. */
+static const char *const mixed_series[] = { "u/api/hits/c", "u/api/hits/c/env:prod", "u/api/lat/ms", "u/api/level/g",
+					    "u/api/users/s" };
+#define N_MIXED 5
+
+static struct dts_closed_minute *cm_mixed(int64_t minute)
+{
+	struct dts_closed_minute *cm = cm_new(minute, N_MIXED);
+	const double i = (double)(((minute % 60) + 60) % 60);
+
+	rec_init(&cm->recs[0], "u", "api", "hits", "", DTS_COUNTER);
+	rec_init(&cm->recs[1], "u", "api", "hits", "env:prod", DTS_COUNTER);
+	rec_init(&cm->recs[2], "u", "api", "lat", "", DTS_TIMER);
+	rec_init(&cm->recs[3], "u", "api", "level", "", DTS_GAUGE);
+	rec_init(&cm->recs[4], "u", "api", "users", "", DTS_SET);
+	cm->n = N_MIXED;
+	rec_add(&cm->recs[0], i + 1);
+	rec_add(&cm->recs[0], 2);
+	rec_add(&cm->recs[1], 0.25 * i);
+	for (int k = 1; k <= 7; k++)
+		rec_add(&cm->recs[2], (i + 1) * k * 1.5);
+	rec_add(&cm->recs[3], 100 + i);
+	rec_add(&cm->recs[3], 200 + i);
+	rec_add(&cm->recs[4], (double)((int)i % 5));
+	rec_add(&cm->recs[4], 1000 + i);
+	return cm;
+}
+
+static void write_mixed(struct dts_storage *st, int64_t minute)
+{
+	struct dts_closed_minute *cm = cm_mixed(minute);
+
+	cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+	dts_closed_minute_release(cm);
+}
+
+/* Hour reads of every mixed series over [from, to). */
+static void read_mixed_hours(struct dts_storage *st, int64_t from, int64_t to, struct points out[N_MIXED])
+{
+	for (int s = 0; s < N_MIXED; s++) {
+		out[s].n = 0;
+		cr_assert_geq(dts_storage_read(st, DTS_RES_HOUR, mixed_series[s], from, to, collect, &out[s]), 0);
+	}
+}
+
+static const int rolled_offsets[] = { 0, 1, 2, 17, 30, 59 };
+#define N_OFFSETS 6
+
+/* What the hour H0 of each mixed series must hold, computed from the inputs (not by the store's merge). */
+static void expect_mixed_hour(const struct points *ps)
+{
+	struct dts_sketch all;
+	double sum0 = 0, sum1 = 0;
+
+	dts_sketch_init(&all);
+	for (int j = 0; j < N_OFFSETS; j++) {
+		const double i = rolled_offsets[j];
+
+		sum0 += i + 1 + 2;
+		sum1 += 0.25 * i;
+		for (int k = 1; k <= 7; k++)
+			cr_assert_eq(dts_sketch_add(&all, (i + 1) * k * 1.5, 1), 0);
+	}
+	for (int s = 0; s < N_MIXED; s++) {
+		cr_assert_eq(ps[s].n, 1, "%s: one hour", mixed_series[s]);
+		cr_expect_eq(ps[s].p[0].t, H0 * 3600);
+		cr_expect(ps[s].p[0].ok);
+		cr_expect_eq(ps[s].p[0].first, 0, "%s", mixed_series[s]);
+		cr_expect_eq(ps[s].p[0].last, 59, "%s", mixed_series[s]);
+	}
+	cr_expect_eq(ps[0].p[0].agg.sum, sum0, "counters exact");
+	cr_expect_eq(ps[0].p[0].agg.count, 2 * N_OFFSETS);
+	cr_expect_eq(ps[1].p[0].agg.sum, sum1);
+	cr_expect_eq(ps[2].p[0].agg.count, 7 * N_OFFSETS);
+	cr_expect_eq(ps[2].p[0].sketch_count, 7 * N_OFFSETS);
+	cr_expect_eq(ps[2].p[0].agg.min, 1.5);
+	cr_expect_eq(ps[2].p[0].agg.max, 60 * 7 * 1.5);
+	cr_expect_eq(ps[2].p[0].bot10, dts_sketch_quantile(&all, 0.1), "timer quantiles = those of one sketch of all");
+	cr_expect_eq(ps[2].p[0].top10, dts_sketch_quantile(&all, 0.9));
+	cr_expect_eq(ps[3].p[0].agg.fst, 100, "gauge fst: the hour's first minute's first value");
+	cr_expect_eq(ps[3].p[0].agg.lst, 259, "gauge lst: the hour's last minute's last value");
+	cr_expect_eq(ps[3].p[0].agg.min, 100);
+	cr_expect_eq(ps[3].p[0].agg.max, 259);
+	{
+		bool seen[5] = { false };
+		int distinct = N_OFFSETS; /* members 1000 + i */
+
+		for (int j = 0; j < N_OFFSETS; j++) {
+			distinct += !seen[rolled_offsets[j] % 5];
+			seen[rolled_offsets[j] % 5] = true;
+		}
+		cr_expect_eq(ps[4].p[0].distinct, distinct, "sets: the union of the minutes' members");
+	}
+	dts_sketch_free(&all);
+}
+
+/*
+ * Minute closes write minutes and one marker per series and hour, no hour value; the roller waits until the hour is
+ * due, then writes hour values equal to the merge of the minutes, deletes the hour's markers and sets hour_done; hour
+ * reads give the same answer before and after.
+ */
+Test(rollup, closes_write_markers_then_roller_writes_hours)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct points before[N_MIXED], after[N_MIXED];
+	struct dts_storage_stats s;
+	char hd[32], marker[64];
+
+	for (int j = N_OFFSETS - 1; j >= 0; j--) /* out of order: the 59th minute first */
+		write_mixed(st, H0 * 60 + rolled_offsets[j]);
+	cr_expect_eq(count_keys(st, DTS__CF_HOURS, ""), 0, "no hour value is written by a minute close");
+	snprintf(marker, sizeof(marker), "hourq|20231114T22|");
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, marker), N_MIXED, "one marker per series, whatever its minutes");
+	dts_storage_stats_read(st, &s);
+	cr_expect_eq(s.markers_written, N_MIXED + count_keys(st, DTS__CF_CURRENT, "hourq|20231114T23|"),
+		     "and the next hour's markers pre-marked by minute 59 (rollup.premarking_spreads_markers)");
+	cr_expect_eq(s.hours_late, 0);
+	meta_hour_done(st, hd, sizeof(hd));
+	cr_expect_str_eq(hd, "20231114T21", "a new store: every hour before its first minute's is done");
+
+	read_mixed_hours(st, T0 - 86400, T0 + 86400, before);
+	expect_mixed_hour(before);
+
+	/* not due until the minute DTS_STORAGE_ROLL_DELAY_MIN after the hour's end is stored */
+	cr_expect_eq(dts_storage_roll_hours(st, DTS_STORAGE_ROLL_DUE, 0), 0);
+	write_mixed(st, (H0 + 1) * 60 + DTS_STORAGE_ROLL_DELAY_MIN - 1);
+	cr_expect_eq(dts_storage_roll_hours(st, DTS_STORAGE_ROLL_DUE, 0), 0);
+	cr_expect_eq(count_keys(st, DTS__CF_HOURS, ""), 0);
+	write_mixed(st, (H0 + 1) * 60 + DTS_STORAGE_ROLL_DELAY_MIN);
+	cr_expect_eq(dts_storage_roll_hours(st, DTS_STORAGE_ROLL_DUE, 0), N_MIXED);
+	cr_expect_eq(dts_storage_roll_hours(st, DTS_STORAGE_ROLL_DUE, 0), 0, "the next hour is not due");
+
+	cr_expect_eq(count_keys(st, DTS__CF_HOURS, ""), N_MIXED, "one hour value per series");
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, marker), 0, "the hour's markers are deleted");
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T23|"), N_MIXED, "the next hour's stay");
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|"), N_MIXED);
+	meta_hour_done(st, hd, sizeof(hd));
+	cr_expect_str_eq(hd, "20231114T22");
+	dts_storage_stats_read(st, &s);
+	cr_expect_eq(s.hours_rolled, 1);
+	cr_expect_eq(s.series_rolled, N_MIXED);
+	cr_expect_eq(s.hour_done, H0);
+
+	read_mixed_hours(st, T0 - 86400, T0 + 86400, after);
+	for (int i = 0; i < N_MIXED; i++) {
+		cr_assert_eq(after[i].n, 2, "%s: the rolled hour and the next one (from its minutes)", mixed_series[i]);
+		cr_expect_eq(after[i].n, before[i].n + 1);
+		cr_expect(memcmp(&after[i].p[0], &before[i].p[0], sizeof(struct point)) == 0,
+			  "%s: the same answer before and after rolling up", mixed_series[i]);
+		cr_expect_eq(after[i].p[1].first, DTS_STORAGE_ROLL_DELAY_MIN - 1);
+		cr_expect_eq(after[i].p[1].last, DTS_STORAGE_ROLL_DELAY_MIN);
+	}
+	/* the rolled value as stored, and a range that starts inside the hour */
+	read_mixed_hours(st, T0 + 60, T0 + 120, after);
+	expect_mixed_hour(after);
+	/* a reopened store (and a read-only one) agree */
+	dts_storage_close(st);
+	st = open_store(DTS_STORAGE_READ_ONLY);
+	read_mixed_hours(st, T0 - 86400, T0 + 86400, after);
+	for (int i = 0; i < N_MIXED; i++)
+		cr_expect(memcmp(&after[i].p[0], &before[i].p[0], sizeof(struct point)) == 0, "%s", mixed_series[i]);
+	dts_storage_close(st);
+}
+
+/* A crash between the minute closes and the rollup: the markers are in the store, the restarted writer rolls the
+ * hour up; a crash in the middle of an hour's rollup: the hour is rolled again from the start, with the same result. */
+Test(rollup, crash_before_or_during_the_rollup_still_rolls_the_hour)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct points ps[N_MIXED], again[N_MIXED];
+	bool progress = false;
+	char hd[32];
+
+	for (int j = 0; j < N_OFFSETS; j++)
+		write_mixed(st, H0 * 60 + rolled_offsets[j]);
+	write_mixed(st, (H0 + 1) * 60 + DTS_STORAGE_ROLL_DELAY_MIN);
+	dts_storage_close(st); /* "crash": nothing rolled up */
+
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	cr_expect_eq(count_keys(st, DTS__CF_HOURS, ""), 0);
+	/* two chunks of one series, then a crash in the middle of the hour */
+	cr_assert_eq(dts__roll_chunk(st, DTS_STORAGE_ROLL_DUE, INT64_MAX, 1, &progress), 1);
+	cr_assert(progress);
+	cr_assert_eq(dts__roll_chunk(st, DTS_STORAGE_ROLL_DUE, INT64_MAX, 1, &progress), 1);
+	cr_expect_eq(count_keys(st, DTS__CF_HOURS, ""), 2, "two hour values written");
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|"), N_MIXED, "markers go with the last chunk");
+	meta_hour_done(st, hd, sizeof(hd));
+	cr_expect_str_eq(hd, "20231114T21");
+	read_mixed_hours(st, 0, DTS_STORAGE_TIME_MAX, ps);
+	dts_storage_close(st);
+
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	cr_expect_eq(dts_storage_roll_hours(st, DTS_STORAGE_ROLL_DUE, 0), N_MIXED, "rolled again from the first");
+	meta_hour_done(st, hd, sizeof(hd));
+	cr_expect_str_eq(hd, "20231114T22");
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|"), 0);
+	read_mixed_hours(st, 0, DTS_STORAGE_TIME_MAX, again);
+	for (int i = 0; i < N_MIXED; i++) {
+		cr_assert_eq(again[i].n, 2);
+		cr_expect(memcmp(&again[i].p[0], &ps[i].p[0], sizeof(struct point)) == 0, "%s", mixed_series[i]);
+	}
+	read_mixed_hours(st, T0, T0 + 1, again);
+	expect_mixed_hour(again);
+	dts_storage_close(st);
+}
+
+/*
+ * Minutes that arrive while an hour is being rolled up, between two chunks: for a series already rolled up the hour
+ * is read-merge-written at once, for a later one the roller finds the minute; a series new in the hour gets a marker
+ * if the roller has not passed it. Every datum ends up once in its hour.
+ */
+Test(rollup, minutes_between_chunks_are_counted_once)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	const double one[] = { 1 }, late[] = { 1000 };
+	static const char *const names[] = { "b", "d", "f" };
+	struct dts_storage_stats s;
+	bool progress = false;
+
+	for (int m = 0; m < 3; m++) {
+		struct dts_closed_minute *cm = cm_new(H0 * 60 + m, 3);
+
+		for (int i = 0; i < 3; i++) {
+			rec_init(&cm->recs[i], "u", "api", names[i], "", DTS_COUNTER);
+			rec_add(&cm->recs[i], 1);
+		}
+		cm->n = 3;
+		cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+		dts_closed_minute_release(cm);
+	}
+	{
+		struct dts_closed_minute *due = cm_counter((H0 + 1) * 60 + DTS_STORAGE_ROLL_DELAY_MIN, one, 1);
+
+		cr_assert_eq(dts_storage_write_minute(st, due), 0);
+		dts_closed_minute_release(due);
+	}
+	/* the first chunk rolls up u/api/b/c and u/api/d/c (marker order) */
+	cr_assert_eq(dts__roll_chunk(st, DTS_STORAGE_ROLL_DUE, INT64_MAX, 2, &progress), 2);
+	/* late data for minute 1: b and d (rolled up), f (not yet), a (new, before the cursor), g (new, after it) */
+	{
+		static const char *const late_names[] = { "a", "b", "d", "f", "g" };
+		struct dts_closed_minute *cm = cm_new(H0 * 60 + 1, 5);
+
+		for (int i = 0; i < 5; i++) {
+			rec_init(&cm->recs[i], "u", "api", late_names[i], "", DTS_COUNTER);
+			rec_add(&cm->recs[i], late[0]);
+		}
+		cm->n = 5;
+		cm->late = true;
+		cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+		dts_closed_minute_release(cm);
+	}
+	dts_storage_stats_read(st, &s);
+	cr_expect_eq(s.hours_late, 3, "a, b and d read-merge-write their hour");
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|u/api/g"), 1, "g gets a marker");
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|u/api/a"), 0,
+		     "a does not: the roller is past it");
+	cr_assert_geq(dts_storage_roll_hours(st, DTS_STORAGE_ROLL_DUE, 0), 2);
+	static const struct {
+		const char *series;
+		double sum;
+	} want[] = { { "u/api/a/c", 1000 }, { "u/api/b/c", 1003 }, { "u/api/d/c", 1003 }, { "u/api/f/c", 1003 },
+		     { "u/api/g/c", 1000 } };
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		struct points ps = read_all(st, DTS_RES_HOUR, want[i].series);
+
+		cr_assert_eq(ps.n, 1, "%s", want[i].series);
+		cr_expect_eq(ps.p[0].agg.sum, want[i].sum, "%s: every datum once", want[i].series);
+		cr_expect_eq(count_keys(st, DTS__CF_HOURS, want[i].series), 1, "%s: stored", want[i].series);
+	}
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|"), 0);
+	dts_storage_close(st);
+}
+
+/* Late data: for a rolled-up hour the minute is merged and the hour read-merge-written at once (no marker); for an
+ * hour not rolled up yet, only the minute (and a marker for a series new in that hour). */
+Test(rollup, late_minute_of_a_rolled_hour_updates_the_hour)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	const double a[] = { 5 }, b[] = { 7 }, c[] = { 11 }, d[] = { 13 };
+	struct dts_closed_minute *m1 = cm_counter(H0 * 60 + 10, a, 1), *due = cm_counter((H0 + 1) * 60 + 10, b, 1);
+	struct dts_closed_minute *late = cm_counter(H0 * 60 + 10, c, 1), *late2 = cm_counter((H0 + 1) * 60 + 3, d, 1);
+	struct dts_storage_stats s;
+	struct points ps;
+
+	cr_assert_eq(dts_storage_write_minute(st, m1), 0);
+	cr_assert_eq(dts_storage_write_minute(st, due), 0);
+	cr_assert_eq(dts_storage_roll_hours(st, DTS_STORAGE_ROLL_DUE, 0), 1);
+	late->late = late2->late = true;
+	cr_assert_eq(dts_storage_write_minute(st, late), 0);
+	cr_assert_eq(dts_storage_write_minute(st, late2), 0);
+	dts_storage_stats_read(st, &s);
+	cr_expect_eq(s.hours_late, 1, "only the rolled-up hour is read-merge-written");
+	cr_expect_eq(s.records_merged, 1, "the late minute 22:10 merges into the stored one");
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|"), 0, "no marker below hour_done");
+	cr_expect_eq(count_keys(st, DTS__CF_HOURS, ""), 1, "the open hour 23 has no value yet");
+	ps = read_all(st, DTS_RES_HOUR, "u/api/hits/c");
+	cr_assert_eq(ps.n, 2);
+	cr_expect_eq(ps.p[0].agg.sum, 16, "hour 22: 5 + 11");
+	cr_expect_eq(ps.p[0].agg.lst, 11);
+	cr_expect_eq(ps.p[1].agg.sum, 20, "hour 23 from its minutes: 7 + 13");
+	cr_expect_eq(ps.p[1].first, 3);
+	cr_expect_eq(ps.p[1].agg.fst, 13, "fst of the hour is minute 3's although it was stored later");
+	ps = read_all(st, DTS_RES_MINUTE, "u/api/hits/c");
+	cr_assert_eq(ps.n, 3);
+	cr_expect_eq(ps.p[0].agg.sum, 16);
+	/* rolled up now, the hour holds the same */
+	cr_assert_eq(dts_storage_roll_hours(st, H0 + 1, 0), 1);
+	ps = read_all(st, DTS_RES_HOUR, "u/api/hits/c");
+	cr_assert_eq(ps.n, 2);
+	cr_expect_eq(ps.p[1].agg.sum, 20);
+	cr_expect_eq(ps.p[1].agg.fst, 13);
+	dts_closed_minute_release(m1);
+	dts_closed_minute_release(due);
+	dts_closed_minute_release(late);
+	dts_closed_minute_release(late2);
+	dts_storage_close(st);
+}
+
+/*
+ * Retention: an hour whose minutes may have expired before it was rolled up (a store stopped for longer than the
+ * minutes' retention) keeps a stored hour value rather than being overwritten with less; a series without a stored
+ * value gets the rollup of the minutes that are left; a rolled-up hour outlives its minutes.
+ */
+Test(rollup, retention_keeps_stored_hours_over_expired_minutes)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_stored v;
+	uint8_t buf[256];
+	char *rerr = NULL;
+	struct points ps;
+	int n;
+
+	/* minutes 0..9 and 50..59 of hour 22 for two series */
+	for (int m = 0; m < 60; m += (m == 9 ? 41 : 1)) {
+		struct dts_closed_minute *cm = cm_new(H0 * 60 + m, 2);
+
+		rec_init(&cm->recs[0], "u", "api", "kept", "", DTS_COUNTER);
+		rec_init(&cm->recs[1], "u", "api", "left", "", DTS_COUNTER);
+		rec_add(&cm->recs[0], 1);
+		rec_add(&cm->recs[1], 1);
+		cm->n = 2;
+		cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+		dts_closed_minute_release(cm);
+	}
+	/* u/api/kept/c has a stored hour (as the previous release or an interrupted rollup wrote it) */
+	dts_stored_init(&v);
+	v.type = DTS_COUNTER;
+	v.first = 0;
+	v.last = 59;
+	dts_agg_add(&v.agg, 20, 20);
+	n = dts_storage_value_encode(&v, buf, sizeof(buf));
+	cr_assert_gt(n, 0);
+	rocksdb_put_cf(st->db, st->wo, st->cf[DTS__CF_HOURS], "u/api/kept/c|20231114T22", 24, (const char *)buf,
+		       (size_t)n, &rerr);
+	cr_assert_null(rerr);
+	/* 15 days and 30 minutes later the minutes 22:00..22:29 are expired: cutoff 22:30 */
+	atomic_store(&fake_now, H0 * 3600 + 15 * 86400 + 1800);
+	{
+		const double one[] = { 1 };
+		struct dts_closed_minute *due = cm_counter((H0 + 1) * 60 + DTS_STORAGE_ROLL_DELAY_MIN, one, 1);
+
+		cr_assert_eq(dts_storage_write_minute(st, due), 0);
+		dts_closed_minute_release(due);
+	}
+	cr_assert_eq(dts_storage_flush(st), 0);
+	cr_assert_eq(dts_storage_compact(st, DTS_RES_MINUTE), 0);
+	cr_expect_eq(read_all(st, DTS_RES_MINUTE, "u/api/left/c").n, 10, "22:50..22:59 are left");
+	/* before the rollup the read follows the same rule */
+	ps = read_all(st, DTS_RES_HOUR, "u/api/kept/c");
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].agg.count, 20, "the stored value, not the 10 minutes left: %g", ps.p[0].agg.count);
+	cr_assert_eq(dts_storage_roll_hours(st, DTS_STORAGE_ROLL_DUE, 0), 2);
+	ps = read_all(st, DTS_RES_HOUR, "u/api/kept/c");
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].agg.count, 20, "kept, not overwritten with less");
+	ps = read_all(st, DTS_RES_HOUR, "u/api/left/c");
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].agg.count, 10, "no stored hour: the rollup of what is left");
+	cr_expect_eq(ps.p[0].first, 50);
+	/* the minutes go, the hours stay */
+	atomic_store(&fake_now, H0 * 3600 + 20 * 86400);
+	cr_assert_eq(dts_storage_compact(st, DTS_RES_MINUTE), 0);
+	cr_assert_eq(dts_storage_compact(st, DTS_RES_HOUR), 0);
+	cr_expect_eq(read_all(st, DTS_RES_MINUTE, "u/api/left/c").n, 0);
+	cr_expect_eq(read_all(st, DTS_RES_HOUR, "u/api/left/c").n, 1);
+	cr_expect_eq(read_all(st, DTS_RES_HOUR, "u/api/kept/c").n, 1);
+	dts_stored_free(&v);
+	dts_storage_close(st);
+}
+
+/*
+ * A store written by the previous release (hours read-merge-written by every minute, no hour_done): at open every
+ * hour up to the hwm's is declared complete, its stored hours are read as they are, and a minute of such an hour
+ * read-merge-writes it; later hours are rolled up.
+ */
+Test(rollup, store_of_the_previous_release_is_migrated)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_stored v;
+	uint8_t buf[256];
+	char *rerr = NULL, hd[32];
+	struct points ps;
+	int n;
+
+	/* what the previous release left: minute 22:14 (sum 3), hour 22 (sum 3 + an older minute's 4), hwm 22:14 */
+	dts_stored_init(&v);
+	dts_agg_add(&v.agg, 3, 1);
+	n = dts_storage_value_encode(&v, buf, sizeof(buf));
+	rocksdb_put_cf(st->db, st->wo, st->cf[DTS__CF_MINUTES], "u/api/hits/c|20231114T2214", 26, (const char *)buf,
+		       (size_t)n, &rerr);
+	cr_assert_null(rerr);
+	v.last = 14;
+	dts_agg_add(&v.agg, 4, 1);
+	n = dts_storage_value_encode(&v, buf, sizeof(buf));
+	rocksdb_put_cf(st->db, st->wo, st->cf[DTS__CF_HOURS], "u/api/hits/c|20231114T22", 24, (const char *)buf,
+		       (size_t)n, &rerr);
+	cr_assert_null(rerr);
+	rocksdb_put_cf(st->db, st->wo, st->cf[DTS__CF_META], "hwm_minute", 10, "20231114T2214", 13, &rerr);
+	cr_assert_null(rerr);
+	dts_storage_close(st);
+
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	meta_hour_done(st, hd, sizeof(hd));
+	cr_expect_str_eq(hd, "20231114T22", "migrated: the hwm's hour is complete");
+	ps = read_all(st, DTS_RES_HOUR, "u/api/hits/c");
+	cr_assert_eq(ps.n, 1);
+	cr_expect_eq(ps.p[0].agg.sum, 7, "the stored hour, not the one minute left");
+	{
+		const double x[] = { 10 }, y[] = { 20 };
+		struct dts_closed_minute *same = cm_counter(M0 + 1, x, 1), *next = cm_counter(M0 + 60, y, 1);
+
+		cr_assert_eq(dts_storage_write_minute(st, same), 0);
+		cr_assert_eq(dts_storage_write_minute(st, next), 0);
+		dts_closed_minute_release(same);
+		dts_closed_minute_release(next);
+	}
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|"), 0);
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T23|"), 1);
+	ps = read_all(st, DTS_RES_HOUR, "u/api/hits/c");
+	cr_assert_eq(ps.n, 2);
+	cr_expect_eq(ps.p[0].agg.sum, 17, "read-merge-written: 3 + 4 + 10");
+	cr_expect_eq(ps.p[1].agg.sum, 20);
+	dts_stored_free(&v);
+	dts_storage_close(st);
+}
+
+/* The storage thread rolls due hours up by itself between minutes; hour reads at every moment are complete. */
+Test(rollup, sink_rolls_due_hours_in_the_background)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	char err[256];
+	struct dts_storage_sink *sink = dts_storage_sink_start(st, err, sizeof(err));
+	struct dts_storage_stats s;
+	struct dts_sink cb;
+	struct points ps[N_MIXED];
+
+	cr_assert_not_null(sink, "%s", err);
+	cb = dts_storage_sink_get(sink);
+	for (int j = 0; j < N_OFFSETS; j++)
+		cb.minute_closed(cb.ctx, cm_mixed(H0 * 60 + rolled_offsets[j]));
+	cb.minute_closed(cb.ctx, cm_mixed((H0 + 1) * 60 + DTS_STORAGE_ROLL_DELAY_MIN));
+	for (int i = 0; i < 1000; i++) {
+		dts_storage_stats_read(st, &s);
+		if (s.hours_rolled == 1)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(s.hours_rolled, 1, "the storage thread rolled the due hour up");
+	cr_expect_eq(s.series_rolled, N_MIXED);
+	cr_expect_eq(s.hour_done, H0);
+	cr_expect_gt(s.roll_ns_total, 0);
+	dts_storage_sink_stop(sink);
+	cr_expect_eq(count_keys(st, DTS__CF_HOURS, ""), N_MIXED, "hour 23 is not due");
+	read_mixed_hours(st, T0, T0 + 1, ps);
+	expect_mixed_hour(ps);
+	dts_storage_close(st);
+}
+
+/*
+ * Pre-marking: the newest minutes 30..59 of an hour put the next hour's markers, a 30th of the series each, so minute 0
+ * of the next hour puts none for the series that continue. A series that stopped gets a marker it does not need: its
+ * rollup writes nothing. Late data does not pre-mark.
+ */
+Test(rollup, premarking_spreads_markers_over_the_hour)
+{
+	enum { SERIES = 60 };
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_storage_stats s0, s;
+	uint64_t per_minute_max = 0;
+
+	for (int m = 0; m < 61; m++) {
+		/* series 0 stops after minute 59 of hour 22; minute 60 is minute 0 of hour 23 */
+		struct dts_closed_minute *cm = cm_new(H0 * 60 + m, SERIES);
+		const int first = m == 60 ? 1 : 0;
+
+		for (int i = first; i < SERIES; i++) {
+			char name[16];
+
+			snprintf(name, sizeof(name), "c%d", i);
+			rec_init(&cm->recs[cm->n], "u", "api", name, "", DTS_COUNTER);
+			rec_add(&cm->recs[cm->n++], 1);
+		}
+		dts_storage_stats_read(st, &s0);
+		cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+		dts_storage_stats_read(st, &s);
+		if (m > 0)
+			per_minute_max = s.markers_written - s0.markers_written > per_minute_max ?
+						 s.markers_written - s0.markers_written :
+						 per_minute_max;
+		if (m == 29)
+			cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T23|"), 0, "not before minute 30");
+		if (m == 59)
+			cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T23|"), SERIES,
+				     "every series of hour 22 pre-marked for hour 23");
+		if (m == 60)
+			cr_expect_eq(s.markers_written, s0.markers_written, "minute 0 of hour 23 puts no marker");
+		dts_closed_minute_release(cm);
+	}
+	cr_expect_lt(per_minute_max, SERIES / 2, "no minute after the first puts a marker for most series");
+	/* a late part of minute 22:45 (not the newest minute) does not pre-mark */
+	{
+		struct dts_closed_minute *cm = cm_new(H0 * 60 + 45, 1);
+
+		rec_init(&cm->recs[0], "u", "api", "late-only", "", DTS_COUNTER);
+		rec_add(&cm->recs[0], 1);
+		cm->n = 1;
+		cm->late = true;
+		cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+		dts_closed_minute_release(cm);
+	}
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|u/api/late-only"), 1);
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T23|u/api/late-only"), 0);
+	cr_assert_eq(dts_storage_roll_hours(st, H0 + 1, 0), 2 * SERIES + 1);
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|"), 0);
+	cr_expect_eq(read_all(st, DTS_RES_HOUR, "u/api/c0/c").n, 1, "series 0: hour 22 only, no empty hour 23");
+	cr_expect_eq(count_keys(st, DTS__CF_HOURS, "u/api/c0/c|"), 1);
+	cr_expect_eq(read_all(st, DTS_RES_HOUR, "u/api/c1/c").n, 2);
+	cr_expect_eq(read_all(st, DTS_RES_HOUR, "u/api/c1/c").p[0].agg.count, 60);
 	dts_storage_close(st);
 }

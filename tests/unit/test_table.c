@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../engine/src/engine_internal.h"
@@ -134,6 +135,44 @@ Test(table, rejected_lines_counted_rest_kept)
 	cr_expect_eq(st.rejected[DTS_REJ_DATTSS_FORMAT], 1, "no '|' means a DaTtSs line, which 'broken' is not");
 	cr_expect_eq(st.packets, 1);
 	cr_expect_eq(st.bytes, strlen(dgram));
+}
+
+/* The line splitter works on 16-byte blocks (the last one overlapping the previous): lines must come out the same
+ * whatever the datagram's length and wherever the newlines fall - under, at and over 16 bytes, newlines at the block
+ * edges, trailing newlines and empty lines. Each case is copied into an exact-size heap buffer so that ASan sees any
+ * read past the datagram. */
+Test(table, line_split_at_block_edges)
+{
+	static const struct {
+		const char *dgram;
+		unsigned samples, lines;
+	} cases[] = {
+		{ "a.b:1|c", 1, 1 },                                   /* 7 bytes: byte-by-byte path */
+		{ "a.bcdefghi:1|c\n", 1, 1 },                          /* 15 bytes, newline last */
+		{ "a.bcdefghij:1|c\n", 1, 1 },                         /* 16: newline at byte 15 */
+		{ "a.bcdefghijk:1|c\n", 1, 1 },                        /* 17: newline at byte 16 */
+		{ "a.bcdefghijklm:1|c", 1, 1 },                         /* 18, no newline: the end closes the line */
+		{ "a.bcdefghijk:1|c\nx.y:2|c", 2, 2 },                 /* newline at 16, second line in the overlap */
+		{ "a.bcdefghij:1|c\n\n\nx.y:2|c\n", 2, 2 },          /* empty lines across the block edge */
+		{ "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n", 0, 0 },      /* only newlines */
+		{ "p.q:1|c\np.r:1|c\np.s:1|c\np.t:1|c\np.u:1|c\n", 5, 5 }, /* 40 bytes, newlines at 7, 15, 23, 31, 39 */
+		{ "p.q:1|c\np.r:1|c\np.s:1|c\np.t:1|c\np.u:1|c", 5, 5 },   /* the same without the trailing newline */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const size_t n = strlen(cases[i].dgram);
+		char *buf = malloc(n ? n : 1);
+		struct dts_core_stats before, after;
+
+		cr_assert_not_null(buf);
+		memcpy(buf, cases[i].dgram, n);
+		dts_core_stats_read(c, &before);
+		cr_expect_eq(dts_core_ingest(c, buf, n, 1700000000), cases[i].samples, "case %zu", i);
+		dts_core_stats_read(c, &after);
+		cr_expect_eq(after.lines - before.lines, cases[i].lines, "case %zu: lines", i);
+		cr_expect_eq(after.samples - before.samples, cases[i].samples, "case %zu: samples", i);
+		free(buf);
+	}
 }
 
 Test(table, stream_keeps_partial_line)

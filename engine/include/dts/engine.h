@@ -214,15 +214,18 @@ struct dts_merger;
 struct dts_core;
 
 /*
- * Create the merger, its series map and every core's table pool. Returns NULL with errno set (EINVAL for a bad config,
- * ENOMEM). The calling thread must be a registered RCU thread before calling dts_merger_step or the readers (see
+ * Create the merger, its series map, the process states and event rings, and every core's table pool, native replay
+ * window (DTS_NATIVE_REPLAY_SLOTS entries, 320 KiB) and decode scratch. Returns NULL with errno set (EINVAL for a bad
+ * config: cores, tick, grace, capacity, client_period_s outside 1..3600, a native slot window over a day; ENOMEM).
+ * The calling thread must be a registered RCU thread before calling dts_merger_step or the readers (see
  * dts_rcu_register_thread).
  */
 struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg);
 
 /*
- * Destroy: fold what the cores handed over, close every open minute into the sink, free everything. The cores must
- * have stopped calling into the engine. Call from the merger thread.
+ * Destroy: fold what the cores handed over, close every open minute into the sink, hand the last events and every
+ * unsaved process state to sink.events, free everything. The cores must have stopped calling into the engine. Call
+ * from the merger thread.
  */
 void dts_merger_destroy(struct dts_merger *m, int64_t now_ms);
 
@@ -309,9 +312,11 @@ void dts_core_flush(struct dts_core *c);
 void dts_core_stats_read(const struct dts_core *c, struct dts_core_stats *out);
 
 /*
- * One merger step: fold every table the cores handed over, roll the 5-second slots up to now, publish the current
- * state of series whose slot changed, close minutes whose grace has passed (handing them to the sink), expire idle
- * series. Bounded by what the cores handed over. Merger thread only (a registered RCU thread).
+ * One merger step: fold every table the cores handed over (entries, partials' sketches and sets, process reports,
+ * events), roll the 5-second slots up to now, publish the current state of series whose slot changed, close minutes
+ * whose grace has passed (handing them to the sink), expire idle series, re-evaluate process states (online: once
+ * per second of now_ms) and hand the step's events and changed states to sink.events. Bounded by what the cores
+ * handed over (and the number of processes, once a second). Merger thread only (a registered RCU thread).
  * Returns the number of tables folded.
  */
 unsigned dts_merger_step(struct dts_merger *m, int64_t now_ms);

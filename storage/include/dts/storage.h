@@ -2,8 +2,10 @@
  * storage.h - the RocksDB store: closed minutes and hourly rollups, open-minute checkpoints, retention, reads.
  *
  *   merger thread   dts_storage_sink: minute_closed / checkpoint  -> bounded queue (never blocks; full = counted drop)
- *   storage thread  one WriteBatch per closed minute: minutes CF + read-merge-write of the hour in hours CF
- *                   + the minute's high-water mark in meta + deletion of the minute's checkpoint rows in current
+ *   storage thread  one WriteBatch per closed minute: minutes CF + a marker per series new in a pending hour
+ *                   + the minute's high-water mark in meta + deletion of the minute's checkpoint rows in current;
+ *                   between minutes, the roller: hours whose minutes are all stored, in bounded chunks, from the
+ *                   minutes into the hours CF (dts_storage_roll_hours)
  *   readers         dts_storage_read / dts_storage_week_bucket / dts_storage_list_* (any thread, one iterator each)
  *   startup         dts_storage_restore: checkpoints of minutes that were open at a crash go back into the merger
  *
@@ -11,14 +13,22 @@
  *
  *   CF        key                                  value                    written by
  *   minutes   SERIES '|' YYYYMMDD 'T' HHMM         value table below        each closed minute
- *   hours     SERIES '|' YYYYMMDD 'T' HH           value table below        read-merge-write with each closed minute
+ *   hours     SERIES '|' YYYYMMDD 'T' HH           value table below        the roller, once per hour and series;
+ *                                                                           read-merge-write by minutes that arrive
+ *                                                                           after their hour was rolled up
  *   current   YYYYMMDD 'T' HHMM '|' SERIES         value table below        checkpoints of open minutes (deleted when
- *                                                                           the minute closes); keys not starting
- *                                                                           with a digit are reserved for later use
+ *                                                                           the minute closes)
+ *   current   "hourq|" YYYYMMDD 'T' HH '|' SERIES  empty                    rollup marker: the series has (or, pre-
+ *                                                                           marked, may have) minutes in that hour,
+ *                                                                           not yet rolled up (put by minute closes,
+ *                                                                           range-deleted by the roller)
  *   events    USER '/' KIND '/' SEQ                event value (section "events and process states" below)
  *   current   "p/" USER '/' PROCESS                process state value (same section)
  *   meta      "schema_version"                     ASCII decimal ("1")      open (read-write), once
  *             "hwm_minute"                         ASCII YYYYMMDDTHHMM      each closed minute (highest so far)
+ *             "hour_done"                          ASCII YYYYMMDDTHH        the roller: every hour up to this one is
+ *                                                                           complete in hours (later hours are read
+ *                                                                           from minutes)
  *
  *   SERIES = USER '/' PROCESS '/' COUNTER '/' TYPE [ '/' TAGS ]      e.g.  default/api/query/ms/env:prod,region:eu
  *     USER, PROCESS, COUNTER: 1 or more printable ASCII bytes (0x21..0x7e) other than '/' and '|'
@@ -48,13 +58,15 @@
  * arrived after its minute was stored, or a minute closed again after a restart) and for every hourly rollup.
  * sum, count, min, max, the sketch and the set combine exactly; fst comes from the side whose `first` is earlier,
  * lst from the side whose `last` is later, with ties going to the stored value for fst and to the incoming value
- * for lst (it arrived later). The hour receives only the incoming minute record, never the merged minute, so every
- * datum is counted once in its minute and once in its hour, whatever the order of arrival.
+ * for lst (it arrived later). An hour is the merge of its minutes in time order (the roller rebuilds it from them,
+ * so rolling an hour again gives the same value); a minute that arrives after its hour was rolled up merges its
+ * incoming record, never the merged minute, into the hour, so every datum is counted once in its minute and once in
+ * its hour, whatever the order of arrival.
  *
  * Threading: a struct dts_storage is shared by every thread. Reads take no lock (RocksDB handles concurrency);
- * writes (dts_storage_write_minute, dts_storage_write_checkpoint, dts_storage_restore) serialise on one internal
- * mutex because the read-merge-write of minutes and hours must have a single writer. The sink's storage thread is
- * normally the only writer, so the mutex is uncontended. The merger thread never takes it.
+ * writes (dts_storage_write_minute, dts_storage_write_checkpoint, dts_storage_restore, dts_storage_roll_hours)
+ * serialise on one internal mutex because the read-merge-write of minutes and hours must have a single writer. The
+ * sink's storage thread is normally the only writer, so the mutex is uncontended. The merger thread never takes it.
  */
 #ifndef DTS_STORAGE_H
 #define DTS_STORAGE_H
@@ -256,8 +268,11 @@ int dts_storage_catch_up(struct dts_storage *st, char *err, size_t err_len);
 
 /*
  * Store one closed minute in one WriteBatch: each record's minute (merged into a stored value of that minute if one
- * exists) and its hour (read-merge-write), the high-water mark, and the deletion of the minute's checkpoint rows.
- * Records whose identity cannot be a key are skipped and counted (DTS_SDROP_INVALID). Nothing is written on error.
+ * exists), the high-water mark, and the deletion of the minute's checkpoint rows. The hour: when it is not rolled up
+ * yet, a rollup marker for each series that has none for that hour (the writer remembers which it stored); when it is
+ * (late data), a read-merge-write of the hour value. cm->late changes nothing here: what to read follows from the
+ * high-water mark and hour_done. Records whose identity cannot be a key are skipped and counted (DTS_SDROP_INVALID).
+ * Nothing is written on error.
  * Returns 0, -EIO (RocksDB failed: retry later), -ENOMEM, -EROFS (opened read-only/secondary).
  * cm stays the caller's. Blocking; any thread (serialised with the other writers).
  */
@@ -275,6 +290,29 @@ int dts_storage_write_checkpoint(struct dts_storage *st, const struct dts_closed
  * dts_merger_step, with the sink already started or not (the writes serialise with the storage thread's).
  */
 long dts_storage_restore(struct dts_storage *st, struct dts_merger *m, int64_t now_ms);
+
+/*
+ * Hourly rollups. An hour is rolled up once the minute DTS_STORAGE_ROLL_DELAY_MIN after its end has been stored: the
+ * engine hands over late data (native partials up to DTS_NATIVE_MAX_PAST_S = 300 s old) as late parts of closed
+ * minutes, so by then the hour's minutes are normally all in. Data that comes even later is still merged into the
+ * hour, at the cost of a read. The storage thread rolls in chunks of about DTS_STORAGE_ROLL_BUDGET_US between queued
+ * minutes, so a closed minute waits at most about that long behind the roller.
+ */
+#define DTS_STORAGE_ROLL_DELAY_MIN 6
+#define DTS_STORAGE_ROLL_BUDGET_US 3000 /* plus the chunk's commit (<= 1,024 hour values): ~5 ms in all */
+#define DTS_STORAGE_ROLL_DUE INT64_MIN /* last_hour of dts_storage_roll_hours: the hours due by the rule above */
+
+/*
+ * Roll up the hours not yet rolled up, up to last_hour (unix seconds / 3600; DTS_STORAGE_ROLL_DUE: those due), oldest
+ * first: for every series with a marker, its minutes of the hour (one iterator range) merged in time order into the
+ * hour value; the hour's markers are then deleted and meta "hour_done" set in one batch. Rolling an hour that is still
+ * open is allowed (tests, tools): its later minutes then read-merge-write it. budget_us > 0: one chunk of about that
+ * long and at most 1,024 series (what the storage thread does between minutes); 0: everything up to last_hour.
+ * Returns the series rolled up (0: nothing was due), -EIO (RocksDB: the chunk changed nothing, call again), -ENOMEM,
+ * -EROFS. Blocking; any thread (serialised with the other writers). The sink's storage thread calls it by itself;
+ * call it only without a sink, or in tests and tools.
+ */
+long dts_storage_roll_hours(struct dts_storage *st, int64_t last_hour, unsigned budget_us);
 
 /* Flush the memtables of minutes and hours to SST files (tests, tools). Returns 0 or -EIO. */
 int dts_storage_flush(struct dts_storage *st);
@@ -324,7 +362,7 @@ void dts_storage_sink_stop(struct dts_storage_sink *s);
 struct dts_storage_stats {
 	uint64_t batches; /* WriteBatches committed (closed minutes and checkpoints) */
 	uint64_t minutes_written; /* closed minutes committed */
-	uint64_t records_written; /* series-minutes committed (each also updates its hour) */
+	uint64_t records_written; /* series-minutes committed */
 	uint64_t records_merged; /* of those, merged into an already stored minute (late data, restart) */
 	uint64_t checkpoints_written;
 	uint64_t
@@ -343,6 +381,17 @@ struct dts_storage_stats {
 	uint64_t dropped_minutes[DTS_SDROP_COUNT]; /* whole closed minutes (QUEUE_FULL, WRITE_FAILED) */
 	uint64_t dropped_records[DTS_SDROP_COUNT]; /* series-minutes, whatever the reason */
 	int64_t hwm_minute; /* gauge: highest minute stored (unix seconds / 60), -1 when none */
+	/* hourly rollups (storage thread) */
+	uint64_t markers_written; /* rollup markers put by minute closes (one per series and hour, some pre-marked) */
+	uint64_t hours_late; /* series-minutes whose hour was already rolled up: read-merge-written into it */
+	uint64_t hours_rolled; /* hours whose rollup completed (markers deleted, hour_done advanced) */
+	uint64_t series_rolled; /* markers rolled up (an hour value written, or kept or not needed: docs/storage.md) */
+	uint64_t roll_chunks; /* rollup batches committed */
+	uint64_t roll_ns_last; /* gauge: time of the last chunk (reads, merges, commit) */
+	uint64_t roll_ns_max;
+	uint64_t roll_ns_total;
+	uint64_t roll_errors; /* failed chunks (each is redone) */
+	int64_t hour_done; /* gauge: every hour up to this one (unix seconds / 3600) is in hours; -1 when none */
 };
 
 /* Any thread, any time (relaxed loads). */
@@ -363,13 +412,16 @@ struct dts_storage_usage {
 /* Fill u (0 for a family not open). Any thread. Returns 0. */
 int dts_storage_usage(struct dts_storage *st, struct dts_storage_usage *u);
 
-/* ---- reading (any thread; each call uses one iterator and no point lookups) ------------------------------------ */
+/* ---- reading (any thread; each call uses one iterator per family it reads and no point lookups) ---------------- */
 
 /*
  * Visit the points of one series (SERIES as encoded above, NUL-terminated) at res over [from_s, to_s), in time
  * order. t is the start of the minute or hour (unix seconds). v is NULL for a value that cannot be decoded (newer
  * version or damaged): such points are reported, not hidden. v is valid only during the call. Returning non-zero
- * from fn stops the walk. Returns the points visited, or -EINVAL (bad series), -EIO, -ENOMEM.
+ * from fn stops the walk. Hours: every hour up to hour_done comes from the hours family; a later hour (not rolled up
+ * yet) is the merge of its minutes, computed on the fly with a second iterator, equal to what the roller will store
+ * (a stored value is used for such an hour only when it has no minutes, or when its minutes may have expired: see
+ * dts_storage_roll_hours). Returns the points visited, or -EINVAL (bad series), -EIO, -ENOMEM.
  */
 typedef int (*dts_storage_point_fn)(void *ctx, int64_t t, const struct dts_stored *v);
 long dts_storage_read(struct dts_storage *st, enum dts_res res, const char *series, int64_t from_s, int64_t to_s,
@@ -394,7 +446,9 @@ int dts_storage_week_bucket(struct dts_storage *st, const char *series, int64_t 
 			    unsigned days, struct dts_bucket *day, struct dts_bucket *avg);
 
 /*
- * Listing by key scan, skipping each name with one Seek past it (cost: one seek per name listed, not per key).
+ * Listing by key scan, skipping each name with one Seek past it (cost: one seek per name listed, not per key; at hour
+ * resolution one per name in each of the hours and minutes families: the union, so that series whose hours are not
+ * rolled up yet are listed).
  * Names come in key order, i.e. ordered as "name/" (series: as "SERIES|"), so "alice.b" comes before "alice" and a
  * tagged series before its untagged one; sort them if a display needs another order. Names are passed without NUL
  * termination; returning non-zero from fn stops. Return the count listed or -errno.
