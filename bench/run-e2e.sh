@@ -38,6 +38,7 @@ tick_ms=${E2E_TICK_MS:-200}
 http_port=${E2E_HTTP_PORT:-}
 statsd_port=${E2E_STATSD_PORT:-}
 settle_timeout=${E2E_SETTLE_TIMEOUT:-60}
+daemon_extra=(${E2E_DAEMON_ARGS:-}) # extra dattssd flags, split on blanks
 quiet=0
 
 usage() {
@@ -54,6 +55,8 @@ usage: bench/run-e2e.sh [options]
   --http-port P             [E2E_HTTP_PORT, default: a free random port]
   --statsd-port P           [E2E_STATSD_PORT, default: a free random port]
   --settle-timeout S        give up waiting for the counts to settle after S seconds [E2E_SETTLE_TIMEOUT, 60]
+  --daemon-arg ARG          one more dattssd flag, e.g. --daemon-arg=--recv-coalesce-us=0 (repeatable)
+                            [E2E_DAEMON_ARGS: flags separated by blanks]
   --build-dir DIR           where bin/dattssd and bin/dattss-load are [BUILD_DIR, default $repo/build]
   --quiet                   no progress on stderr
 EOF
@@ -72,6 +75,8 @@ while [ $# -gt 0 ]; do
 	--http-port) http_port=$2; shift 2 ;;
 	--statsd-port) statsd_port=$2; shift 2 ;;
 	--settle-timeout) settle_timeout=$2; shift 2 ;;
+	--daemon-arg) daemon_extra+=("$2"); shift 2 ;;
+	--daemon-arg=*) daemon_extra+=("${1#--daemon-arg=}"); shift ;;
 	--build-dir) build_dir=$2; shift 2 ;;
 	--quiet) quiet=1; shift ;;
 	-h | --help) usage; exit 0 ;;
@@ -138,6 +143,10 @@ cpu_ticks() { # "utime stime" of $pid in clock ticks (fields 14, 15; counted aft
 	awk '{ print $12, $13 }' <<<"$stat"
 }
 
+ctx_switches() { # context switches of all of $pid's threads so far (voluntary + involuntary): its wake-ups
+	cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'
+}
+
 rss_mb() { awk '/^VmRSS:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$pid/status"; }
 
 rcvbuf_errors() { awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1 } else print $c }' /proc/net/snmp; }
@@ -162,7 +171,7 @@ pick_port() {
 [ -n "$statsd_port" ] || statsd_port=$(pick_port)
 mkdir -p "$tmp/data"
 "$daemon" --bind 127.0.0.1 --http-port "$http_port" --statsd-port "$statsd_port" --workers "$workers" \
-	--data-dir "$tmp/data" --tick-ms "$tick_ms" >"$tmp/dattssd.log" 2>&1 &
+	--data-dir "$tmp/data" --tick-ms "$tick_ms" ${daemon_extra[@]+"${daemon_extra[@]}"} >"$tmp/dattssd.log" 2>&1 &
 pid=$!
 log "dattssd pid $pid, statsd udp 127.0.0.1:$statsd_port, http 127.0.0.1:$http_port, log $tmp/dattssd.log"
 for _ in $(seq 1 100); do
@@ -181,6 +190,7 @@ m0=$(http_get /metrics)
 lines0=$(metric_sum dattss_received_lines_total <<<"$m0")
 samples0=$(metric_sum dattss_samples_total <<<"$m0")
 cpu0=$(cpu_ticks)
+ctx0=$(ctx_switches)
 rss_idle=$(rss_mb)
 rcv0=$(rcvbuf_errors)
 
@@ -216,6 +226,7 @@ while :; do
 done
 
 cpu1=$(cpu_ticks)
+ctx1=$(ctx_switches)
 rss=$(rss_mb)
 rcv1=$(rcvbuf_errors)
 m1=$(http_get /metrics)
@@ -230,7 +241,7 @@ clk=$(getconf CLK_TCK)
 awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_counted" -v c0="$cpu0" -v c1="$cpu1" \
 	-v clk="$clk" -v dropped="$dropped" -v rejected="$rejected" -v samples="$samples" -v rcv=$((rcv1 - rcv0)) \
 	-v rss="$rss" -v rss_idle="$rss_idle" -v series="$series" -v srate="$send_rate" -v mix="$mix" -v lpd="$lpd" \
-	-v threads="$threads" -v hit="$workers_hit" 'BEGIN {
+	-v threads="$threads" -v hit="$workers_hit" -v ctx=$((ctx1 - ctx0)) 'BEGIN {
 	split(c0, a, " "); split(c1, b, " ")
 	user = (b[1] - a[1]) / clk; sys = (b[2] - a[2]) / clk; cpu = user + sys
 	loss = sent > 0 ? (sent - counted) * 100 / sent : 0
@@ -243,7 +254,8 @@ awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_c
 	printf " kernel_rcvbuf_errors=%s", rcv
 	printf " server_rss_mb=%s server_rss_idle_mb=%s series_live=%s send_rate=%s mix=%s lines_per_datagram=%s", \
 		rss, rss_idle, series, srate, mix, lpd
-	printf " sender_threads=%s workers_hit=%s server_user_s=%.2f server_sys_s=%.2f\n", threads, hit, user, sys
+	printf " sender_threads=%s workers_hit=%s server_user_s=%.2f server_sys_s=%.2f", threads, hit, user, sys
+	printf " server_ctx_switches=%s lines_per_ctx_switch=%.0f\n", ctx, (ctx > 0 ? counted / ctx : 0)
 }'
 if [ "$dropped" != 0 ]; then
 	echo "run-e2e: dropped by reason: $(awk '/^dattss_dropped_total\{/ && $NF > 0 { printf "%s%s=%s", sep, $1, $NF; sep = " " }' <<<"$m1")" >&2

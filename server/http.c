@@ -330,6 +330,18 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 		bprintf(&b, "dattss_store_batch_seconds %.6f\n", (double)ss.batch_ns_last / 1e9);
 		metric_head(&b, "dattss_store_write_errors_total", "counter", "Failed batch commits (each is retried).");
 		bprintf(&b, "dattss_store_write_errors_total %" PRIu64 "\n", ss.write_errors);
+		metric_head(&b, "dattss_store_rollup_markers_total", "counter",
+			    "Hourly rollup markers put by minute closes (one per series and hour).");
+		bprintf(&b, "dattss_store_rollup_markers_total %" PRIu64 "\n", ss.markers_written);
+		metric_head(&b, "dattss_store_hours_rolled_total", "counter", "Hours rolled up into the hours family.");
+		bprintf(&b, "dattss_store_hours_rolled_total %" PRIu64 "\n", ss.hours_rolled);
+		metric_head(&b, "dattss_store_rollup_errors_total", "counter", "Failed rollup chunks (each is redone).");
+		bprintf(&b, "dattss_store_rollup_errors_total %" PRIu64 "\n", ss.roll_errors);
+		metric_head(&b, "dattss_store_rollup_chunk_max_seconds", "gauge", "Longest rollup chunk so far.");
+		bprintf(&b, "dattss_store_rollup_chunk_max_seconds %.6f\n", (double)ss.roll_ns_max / 1e9);
+		metric_head(&b, "dattss_store_hour_done", "gauge",
+			    "Unix time of the last hour rolled up (every hour up to it is in the hours family); -1 when none.");
+		bprintf(&b, "dattss_store_hour_done %" PRId64 "\n", ss.hour_done < 0 ? -1 : ss.hour_done * 3600);
 		metric_head(&b, "dattss_store_queue_minutes", "gauge", "Closed minutes and checkpoints waiting.");
 		bprintf(&b, "dattss_store_queue_minutes %" PRIu64 "\n", ss.queue_minutes);
 		metric_head(&b, "dattss_store_dropped_records_total", "counter", "Series-minutes the store dropped.");

@@ -6,6 +6,15 @@
  * anything. A worker's loop: one recvmmsg() burst (blocking at most DTS_RECV_WAKE_MS), ingest exactly the datagrams
  * that arrived (never the requested count), then dts_core_tick(). Buffers are allocated once at start.
  *
+ * Coalescing (recv_coalesce_us): a worker blocked in recvmmsg() is woken for each datagram, so at moderate rates every
+ * call returns one or two datagrams and the context switch costs more than the lines. When a call returns fewer than a
+ * full batch and the worker's measured arrival rate says at least two more datagrams will come within
+ * recv_coalesce_us, the worker sleeps (clock_nanosleep, off the socket's wait queue) for about the time half a batch
+ * takes to arrive, capped at recv_coalesce_us, and the next recvmmsg() then takes what queued up meanwhile. One extra
+ * system call per burst, none per datagram. A full batch means the socket is not keeping up: no sleep. A slow or idle
+ * socket is never slept on: the worker blocks in recvmmsg() as before (idle CPU stays ~0). Values are at most
+ * recv_coalesce_us late; the socket buffer (rcvbuf_bytes) absorbs what arrives meanwhile.
+ *
  * statsd_allow: when set, every UDP datagram's source address (recvmmsg's msg_name, filled by the same call) is checked
  * against the allowed networks before anything else reads the datagram, and every TCP connection's at accept; a
  * refused one is counted (denied, tcp_denied) and never reaches the engine. The Unix socket is local: not checked.
@@ -56,6 +65,10 @@ struct udp_worker {
 	unsigned id;
 	unsigned batch;
 	int cpu; /* -1: not pinned */
+	int64_t coalesce_max_ns; /* recv_coalesce_us in ns; 0 = never sleep between calls */
+	int64_t win_start_ns; /* arrival-rate window: start (CLOCK_MONOTONIC) */
+	uint64_t win_dgrams; /* datagrams received since win_start_ns */
+	int64_t ns_per_dgram; /* mean gap between datagrams over the last window; INT64_MAX = none seen */
 	struct mmsghdr *msgs;
 	struct iovec *iov;
 	struct sockaddr_storage *names; /* batch source addresses; NULL when statsd_allow is empty */
@@ -156,6 +169,44 @@ out_err:
 	return -e;
 }
 
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no system call */
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Shortest window over which a worker measures its arrival rate. */
+#define COALESCE_WINDOW_NS 10000000
+
+/*
+ * After a recvmmsg() that returned n (< 0: none), decide whether to sleep before the next call so that it takes a
+ * bigger batch (see the file comment). Bounded: at most one clock_nanosleep of at most coalesce_max_ns.
+ */
+static void coalesce(struct udp_worker *w, int n)
+{
+	int64_t now = mono_ns(), elapsed = now - w->win_start_ns, wait;
+
+	if (n > 0)
+		w->win_dgrams += (unsigned)n;
+	if (elapsed >= COALESCE_WINDOW_NS) {
+		w->ns_per_dgram = w->win_dgrams ? elapsed / (int64_t)w->win_dgrams : INT64_MAX;
+		w->win_start_ns = now;
+		w->win_dgrams = 0;
+	}
+	/* Nothing came (timeout), or a full batch (more is queued): go straight back to recvmmsg(). */
+	if (n <= 0 || (unsigned)n >= w->batch)
+		return;
+	/* Too slow to gain two datagrams within the cap: blocking in recvmmsg() costs no more wake-ups than sleeping. */
+	if (w->ns_per_dgram > w->coalesce_max_ns / 2)
+		return;
+	wait = w->ns_per_dgram * (int64_t)(w->batch / 2);
+	if (wait > w->coalesce_max_ns)
+		wait = w->coalesce_max_ns;
+	clock_nanosleep(CLOCK_MONOTONIC, 0, &(struct timespec){ .tv_sec = 0, .tv_nsec = wait }, NULL); /* EINTR: fine */
+}
+
 static void *udp_worker_main(void *arg)
 {
 	struct udp_worker *w = arg;
@@ -173,6 +224,8 @@ static void *udp_worker_main(void *arg)
 		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
 			dts_warn("receive", "worker %u: could not pin to cpu %d", w->id, w->cpu);
 	}
+	w->ns_per_dgram = INT64_MAX;
+	w->win_start_ns = mono_ns();
 	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
 		int n = recvmmsg(w->fd, w->msgs, w->batch, MSG_WAITFORONE, NULL);
 		int64_t now_ms = dts_now_ms();
@@ -197,6 +250,8 @@ static void *udp_worker_main(void *arg)
 			STAT_ADD(w->stats.recv_errors, 1);
 		}
 		dts_core_tick(w->core, now_ms);
+		if (w->coalesce_max_ns)
+			coalesce(w, n);
 	}
 	dts_rcu_unregister_thread();
 	return NULL;
@@ -367,6 +422,7 @@ static int worker_init(struct udp_worker *w, const struct dts_config *cfg, char 
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
 	w->batch = cfg->recv_batch;
+	w->coalesce_max_ns = (int64_t)cfg->recv_coalesce_us * 1000;
 	w->cpu = cfg->cpu_pin && ncpu > 0 ? (int)(w->id % (unsigned)ncpu) : -1;
 	w->fd = open_inet(cfg->bind, cfg->statsd_port, SOCK_DGRAM, cfg->rcvbuf_bytes, err, errlen);
 	if (w->fd < 0)

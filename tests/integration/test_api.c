@@ -889,6 +889,118 @@ Test(api, events_stream_live_and_users_are_isolated)
 	passed();
 }
 
+/* Issue 5's end-to-end check: programs linked against libdattss record known values in two processes of two users;
+ * the aggregates (counter, timer, gauge), the process statistics and the errors and warnings read back through the
+ * API match exactly, and each user's key sees only its own processes and events. */
+static struct dts *open_client(json_t *user, const char *process)
+{
+	char server[64];
+	struct dts *d;
+
+	snprintf(server, sizeof(server), "127.0.0.1:%u", dmn.statsd_port);
+	d = dts_open(server, str(user, "user"), (uint32_t)json_integer_value(json_object_get(user, "key_id")),
+		     str(user, "secret"), process);
+	cr_assert_not_null(d, "dts_open(%s): %s", process, strerror(errno));
+	return d;
+}
+
+/* The process object of the user's current state whose stats show `errors` errors (polls; caller owns root). */
+static json_t *wait_process_stats(const char *key, const char *process, double errors, json_t **root_out)
+{
+	int64_t deadline = dh_now_ms() + WAIT_MS;
+
+	for (;;) {
+		json_t *root = get("/api/v1/current", key);
+		json_t *p = find_by(json_object_get(root, "processes"), "process", process);
+		json_t *st = json_object_get(p, "stats");
+
+		if (st && dh_num(st, "errors") == errors) {
+			*root_out = root;
+			return p;
+		}
+		json_decref(root);
+		cr_assert(dh_now_ms() < deadline, "%s: no stats with %g errors after %d ms", process, errors, WAIT_MS);
+		dh_sleep_ms(100);
+	}
+}
+
+Test(api, client_library_two_users_two_processes_exact)
+{
+	json_t *carol = add_user("carol@example.com"), *dave = add_user("dave@example.com");
+	const char *ckey = str(carol, "api_key"), *dkey = str(dave, "api_key");
+	struct dts *web = open_client(carol, "web"), *cron = open_client(carol, "cron"), *etl = open_client(dave, "etl");
+	json_t *root, *c, *proc, *st, *evs;
+
+	for (int i = 1; i <= 50; i++) {
+		cr_assert_eq(dts_count(web, "requests", 2), 0);
+		cr_assert_eq(dts_timing(web, "latency", i), 0); /* 1 .. 50 ms */
+		cr_assert_eq(dts_agg(etl, "rows", "3c"), 0);
+	}
+	cr_assert_eq(dts_gauge(web, "sessions", 17), 0);
+	cr_assert_eq(dts_agg(cron, "runs", "1c"), 0);
+	cr_assert_eq(dts_error(web, "upstream timeout"), 0);
+	cr_assert_eq(dts_warning(web, "cache cold"), 0);
+	cr_assert_eq(dts_warning(cron, "skipped a run"), 0);
+	cr_assert_eq(dts_error(etl, "schema mismatch"), 0);
+	cr_assert_eq(dts_flush(web), 0);
+	cr_assert_eq(dts_flush(cron), 0);
+	cr_assert_eq(dts_flush(etl), 0);
+
+	/* carol: exact aggregates of both processes */
+	json_decref(wait_current(ckey, "web", "requests", "c", "sum", 100));
+	root = wait_current(ckey, "web", "latency", "ms", "count", 50);
+	c = current_of(root, "web", "latency", "ms");
+	cr_expect_eq(dh_num(c, "sum"), 1275.0);
+	cr_expect_eq(dh_num(c, "min"), 1.0);
+	cr_expect_eq(dh_num(c, "max"), 50.0);
+	cr_expect_float_eq(dh_num(c, "bot10"), 5.0, 5.0 * 0.011, "bot10 within the sketch's 1%%");
+	cr_expect_float_eq(dh_num(c, "top10"), 45.0, 45.0 * 0.011, "top10 within the sketch's 1%%");
+	json_decref(root);
+	json_decref(wait_current(ckey, "web", "sessions", "g", "last", 17));
+	json_decref(wait_current(ckey, "cron", "runs", "c", "sum", 1));
+
+	/* carol's process statistics: counts of what was reported, a live process */
+	proc = wait_process_stats(ckey, "web", 1, &root);
+	st = json_object_get(proc, "stats");
+	cr_expect_eq(dh_num(st, "warnings"), 1);
+	cr_expect_gt(dh_num(st, "rss_bytes"), 0, "resident memory of the test process");
+	cr_expect(json_is_true(json_object_get(proc, "online")), "web heard from just now is online");
+	cr_expect_null(find_by(json_object_get(root, "processes"), "process", "etl"), "carol sees dave's process");
+	json_decref(root);
+	proc = wait_process_stats(ckey, "cron", 0, &root);
+	cr_expect_eq(dh_num(json_object_get(proc, "stats"), "warnings"), 1);
+	json_decref(root);
+
+	/* dave: his own exact counter and error, none of carol's */
+	json_decref(wait_current(dkey, "etl", "rows", "c", "sum", 150));
+	proc = wait_process_stats(dkey, "etl", 1, &root);
+	cr_expect_eq(json_array_size(json_object_get(root, "processes")), 1, "dave has exactly one process");
+	json_decref(root);
+
+	/* the texts, per user and kind */
+	root = get("/api/v1/events", ckey);
+	evs = json_object_get(root, "events");
+	cr_expect_eq(json_array_size(evs), 3, "carol: 1 error + 2 warnings");
+	cr_expect_not_null(find_by(evs, "text", "upstream timeout"));
+	cr_expect_not_null(find_by(evs, "text", "cache cold"));
+	cr_expect_not_null(find_by(evs, "text", "skipped a run"));
+	cr_expect_null(find_by(evs, "text", "schema mismatch"), "carol sees dave's error");
+	json_decref(root);
+	root = get("/api/v1/events?kind=error", dkey);
+	evs = json_object_get(root, "events");
+	cr_expect_eq(json_array_size(evs), 1);
+	cr_expect_str_eq(str(json_array_get(evs, 0), "text"), "schema mismatch");
+	cr_expect_str_eq(str(json_array_get(evs, 0), "process"), "etl");
+	json_decref(root);
+
+	dts_close(web);
+	dts_close(cron);
+	dts_close(etl);
+	json_decref(carol);
+	json_decref(dave);
+	passed();
+}
+
 Test(api, stream_keepalive_and_a_changed_state)
 {
 	struct sse *s = malloc(sizeof(*s)), *q = malloc(sizeof(*q));

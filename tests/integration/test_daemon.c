@@ -648,6 +648,92 @@ Test(daemon, sigterm_exits_zero_and_closes_the_open_minute)
 	passed();
 }
 
+/* ---- UDP receive batching (receive.c, recv_coalesce_us) ---------------------------------------------------------- */
+
+/* Lines the daemon's receive threads have taken from their sockets so far (counted live, before any tick). */
+static double lines_received(void)
+{
+	unsigned n = 0;
+	double v = dh_metric(&dmn, "dattss_received_lines_total", NULL, &n);
+
+	cr_assert_gt(n, 0, "/metrics has no dattss_received_lines_total");
+	return v;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * A worker that coalesces (sleeps after a short burst so that the next recvmmsg takes more) must neither lose nor
+ * stall anything: bursts with pauses between them, at rates where the sleep engages, all counted exactly.
+ */
+Test(daemon, ten_thousand_datagrams_in_bursts_are_all_counted)
+{
+	enum { SOCKS = 4, ROUNDS = 10, PER_ROUND = 1000 };
+	int fds[SOCKS];
+	double before = lines_received(), got = before;
+	json_t *s;
+
+	for (int i = 0; i < SOCKS; i++) /* 4 source ports: the SO_REUSEPORT hash spreads them over the workers */
+		fds[i] = udp_socket();
+	for (int r = 0; r < ROUNDS; r++) {
+		for (int i = 0; i < PER_ROUND; i++)
+			send_udp(fds[i % SOCKS], "burst.hits:1|c");
+		dh_sleep_ms(2);
+	}
+	for (int i = 0; i < SOCKS; i++)
+		close(fds[i]);
+	for (int i = 0; i < WAIT_MS / 10 && got < before + ROUNDS * PER_ROUND; i++, dh_sleep_ms(10))
+		got = lines_received();
+	cr_assert_eq(got - before, ROUNDS * PER_ROUND, "the workers received %.0f of %d lines", got - before,
+		     ROUNDS * PER_ROUND);
+	s = expect_series(CURRENT, "burst", "hits", "c", NULL, "sum", ROUNDS * PER_ROUND);
+	expect_field(s, "burst.hits", "count", ROUNDS * PER_ROUND);
+	json_decref(s);
+	passed();
+}
+
+/*
+ * After a burst has taught the workers a high arrival rate, single datagrams sent one at a time must each be taken
+ * from the socket promptly: the coalescing sleep is bounded by recv_coalesce_us (1 ms by default), a quiet worker
+ * blocks in recvmmsg and is woken by the datagram. The median bound is the real one; the maximum only catches a
+ * datagram stuck until the next one or until a timeout, with room for the shared test machine.
+ */
+Test(daemon, sparse_datagrams_are_received_within_a_bounded_time)
+{
+	enum { N = 21 };
+	int fd = udp_socket();
+	int64_t lat[N];
+	double want = lines_received();
+
+	for (int i = 0; i < 2000; i++)
+		send_udp(fd, "sparse.warm:1|c");
+	want += 2000;
+	for (int i = 0; i < WAIT_MS / 10 && lines_received() < want; i++)
+		dh_sleep_ms(10);
+	cr_assert_eq(lines_received(), want, "the warm-up burst was not received in full");
+	for (int k = 0; k < N; k++) {
+		int64_t t0 = dh_now_ms();
+
+		send_udp(fd, "sparse.one:1|c");
+		want += 1;
+		while (lines_received() < want && dh_now_ms() - t0 < WAIT_MS)
+			dh_sleep_ms(1);
+		lat[k] = dh_now_ms() - t0;
+		cr_assert_eq(lines_received(), want, "datagram %d of %d not received after %lld ms", k + 1, N,
+			     (long long)lat[k]);
+	}
+	close(fd);
+	qsort(lat, N, sizeof(lat[0]), cmp_i64);
+	cr_expect_lt(lat[N / 2], 50, "median time to receive one datagram: %lld ms", (long long)lat[N / 2]);
+	cr_expect_lt(lat[N - 1], 2000, "slowest datagram: %lld ms", (long long)lat[N - 1]);
+	passed();
+}
+
 /* ---- command line (no daemon left running) ----------------------------------------------------------------------- */
 
 Test(cli, help_exits_zero_and_lists_flags, .timeout = 20)
