@@ -241,6 +241,7 @@ static int pstate_match(struct cds_lfht_node *node, const void *key)
 	const struct dts__pstate *ps = caa_container_of(node, struct dts__pstate, node);
 	const struct pkey *k = key;
 
+	dts__hb_acquire(ps); /* readers look nodes up too: pairs with the release before cds_lfht_add */
 	return ps->user_len == k->user_len && ps->process_len == k->process_len &&
 	       memcmp(ps->cur.user, k->user, k->user_len) == 0 &&
 	       memcmp(ps->cur.process, k->process, k->process_len) == 0;
@@ -251,6 +252,7 @@ static int uevents_match(struct cds_lfht_node *node, const void *key)
 	const struct uevents *u = caa_container_of(node, struct uevents, node);
 	const struct pkey *k = key;
 
+	dts__hb_acquire(u); /* dts__events_read looks users up from reader threads: pairs with uevents_get's release */
 	return u->user_len == k->user_len && memcmp(u->user, k->user, k->user_len) == 0;
 }
 
