@@ -11,7 +11,9 @@
 #   SUMMARY bench=e2e names=... rate=... lines_sent=... lines_counted=... loss_pct=... server_cpu_s=...
 #           cpu_s_per_million_lines=... dropped=... rejected=... (then samples, aggregated_loss_pct, kernel_rcvbuf_errors,
 #           server_rss_mb, server_rss_idle_mb, series_live, send_rate, mix, lines_per_datagram, sender_threads,
-#           workers_hit, server_user_s, server_sys_s)
+#           workers_hit, server_user_s, server_sys_s, server_ctx_switches, lines_per_ctx_switch)
+# server_ctx_switches counts the context switches of all of dattssd's threads (/proc/PID/task/*/status, voluntary and
+# involuntary) over the load and the settle time: mostly receive-worker wake-ups, the cost recv_coalesce_us cuts.
 # lines_counted is what the workers received and decoded; samples is what was aggregated, which is less when the
 # engine dropped valid values (dropped=, e.g. table_full when the merger falls behind): loss_pct compares lines_counted
 # with lines_sent, aggregated_loss_pct compares samples (one per generated line) with lines_sent, and "no loss" means
@@ -144,7 +146,8 @@ cpu_ticks() { # "utime stime" of $pid in clock ticks (fields 14, 15; counted aft
 }
 
 ctx_switches() { # context switches of all of $pid's threads so far (voluntary + involuntary): its wake-ups
-	cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'
+	cat /proc/"$pid"/task/*/status 2>/dev/null |
+		awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'
 }
 
 rss_mb() { awk '/^VmRSS:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$pid/status"; }

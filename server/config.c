@@ -191,7 +191,7 @@ void dts_config_defaults(struct dts_config *c)
 	c->workers = 2;
 	c->cpu_pin = true;
 	c->recv_batch = 64;
-	c->recv_coalesce_us = 1000;
+	c->recv_coalesce_us = 2000;
 	c->rcvbuf_bytes = 8u << 20;
 	c->tick_ms = 1000;
 	c->grace_s = 10;

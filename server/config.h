@@ -92,7 +92,7 @@ struct dts_config {
 	bool cpu_pin; /* pin worker i to CPU (i mod ncpu) [true] */
 	unsigned recv_batch; /* datagrams per recvmmsg() call [64; 1..1024] */
 	unsigned recv_coalesce_us; /* longest sleep of a UDP worker after a short burst, so that the next recvmmsg()
-				    * takes more datagrams per wake-up (receive.c) [1000; 0..10000, 0 = off] */
+				    * takes more datagrams per wake-up (receive.c) [2000; 0..10000, 0 = off] */
 	unsigned rcvbuf_bytes; /* SO_RCVBUF per socket [8388608; 0..1073741824, 0 = system default] */
 
 	/* Aggregation timing */

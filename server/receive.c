@@ -198,13 +198,14 @@ static void coalesce(struct udp_worker *w, int n)
 	/* Nothing came (timeout), or a full batch (more is queued): go straight back to recvmmsg(). */
 	if (n <= 0 || (unsigned)n >= w->batch)
 		return;
-	/* Too slow to gain two datagrams within the cap: blocking in recvmmsg() costs no more wake-ups than sleeping. */
+	/* Under two datagrams expected within the cap: blocking in recvmmsg() wakes no more often than sleeping. */
 	if (w->ns_per_dgram > w->coalesce_max_ns / 2)
 		return;
 	wait = w->ns_per_dgram * (int64_t)(w->batch / 2);
 	if (wait > w->coalesce_max_ns)
 		wait = w->coalesce_max_ns;
-	clock_nanosleep(CLOCK_MONOTONIC, 0, &(struct timespec){ .tv_sec = 0, .tv_nsec = wait }, NULL); /* EINTR: fine */
+	/* An EINTR just ends the sleep early. */
+	clock_nanosleep(CLOCK_MONOTONIC, 0, &(struct timespec){ .tv_sec = 0, .tv_nsec = wait }, NULL);
 }
 
 static void *udp_worker_main(void *arg)

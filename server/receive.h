@@ -6,9 +6,9 @@
  *   stream thread                    TCP listener + connections and the Unix datagram socket, engine core `workers`
  * Each thread is the only writer of its engine core (struct dts_core). None of them takes a lock or allocates on the
  * receive path; each wakes at least every DTS_RECV_WAKE_MS to hand its table over on time and to notice shutdown.
- * A UDP worker that got a short burst at a high arrival rate sleeps up to cfg->recv_coalesce_us before its next
- * recvmmsg() so that it takes more datagrams per wake-up (receive.c); stopping can take that much longer too.
  * So the merger must be created with at least udp_workers + 1 cores (DPDK lcores take the first ones when io = dpdk).
+ * A UDP worker that got a short burst at a high arrival rate sleeps up to cfg->recv_coalesce_us before its next
+ * recvmmsg(), so that it takes more datagrams per wake-up (receive.c); stopping can take that much longer too.
  */
 #ifndef DTS_RECEIVE_H
 #define DTS_RECEIVE_H

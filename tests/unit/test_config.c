@@ -173,6 +173,8 @@ static const struct good goods[] = {
 	{ "cpu_pin", "OFF", "cpu_pin = false" },
 	{ "recv_batch", "1", "recv_batch = 1" },
 	{ "recv_batch", "1024", "recv_batch = 1024" },
+	{ "recv_coalesce_us", "0", "recv_coalesce_us = 0" },
+	{ "recv_coalesce_us", "10000", "recv_coalesce_us = 10000" },
 	{ "rcvbuf_bytes", "0", "rcvbuf_bytes = 0" },
 	{ "rcvbuf_bytes", "4096", "rcvbuf_bytes = 4096" },
 	{ "rcvbuf_bytes", "512k", "rcvbuf_bytes = 524288" },
@@ -427,6 +429,8 @@ static const struct bad bads[] = {
 	{ "cpu_pin", "tru", "true/false" },
 	{ "recv_batch", "0", "between 1 and 1024" },
 	{ "recv_batch", "1025", "between 1 and 1024" },
+	{ "recv_coalesce_us", "10001", "between 0 and 10000" },
+	{ "recv_coalesce_us", "-1", "between 0 and 10000" },
 	{ "rcvbuf_bytes", "-1", "byte count between 0 and 1073741824" },
 	{ "rcvbuf_bytes", "-1K", "byte count" }, /* must not reach a shift of a negative number (UBSan) */
 	{ "rcvbuf_bytes", "2G", "byte count" },
@@ -1094,9 +1098,9 @@ Test(config, dump_names_the_config_file_and_every_key)
 	snprintf(want, sizeof(want), "# config file: %s\n", conf);
 	cr_expect(strstr(d, want), "%s", d);
 	static const char *const keys[] = { "data_dir", "bind", "statsd_port", "unix_socket", "http_port", "workers",
-					    "cpu_pin", "recv_batch", "rcvbuf_bytes", "tick_ms", "grace_s",
-					    "max_past_skew_s", "max_future_skew_s", "user", "default_process",
-					    "split_process", "process_sep", "log_level" };
+					    "cpu_pin", "recv_batch", "recv_coalesce_us", "rcvbuf_bytes", "tick_ms",
+					    "grace_s", "max_past_skew_s", "max_future_skew_s", "user",
+					    "default_process", "split_process", "process_sep", "log_level" };
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		snprintf(want, sizeof(want), "\n%s = ", keys[i]);
 		cr_expect(strstr(d, want), "dump lacks %s:\n%s", keys[i], d);
