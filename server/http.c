@@ -307,6 +307,9 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 		metric_head(&b, "dattss_denied_datagrams_total", "counter",
 			    "UDP datagrams dropped because their source is not in statsd_allow.");
 		bprintf(&b, "dattss_denied_datagrams_total %" PRIu64 "\n", rs.denied);
+		metric_head(&b, "dattss_receive_calls_total", "counter",
+			    "Receive calls (recvmmsg, recv) that returned data: packets / calls is the batch per wake-up.");
+		bprintf(&b, "dattss_receive_calls_total %" PRIu64 "\n", rs.recv_calls);
 	}
 	if (h->ctx.storage) {
 		struct dts_storage_stats ss;
