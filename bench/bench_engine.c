@@ -23,7 +23,12 @@
  * Output: progress on stderr once per second, then exactly one line on stdout:
  *   SUMMARY bench=engine names=K mix=... lines_per_datagram=N warmup=S lines=... seconds=... lines_per_sec=...
  *           ns_per_line=... ingest_ns_per_line=... merge_ns_per_line=... rejected=... dropped=... rss_mb=...
+ *           rss_base_mb=... series_live=... bytes_per_series=...
  * Every figure after warmup= is for the measured run only (the --warmup seconds are fed first and not counted).
+ * Memory: rss_base_mb is VmRSS once the pool is built and the merger created (before any line), rss_mb at the end;
+ * bytes_per_series = (rss_mb - rss_base_mb) / series_live. It includes everything the run made resident besides the
+ * series themselves: the core's tables (pages touched as they fill, ~41 MiB at most at the default capacity), the
+ * merger's fold cache (1 MiB), the published current states and the ones waiting for their grace period.
  * Exit status 1 when any of its own lines was rejected (a decoder bug or a generator bug: both must be fixed) or when
  * the engine's line counter disagrees with the lines fed.
  */
@@ -462,7 +467,7 @@ int main(int argc, char **argv)
 	struct run r;
 	uint64_t rejected = 0, dropped = 0, core_dropped = 0;
 	char mixs[64];
-	double rss;
+	double rss, rss_base;
 	int rc = parse_opts(argc, argv, &o);
 
 	if (rc)
@@ -494,6 +499,7 @@ int main(int argc, char **argv)
 
 	memset(&cs0, 0, sizeof(cs0));
 	memset(&ms0, 0, sizeof(ms0));
+	rss_base = rss_mb();
 	if (o.warmup > 0) {
 		struct opts w = o;
 
@@ -529,10 +535,12 @@ int main(int argc, char **argv)
 
 	printf("SUMMARY bench=engine names=%" PRIu64 " mix=%s lines_per_datagram=%u warmup=%.0f lines=%" PRIu64
 	       " seconds=%.3f lines_per_sec=%.0f ns_per_line=%.2f ingest_ns_per_line=%.2f merge_ns_per_line=%.2f"
-	       " rejected=%" PRIu64 " dropped=%" PRIu64 " rss_mb=%.1f\n",
+	       " rejected=%" PRIu64 " dropped=%" PRIu64 " rss_mb=%.1f rss_base_mb=%.1f series_live=%" PRIu64
+	       " bytes_per_series=%.0f\n",
 	       o.names, mixs, o.lpd, o.warmup, r.lines, (double)r.wall_ns / 1e9, (double)r.lines / ((double)r.wall_ns / 1e9),
 	       (double)r.wall_ns / (double)r.lines, (double)r.ingest_ns / (double)r.lines,
-	       (double)r.merge_ns / (double)r.lines, rejected, dropped, rss);
+	       (double)r.merge_ns / (double)r.lines, rejected, dropped, rss, rss_base, ms.series_live,
+	       ms.series_live && rss >= 0 ? (rss - rss_base) * 1048576.0 / (double)ms.series_live : 0.0);
 	fflush(stdout);
 	if (!o.quiet)
 		fprintf(stderr,

@@ -13,8 +13,9 @@
  * |T and client clocks may run a little ahead) - which is why grace is bounded to 60 s. Minute M closes when the clock
  * passes (M + 1) * 60 + grace: every series' window for M is copied into one struct dts_closed_minute and handed to the
  * sink. A closed window stays in place (read-only) until its ring position is reused, so the moving-window quantiles
- * can still look one minute back. Data for a minute already closed is counted as late and dropped (docs/architecture.md
- * explains why; the storage layer will merge such data into the stored minute).
+ * can still look one minute back; its sketch's bins or set's members are freed when the next minute closes. Data for
+ * a minute already closed is counted as late and dropped (docs/architecture.md explains why; the storage layer will
+ * merge such data into the stored minute).
  *
  * Current state is republished for every live series when the clock enters a new slot: the aggregate of the last 12
  * closed slots (exact for count, sum, rate, min, max, avg) and, for timers, quantiles of the sketch of the open minute
@@ -46,50 +47,101 @@
 
 char dts__rcu_reclaim_token;
 
+/* A minute window: 64 bytes. A timer's sketch and a set's members live in the series' ext[] (see struct series). */
 struct win {
 	int64_t minute; /* -1 when unused */
+	uint8_t fst_k, lst_k; /* slots of agg.fst and agg.lst within the minute, 0..11 (valid while agg.count > 0) */
 	bool closed;
-	int64_t fst_slot, lst_slot; /* slots of agg.fst and agg.lst (valid while agg.count > 0) */
 	struct dts_agg agg;
-	struct dts_sketch *sk; /* timers only (NULL otherwise): counters and gauges do not pay for it */
-	struct dts_set *set; /* sets only */
 };
 
+/* A 5-second slot of the moving window (its slot number is in struct series' ring_slot[], to avoid padding). */
 struct slotagg {
-	int64_t slot; /* -1 when unused */
 	double sum, count, min, max, lst;
 };
 
 /*
  * A published current state. Replaced whole every 5-second slot; the old copy is not freed but recycled: its call_rcu
- * callback (after every reader that could see it is gone) pushes it on the merger's lock-free stack, and the merger,
- * the only popper, reuses it. So the steady state allocates nothing, and no memory crosses threads through free().
+ * callback (after every reader that could see it is gone) pushes it on the merger's lock-free stack of its size class,
+ * and the merger, the only popper, reuses it. So the steady state allocates nothing, and no memory crosses threads
+ * through free().
+ *
+ * Compact: only what cannot be derived is stored (88 bytes for counters and gauges); the readers rebuild the struct
+ * dts_current (cur_expand: rate and avg recomputed with the same operations, NAN for what the type has not). Timers
+ * add their 4 quantiles, sets their distinct count.
  */
+enum { CUR_SCALAR, CUR_SET, CUR_TIMER, CUR_KINDS };
+static const uint8_t cur_nq[CUR_KINDS] = { 0, 1, 4 }; /* doubles in q[] per size class */
+
 struct cur {
 	struct rcu_head rcu;
 	struct cds_lfs_node lfs;
-	struct dts_merger *m;
-	struct dts_current v;
+	struct __cds_lfs_stack *home; /* the merger's recycle stack of this size class */
+	int64_t as_of_ms, last_seen_s;
+	double count, sum, min, max, last;
+	double q[]; /* timers: bot10, top10, p50, p99; sets: distinct */
 };
 
+/*
+ * A series: 808 bytes + its name for every type (docs/architecture.md "Memory"). Timers and sets add one allocation
+ * of NWIN sketches or sets (ext), which counters and gauges do not pay for.
+ */
 struct series {
 	struct cds_lfht_node node; /* in merger->map, hash = series hash */
-	struct rcu_head rcu;
 	uint64_t hash;
 	_Atomic(struct cur *) cur; /* published current state (merger writes, readers load-acquire) */
-	/* merger-private from here */
+	/* merger-private from here, except the identity (type, lengths, name: immutable) */
 	int64_t last_seen_s;
-	double gauge_value;
-	int64_t gauge_slot; /* slot of gauge_value's absolute value */
-	bool gauge_known;
+	union {
+		struct {
+			double gauge_value;
+			int64_t gauge_slot; /* slot of gauge_value's absolute value */
+		};
+		struct rcu_head rcu; /* used only once the series has left the map, when the gauge is dead */
+	};
 	struct dts__pstate *proc; /* the state of (user, process), NULL when it could not be created; holds a ref */
+	void *ext; /* timers: struct dts_sketch[NWIN], sets: struct dts_set[NWIN] (window i's is ext[i]); else NULL */
+	bool gauge_known;
 	uint8_t type;
 	uint16_t user_len, process_len, counter_len, tags_len;
-	const char *user, *process, *counter, *tags; /* into name[] (immutable) */
 	struct win win[NWIN];
+	int32_t ring_slot[DTS_SLOTS_PER_MINUTE]; /* slot of ring[i], -1 when unused (slots fit until the year 2310) */
 	struct slotagg ring[DTS_SLOTS_PER_MINUTE];
 	char name[]; /* user\0process\0counter\0tags\0 */
 };
+
+/* The identity parts, in name[]. */
+static inline const char *ser_user(const struct series *s)
+{
+	return s->name;
+}
+
+static inline const char *ser_process(const struct series *s)
+{
+	return s->name + s->user_len + 1;
+}
+
+static inline const char *ser_counter(const struct series *s)
+{
+	return s->name + s->user_len + s->process_len + 2;
+}
+
+static inline const char *ser_tags(const struct series *s)
+{
+	return s->name + s->user_len + s->process_len + s->counter_len + 3;
+}
+
+/* The sketch of window w of s (timers), or NULL. */
+static inline struct dts_sketch *win_sk(const struct series *s, const struct win *w)
+{
+	return s->type == DTS_TIMER && s->ext ? (struct dts_sketch *)s->ext + (w - s->win) : NULL;
+}
+
+/* The set of window w of s (sets), or NULL. */
+static inline struct dts_set *win_set(const struct series *s, const struct win *w)
+{
+	return s->type == DTS_SET && s->ext ? (struct dts_set *)s->ext + (w - s->win) : NULL;
+}
 
 struct dts_merger {
 	struct dts_merger_cfg cfg;
@@ -101,7 +153,8 @@ struct dts_merger {
 	struct dts_core **cores;
 	struct dts__table **pool;
 	unsigned npool;
-	void **fold_map; /* per bucket of the table being folded: its target window, or (tag bit 1) a late record */
+	void **fold_map; /* per bucket of the table being folded: the sketch or set of its target window (NULL for
+			  * other types and dropped entries), or (tag bit 1) a late record */
 	struct dts_closed_minute *late[LATE_MINUTES]; /* late data of the table being folded, one per closed minute */
 	struct late_index *late_ix[LATE_MINUTES]; /* for each late[k]: series -> its record (one record per series) */
 	uint32_t fold_map_cap;
@@ -109,8 +162,8 @@ struct dts_merger {
 	int64_t pub_slot; /* slot of the last current-state publication */
 	int64_t next_checkpoint_ms;
 	uint64_t nseries;
-	struct __cds_lfs_stack recycled; /* struct cur whose grace period ended (pushed by call_rcu callbacks) */
-	struct cds_lfs_node *spare; /* merger-private list taken from recycled, linked through lfs.next */
+	struct __cds_lfs_stack recycled[CUR_KINDS]; /* struct cur past their grace period (call_rcu callbacks push) */
+	struct cds_lfs_node *spare[CUR_KINDS]; /* merger-private lists taken from recycled, linked through lfs.next */
 	struct dts__procs *procs; /* process states and events (procs.c) */
 	struct scache_ent {
 		uint64_t hash;
@@ -188,30 +241,45 @@ static int series_match(struct cds_lfht_node *node, const void *key)
 	if (s->type != k->type || s->user_len != id->user_len || s->process_len != id->process_len ||
 	    s->counter_len != id->counter_len || s->tags_len != id->tags_len)
 		return 0;
-	if (memcmp(s->user, b, id->user_len) != 0)
+	if (memcmp(ser_user(s), b, id->user_len) != 0)
 		return 0;
 	b += id->user_len;
-	if (memcmp(s->process, b, id->process_len) != 0)
+	if (memcmp(ser_process(s), b, id->process_len) != 0)
 		return 0;
 	b += id->process_len;
-	if (memcmp(s->counter, b, id->counter_len) != 0)
+	if (memcmp(ser_counter(s), b, id->counter_len) != 0)
 		return 0;
 	b += id->counter_len;
-	return memcmp(s->tags, b, id->tags_len) == 0;
+	return memcmp(ser_tags(s), b, id->tags_len) == 0;
 }
 
-static void win_reset(struct win *w, int64_t minute)
+static void win_reset(struct series *s, struct win *w, int64_t minute)
 {
+	struct dts_sketch *sk = win_sk(s, w);
+	struct dts_set *set = win_set(s, w);
+
 	w->minute = minute;
 	w->closed = false;
-	w->fst_slot = w->lst_slot = 0;
+	w->fst_k = w->lst_k = 0;
 	dts_agg_init(&w->agg);
-	if (w->sk)
-		dts_sketch_clear(w->sk);
-	if (w->set) {
-		dts_set_free(w->set);
-		dts_set_init(w->set);
+	if (sk)
+		dts_sketch_clear(sk);
+	if (set) {
+		dts_set_free(set);
+		dts_set_init(set);
 	}
+}
+
+/* Free the heap of a dead window's sketch or set (it is empty afterwards); its scalar aggregate stays. */
+static void win_release(struct series *s, struct win *w)
+{
+	struct dts_sketch *sk = win_sk(s, w);
+	struct dts_set *set = win_set(s, w);
+
+	if (sk)
+		dts_sketch_free(sk); /* leaves it empty and reusable, as dts_set_free does */
+	if (set)
+		dts_set_free(set);
 }
 
 static void series_free_now(struct series *s);
@@ -233,36 +301,41 @@ static struct series *series_new(const struct dts__ident *id, uint8_t type, uint
 	s->counter_len = id->counter_len;
 	s->tags_len = id->tags_len;
 	p = s->name;
-#define COPY_PART(field, len)              \
+#define COPY_PART(len)                     \
 	do {                               \
-		s->field = p;              \
 		memcpy(p, src, (len));     \
 		p[(len)] = '\0';           \
 		p += (len) + 1;            \
 		src += (len);              \
 	} while (0)
-	COPY_PART(user, id->user_len);
-	COPY_PART(process, id->process_len);
-	COPY_PART(counter, id->counter_len);
-	COPY_PART(tags, id->tags_len);
+	COPY_PART(id->user_len);
+	COPY_PART(id->process_len);
+	COPY_PART(id->counter_len);
+	COPY_PART(id->tags_len);
 #undef COPY_PART
+	if (type == DTS_TIMER) {
+		struct dts_sketch *sk = malloc(NWIN * sizeof(*sk));
+
+		if (!sk)
+			goto out_free_series;
+		for (int i = 0; i < NWIN; i++)
+			dts_sketch_init(&sk[i]);
+		s->ext = sk;
+	} else if (type == DTS_SET) {
+		struct dts_set *set = malloc(NWIN * sizeof(*set));
+
+		if (!set)
+			goto out_free_series;
+		for (int i = 0; i < NWIN; i++)
+			dts_set_init(&set[i]);
+		s->ext = set;
+	}
 	for (int i = 0; i < NWIN; i++) {
 		s->win[i].minute = -1;
 		dts_agg_init(&s->win[i].agg);
-		if (type == DTS_TIMER) {
-			s->win[i].sk = malloc(sizeof(struct dts_sketch));
-			if (!s->win[i].sk)
-				goto out_free_series;
-			dts_sketch_init(s->win[i].sk);
-		} else if (type == DTS_SET) {
-			s->win[i].set = malloc(sizeof(struct dts_set));
-			if (!s->win[i].set)
-				goto out_free_series;
-			dts_set_init(s->win[i].set);
-		}
 	}
 	for (int i = 0; i < DTS_SLOTS_PER_MINUTE; i++)
-		s->ring[i].slot = -1;
+		s->ring_slot[i] = -1;
 	return s;
 
 out_free_series:
@@ -273,15 +346,15 @@ out_free_series:
 static void series_free_now(struct series *s)
 {
 	for (int i = 0; i < NWIN; i++) {
-		if (s->win[i].sk) {
-			dts_sketch_free(s->win[i].sk);
-			free(s->win[i].sk);
-		}
-		if (s->win[i].set) {
-			dts_set_free(s->win[i].set);
-			free(s->win[i].set);
-		}
+		struct dts_sketch *sk = win_sk(s, &s->win[i]);
+		struct dts_set *set = win_set(s, &s->win[i]);
+
+		if (sk)
+			dts_sketch_free(sk);
+		if (set)
+			dts_set_free(set);
 	}
+	free(s->ext);
 	free(atomic_load_explicit(&s->cur, memory_order_relaxed));
 	free(s);
 }
@@ -295,31 +368,37 @@ static void series_free_rcu(struct rcu_head *head)
 static void cur_free_rcu(struct rcu_head *head)
 {
 	struct cur *c = caa_container_of(head, struct cur, rcu);
-	struct dts_merger *m = c->m;
+	struct __cds_lfs_stack *home = c->home;
 
 	dts__reclaim_begin();
 	dts__hb_release(c); /* the merger that pops it next writes it: nothing of c is touched after this */
-	cds_lfs_push(&m->recycled, &c->lfs);
+	cds_lfs_push(home, &c->lfs);
 }
 
-/* A struct cur to fill: a recycled one when there is one, else a new one. Merger thread. */
-static struct cur *cur_alloc(struct dts_merger *m)
+/* The size class of a series type's struct cur. */
+static int cur_kind(uint8_t type)
 {
-	struct cds_lfs_node *n = m->spare;
+	return type == DTS_TIMER ? CUR_TIMER : type == DTS_SET ? CUR_SET : CUR_SCALAR;
+}
+
+/* A struct cur of size class kind to fill: a recycled one when there is one, else a new one. Merger thread. */
+static struct cur *cur_alloc(struct dts_merger *m, int kind)
+{
+	struct cds_lfs_node *n = m->spare[kind];
 	struct cur *c;
 
 	if (!n) {
-		struct cds_lfs_head *h = __cds_lfs_pop_all(&m->recycled);
+		struct cds_lfs_head *h = __cds_lfs_pop_all(&m->recycled[kind]);
 
 		n = h ? &h->node : NULL;
 	}
 	if (!n) {
-		c = malloc(sizeof(*c));
+		c = malloc(sizeof(*c) + cur_nq[kind] * sizeof(double));
 		if (c)
-			c->m = m;
+			c->home = &m->recycled[kind];
 		return c;
 	}
-	m->spare = n->next;
+	m->spare[kind] = n->next;
 	c = caa_container_of(n, struct cur, lfs);
 	dts__hb_acquire(c);
 	return c;
@@ -328,20 +407,45 @@ static struct cur *cur_alloc(struct dts_merger *m)
 /* Free every recycled struct cur (shutdown, after rcu_barrier). */
 static void cur_drain(struct dts_merger *m)
 {
-	struct cds_lfs_head *h = __cds_lfs_pop_all(&m->recycled);
-	struct cds_lfs_node *n = h ? &h->node : NULL;
+	for (int kind = 0; kind < CUR_KINDS; kind++) {
+		struct cds_lfs_head *h = __cds_lfs_pop_all(&m->recycled[kind]);
+		struct cds_lfs_node *n = h ? &h->node : NULL;
 
-	for (int pass = 0; pass < 2; pass++) {
-		while (n) {
-			struct cds_lfs_node *next = n->next;
-			struct cur *c = caa_container_of(n, struct cur, lfs);
+		for (int pass = 0; pass < 2; pass++) {
+			while (n) {
+				struct cds_lfs_node *next = n->next;
+				struct cur *c = caa_container_of(n, struct cur, lfs);
 
-			dts__hb_acquire(c);
-			free(c);
-			n = next;
+				dts__hb_acquire(c);
+				free(c);
+				n = next;
+			}
+			n = m->spare[kind];
+			m->spare[kind] = NULL;
 		}
-		n = m->spare;
-		m->spare = NULL;
+	}
+}
+
+/* A reader's struct dts_current from a published cur of a series of type. */
+static void cur_expand(const struct cur *c, uint8_t type, struct dts_current *v)
+{
+	v->as_of_ms = c->as_of_ms;
+	v->last_seen_s = c->last_seen_s;
+	v->count = c->count;
+	v->sum = c->sum;
+	v->rate = c->sum / 60.0;
+	v->avg = c->count == 0 ? NAN : c->sum / c->count;
+	v->min = c->min;
+	v->max = c->max;
+	v->last = c->last;
+	v->bot10 = v->top10 = v->p50 = v->p99 = v->distinct = NAN;
+	if (type == DTS_TIMER) {
+		v->bot10 = c->q[0];
+		v->top10 = c->q[1];
+		v->p50 = c->q[2];
+		v->p99 = c->q[3];
+	} else if (type == DTS_SET) {
+		v->distinct = c->q[0];
 	}
 }
 
@@ -354,22 +458,23 @@ static void win_merge(struct win *w, const struct dts_agg *a, int64_t slot)
 {
 	double fst = w->agg.fst, lst = w->agg.lst;
 	bool had = w->agg.count > 0;
+	uint8_t k = (uint8_t)(slot - w->minute * DTS_SLOTS_PER_MINUTE); /* slot is in w's minute */
 
 	if (a->count == 0)
 		return;
 	dts_agg_merge(&w->agg, a);
 	if (!had) {
-		w->fst_slot = w->lst_slot = slot;
+		w->fst_k = w->lst_k = k;
 		return;
 	}
-	if (slot < w->fst_slot) {
-		w->fst_slot = slot;
+	if (k < w->fst_k) {
+		w->fst_k = k;
 		w->agg.fst = a->fst;
 	} else {
 		w->agg.fst = fst;
 	}
-	if (slot >= w->lst_slot)
-		w->lst_slot = slot;
+	if (k >= w->lst_k)
+		w->lst_k = k;
 	else
 		w->agg.lst = lst;
 }
@@ -402,7 +507,7 @@ static struct series *series_get(struct dts_merger *m, const struct dts__table *
 		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 		return NULL;
 	}
-	s->proc = dts__procs_get(m->procs, s->user, s->user_len, s->process, s->process_len);
+	s->proc = dts__procs_get(m->procs, ser_user(s), s->user_len, ser_process(s), s->process_len);
 	if (s->proc)
 		dts__pstate_ref(s->proc, 1);
 	dts__hb_release(s);
@@ -434,19 +539,20 @@ static struct win *series_win(struct dts_merger *m, struct series *s, int64_t mi
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_FUTURE], 1);
 			return NULL;
 		}
-		win_reset(w, minute);
+		win_reset(s, w, minute);
 	}
 	return w;
 }
 
 static void slot_merge(struct series *s, int64_t slot, const struct dts_agg *a)
 {
-	struct slotagg *r = &s->ring[slot % DTS_SLOTS_PER_MINUTE];
+	const int i = (int)(slot % DTS_SLOTS_PER_MINUTE);
+	struct slotagg *r = &s->ring[i];
 
-	if (r->slot != slot) {
-		if (r->slot > slot)
+	if (s->ring_slot[i] != slot) {
+		if (s->ring_slot[i] > slot || slot > INT32_MAX)
 			return; /* older than the 60 s window: counts in its minute, not in the current state */
-		r->slot = slot;
+		s->ring_slot[i] = (int32_t)slot;
 		r->sum = 0;
 		r->count = 0;
 		r->min = INFINITY;
@@ -656,18 +762,18 @@ static void fold_blobs(struct dts_merger *m, const struct dts__table *t)
 		const struct dts__blob *b = (const struct dts__blob *)(t->blob + off);
 		uintptr_t ref = (uintptr_t)m->fold_map[b->entry];
 		struct dts_minute_rec *late = ref & LATE_TAG ? (struct dts_minute_rec *)(ref & ~LATE_TAG) : NULL;
-		struct win *w = late ? NULL : (struct win *)ref;
+		void *target = late ? NULL : (void *)ref; /* the window's sketch (timer entries) or set (set entries) */
 		int r = 0;
 
 		off += (uint32_t)((sizeof(*b) + b->len + 7) & ~(size_t)7);
-		if (b->type == DTS_TIMER && (late || (w && w->sk))) {
+		if (b->type == DTS_TIMER && (late || target)) {
 			r = dts_sketch_decode(&m->dec_sk, b->bytes, b->len);
 			if (r == (int)b->len)
-				r = dts_sketch_merge(late ? &late->sketch : w->sk, &m->dec_sk);
-		} else if (b->type == DTS_SET && (late || (w && w->set))) {
+				r = dts_sketch_merge(late ? &late->sketch : (struct dts_sketch *)target, &m->dec_sk);
+		} else if (b->type == DTS_SET && (late || target)) {
 			r = dts_set_decode(&m->dec_set, b->bytes, b->len);
 			if (r == (int)b->len)
-				r = dts_set_merge(late ? &late->set : w->set, &m->dec_set);
+				r = dts_set_merge(late ? &late->set : (struct dts_set *)target, &m->dec_set);
 		} else {
 			continue; /* its entry was dropped (counted there) */
 		}
@@ -718,9 +824,13 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 			continue;
 		}
 		w = s ? series_win(m, s, minute, now_min) : NULL;
-		m->fold_map[idx] = w;
 		if (!w)
 			continue;
+		/* a blob's, tlog's or slog's entry has the blob's type, which is its series' type */
+		if (s->type == DTS_TIMER)
+			m->fold_map[idx] = win_sk(s, w);
+		else if (s->type == DTS_SET)
+			m->fold_map[idx] = win_set(s, w);
 		/* statsd-only processes are heard through their data: at the end of its slot, or now if that is earlier */
 		heard_s = (slot + 1) * DTS_SLOT_SECONDS < now_s ? (slot + 1) * DTS_SLOT_SECONDS : now_s;
 		fold_entry(m, s, w, e, slot, heard_s * 1000);
@@ -732,7 +842,7 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 		const struct dts__tlog *l = &t->tlog[i];
 		uintptr_t ref = (uintptr_t)m->fold_map[l->entry];
 		struct dts_sketch *sk = ref & LATE_TAG ? &((struct dts_minute_rec *)(ref & ~LATE_TAG))->sketch
-						       : ref ? ((struct win *)ref)->sk : NULL;
+						       : (struct dts_sketch *)ref;
 
 		if (sk && dts_sketch_add_key(sk, l->key == INT16_MIN ? INT32_MIN : l->key, l->negative, l->weight) != 0)
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
@@ -741,7 +851,7 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 		const struct dts__slog *l = &t->slog[i];
 		uintptr_t ref = (uintptr_t)m->fold_map[l->entry];
 		struct dts_set *set = ref & LATE_TAG ? &((struct dts_minute_rec *)(ref & ~LATE_TAG))->set
-						     : ref ? ((struct win *)ref)->set : NULL;
+						     : (struct dts_set *)ref;
 
 		if (set && dts_set_add(set, l->member) != 0)
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
@@ -762,13 +872,12 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 
 static struct cur *current_compute(struct dts_merger *m, const struct series *s, int64_t cur_slot, int64_t now_s)
 {
-	struct cur *c = cur_alloc(m);
-	struct dts_current *v;
+	struct cur *c = cur_alloc(m, cur_kind(s->type));
+	struct dts_current cv, *v = &cv;
 	int64_t newest = -1;
 
 	if (!c)
 		return NULL;
-	v = &c->v;
 	memset(v, 0, sizeof(*v));
 	v->as_of_ms = cur_slot * DTS_SLOT_SECONDS * 1000;
 	v->last_seen_s = s->last_seen_s;
@@ -777,15 +886,16 @@ static struct cur *current_compute(struct dts_merger *m, const struct series *s,
 	v->bot10 = v->top10 = v->p50 = v->p99 = v->distinct = NAN;
 	for (int i = 0; i < DTS_SLOTS_PER_MINUTE; i++) {
 		const struct slotagg *r = &s->ring[i];
+		const int64_t rslot = s->ring_slot[i];
 
-		if (r->slot < cur_slot - DTS_SLOTS_PER_MINUTE || r->slot >= cur_slot || r->count <= 0)
+		if (rslot < cur_slot - DTS_SLOTS_PER_MINUTE || rslot >= cur_slot || r->count <= 0)
 			continue;
 		v->sum += r->sum;
 		v->count += r->count;
 		v->min = r->min < v->min ? r->min : v->min;
 		v->max = r->max > v->max ? r->max : v->max;
-		if (r->slot > newest) {
-			newest = r->slot;
+		if (rslot > newest) {
+			newest = rslot;
 			v->last = r->lst;
 		}
 	}
@@ -806,10 +916,10 @@ static struct cur *current_compute(struct dts_merger *m, const struct series *s,
 		dts_sketch_init(&tmp);
 		/* A failure (-ENOMEM; back is in (0, 1]) leaves tmp without that window: it only affects the quantiles
 		 * published below, and there is no merger here to count it against. */
-		if (wc->minute == min && wc->sk)
-			(void)dts_sketch_merge_scaled(&tmp, wc->sk, 1.0);
-		if (wp->minute == min - 1 && wp->sk)
-			(void)dts_sketch_merge_scaled(&tmp, wp->sk, back);
+		if (wc->minute == min && win_sk(s, wc))
+			(void)dts_sketch_merge_scaled(&tmp, win_sk(s, wc), 1.0);
+		if (wp->minute == min - 1 && win_sk(s, wp))
+			(void)dts_sketch_merge_scaled(&tmp, win_sk(s, wp), back);
 		if (tmp.count > 0) {
 			v->bot10 = dts_sketch_quantile(&tmp, 0.10);
 			v->top10 = dts_sketch_quantile(&tmp, 0.90);
@@ -821,7 +931,23 @@ static struct cur *current_compute(struct dts_merger *m, const struct series *s,
 	if (s->type == DTS_SET) {
 		const struct win *wc = &s->win[(now_s / 60) % NWIN];
 
-		v->distinct = wc->minute == now_s / 60 && wc->set ? dts_set_cardinality(wc->set) : 0;
+		v->distinct = wc->minute == now_s / 60 && win_set(s, wc) ? dts_set_cardinality(win_set(s, wc)) : 0;
+	}
+	/* publish what the readers cannot derive (cur_expand) */
+	c->as_of_ms = v->as_of_ms;
+	c->last_seen_s = v->last_seen_s;
+	c->count = v->count;
+	c->sum = v->sum;
+	c->min = v->min;
+	c->max = v->max;
+	c->last = v->last;
+	if (s->type == DTS_TIMER) {
+		c->q[0] = v->bot10;
+		c->q[1] = v->top10;
+		c->q[2] = v->p50;
+		c->q[3] = v->p99;
+	} else if (s->type == DTS_SET) {
+		c->q[0] = v->distinct;
 	}
 	return c;
 }
@@ -879,9 +1005,12 @@ static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
 
 /* ---- minute close ---------------------------------------------------------------------------------------------- */
 
-static bool win_has_data(const struct win *w)
+static bool win_has_data(const struct series *s, const struct win *w)
 {
-	return w->agg.count > 0 || (w->sk && w->sk->count > 0) || (w->set && dts_set_cardinality(w->set) > 0);
+	const struct dts_sketch *sk = win_sk(s, w);
+	const struct dts_set *set = win_set(s, w);
+
+	return w->agg.count > 0 || (sk && sk->count > 0) || (set && dts_set_cardinality(set) > 0);
 }
 
 static char *dup_ident(const struct series *s)
@@ -977,12 +1106,20 @@ static struct dts_closed_minute *collect_minute(struct dts_merger *m, int64_t mi
 		char *id;
 
 		s = caa_container_of(lnode, struct series, node);
+		if (close && s->ext) {
+			/* Minute - 1 closed a minute ago and the moving window no longer looks at it (the clock
+			 * is past minute): free its sketch's bins or set's members now, not at the reuse. */
+			struct win *dead = &s->win[(minute + NWIN - 1) % NWIN];
+
+			if (dead->minute == minute - 1 && dead->closed)
+				win_release(s, dead);
+		}
 		w = &s->win[minute % NWIN];
 		if (w->minute != minute)
 			continue;
 		if (close)
 			w->closed = true;
-		if (!cm || !win_has_data(w) || cm->n == cap)
+		if (!cm || !win_has_data(s, w) || cm->n == cap)
 			continue;
 		id = arena_ident(cm, s);
 		if (!id) {
@@ -998,7 +1135,8 @@ static struct dts_closed_minute *collect_minute(struct dts_merger *m, int64_t mi
 		r->agg = w->agg;
 		dts_sketch_init(&r->sketch);
 		dts_set_init(&r->set);
-		if ((w->sk && dts_sketch_copy(&r->sketch, w->sk) != 0) || (w->set && dts_set_merge(&r->set, w->set) != 0)) {
+		if ((win_sk(s, w) && dts_sketch_copy(&r->sketch, win_sk(s, w)) != 0) ||
+		    (win_set(s, w) && dts_set_merge(&r->set, win_set(s, w)) != 0)) {
 			dts_sketch_free(&r->sketch);
 			dts_set_free(&r->set);
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
@@ -1086,7 +1224,8 @@ int dts_merger_restore(struct dts_merger *m, const struct dts_closed_minute *cm,
 			s->gauge_slot = cm->minute * DTS_SLOTS_PER_MINUTE;
 			s->gauge_known = true;
 		}
-		if ((w->sk && dts_sketch_merge(w->sk, &r->sketch) != 0) || (w->set && dts_set_merge(w->set, &r->set) != 0)) {
+		if ((win_sk(s, w) && dts_sketch_merge(win_sk(s, w), &r->sketch) != 0) ||
+		    (win_set(s, w) && dts_set_merge(win_set(s, w), &r->set) != 0)) {
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 			dts__read_unlock();
 			return -ENOMEM;
@@ -1195,7 +1334,8 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	}
 	m->closed_upto = INT64_MIN;
 	m->pub_slot = -1;
-	__cds_lfs_init(&m->recycled);
+	for (int kind = 0; kind < CUR_KINDS; kind++)
+		__cds_lfs_init(&m->recycled[kind]);
 	dts_sketch_init(&m->dec_sk);
 	dts_set_init(&m->dec_set);
 	m->procs = dts__procs_create(&m->cfg, &m->stats);
@@ -1370,19 +1510,24 @@ size_t dts_merger_read_current(struct dts_merger *m, const char *user, dts_serie
 	for (cds_lfht_first(m->map, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
 	     cds_lfht_next(m->map, &it)) {
 		struct dts_series_view v;
+		struct dts_current cv;
 		struct cur *c;
 
 		s = caa_container_of(lnode, struct series, node);
 		dts__hb_acquire(s);
-		if (user && strcmp(s->user, user) != 0)
+		if (user && strcmp(ser_user(s), user) != 0)
 			continue;
 		c = atomic_load_explicit(&s->cur, memory_order_acquire);
-		v.user = s->user;
-		v.process = s->process;
-		v.counter = s->counter;
-		v.tags = s->tags;
+		v.user = ser_user(s);
+		v.process = ser_process(s);
+		v.counter = ser_counter(s);
+		v.tags = ser_tags(s);
 		v.type = s->type;
-		v.cur = c ? &c->v : NULL;
+		v.cur = NULL;
+		if (c) {
+			cur_expand(c, s->type, &cv);
+			v.cur = &cv;
+		}
 		n++;
 		if (fn(ctx, &v))
 			break;

@@ -353,7 +353,9 @@ struct dts_current {
 struct dts_series_view {
 	const char *user, *process, *counter, *tags;
 	uint8_t type;
-	const struct dts_current *cur; /* NULL until its first slot closes */
+	const struct dts_current *cur; /* NULL until its first slot closes. Points to a copy on the reader's stack,
+					* rebuilt from the compact published state: valid only during the callback (copy
+					* what you keep) */
 };
 
 /*
