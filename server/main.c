@@ -305,6 +305,8 @@ int main(int argc, char **argv)
 	mcfg.checkpoint_ms = cfg.checkpoint_ms;
 	mcfg.native.key_lookup = dts_users_native_key; /* in-memory snapshot, RCU: never blocks an RX core */
 	mcfg.native.key_ctx = users;
+	mcfg.user_known = dts_users_known; /* a removed user's original AUTH token stops working too */
+	mcfg.user_known_ctx = users;
 	mt.m = dts_merger_create(&mcfg);
 	if (!mt.m) {
 		dts_err("main", "cannot create the engine: %s", strerror(errno));

@@ -705,6 +705,21 @@ bool dts_users_exists(struct dts_users *u, const char *user)
 	return found;
 }
 
+bool dts_users_known(void *ctx, const char *user, size_t len)
+{
+	char id[DTS_MAX_USER + 1];
+	bool found;
+
+	if (len > DTS_MAX_USER)
+		return false;
+	memcpy(id, user, len);
+	id[len] = '\0';
+	urcu_memb_read_lock();
+	found = find_id(snap_get(ctx), id) != NULL;
+	read_unlock();
+	return found;
+}
+
 bool dts_users_get(struct dts_users *u, const char *user, struct dts_user_info *out)
 {
 	const struct entry *e;

@@ -58,6 +58,12 @@ bool dts_users_admin_ok(const struct dts_users *u, const char *token);
  */
 const struct dts_native_key *dts_users_native_key(void *ctx, uint32_t key_id);
 
+/*
+ * For the engine's DaTtSs lines (struct dts_merger_cfg user_known; ctx = the registry): true when user (len bytes, not
+ * NUL-terminated) exists. Never blocks; any registered RCU thread (RX cores included).
+ */
+bool dts_users_known(void *ctx, const char *user, size_t len);
+
 /* True when a user with this id exists. Any registered RCU thread. */
 bool dts_users_exists(struct dts_users *u, const char *user);
 

@@ -312,6 +312,15 @@ static inline __attribute__((always_inline)) void decode_line(struct dts_core *c
 		DTS__STAT_ADD(c->stats.statsd_lines, 1);
 	} else if (dts_line_is_dattss(line, len)) {
 		n = dts_dattss_decode(c->dcfg, &c->auth, line, len, first, scratch);
+		if (n > 0 && c->user_known) {
+			bool known;
+
+			dts__read_lock();
+			known = c->user_known(c->user_known_ctx, first->user, first->user_len);
+			dts__read_unlock();
+			if (!known)
+				n = -DTS_REJ_UNKNOWN_USER;
+		}
 		if (n > 0)
 			DTS__STAT_ADD(c->stats.dattss_lines, 1);
 	}

@@ -87,6 +87,8 @@ struct dts_core {
 	unsigned tick_ms;
 	unsigned id;
 	const struct dts_native_cfg *ncfg; /* read-only, the merger's copy */
+	bool (*user_known)(void *ctx, const char *user, size_t len); /* the merger cfg's (DaTtSs lines), may be NULL */
+	void *user_known_ctx;
 	struct dts_native_replay *replay; /* this core's replay window of native datagrams (owned by the core) */
 	struct dts_native_scratch *nscratch; /* decode scratch of native datagrams (owned by the core) */
 	struct dts_core_stats stats; /* relaxed single-writer counters */

@@ -1256,6 +1256,8 @@ static struct dts_core *core_new(struct dts_merger *m, unsigned id)
 	c->tick_ms = m->cfg.tick_ms;
 	c->id = id;
 	c->ncfg = &m->cfg.native;
+	c->user_known = m->cfg.user_known;
+	c->user_known_ctx = m->cfg.user_known_ctx;
 	dts_auth_cache_init(&c->auth);
 	c->replay = dts_native_replay_create(DTS_NATIVE_REPLAY_SLOTS);
 	c->nscratch = dts_native_scratch_create();

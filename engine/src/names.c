@@ -30,6 +30,7 @@ const char *dts_reject_name(enum dts_reject r)
 		[DTS_REJ_AUTH_FORMAT] = "auth_format",
 		[DTS_REJ_AUTH_MAC] = "auth_mac",
 		[DTS_REJ_NO_SECRET] = "no_secret",
+		[DTS_REJ_UNKNOWN_USER] = "unknown_user",
 	};
 
 	return (unsigned)r < DTS_REJ_COUNT ? names[r] : "unknown";

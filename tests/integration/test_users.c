@@ -662,8 +662,25 @@ Test(users, auth_token_from_admin_api_is_accepted_on_udp)
 	cr_assert_geq(fd, 0);
 	snprintf(line, sizeof(line), "%s:legacy:hits:7c", c.auth);
 	cr_assert_eq(dh_udp_send(fd, line, strlen(line)), 0);
-	close(fd);
 	cr_assert_eq(wait_stat(c.api_key, "legacy", "hits", "c", "sum", 7), 7);
+
+	/* removing the user revokes the token, although it derives from the server secret alone */
+	{
+		const char *const lbl[] = { "reason=\"unknown_user\"", NULL };
+		int64_t deadline = dh_now_ms() + WAIT_MS;
+		double refused = 0;
+		unsigned matched;
+
+		cr_assert_eq(req("DELETE", USERS "/orig@example.com", admin_token(), NULL, NULL), 204);
+		cr_assert_eq(dh_udp_send(fd, line, strlen(line)), 0);
+		while (refused < 1 && dh_now_ms() < deadline) {
+			refused = dh_metric(&dmn, "dattss_rejected_lines_total", lbl, &matched);
+			if (refused < 1)
+				dh_sleep_ms(50);
+		}
+		cr_assert_eq(refused, 1, "the removed user's line was not refused as unknown_user");
+	}
+	close(fd);
 	passed();
 }
 

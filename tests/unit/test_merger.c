@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dts/decode.h"
 #include "dts/engine.h"
 
 #define T0 1700000040LL /* a minute boundary: 1700000040 / 60 = 28333334 */
@@ -319,6 +320,40 @@ Test(merger, old_timestamps_within_the_skew_fit_the_table)
 	cr_expect_eq(cs.dropped[DTS_DROP_LATE], 0);
 	cr_expect_eq(cs.dropped[DTS_DROP_FUTURE], 0);
 	cr_expect_eq(cs.samples, 2);
+}
+
+/* DaTtSs lines: a user the daemon does not know (removed) is refused even with a valid token. */
+static bool only_alice(void *ctx, const char *user, size_t len)
+{
+	(void)ctx;
+	return len == 5 && memcmp(user, "alice", 5) == 0;
+}
+
+Test(merger, dattss_line_of_an_unknown_user_is_refused)
+{
+	struct dts_merger_cfg cfg;
+	struct dts_core_stats cs;
+	char tok[128], line[256];
+
+	dts_merger_destroy(m, T0 * 1000);
+	dts_merger_cfg_defaults(&cfg);
+	cfg.table_capacity = 4096;
+	cfg.decode.secret = (const uint8_t *)"s3cret";
+	cfg.decode.secret_len = 6;
+	cfg.user_known = only_alice;
+	m = dts_merger_create(&cfg);
+	cr_assert_not_null(m);
+	cr_assert_gt(dts_dattss_auth(cfg.decode.secret, 6, "alice", 5, tok, sizeof(tok)), 0);
+	snprintf(line, sizeof(line), "%s:api:hits:2c", tok);
+	cr_expect_eq(dts_core_ingest(dts_merger_core(m, 0), line, strlen(line), T0), 1);
+	cr_assert_gt(dts_dattss_auth(cfg.decode.secret, 6, "bob", 3, tok, sizeof(tok)), 0);
+	snprintf(line, sizeof(line), "%s:api:hits:2c", tok);
+	cr_expect_eq(dts_core_ingest(dts_merger_core(m, 0), line, strlen(line), T0), 0);
+	cr_expect_eq(dts_core_ingest(dts_merger_core(m, 0), line, strlen(line), T0), 0, "the AUTH cache does not bypass it");
+	dts_core_stats_read(dts_merger_core(m, 0), &cs);
+	cr_expect_eq(cs.rejected[DTS_REJ_UNKNOWN_USER], 2);
+	cr_expect_eq(cs.dattss_lines, 1);
+	cr_expect_str_eq(dts_reject_name(DTS_REJ_UNKNOWN_USER), "unknown_user");
 }
 
 Test(merger, gauge_deltas_across_tables)

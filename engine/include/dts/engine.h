@@ -199,6 +199,14 @@ struct dts_merger_cfg {
 	uint64_t max_series; /* live series bound (memory bound); new series beyond it are dropped and counted */
 	unsigned expire_s; /* a series without data for this long leaves the map (and the current state) */
 	unsigned checkpoint_ms; /* period of sink.checkpoint calls; 0 = no checkpoints */
+	/*
+	 * DaTtSs lines: is the user of a line whose AUTH verified a known user? The original AUTH token derives from the
+	 * server secret only, so without this a removed user's token would keep working. Called for each decoded DaTtSs
+	 * line on the RX core, inside an RCU read-side section the core takes; must not block. NULL: every user whose
+	 * AUTH verifies is accepted. A refused line is counted as unknown_user.
+	 */
+	bool (*user_known)(void *ctx, const char *user, size_t len);
+	void *user_known_ctx;
 	struct dts_sink sink; /* may have a NULL callback: closed minutes are then released at once */
 	struct dts_native_cfg native; /* native datagrams: key lookup (NULL: every one is rejected unknown_key) and the
 				       * accepted slot window (also for dts_core_ingest_partial); copied */

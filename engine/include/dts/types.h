@@ -69,8 +69,9 @@ enum dts_reject {
 	DTS_REJ_AUTH_FORMAT, /* AUTH not "<uid>_<40 hex digits>" */
 	DTS_REJ_AUTH_MAC, /* AUTH's HMAC does not match the server secret */
 	DTS_REJ_NO_SECRET, /* DaTtSs line received but the server has no secret configured */
+	DTS_REJ_UNKNOWN_USER, /* DaTtSs line whose AUTH verifies but whose user does not exist (removed) */
 };
-#define DTS_REJ_COUNT 19
+#define DTS_REJ_COUNT 20
 
 /* Stable snake_case name of a reason ("bad_value"); "unknown" for out-of-range values. */
 const char *dts_reject_name(enum dts_reject r);
