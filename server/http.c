@@ -19,6 +19,7 @@
 #include "alerts.h"
 #include "graphite.h"
 #include "http_internal.h"
+#include "strbuf.h"
 #include "log.h"
 #include "users.h"
 
@@ -170,46 +171,9 @@ bool dts_http_auth_admin(struct dts_http_req *req, enum MHD_Result *ret)
 
 /* ---- /metrics -------------------------------------------------------------------------------------------------- */
 
-struct buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-__attribute__((format(printf, 2, 3))) static void bprintf(struct buf *b, const char *fmt, ...)
+static void metric_head(struct dts_sb *b, const char *name, const char *type, const char *help)
 {
-	va_list ap;
-	int n;
-
-	if (b->oom)
-		return;
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->oom = true;
-			return;
-		}
-		if ((size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t cap = (b->cap + (size_t)n + 1) * 2;
-		char *np = realloc(b->p, cap);
-
-		if (!np) {
-			b->oom = true;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-}
-
-static void metric_head(struct buf *b, const char *name, const char *type, const char *help)
-{
-	bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	dts_sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* Worker label of engine core i: UDP workers are "0".."n-2"; the last core serves TCP and the Unix socket. */
@@ -231,7 +195,7 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 	unsigned n = h->ctx.cores;
 	struct dts_core_stats *cs = calloc(n, sizeof(*cs));
 	struct dts_merger_stats ms;
-	struct buf b = { .p = malloc(16384), .cap = 16384 };
+	struct dts_sb b = { .p = malloc(16384), .cap = 16384 };
 
 	if (!cs || !b.p) {
 		free(cs);
@@ -247,7 +211,7 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 	do {                                                                                   \
 		metric_head(&b, name, type, help);                                             \
 		for (unsigned i = 0; i < n; i++)                                               \
-			bprintf(&b, name "{worker=\"%s\"} %" PRIu64 "\n",                   \
+			dts_sb_printf(&b, name "{worker=\"%s\"} %" PRIu64 "\n",                   \
 				worker_label(i, n, lb, sizeof(lb)), cs[i].field);               \
 	} while (0)
 	PER_CORE("dattss_received_packets_total", "counter", "Datagrams (or stream reads) received.", packets);
@@ -269,47 +233,47 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 	for (unsigned i = 0; i < n; i++) {
 		const char *w = worker_label(i, n, lb, sizeof(lb));
 
-		bprintf(&b, "dattss_decoded_lines_total{worker=\"%s\",protocol=\"statsd\"} %" PRIu64 "\n", w,
+		dts_sb_printf(&b, "dattss_decoded_lines_total{worker=\"%s\",protocol=\"statsd\"} %" PRIu64 "\n", w,
 			cs[i].statsd_lines);
-		bprintf(&b, "dattss_decoded_lines_total{worker=\"%s\",protocol=\"dattss\"} %" PRIu64 "\n", w,
+		dts_sb_printf(&b, "dattss_decoded_lines_total{worker=\"%s\",protocol=\"dattss\"} %" PRIu64 "\n", w,
 			cs[i].dattss_lines);
 	}
 	metric_head(&b, "dattss_rejected_lines_total", "counter", "Malformed lines skipped, by reason.");
 	for (unsigned i = 0; i < n; i++)
 		for (unsigned r = 1; r < DTS_REJ_COUNT; r++)
-			bprintf(&b, "dattss_rejected_lines_total{worker=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+			dts_sb_printf(&b, "dattss_rejected_lines_total{worker=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
 				worker_label(i, n, lb, sizeof(lb)), dts_reject_name(r), cs[i].rejected[r]);
 	metric_head(&b, "dattss_rejected_datagrams_total", "counter", "Native datagrams rejected whole, by reason.");
 	for (unsigned i = 0; i < n; i++)
 		for (unsigned r = 1; r < DTS_NREJ_COUNT; r++)
-			bprintf(&b,
+			dts_sb_printf(&b,
 				"dattss_rejected_datagrams_total{worker=\"%s\",protocol=\"native\",reason=\"%s\"} %" PRIu64
 				"\n",
 				worker_label(i, n, lb, sizeof(lb)), dts_native_reject_name(r), cs[i].native_rejected[r]);
 	metric_head(&b, "dattss_dropped_total", "counter", "Valid values or entries dropped, by stage and reason.");
 	for (unsigned i = 0; i < n; i++)
 		for (unsigned d = 0; d < DTS_DROP_COUNT; d++)
-			bprintf(&b, "dattss_dropped_total{stage=\"worker\",worker=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+			dts_sb_printf(&b, "dattss_dropped_total{stage=\"worker\",worker=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
 				worker_label(i, n, lb, sizeof(lb)), dts_drop_name(d), cs[i].dropped[d]);
 	for (unsigned d = 0; d < DTS_DROP_COUNT; d++)
-		bprintf(&b, "dattss_dropped_total{stage=\"merger\",reason=\"%s\"} %" PRIu64 "\n", dts_drop_name(d),
+		dts_sb_printf(&b, "dattss_dropped_total{stage=\"merger\",reason=\"%s\"} %" PRIu64 "\n", dts_drop_name(d),
 			ms.dropped[d]);
 	if (h->ctx.receiver) {
 		struct dts_receiver_stats rs;
 
 		dts_receiver_stats_read(h->ctx.receiver, &rs);
 		metric_head(&b, "dattss_socket_errors_total", "counter", "Receive calls that failed.");
-		bprintf(&b, "dattss_socket_errors_total %" PRIu64 "\n", rs.recv_errors);
+		dts_sb_printf(&b, "dattss_socket_errors_total %" PRIu64 "\n", rs.recv_errors);
 		metric_head(&b, "dattss_tcp_connections_total", "counter", "TCP connections, by outcome.");
-		bprintf(&b, "dattss_tcp_connections_total{outcome=\"accepted\"} %" PRIu64 "\n", rs.tcp_accepted);
-		bprintf(&b, "dattss_tcp_connections_total{outcome=\"refused\"} %" PRIu64 "\n", rs.tcp_refused);
-		bprintf(&b, "dattss_tcp_connections_total{outcome=\"denied\"} %" PRIu64 "\n", rs.tcp_denied);
+		dts_sb_printf(&b, "dattss_tcp_connections_total{outcome=\"accepted\"} %" PRIu64 "\n", rs.tcp_accepted);
+		dts_sb_printf(&b, "dattss_tcp_connections_total{outcome=\"refused\"} %" PRIu64 "\n", rs.tcp_refused);
+		dts_sb_printf(&b, "dattss_tcp_connections_total{outcome=\"denied\"} %" PRIu64 "\n", rs.tcp_denied);
 		metric_head(&b, "dattss_denied_datagrams_total", "counter",
 			    "UDP datagrams dropped because their source is not in statsd_allow.");
-		bprintf(&b, "dattss_denied_datagrams_total %" PRIu64 "\n", rs.denied);
+		dts_sb_printf(&b, "dattss_denied_datagrams_total %" PRIu64 "\n", rs.denied);
 		metric_head(&b, "dattss_receive_calls_total", "counter",
 			    "Receive calls (recvmmsg, recv) that returned data: packets / calls is the batch per wake-up.");
-		bprintf(&b, "dattss_receive_calls_total %" PRIu64 "\n", rs.recv_calls);
+		dts_sb_printf(&b, "dattss_receive_calls_total %" PRIu64 "\n", rs.recv_calls);
 	}
 	if (h->ctx.storage) {
 		struct dts_storage_stats ss;
@@ -317,51 +281,51 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 
 		dts_storage_stats_read(h->ctx.storage, &ss);
 		metric_head(&b, "dattss_store_batches_total", "counter", "WriteBatches committed to the store.");
-		bprintf(&b, "dattss_store_batches_total %" PRIu64 "\n", ss.batches);
+		dts_sb_printf(&b, "dattss_store_batches_total %" PRIu64 "\n", ss.batches);
 		metric_head(&b, "dattss_store_minutes_written_total", "counter", "Closed minutes stored.");
-		bprintf(&b, "dattss_store_minutes_written_total %" PRIu64 "\n", ss.minutes_written);
+		dts_sb_printf(&b, "dattss_store_minutes_written_total %" PRIu64 "\n", ss.minutes_written);
 		metric_head(&b, "dattss_store_records_written_total", "counter", "Series-minutes stored.");
-		bprintf(&b, "dattss_store_records_written_total %" PRIu64 "\n", ss.records_written);
+		dts_sb_printf(&b, "dattss_store_records_written_total %" PRIu64 "\n", ss.records_written);
 		metric_head(&b, "dattss_store_records_merged_total", "counter",
 			    "Series-minutes merged into an already stored minute (late data, restarts).");
-		bprintf(&b, "dattss_store_records_merged_total %" PRIu64 "\n", ss.records_merged);
+		dts_sb_printf(&b, "dattss_store_records_merged_total %" PRIu64 "\n", ss.records_merged);
 		metric_head(&b, "dattss_store_checkpoints_written_total", "counter", "Open-minute checkpoints stored.");
-		bprintf(&b, "dattss_store_checkpoints_written_total %" PRIu64 "\n", ss.checkpoints_written);
+		dts_sb_printf(&b, "dattss_store_checkpoints_written_total %" PRIu64 "\n", ss.checkpoints_written);
 		metric_head(&b, "dattss_store_bytes_written_total", "counter", "Bytes written to the store.");
-		bprintf(&b, "dattss_store_bytes_written_total %" PRIu64 "\n", ss.bytes_written);
+		dts_sb_printf(&b, "dattss_store_bytes_written_total %" PRIu64 "\n", ss.bytes_written);
 		metric_head(&b, "dattss_store_batch_seconds", "gauge", "Build + commit time of the last batch.");
-		bprintf(&b, "dattss_store_batch_seconds %.6f\n", (double)ss.batch_ns_last / 1e9);
+		dts_sb_printf(&b, "dattss_store_batch_seconds %.6f\n", (double)ss.batch_ns_last / 1e9);
 		metric_head(&b, "dattss_store_write_errors_total", "counter", "Failed batch commits (each is retried).");
-		bprintf(&b, "dattss_store_write_errors_total %" PRIu64 "\n", ss.write_errors);
+		dts_sb_printf(&b, "dattss_store_write_errors_total %" PRIu64 "\n", ss.write_errors);
 		metric_head(&b, "dattss_store_rollup_markers_total", "counter",
 			    "Hourly rollup markers put by minute closes (one per series and hour).");
-		bprintf(&b, "dattss_store_rollup_markers_total %" PRIu64 "\n", ss.markers_written);
+		dts_sb_printf(&b, "dattss_store_rollup_markers_total %" PRIu64 "\n", ss.markers_written);
 		metric_head(&b, "dattss_store_hours_rolled_total", "counter", "Hours rolled up into the hours family.");
-		bprintf(&b, "dattss_store_hours_rolled_total %" PRIu64 "\n", ss.hours_rolled);
+		dts_sb_printf(&b, "dattss_store_hours_rolled_total %" PRIu64 "\n", ss.hours_rolled);
 		metric_head(&b, "dattss_store_rollup_errors_total", "counter", "Failed rollup chunks (each is redone).");
-		bprintf(&b, "dattss_store_rollup_errors_total %" PRIu64 "\n", ss.roll_errors);
+		dts_sb_printf(&b, "dattss_store_rollup_errors_total %" PRIu64 "\n", ss.roll_errors);
 		metric_head(&b, "dattss_store_rollup_chunk_max_seconds", "gauge", "Longest rollup chunk so far.");
-		bprintf(&b, "dattss_store_rollup_chunk_max_seconds %.6f\n", (double)ss.roll_ns_max / 1e9);
+		dts_sb_printf(&b, "dattss_store_rollup_chunk_max_seconds %.6f\n", (double)ss.roll_ns_max / 1e9);
 		metric_head(&b, "dattss_store_hour_done", "gauge",
 			    "Unix time of the last hour rolled up (every hour up to it is in the hours family); -1 when none.");
-		bprintf(&b, "dattss_store_hour_done %" PRId64 "\n", ss.hour_done < 0 ? -1 : ss.hour_done * 3600);
+		dts_sb_printf(&b, "dattss_store_hour_done %" PRId64 "\n", ss.hour_done < 0 ? -1 : ss.hour_done * 3600);
 		metric_head(&b, "dattss_store_queue_minutes", "gauge", "Closed minutes and checkpoints waiting.");
-		bprintf(&b, "dattss_store_queue_minutes %" PRIu64 "\n", ss.queue_minutes);
+		dts_sb_printf(&b, "dattss_store_queue_minutes %" PRIu64 "\n", ss.queue_minutes);
 		metric_head(&b, "dattss_store_dropped_records_total", "counter", "Series-minutes the store dropped.");
 		for (unsigned d = 0; d < DTS_SDROP_COUNT; d++)
-			bprintf(&b, "dattss_store_dropped_records_total{reason=\"%s\"} %" PRIu64 "\n",
+			dts_sb_printf(&b, "dattss_store_dropped_records_total{reason=\"%s\"} %" PRIu64 "\n",
 				dts_storage_drop_name(d), ss.dropped_records[d]);
 		struct dts_storage_event_stats es;
 
 		dts_storage_event_stats_read(h->ctx.storage, &es);
 		metric_head(&b, "dattss_store_event_batches_total", "counter",
 			    "Batches of events and process states, by outcome.");
-		bprintf(&b, "dattss_store_event_batches_total{outcome=\"written\"} %" PRIu64 "\n", es.batches_written);
-		bprintf(&b, "dattss_store_event_batches_total{outcome=\"dropped\"} %" PRIu64 "\n", es.batches_dropped);
+		dts_sb_printf(&b, "dattss_store_event_batches_total{outcome=\"written\"} %" PRIu64 "\n", es.batches_written);
+		dts_sb_printf(&b, "dattss_store_event_batches_total{outcome=\"dropped\"} %" PRIu64 "\n", es.batches_dropped);
 		if (dts_storage_usage(h->ctx.storage, &u) == 0) {
 			metric_head(&b, "dattss_store_sst_bytes", "gauge", "SST bytes per column family.");
 			for (unsigned c = 0; c < DTS_STORAGE_CF_COUNT; c++)
-				bprintf(&b, "dattss_store_sst_bytes{cf=\"%s\"} %" PRIu64 "\n", dts_storage_cf_names[c],
+				dts_sb_printf(&b, "dattss_store_sst_bytes{cf=\"%s\"} %" PRIu64 "\n", dts_storage_cf_names[c],
 					u.sst_bytes[c]);
 		}
 	}
@@ -370,15 +334,15 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 
 		if (ds && dts_dpdk_stats_read(h->ctx.dpdk, ds) == 0) {
 			metric_head(&b, "dattss_dpdk_link_up", "gauge", "1 when the DPDK port's link is up.");
-			bprintf(&b, "dattss_dpdk_link_up{port=\"%u\"} %d\n", ds->port_id, ds->link_up ? 1 : 0);
+			dts_sb_printf(&b, "dattss_dpdk_link_up{port=\"%u\"} %d\n", ds->port_id, ds->link_up ? 1 : 0);
 			metric_head(&b, "dattss_dpdk_port_packets_total", "counter", "Port counters from the device.");
-			bprintf(&b, "dattss_dpdk_port_packets_total{port=\"%u\",what=\"rx\"} %" PRIu64 "\n", ds->port_id,
+			dts_sb_printf(&b, "dattss_dpdk_port_packets_total{port=\"%u\",what=\"rx\"} %" PRIu64 "\n", ds->port_id,
 				ds->port.ipackets);
-			bprintf(&b, "dattss_dpdk_port_packets_total{port=\"%u\",what=\"missed\"} %" PRIu64 "\n",
+			dts_sb_printf(&b, "dattss_dpdk_port_packets_total{port=\"%u\",what=\"missed\"} %" PRIu64 "\n",
 				ds->port_id, ds->port.imissed);
-			bprintf(&b, "dattss_dpdk_port_packets_total{port=\"%u\",what=\"errors\"} %" PRIu64 "\n",
+			dts_sb_printf(&b, "dattss_dpdk_port_packets_total{port=\"%u\",what=\"errors\"} %" PRIu64 "\n",
 				ds->port_id, ds->port.ierrors);
-			bprintf(&b, "dattss_dpdk_port_packets_total{port=\"%u\",what=\"no_mbuf\"} %" PRIu64 "\n",
+			dts_sb_printf(&b, "dattss_dpdk_port_packets_total{port=\"%u\",what=\"no_mbuf\"} %" PRIu64 "\n",
 				ds->port_id, ds->port.rx_nombuf);
 			metric_head(&b, "dattss_dpdk_queue_packets_total", "counter", "Per receive queue, by outcome.");
 			for (unsigned q = 0; q < ds->queues; q++) {
@@ -396,70 +360,70 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 					{ "ipv6_fragments", qs->ipv6_fragments },
 				};
 				for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
-					bprintf(&b, "dattss_dpdk_queue_packets_total{queue=\"%u\",what=\"%s\"} %" PRIu64 "\n",
+					dts_sb_printf(&b, "dattss_dpdk_queue_packets_total{queue=\"%u\",what=\"%s\"} %" PRIu64 "\n",
 						q, rows[r].what, rows[r].v);
 			}
 		}
 		free(ds);
 	}
 	metric_head(&b, "dattss_merge_lag_seconds", "gauge", "Age of the oldest table in the merger's last fold.");
-	bprintf(&b, "dattss_merge_lag_seconds %.3f\n", (double)ms.merge_lag_ms / 1000.0);
+	dts_sb_printf(&b, "dattss_merge_lag_seconds %.3f\n", (double)ms.merge_lag_ms / 1000.0);
 	metric_head(&b, "dattss_merger_fold_seconds_total", "counter", "Time the merger spent folding tables.");
-	bprintf(&b, "dattss_merger_fold_seconds_total %.6f\n", (double)ms.fold_ns_total / 1e9);
+	dts_sb_printf(&b, "dattss_merger_fold_seconds_total %.6f\n", (double)ms.fold_ns_total / 1e9);
 	metric_head(&b, "dattss_merger_tables_folded_total", "counter", "Tables folded by the merger.");
-	bprintf(&b, "dattss_merger_tables_folded_total %" PRIu64 "\n", ms.tables_folded);
+	dts_sb_printf(&b, "dattss_merger_tables_folded_total %" PRIu64 "\n", ms.tables_folded);
 	metric_head(&b, "dattss_merger_late_forwarded_total", "counter",
 		    "Entries for already closed minutes handed to the store to merge.");
-	bprintf(&b, "dattss_merger_late_forwarded_total %" PRIu64 "\n", ms.late_forwarded);
+	dts_sb_printf(&b, "dattss_merger_late_forwarded_total %" PRIu64 "\n", ms.late_forwarded);
 	metric_head(&b, "dattss_minutes_closed_total", "counter", "Minute windows closed.");
-	bprintf(&b, "dattss_minutes_closed_total %" PRIu64 "\n", ms.minutes_closed);
+	dts_sb_printf(&b, "dattss_minutes_closed_total %" PRIu64 "\n", ms.minutes_closed);
 	metric_head(&b, "dattss_minute_close_seconds", "gauge", "Duration of the last minute close.");
-	bprintf(&b, "dattss_minute_close_seconds %.6f\n", (double)ms.close_ns_last / 1e9);
+	dts_sb_printf(&b, "dattss_minute_close_seconds %.6f\n", (double)ms.close_ns_last / 1e9);
 	metric_head(&b, "dattss_series_live", "gauge", "Series in the live map.");
-	bprintf(&b, "dattss_series_live %" PRIu64 "\n", ms.series_live);
+	dts_sb_printf(&b, "dattss_series_live %" PRIu64 "\n", ms.series_live);
 	metric_head(&b, "dattss_series_created_total", "counter", "Series created.");
-	bprintf(&b, "dattss_series_created_total %" PRIu64 "\n", ms.series_created);
+	dts_sb_printf(&b, "dattss_series_created_total %" PRIu64 "\n", ms.series_created);
 	metric_head(&b, "dattss_series_expired_total", "counter", "Idle series removed from the live map.");
-	bprintf(&b, "dattss_series_expired_total %" PRIu64 "\n", ms.series_expired);
+	dts_sb_printf(&b, "dattss_series_expired_total %" PRIu64 "\n", ms.series_expired);
 	metric_head(&b, "dattss_processes", "gauge", "Processes with a state, by status.");
-	bprintf(&b, "dattss_processes{status=\"online\"} %" PRIu64 "\n", ms.processes_online);
-	bprintf(&b, "dattss_processes{status=\"offline\"} %" PRIu64 "\n",
+	dts_sb_printf(&b, "dattss_processes{status=\"online\"} %" PRIu64 "\n", ms.processes_online);
+	dts_sb_printf(&b, "dattss_processes{status=\"offline\"} %" PRIu64 "\n",
 		ms.processes_live > ms.processes_online ? ms.processes_live - ms.processes_online : 0);
 	metric_head(&b, "dattss_process_restarts_total", "counter", "Process restarts detected (uptime went down).");
-	bprintf(&b, "dattss_process_restarts_total %" PRIu64 "\n", ms.restarts);
+	dts_sb_printf(&b, "dattss_process_restarts_total %" PRIu64 "\n", ms.restarts);
 	metric_head(&b, "dattss_merger_events_total", "counter", "Errors and warnings numbered and kept by the merger.");
-	bprintf(&b, "dattss_merger_events_total %" PRIu64 "\n", ms.events_total);
+	dts_sb_printf(&b, "dattss_merger_events_total %" PRIu64 "\n", ms.events_total);
 	metric_head(&b, "dattss_merger_encodings_merged_total", "counter",
 		    "Sketches and sets of partial aggregates merged exactly into minute windows.");
-	bprintf(&b, "dattss_merger_encodings_merged_total %" PRIu64 "\n", ms.encodings_merged);
+	dts_sb_printf(&b, "dattss_merger_encodings_merged_total %" PRIu64 "\n", ms.encodings_merged);
 	if (h->ctx.graphite) {
 		struct dts_graphite_stats gs;
 
 		dts_graphite_stats_read(h->ctx.graphite, &gs);
 		metric_head(&b, "dattss_graphite_minutes_sent_total", "counter", "Closed minutes written to Graphite.");
-		bprintf(&b, "dattss_graphite_minutes_sent_total %" PRIu64 "\n", gs.minutes_sent);
+		dts_sb_printf(&b, "dattss_graphite_minutes_sent_total %" PRIu64 "\n", gs.minutes_sent);
 		metric_head(&b, "dattss_graphite_lines_sent_total", "counter", "Graphite plaintext lines written.");
-		bprintf(&b, "dattss_graphite_lines_sent_total %" PRIu64 "\n", gs.lines_sent);
+		dts_sb_printf(&b, "dattss_graphite_lines_sent_total %" PRIu64 "\n", gs.lines_sent);
 		metric_head(&b, "dattss_graphite_connects_total", "counter", "Connections to carbon established.");
-		bprintf(&b, "dattss_graphite_connects_total %" PRIu64 "\n", gs.connects);
+		dts_sb_printf(&b, "dattss_graphite_connects_total %" PRIu64 "\n", gs.connects);
 		metric_head(&b, "dattss_graphite_errors_total", "counter", "Failed resolutions, connects and writes.");
-		bprintf(&b, "dattss_graphite_errors_total %" PRIu64 "\n", gs.errors);
+		dts_sb_printf(&b, "dattss_graphite_errors_total %" PRIu64 "\n", gs.errors);
 		metric_head(&b, "dattss_graphite_dropped_records_total", "counter",
 			    "Series-minutes not exported: queue full or unsent at stop (queue_full); late parts (late_part).");
-		bprintf(&b, "dattss_graphite_dropped_records_total{reason=\"queue_full\"} %" PRIu64 "\n",
+		dts_sb_printf(&b, "dattss_graphite_dropped_records_total{reason=\"queue_full\"} %" PRIu64 "\n",
 			gs.records_dropped);
-		bprintf(&b, "dattss_graphite_dropped_records_total{reason=\"late_part\"} %" PRIu64 "\n",
+		dts_sb_printf(&b, "dattss_graphite_dropped_records_total{reason=\"late_part\"} %" PRIu64 "\n",
 			gs.late_skipped);
 		metric_head(&b, "dattss_graphite_queue_records", "gauge", "Series-minutes waiting to be written.");
-		bprintf(&b, "dattss_graphite_queue_records %" PRIu64 "\n", gs.queue_records);
+		dts_sb_printf(&b, "dattss_graphite_queue_records %" PRIu64 "\n", gs.queue_records);
 	}
 	metric_head(&b, "dattss_uptime_seconds", "gauge", "Seconds since dattssd started.");
-	bprintf(&b, "dattss_uptime_seconds %.3f\n", (double)(dts_now_ms() - h->ctx.started_ms) / 1000.0);
+	dts_sb_printf(&b, "dattss_uptime_seconds %.3f\n", (double)(dts_now_ms() - h->ctx.started_ms) / 1000.0);
 	if (h->ctx.alerts) {
 		char *text = dts_alerts_metrics(h->ctx.alerts); /* dattss_alert_*: rules, rounds, notifications */
 
 		if (text)
-			bprintf(&b, "%s", text);
+			dts_sb_printf(&b, "%s", text);
 		free(text);
 	}
 	{
@@ -467,7 +431,7 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 		char *values = dts__http_api_prometheus(h, &vlen);
 
 		if (values)
-			bprintf(&b, "%.*s", (int)vlen, values);
+			dts_sb_printf(&b, "%.*s", (int)vlen, values);
 		free(values);
 	}
 	free(cs);

@@ -48,6 +48,7 @@
 
 #include "dts/hash.h"
 #include "http_internal.h"
+#include "strbuf.h"
 #include "put_agg.h"
 #include "users.h"
 
@@ -72,81 +73,15 @@
 
 /* ---- output buffer and JSON writer --------------------------------------------------------------------------- */
 
-struct sb {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static bool sb_reserve(struct sb *b, size_t n)
-{
-	size_t cap;
-	char *np;
-
-	if (b->oom)
-		return false;
-	if (b->len + n + 1 <= b->cap)
-		return true;
-	cap = b->cap ? b->cap : 4096;
-	while (cap < b->len + n + 1)
-		cap *= 2;
-	np = realloc(b->p, cap);
-	if (!np) {
-		b->oom = true;
-		return false;
-	}
-	b->p = np;
-	b->cap = cap;
-	return true;
-}
-
-static void sb_put(struct sb *b, const char *s, size_t n)
-{
-	if (!sb_reserve(b, n))
-		return;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_cstr(struct sb *b, const char *s)
-{
-	sb_put(b, s, strlen(s));
-}
-
-__attribute__((format(printf, 2, 3))) static void sb_printf(struct sb *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0 || !sb_reserve(b, (size_t)n)) {
-		b->oom = true;
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
-
-static void sb_free(struct sb *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
-
 /* A JSON string: '"', '\\' and control characters escaped; other bytes as they are (names are ASCII, event texts
  * valid UTF-8 as checked by the decoders). */
-static void sb_str(struct sb *b, const char *s)
+static void sb_str(struct dts_sb *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t n = strlen(s);
 	char *o;
 
-	if (!sb_reserve(b, 6 * n + 2))
+	if (!dts_sb_reserve(b, 6 * n + 2))
 		return;
 	o = b->p + b->len;
 	*o++ = '"';
@@ -280,28 +215,28 @@ static size_t fmt_num(char *o, double v)
 	return n;
 }
 
-static void sb_num(struct sb *b, double v)
+static void sb_num(struct dts_sb *b, double v)
 {
-	if (!sb_reserve(b, 32))
+	if (!dts_sb_reserve(b, 32))
 		return;
 	b->len += fmt_num(b->p + b->len, v);
 	b->p[b->len] = '\0';
 }
 
-static void sb_int(struct sb *b, int64_t v)
+static void sb_int(struct dts_sb *b, int64_t v)
 {
-	if (!sb_reserve(b, 24))
+	if (!dts_sb_reserve(b, 24))
 		return;
 	b->len += fmt_i64(b->p + b->len, v);
 	b->p[b->len] = '\0';
 }
 
 /* ,"key":  (key: a literal that needs no escaping); first == true omits the comma. */
-static void sb_key(struct sb *b, const char *key, bool first)
+static void sb_key(struct dts_sb *b, const char *key, bool first)
 {
 	size_t n = strlen(key);
 
-	if (!sb_reserve(b, n + 4))
+	if (!dts_sb_reserve(b, n + 4))
 		return;
 	if (!first)
 		b->p[b->len++] = ',';
@@ -335,21 +270,21 @@ static void timing_start(void)
 }
 
 /* Reply 200 with the buffer as JSON (ownership passes to the reply). */
-static enum MHD_Result reply_sb(struct dts_http_req *req, struct sb *b)
+static enum MHD_Result reply_sb(struct dts_http_req *req, struct dts_sb *b)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
 	char timing[96];
 
 	if (b->oom) {
-		sb_free(b);
+		dts_sb_free(b);
 		return dts_http_reply_error(req, 503, "out of memory while building the reply");
 	}
 	if (!b->p)
-		sb_put(b, "", 0);
+		dts_sb_put(b, "", 0);
 	r = MHD_create_response_from_buffer(b->len, b->p, MHD_RESPMEM_MUST_FREE);
 	if (!r) {
-		sb_free(b);
+		dts_sb_free(b);
 		return MHD_NO;
 	}
 	snprintf(timing, sizeof(timing), "app;dur=%.3f, cpu;dur=%.3f",
@@ -579,7 +514,7 @@ static bool series_args(struct dts_http_req *req, struct series_args *a, enum MH
 	return true;
 }
 
-static void sb_series_head(struct sb *b, const struct series_args *a)
+static void sb_series_head(struct dts_sb *b, const struct series_args *a)
 {
 	sb_key(b, "process", true);
 	sb_str(b, a->process);
@@ -612,16 +547,16 @@ struct cur_row {
 struct cur_collect {
 	struct cur_row *rows;
 	size_t n, cap;
-	struct sb arena;
+	struct dts_sb arena;
 	const char *process; /* filter, NULL = all */
 	bool oom;
 };
 
-static uint32_t arena_add(struct sb *a, const char *s)
+static uint32_t arena_add(struct dts_sb *a, const char *s)
 {
 	size_t off = a->len;
 
-	sb_put(a, s, strlen(s) + 1);
+	dts_sb_put(a, s, strlen(s) + 1);
 	return (uint32_t)off;
 }
 
@@ -677,7 +612,7 @@ static int row_cmp(const void *a, const void *b, void *arena)
 static void cur_collect_free(struct cur_collect *c)
 {
 	free(c->rows);
-	sb_free(&c->arena);
+	dts_sb_free(&c->arena);
 }
 
 /* Read the user's series (one process or all) out of the engine, sorted. Returns 0 or -ENOMEM. */
@@ -696,7 +631,7 @@ static int cur_collect(const struct dts_http_ctx *ctx, const char *user, const c
 }
 
 /* The "current" object of one series: every statistic, null where the type has no such value. */
-static void sb_current(struct sb *b, const struct cur_row *r)
+static void sb_current(struct dts_sb *b, const struct cur_row *r)
 {
 	const struct dts_current *c = &r->cur;
 	const bool timer = r->type == DTS_TIMER;
@@ -729,11 +664,11 @@ static void sb_current(struct sb *b, const struct cur_row *r)
 	sb_int(b, c->as_of_ms);
 }
 
-static void sb_counter(struct sb *b, const struct cur_collect *c, const struct cur_row *r)
+static void sb_counter(struct dts_sb *b, const struct cur_collect *c, const struct cur_row *r)
 {
 	const char *tags = c->arena.p + r->tags;
 
-	sb_put(b, "{", 1);
+	dts_sb_put(b, "{", 1);
 	sb_key(b, "counter", true);
 	sb_str(b, c->arena.p + r->counter);
 	sb_key(b, "type", false);
@@ -746,16 +681,16 @@ static void sb_counter(struct sb *b, const struct cur_collect *c, const struct c
 	if (r->has_cur)
 		sb_int(b, r->cur.last_seen_s);
 	else
-		sb_put(b, "null", 4);
+		dts_sb_put(b, "null", 4);
 	sb_key(b, "current", false);
 	if (r->has_cur) {
-		sb_put(b, "{", 1);
+		dts_sb_put(b, "{", 1);
 		sb_current(b, r);
-		sb_put(b, "}", 1);
+		dts_sb_put(b, "}", 1);
 	} else {
-		sb_put(b, "null", 4); /* seen, but its first 5-second slot has not closed yet */
+		dts_sb_put(b, "null", 4); /* seen, but its first 5-second slot has not closed yet */
 	}
-	sb_put(b, "}", 1);
+	dts_sb_put(b, "}", 1);
 }
 
 /* One process state as copied out of the RCU read side. */
@@ -767,7 +702,7 @@ struct proc_row {
 struct proc_collect {
 	struct proc_row *rows;
 	size_t n, cap;
-	struct sb *arena;
+	struct dts_sb *arena;
 	const char *process; /* filter, NULL = all */
 	bool oom;
 };
@@ -809,28 +744,28 @@ static int proc_cmp(const void *a, const void *b, void *arena)
 }
 
 /* A process object without its counters array: {"process":..,"online":..,...,"counters":[ */
-static void sb_process_head(struct sb *b, const char *name, const struct dts_process *p)
+static void sb_process_head(struct dts_sb *b, const char *name, const struct dts_process *p)
 {
-	sb_put(b, "{", 1);
+	dts_sb_put(b, "{", 1);
 	sb_key(b, "process", true);
 	sb_str(b, name);
 	sb_key(b, "online", false);
-	sb_cstr(b, p && p->online ? "true" : "false");
+	dts_sb_cstr(b, p && p->online ? "true" : "false");
 	sb_key(b, "online_since_ms", false);
 	if (p && p->online && p->online_since_ms)
 		sb_int(b, p->online_since_ms);
 	else
-		sb_put(b, "null", 4);
+		dts_sb_put(b, "null", 4);
 	sb_key(b, "last_heard_ms", false);
 	if (p && p->last_heard_ms)
 		sb_int(b, p->last_heard_ms);
 	else
-		sb_put(b, "null", 4);
+		dts_sb_put(b, "null", 4);
 	sb_key(b, "restarts", false);
 	sb_int(b, p ? p->restarts : 0);
 	sb_key(b, "stats", false);
 	if (p && (p->has_stats || p->has_uptime)) {
-		sb_put(b, "{", 1);
+		dts_sb_put(b, "{", 1);
 		sb_key(b, "uptime_s", true);
 		sb_int(b, p->stats.uptime_s);
 		sb_key(b, "rss_bytes", false);
@@ -841,12 +776,12 @@ static void sb_process_head(struct sb *b, const char *name, const struct dts_pro
 		sb_num(b, p->has_stats ? (double)p->stats.errors : NAN);
 		sb_key(b, "warnings", false);
 		sb_num(b, p->has_stats ? (double)p->stats.warnings : NAN);
-		sb_put(b, "}", 1);
+		dts_sb_put(b, "}", 1);
 	} else {
-		sb_put(b, "null", 4);
+		dts_sb_put(b, "null", 4);
 	}
 	sb_key(b, "counters", false);
-	sb_put(b, "[", 1);
+	dts_sb_put(b, "[", 1);
 }
 
 /*
@@ -854,10 +789,10 @@ static void sb_process_head(struct sb *b, const char *name, const struct dts_pro
  * series, sorted by name, each with its counters sorted by name, tags and type. Returns 0 or -ENOMEM (b may hold
  * part of it then). Any registered RCU thread.
  */
-static int render_processes(const struct dts_http_ctx *ctx, const char *user, const char *process, struct sb *b)
+static int render_processes(const struct dts_http_ctx *ctx, const char *user, const char *process, struct dts_sb *b)
 {
 	struct cur_collect c;
-	struct sb parena = { 0 };
+	struct dts_sb parena = { 0 };
 	struct proc_collect pc = { .arena = &parena, .process = process };
 	size_t i = 0, k = 0;
 	bool first = true;
@@ -867,14 +802,14 @@ static int render_processes(const struct dts_http_ctx *ctx, const char *user, co
 	dts_merger_read_processes(ctx->merger, user, collect_proc, &pc);
 	if (pc.oom) {
 		free(pc.rows);
-		sb_free(&parena);
+		dts_sb_free(&parena);
 		cur_collect_free(&c);
 		return -ENOMEM;
 	}
 	if (pc.n > 1)
 		qsort_r(pc.rows, pc.n, sizeof(*pc.rows), proc_cmp, parena.p);
-	sb_reserve(b, c.n * 320 + pc.n * 256 + 16); /* one allocation for the usual sizes of a counter and a process */
-	sb_put(b, "[", 1);
+	dts_sb_reserve(b, c.n * 320 + pc.n * 256 + 16); /* one allocation for the usual sizes of a counter and a process */
+	dts_sb_put(b, "[", 1);
 	/* Merge the two sorted lists: a process may have a state without live series (heartbeats only) or live series
 	 * without a state (not reported by the engine yet). */
 	while (i < c.n || k < pc.n) {
@@ -885,30 +820,30 @@ static int render_processes(const struct dts_http_ctx *ctx, const char *user, co
 		bool first_counter = true;
 
 		if (!first)
-			sb_put(b, ",", 1);
+			dts_sb_put(b, ",", 1);
 		first = false;
 		sb_process_head(b, name, cmp >= 0 ? &pc.rows[k].p : NULL);
 		if (cmp >= 0)
 			k++;
 		for (; cmp <= 0 && i < c.n && strcmp(c.arena.p + c.rows[i].process, name) == 0; i++) {
 			if (!first_counter)
-				sb_put(b, ",", 1);
+				dts_sb_put(b, ",", 1);
 			first_counter = false;
 			sb_counter(b, &c, &c.rows[i]);
 		}
-		sb_put(b, "]}", 2);
+		dts_sb_put(b, "]}", 2);
 	}
-	sb_put(b, "]", 1);
+	dts_sb_put(b, "]", 1);
 	free(pc.rows);
-	sb_free(&parena);
+	dts_sb_free(&parena);
 	cur_collect_free(&c);
 	return b->oom ? -ENOMEM : 0;
 }
 
 /* The /api/v1/current document up to its processes array: {"user":..,"now_ms":..,"window_s":60,"processes": */
-static void sb_current_head(struct sb *b, const char *user, int64_t now_ms)
+static void sb_current_head(struct dts_sb *b, const char *user, int64_t now_ms)
 {
-	sb_put(b, "{", 1);
+	dts_sb_put(b, "{", 1);
 	sb_key(b, "user", true);
 	sb_str(b, user);
 	sb_key(b, "now_ms", false);
@@ -919,17 +854,17 @@ static void sb_current_head(struct sb *b, const char *user, int64_t now_ms)
 }
 
 /* The whole /api/v1/current document around a rendered processes array. */
-static void sb_current_doc(struct sb *b, const char *user, int64_t now_ms, const char *procs, size_t len)
+static void sb_current_doc(struct dts_sb *b, const char *user, int64_t now_ms, const char *procs, size_t len)
 {
 	sb_current_head(b, user, now_ms);
-	sb_put(b, procs, len);
-	sb_put(b, "}", 1);
+	dts_sb_put(b, procs, len);
+	dts_sb_put(b, "}", 1);
 }
 
 static enum MHD_Result api_current(struct dts_http_req *req)
 {
 	const char *process = dts_http_arg(req, "process");
-	struct sb b = { 0 };
+	struct dts_sb b = { 0 };
 	enum MHD_Result ret;
 	int64_t now_ms = dts_now_ms();
 
@@ -940,17 +875,17 @@ static enum MHD_Result api_current(struct dts_http_req *req)
 		return dts_http_reply_error(req, 400, "process: must be " NAME_RULE);
 	sb_current_head(&b, req->user, now_ms);
 	if (render_processes(req->ctx, req->user, process, &b) != 0) {
-		sb_free(&b);
+		dts_sb_free(&b);
 		return dts_http_reply_error(req, 503, "out of memory while reading the current state");
 	}
-	sb_put(&b, "}", 1);
+	dts_sb_put(&b, "}", 1);
 	return reply_sb(req, &b);
 }
 
 /* ---- GET /api/v1/series -------------------------------------------------------------------------------------- */
 
 struct series_walk {
-	struct sb *b;
+	struct dts_sb *b;
 	uint8_t type;
 	bool first;
 };
@@ -959,16 +894,16 @@ struct series_walk {
 static int series_point(void *arg, int64_t t, const struct dts_stored *v)
 {
 	struct series_walk *w = arg;
-	struct sb *b = w->b;
+	struct dts_sb *b = w->b;
 	const bool timer = w->type == DTS_TIMER;
 
-	sb_put(b, w->first ? "{" : ",{", w->first ? 1 : 2);
+	dts_sb_put(b, w->first ? "{" : ",{", w->first ? 1 : 2);
 	w->first = false;
 	sb_key(b, "t", true);
 	sb_int(b, t);
 	if (!v) { /* a value this build cannot decode (newer version or damaged): shown, not hidden */
 		sb_key(b, "damaged", false);
-		sb_put(b, "true}", 5);
+		dts_sb_put(b, "true}", 5);
 		return b->oom;
 	}
 	sb_key(b, "sum", false);
@@ -997,7 +932,7 @@ static int series_point(void *arg, int64_t t, const struct dts_stored *v)
 		sb_key(b, "distinct", false);
 		sb_num(b, dts_set_cardinality(&v->set));
 	}
-	sb_put(b, "}", 1);
+	dts_sb_put(b, "}", 1);
 	return b->oom; /* stop the walk when out of memory */
 }
 
@@ -1006,7 +941,7 @@ static enum MHD_Result api_series(struct dts_http_req *req)
 	const char *res_s = dts_http_arg(req, "res"), *from_s = dts_http_arg(req, "from"), *to_s = dts_http_arg(req, "to");
 	struct series_args a;
 	struct series_walk w;
-	struct sb b = { 0 };
+	struct dts_sb b = { 0 };
 	enum dts_res res = DTS_RES_MINUTE;
 	enum MHD_Result ret;
 	int64_t from, to, period;
@@ -1044,7 +979,7 @@ static enum MHD_Result api_series(struct dts_http_req *req)
 	if ((to - from / period * period + period - 1) / period > MAX_POINTS)
 		return dts_http_reply_error(req, 400, "from: [from, to) spans more than %d %ss; narrow it%s", MAX_POINTS,
 					    dts_storage_res_name(res), res == DTS_RES_MINUTE ? " or use res=hour" : "");
-	sb_put(&b, "{", 1);
+	dts_sb_put(&b, "{", 1);
 	sb_series_head(&b, &a);
 	sb_key(&b, "res", false);
 	sb_str(&b, dts_storage_res_name(res));
@@ -1053,14 +988,14 @@ static enum MHD_Result api_series(struct dts_http_req *req)
 	sb_key(&b, "to", false);
 	sb_int(&b, to);
 	sb_key(&b, "points", false);
-	sb_put(&b, "[", 1);
+	dts_sb_put(&b, "[", 1);
 	w = (struct series_walk){ .b = &b, .type = a.type, .first = true };
 	n = dts_storage_read(req->ctx->storage, res, a.key, from, to, series_point, &w);
 	if (n < 0 && !b.oom) {
-		sb_free(&b);
+		dts_sb_free(&b);
 		return dts_http_reply_error(req, 503, "reading the store failed (%s)", strerror((int)-n));
 	}
-	sb_put(&b, "]}", 2);
+	dts_sb_put(&b, "]}", 2);
 	return reply_sb(req, &b);
 }
 
@@ -1125,9 +1060,9 @@ static int daily_point(void *arg, int64_t t, const struct dts_stored *v)
 	return 0;
 }
 
-static void sb_cell(struct sb *b, int64_t t, const struct daily_cell *c, int days)
+static void sb_cell(struct dts_sb *b, int64_t t, const struct daily_cell *c, int days)
 {
-	sb_put(b, "{", 1);
+	dts_sb_put(b, "{", 1);
 	sb_key(b, "t", true);
 	sb_int(b, t);
 	sb_key(b, "sum", false);
@@ -1148,7 +1083,7 @@ static void sb_cell(struct sb *b, int64_t t, const struct daily_cell *c, int day
 		sb_key(b, "days", false);
 		sb_int(b, days);
 	}
-	sb_put(b, "}", 1);
+	dts_sb_put(b, "}", 1);
 }
 
 struct dts_http_api;
@@ -1178,7 +1113,7 @@ static enum MHD_Result api_daily(struct dts_http_req *req)
 	const char *tz_s = dts_http_arg(req, "tz_offset_min"), *date_s = dts_http_arg(req, "date");
 	struct series_args a;
 	struct daily_walk *w;
-	struct sb b = { 0 };
+	struct dts_sb b = { 0 };
 	enum MHD_Result ret;
 	bool cached;
 	int64_t tz = 0, day_start, date_utc;
@@ -1235,7 +1170,7 @@ static enum MHD_Result api_daily(struct dts_http_req *req)
 		return dts_http_reply_error(req, 503, "reading the store failed (%s)", strerror(e));
 	}
 
-	sb_put(&b, "{", 1);
+	dts_sb_put(&b, "{", 1);
 	sb_series_head(&b, &a);
 	sb_key(&b, "date", false);
 	sb_str(&b, date);
@@ -1246,20 +1181,20 @@ static enum MHD_Result api_daily(struct dts_http_req *req)
 	sb_key(&b, "day_start", false);
 	sb_int(&b, day_start);
 	sb_key(&b, "today", false);
-	sb_put(&b, "[", 1);
+	dts_sb_put(&b, "[", 1);
 	for (int i = 0; i < DAILY_BUCKETS; i++) {
 		const struct daily_cell *c = &w->cells[DAILY_PAST_DAYS * DAILY_BUCKETS + i];
 
 		if (i)
-			sb_put(&b, ",", 1);
+			dts_sb_put(&b, ",", 1);
 		if (c->minutes)
 			sb_cell(&b, day_start + (int64_t)i * DAILY_BUCKET_S, c, -1);
 		else
-			sb_put(&b, "null", 4);
+			dts_sb_put(&b, "null", 4);
 	}
-	sb_put(&b, "]", 1);
+	dts_sb_put(&b, "]", 1);
 	sb_key(&b, "week", false);
-	sb_put(&b, "[", 1);
+	dts_sb_put(&b, "[", 1);
 	for (int i = 0; i < DAILY_BUCKETS; i++) {
 		struct daily_cell avg = { 0 };
 		int days = 0;
@@ -1267,9 +1202,9 @@ static enum MHD_Result api_daily(struct dts_http_req *req)
 		for (int d = 0; d < DAILY_PAST_DAYS; d++)
 			days += w->cells[d * DAILY_BUCKETS + i].minutes > 0;
 		if (i)
-			sb_put(&b, ",", 1);
+			dts_sb_put(&b, ",", 1);
 		if (!days) {
-			sb_put(&b, "null", 4);
+			dts_sb_put(&b, "null", 4);
 			continue;
 		}
 		avg.sum = past_avg(w, i, offsetof(struct daily_cell, sum));
@@ -1281,7 +1216,7 @@ static enum MHD_Result api_daily(struct dts_http_req *req)
 		avg.top10 = past_avg(w, i, offsetof(struct daily_cell, top10));
 		sb_cell(&b, day_start + (int64_t)i * DAILY_BUCKET_S, &avg, days);
 	}
-	sb_put(&b, "]}", 2);
+	dts_sb_put(&b, "]}", 2);
 	free(w);
 	return reply_sb(req, &b);
 }
@@ -1294,9 +1229,9 @@ static const char *event_kind_name(uint8_t kind)
 }
 
 /* One event object (the contract of GET /api/v1/events and of the stream's "event" frames). */
-static void sb_event(struct sb *b, const struct dts_event *ev)
+static void sb_event(struct dts_sb *b, const struct dts_event *ev)
 {
-	sb_put(b, "{", 1);
+	dts_sb_put(b, "{", 1);
 	sb_key(b, "seq", true);
 	sb_int(b, (int64_t)ev->seq);
 	sb_key(b, "ts_ms", false);
@@ -1307,12 +1242,12 @@ static void sb_event(struct sb *b, const struct dts_event *ev)
 	sb_str(b, event_kind_name(ev->kind));
 	sb_key(b, "text", false);
 	sb_str(b, ev->text);
-	sb_put(b, "}", 1);
+	dts_sb_put(b, "}", 1);
 }
 
 /* The rendered events of a read, in increasing seq; each entry's JSON is at [off, off + len) of b. */
 struct ev_collect {
-	struct sb b;
+	struct dts_sb b;
 	struct {
 		uint64_t seq;
 		uint32_t off, len;
@@ -1346,7 +1281,7 @@ static enum MHD_Result api_events(struct dts_http_req *req)
 	const char *kind_s = dts_http_arg(req, "kind"), *process = dts_http_arg(req, "process");
 	const char *limit_s = dts_http_arg(req, "limit");
 	struct ev_collect *c;
-	struct sb b = { 0 };
+	struct dts_sb b = { 0 };
 	enum MHD_Result ret;
 	int64_t limit = EVENTS_MAX;
 	int kind = -1;
@@ -1370,16 +1305,16 @@ static enum MHD_Result api_events(struct dts_http_req *req)
 	c->kind = kind;
 	c->process = process;
 	dts_merger_read_events(req->ctx->merger, req->user, 0, collect_event, c);
-	sb_cstr(&b, "{\"events\":[");
+	dts_sb_cstr(&b, "{\"events\":[");
 	for (size_t i = 0, shown = 0; i < c->n && shown < (size_t)limit; i++, shown++) { /* newest first */
 		if (shown)
-			sb_put(&b, ",", 1);
-		sb_put(&b, c->b.p + c->ev[c->n - 1 - i].off, c->ev[c->n - 1 - i].len);
+			dts_sb_put(&b, ",", 1);
+		dts_sb_put(&b, c->b.p + c->ev[c->n - 1 - i].off, c->ev[c->n - 1 - i].len);
 	}
-	sb_put(&b, "]}", 2);
+	dts_sb_put(&b, "]}", 2);
 	if (c->b.oom)
 		b.oom = true;
-	sb_free(&c->b);
+	dts_sb_free(&c->b);
 	free(c);
 	return reply_sb(req, &b);
 }
@@ -1392,7 +1327,7 @@ struct sse_stream {
 	struct dts_http_api *hub;
 	struct MHD_Connection *conn;
 	char user[DTS_MAX_USER + 1];
-	struct sb out; /* frames not yet handed to libmicrohttpd, from out_off */
+	struct dts_sb out; /* frames not yet handed to libmicrohttpd, from out_off */
 	size_t out_off;
 	uint64_t last_seq; /* newest event sent (or skipped at connect) */
 	uint64_t procs_hash; /* hash of the last current state sent */
@@ -1469,18 +1404,18 @@ static void week_put(struct dts_http_api *api, const char *key, int64_t day_star
 	pthread_mutex_unlock(&api->cache_lock);
 }
 
-static void sse_append_current(struct sse_stream *s, const char *user, int64_t now_ms, const struct sb *procs)
+static void sse_append_current(struct sse_stream *s, const char *user, int64_t now_ms, const struct dts_sb *procs)
 {
-	sb_cstr(&s->out, "event: current\ndata: ");
+	dts_sb_cstr(&s->out, "event: current\ndata: ");
 	sb_current_doc(&s->out, user, now_ms, procs->p, procs->len);
-	sb_put(&s->out, "\n\n", 2);
+	dts_sb_put(&s->out, "\n\n", 2);
 }
 
 static void sse_append_event(struct sse_stream *s, uint64_t seq, const char *json, size_t len)
 {
-	sb_printf(&s->out, "event: event\nid: %" PRIu64 "\ndata: ", seq);
-	sb_put(&s->out, json, len);
-	sb_put(&s->out, "\n\n", 2);
+	dts_sb_printf(&s->out, "event: event\nid: %" PRIu64 "\ndata: ", seq);
+	dts_sb_put(&s->out, json, len);
+	dts_sb_put(&s->out, "\n\n", 2);
 }
 
 /* The content reader: hand over what is buffered; with nothing buffered, suspend until the hub has more. */
@@ -1534,7 +1469,7 @@ static void sse_free(void *cls)
 		s->next->prev = s->prev;
 	hub->nstreams--;
 	pthread_mutex_unlock(&hub->lock);
-	sb_free(&s->out);
+	dts_sb_free(&s->out);
 	free(s);
 }
 
@@ -1566,7 +1501,7 @@ static void hub_user_round(struct dts_http_api *hub, const char *user, bool curr
 	const struct dts_http_ctx *ctx = &hub->h->ctx;
 	struct MHD_Connection **resume = NULL;
 	struct ev_collect *ev = calloc(1, sizeof(*ev));
-	struct sb procs = { 0 };
+	struct dts_sb procs = { 0 };
 	uint64_t hash = 0, after = UINT64_MAX;
 	size_t nresume = 0;
 	bool have_procs = false;
@@ -1605,7 +1540,7 @@ static void hub_user_round(struct dts_http_api *hub, const char *user, bool curr
 			s->last_seq = ev->ev[i].seq;
 		}
 		if (s->out.len == before && now_ms - s->last_write_ms >= SSE_KEEPALIVE_MS)
-			sb_cstr(&s->out, ": keepalive\n\n");
+			dts_sb_cstr(&s->out, ": keepalive\n\n");
 		if (s->out.len != before)
 			s->last_write_ms = now_ms;
 		if (s->out.oom || s->out.len - s->out_off > SSE_MAX_PENDING)
@@ -1620,8 +1555,8 @@ static void hub_user_round(struct dts_http_api *hub, const char *user, bool curr
 	for (size_t i = 0; i < nresume; i++)
 		MHD_resume_connection(resume[i]);
 	free(resume);
-	sb_free(&procs);
-	sb_free(&ev->b);
+	dts_sb_free(&procs);
+	dts_sb_free(&ev->b);
 	free(ev);
 }
 
@@ -1673,7 +1608,7 @@ static enum MHD_Result api_stream(struct dts_http_req *req)
 	struct dts_merger_stats ms;
 	struct MHD_Response *r;
 	struct sse_stream *s;
-	struct sb procs = { 0 };
+	struct dts_sb procs = { 0 };
 	enum MHD_Result ret;
 	int64_t now_ms = dts_now_ms(), resume_from = -1;
 
@@ -1688,7 +1623,7 @@ static enum MHD_Result api_stream(struct dts_http_req *req)
 	s = calloc(1, sizeof(*s));
 	if (!s || render_processes(req->ctx, req->user, NULL, &procs) != 0) {
 		free(s);
-		sb_free(&procs);
+		dts_sb_free(&procs);
 		return dts_http_reply_error(req, 503, "out of memory");
 	}
 	s->hub = hub;
@@ -1699,11 +1634,11 @@ static enum MHD_Result api_stream(struct dts_http_req *req)
 	dts_merger_stats_read(req->ctx->merger, &ms);
 	s->last_seq = resume_from >= 0 ? (uint64_t)resume_from : ms.event_seq;
 	s->procs_hash = dts_hash64(procs.p, procs.len, DTS_HASH_SEED);
-	sb_cstr(&s->out, "retry: 3000\n\n");
+	dts_sb_cstr(&s->out, "retry: 3000\n\n");
 	sse_append_current(s, req->user, now_ms, &procs);
-	sb_free(&procs);
+	dts_sb_free(&procs);
 	if (s->out.oom) {
-		sb_free(&s->out);
+		dts_sb_free(&s->out);
 		free(s);
 		return dts_http_reply_error(req, 503, "out of memory");
 	}
@@ -1712,7 +1647,7 @@ static enum MHD_Result api_stream(struct dts_http_req *req)
 		bool stopping = hub->stop;
 
 		pthread_mutex_unlock(&hub->lock);
-		sb_free(&s->out);
+		dts_sb_free(&s->out);
 		free(s);
 		if (stopping)
 			return dts_http_reply_error(req, 503, "the server is shutting down");
@@ -1912,18 +1847,18 @@ static int prom_user(void *arg, const struct dts_user_info *u)
 }
 
 /* A label value: backslash, double quote and newline escaped (the exposition format's rules). */
-static void sb_label(struct sb *b, const char *s)
+static void sb_label(struct dts_sb *b, const char *s)
 {
-	sb_put(b, "\"", 1);
+	dts_sb_put(b, "\"", 1);
 	for (; *s; s++) {
 		if (*s == '\\' || *s == '"')
-			sb_put(b, "\\", 1);
+			dts_sb_put(b, "\\", 1);
 		if (*s == '\n')
-			sb_put(b, "\\n", 2);
+			dts_sb_put(b, "\\n", 2);
 		else
-			sb_put(b, s, 1);
+			dts_sb_put(b, s, 1);
 	}
-	sb_put(b, "\"", 1);
+	dts_sb_put(b, "\"", 1);
 }
 
 char *dts__http_api_prometheus(struct dts_http *h, size_t *len)
@@ -1947,7 +1882,7 @@ char *dts__http_api_prometheus(struct dts_http *h, size_t *len)
 		{ "distinct", 1u << DTS_SET, offsetof(struct dts_current, distinct) },
 	};
 	struct prom_users pu = { 0 };
-	struct sb b = { 0 };
+	struct dts_sb b = { 0 };
 	char num[32];
 
 	*len = 0;
@@ -1962,7 +1897,7 @@ char *dts__http_api_prometheus(struct dts_http *h, size_t *len)
 			break;
 		}
 		if (!b.len)
-			sb_cstr(&b, "# HELP dattss_value Current value (1-minute window) of the series of users who "
+			dts_sb_cstr(&b, "# HELP dattss_value Current value (1-minute window) of the series of users who "
 				    "opted in.\n# TYPE dattss_value gauge\n");
 		for (size_t i = 0; i < c.n; i++) {
 			const struct cur_row *r = &c.rows[i];
@@ -1974,28 +1909,28 @@ char *dts__http_api_prometheus(struct dts_http *h, size_t *len)
 
 				if (!(stats[k].types & (1u << r->type)) || !isfinite(v))
 					continue;
-				sb_cstr(&b, "dattss_value{user=");
+				dts_sb_cstr(&b, "dattss_value{user=");
 				sb_label(&b, pu.ids[u]);
-				sb_cstr(&b, ",process=");
+				dts_sb_cstr(&b, ",process=");
 				sb_label(&b, c.arena.p + r->process);
-				sb_cstr(&b, ",counter=");
+				dts_sb_cstr(&b, ",counter=");
 				sb_label(&b, c.arena.p + r->counter);
-				sb_cstr(&b, ",type=");
+				dts_sb_cstr(&b, ",type=");
 				sb_label(&b, dts_type_name(r->type));
-				sb_cstr(&b, ",tags=");
+				dts_sb_cstr(&b, ",tags=");
 				sb_label(&b, c.arena.p + r->tags);
-				sb_cstr(&b, ",stat=");
+				dts_sb_cstr(&b, ",stat=");
 				sb_label(&b, stats[k].stat);
-				sb_put(&b, "} ", 2);
-				sb_put(&b, num, fmt_num(num, v));
-				sb_put(&b, "\n", 1);
+				dts_sb_put(&b, "} ", 2);
+				dts_sb_put(&b, num, fmt_num(num, v));
+				dts_sb_put(&b, "\n", 1);
 			}
 		}
 		cur_collect_free(&c);
 	}
 	free(pu.ids);
 	if (b.oom || pu.oom) {
-		sb_free(&b);
+		dts_sb_free(&b);
 		return NULL;
 	}
 	*len = b.len;

@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "strbuf.h"
 
 #ifndef DTS_VERSION
 #define DTS_VERSION "0.1.0"
@@ -370,54 +371,6 @@ int dts_notifier_submit(struct dts_notifier *n, struct dts_notify_batch *b)
 
 /* ---- rendering ------------------------------------------------------------------------------------------------- */
 
-/* A growable string; on out of memory it stays as it was and oom is set. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int need;
-
-	if (b->oom)
-		return;
-	va_start(ap, fmt);
-	need = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-	va_end(ap);
-	if (need < 0) {
-		b->oom = true;
-		return;
-	}
-	if (!b->p || b->len + (size_t)need + 1 > b->cap) {
-		size_t cap = (b->cap + (size_t)need + 1) * 2;
-		char *np = realloc(b->p, cap);
-
-		if (!np) {
-			b->oom = true;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-		va_start(ap, fmt);
-		vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-	}
-	b->len += (size_t)need;
-}
-
-static char *sb_take(struct sbuf *b)
-{
-	if (b->oom) {
-		free(b->p);
-		return NULL;
-	}
-	return b->p ? b->p : strdup("");
-}
-
 static const char *notice_word(unsigned notice)
 {
 	switch (notice) {
@@ -523,7 +476,7 @@ static const struct dts_notify_event **select_events(const struct dts_notify_eve
 static void render_email(struct job *j, const struct dts_notify_event **sel, size_t k, int64_t now_ms,
 			 int64_t suppressed_since_ms)
 {
-	struct sbuf s = { 0 }, b = { 0 };
+	struct dts_sb s = { 0 }, b = { 0 };
 	unsigned counts[4] = { 0 };
 	char t[DTS_ALERT_NAME_MAX + 512], v[96], when[40], d[48];
 
@@ -531,73 +484,73 @@ static void render_email(struct job *j, const struct dts_notify_event **sel, siz
 		counts[sel[i]->change.notice & 3]++;
 	if (k == 1) {
 		title(sel[0], t, sizeof(t));
-		sb_printf(&s, "[DaTtSs] %s: %s", notice_word(sel[0]->change.notice), t);
+		dts_sb_printf(&s, "[DaTtSs] %s: %s", notice_word(sel[0]->change.notice), t);
 	} else {
-		sb_printf(&s, "[DaTtSs] %zu alerts:", k);
+		dts_sb_printf(&s, "[DaTtSs] %zu alerts:", k);
 		if (counts[DTS_NOTICE_FIRING])
-			sb_printf(&s, " %u firing", counts[DTS_NOTICE_FIRING]);
+			dts_sb_printf(&s, " %u firing", counts[DTS_NOTICE_FIRING]);
 		if (counts[DTS_NOTICE_REPEAT])
-			sb_printf(&s, "%s %u still firing", counts[DTS_NOTICE_FIRING] ? "," : "",
+			dts_sb_printf(&s, "%s %u still firing", counts[DTS_NOTICE_FIRING] ? "," : "",
 				  counts[DTS_NOTICE_REPEAT]);
 		if (counts[DTS_NOTICE_RESOLVED])
-			sb_printf(&s, "%s %u resolved",
+			dts_sb_printf(&s, "%s %u resolved",
 				  counts[DTS_NOTICE_FIRING] || counts[DTS_NOTICE_REPEAT] ? "," : "",
 				  counts[DTS_NOTICE_RESOLVED]);
 	}
 	utc_text(now_ms, when, sizeof(when));
-	sb_printf(&b, "Alerts of user %s at %s:\n", j->user, when);
+	dts_sb_printf(&b, "Alerts of user %s at %s:\n", j->user, when);
 	for (size_t i = 0; i < k; i++) {
 		const struct dts_notify_event *e = sel[i];
 
 		title(e, t, sizeof(t));
-		sb_printf(&b, "\n%s: %s\n", notice_word(e->change.notice), t);
+		dts_sb_printf(&b, "\n%s: %s\n", notice_word(e->change.notice), t);
 		dts_alert_rule_describe(&e->rule, t, sizeof(t));
-		sb_printf(&b, "  watches: %s\n", t);
+		dts_sb_printf(&b, "  watches: %s\n", t);
 		value_text(e, v, sizeof(v));
-		sb_printf(&b, "  value:   %s\n", v);
+		dts_sb_printf(&b, "  value:   %s\n", v);
 		utc_text(e->change.fired_ms, when, sizeof(when));
 		if (e->change.notice == DTS_NOTICE_RESOLVED) {
 			duration_text(e->ts_ms - e->change.fired_ms, d, sizeof(d));
-			sb_printf(&b, "  fired:   %s, for %s\n", when, d);
+			dts_sb_printf(&b, "  fired:   %s, for %s\n", when, d);
 		} else {
-			sb_printf(&b, "  since:   %s\n", when);
+			dts_sb_printf(&b, "  since:   %s\n", when);
 		}
-		sb_printf(&b, "  rule:    %s (%s)\n", e->rule.id, dts_alert_kind_name(e->rule.kind));
+		dts_sb_printf(&b, "  rule:    %s (%s)\n", e->rule.id, dts_alert_kind_name(e->rule.kind));
 	}
 	if (j->suppressed) {
 		utc_text(suppressed_since_ms, when, sizeof(when));
-		sb_printf(&b, "\n%" PRIu64 " notification%s held back by the rate limit since %s; the latest state of "
+		dts_sb_printf(&b, "\n%" PRIu64 " notification%s held back by the rate limit since %s; the latest state of "
 			      "each of those rules is included above.\n",
 			  j->suppressed, j->suppressed == 1 ? " was" : "s were", when);
 	}
-	sb_printf(&b, "\n-- \nDaTtSs alerts (dattssd %s)\n", DTS_VERSION);
-	j->subject = sb_take(&s);
-	j->text = sb_take(&b);
+	dts_sb_printf(&b, "\n-- \nDaTtSs alerts (dattssd %s)\n", DTS_VERSION);
+	j->subject = dts_sb_take(&s);
+	j->text = dts_sb_take(&b);
 }
 
 /* One short line per event for SMS and calls. */
 static void render_short(struct job *j, const struct dts_notify_event **sel, size_t k, bool spoken)
 {
-	struct sbuf b = { 0 };
+	struct dts_sb b = { 0 };
 	char t[DTS_ALERT_NAME_MAX + 512], v[96];
 
 	if (spoken)
-		sb_printf(&b, "DaTtSs alert for user %s.", j->user);
+		dts_sb_printf(&b, "DaTtSs alert for user %s.", j->user);
 	for (size_t i = 0; i < k; i++) {
 		const char *w = notice_word(sel[i]->change.notice);
 
 		title(sel[i], t, sizeof(t));
 		value_text(sel[i], v, sizeof(v));
 		if (spoken)
-			sb_printf(&b, " %s: %s. Value %s.", spoken_word(sel[i]->change.notice), t, v);
+			dts_sb_printf(&b, " %s: %s. Value %s.", spoken_word(sel[i]->change.notice), t, v);
 		else
-			sb_printf(&b, "%sDaTtSs %s %s: %s", i ? "\n" : "", w, t, v);
+			dts_sb_printf(&b, "%sDaTtSs %s %s: %s", i ? "\n" : "", w, t, v);
 	}
 	if (j->suppressed)
-		sb_printf(&b, spoken ? " %" PRIu64 " more notifications were held back by the rate limit."
+		dts_sb_printf(&b, spoken ? " %" PRIu64 " more notifications were held back by the rate limit."
 				     : "\n(%" PRIu64 " more held back by the rate limit)",
 			  j->suppressed);
-	j->text = sb_take(&b);
+	j->text = dts_sb_take(&b);
 	if (j->text && strlen(j->text) > DTS_NOTIFY_SMS_MAX)
 		strcpy(j->text + DTS_NOTIFY_SMS_MAX - 3, "...");
 }
@@ -1074,7 +1027,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
 }
 
 /* A subject header value: plain when ASCII, else RFC 2047 encoded words (base64, whole UTF-8 characters each). */
-static void subject_header(struct sbuf *h, const char *s)
+static void subject_header(struct dts_sb *h, const char *s)
 {
 	bool ascii = true;
 	size_t len = strlen(s);
@@ -1082,10 +1035,10 @@ static void subject_header(struct sbuf *h, const char *s)
 	for (const char *p = s; *p; p++)
 		ascii &= (unsigned char)*p < 0x80;
 	if (ascii) {
-		sb_printf(h, "Subject: %s\r\n", s);
+		dts_sb_printf(h, "Subject: %s\r\n", s);
 		return;
 	}
-	sb_printf(h, "Subject:");
+	dts_sb_printf(h, "Subject:");
 	for (size_t off = 0; off < len;) {
 		unsigned char out[64];
 		size_t n = len - off < 45 ? len - off : 45;
@@ -1093,15 +1046,15 @@ static void subject_header(struct sbuf *h, const char *s)
 		while (off + n < len && ((unsigned char)s[off + n] & 0xC0) == 0x80)
 			n--; /* do not split a character between two words */
 		EVP_EncodeBlock(out, (const unsigned char *)s + off, (int)n);
-		sb_printf(h, "%s=?UTF-8?B?%s?=", off ? "\r\n " : " ", (const char *)out);
+		dts_sb_printf(h, "%s=?UTF-8?B?%s?=", off ? "\r\n " : " ", (const char *)out);
 		off += n;
 	}
-	sb_printf(h, "\r\n");
+	dts_sb_printf(h, "\r\n");
 }
 
 static char *email_message(const struct dts_notifier *n, const struct dts_notify_msg *m)
 {
-	struct sbuf b = { 0 };
+	struct dts_sb b = { 0 };
 	char date[64], to[DTS_ALERT_DEST_MAX * 2 + 1];
 	const char *domain = strchr(n->cfg.smtp_from, '@') + 1;
 	time_t now = (time_t)(n->cfg.clock(n->cfg.clock_ctx) / 1000);
@@ -1117,18 +1070,18 @@ static char *email_message(const struct dts_notifier *n, const struct dts_notify
 			to[k++] = ' ';
 	}
 	to[k] = '\0';
-	sb_printf(&b, "Date: %s\r\nFrom: DaTtSs alerts <%s>\r\nTo: %s\r\n", date, n->cfg.smtp_from, to);
+	dts_sb_printf(&b, "Date: %s\r\nFrom: DaTtSs alerts <%s>\r\nTo: %s\r\n", date, n->cfg.smtp_from, to);
 	subject_header(&b, m->subject);
-	sb_printf(&b, "Message-ID: <%lld.%u.%d@%s>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	dts_sb_printf(&b, "Message-ID: <%lld.%u.%d@%s>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
 		      "Content-Transfer-Encoding: 8bit\r\nAuto-Submitted: auto-generated\r\n\r\n",
 		  (long long)now, atomic_fetch_add(&seq, 1), (int)getpid(), domain);
 	for (const char *p = m->text; *p; p++) {
 		if (*p == '\n')
-			sb_printf(&b, "\r\n");
+			dts_sb_printf(&b, "\r\n");
 		else if (*p != '\r')
-			sb_printf(&b, "%c", *p);
+			dts_sb_printf(&b, "%c", *p);
 	}
-	return sb_take(&b);
+	return dts_sb_take(&b);
 }
 
 static CURL *easy(const struct dts_notifier *n, char *errbuf, const char *protocols)
@@ -1215,21 +1168,21 @@ static int send_email(struct dts_notifier *n, const struct dts_notify_msg *m, ch
 }
 
 /* XML text: & < > " ' escaped (TwiML). */
-static void xml_escape(struct sbuf *b, const char *s)
+static void xml_escape(struct dts_sb *b, const char *s)
 {
 	for (; *s; s++) {
 		switch (*s) {
-		case '&': sb_printf(b, "&amp;"); break;
-		case '<': sb_printf(b, "&lt;"); break;
-		case '>': sb_printf(b, "&gt;"); break;
-		case '"': sb_printf(b, "&quot;"); break;
-		case '\'': sb_printf(b, "&apos;"); break;
-		default: sb_printf(b, "%c", *s); break;
+		case '&': dts_sb_printf(b, "&amp;"); break;
+		case '<': dts_sb_printf(b, "&lt;"); break;
+		case '>': dts_sb_printf(b, "&gt;"); break;
+		case '"': dts_sb_printf(b, "&quot;"); break;
+		case '\'': dts_sb_printf(b, "&apos;"); break;
+		default: dts_sb_printf(b, "%c", *s); break;
 		}
 	}
 }
 
-static void form_field(struct sbuf *b, CURL *c, const char *name, const char *value)
+static void form_field(struct dts_sb *b, CURL *c, const char *name, const char *value)
 {
 	char *v = curl_easy_escape(c, value, 0);
 
@@ -1237,7 +1190,7 @@ static void form_field(struct sbuf *b, CURL *c, const char *name, const char *va
 		b->oom = true;
 		return;
 	}
-	sb_printf(b, "%s%s=%s", b->len ? "&" : "", name, v);
+	dts_sb_printf(b, "%s%s=%s", b->len ? "&" : "", name, v);
 	curl_free(v);
 }
 
@@ -1245,7 +1198,7 @@ static int send_form(struct dts_notifier *n, const struct dts_notify_msg *m, cha
 {
 	bool call = m->channel == DTS_CHAN_CALL;
 	char errbuf[CURL_ERROR_SIZE];
-	struct sbuf url = { 0 }, form = { 0 }, twiml = { 0 };
+	struct dts_sb url = { 0 }, form = { 0 }, twiml = { 0 };
 	struct reply r = { .len = 0 };
 	CURL *c = easy(n, errbuf, "http,https");
 	char *acct;
@@ -1257,7 +1210,7 @@ static int send_form(struct dts_notifier *n, const struct dts_notify_msg *m, cha
 		return -ENOMEM;
 	}
 	acct = curl_easy_escape(c, n->cfg.sms_account, 0);
-	sb_printf(&url, "%s/Accounts/%s/%s.json", call ? n->cfg.call_url : n->cfg.sms_url, acct ? acct : "",
+	dts_sb_printf(&url, "%s/Accounts/%s/%s.json", call ? n->cfg.call_url : n->cfg.sms_url, acct ? acct : "",
 		  call ? "Calls" : "Messages");
 	curl_free(acct);
 	form_field(&form, c, "To", m->dest);
@@ -1267,9 +1220,9 @@ static int send_form(struct dts_notifier *n, const struct dts_notify_msg *m, cha
 	} else if (*n->cfg.call_twiml_url) {
 		form_field(&form, c, "Url", n->cfg.call_twiml_url);
 	} else {
-		sb_printf(&twiml, "<Response><Say>");
+		dts_sb_printf(&twiml, "<Response><Say>");
 		xml_escape(&twiml, m->text);
-		sb_printf(&twiml, "</Say></Response>");
+		dts_sb_printf(&twiml, "</Say></Response>");
 		form_field(&form, c, "Twiml", twiml.oom ? "" : twiml.p);
 	}
 	if (url.oom || form.oom || twiml.oom) {

@@ -598,35 +598,43 @@ static size_t store_sparse_bytes(const struct dts_sketch_store *st, uint32_t *nn
 	return dts_varint_len(nnz) + n;
 }
 
-/* The form the encoder uses: the smaller, dense on a tie (so the choice is a function of the bins: canonical). */
-static bool store_use_sparse(const struct dts_sketch_store *st, size_t *bins_bytes)
-{
+/*
+ * How a store is written: the form (the smaller, dense on a tie, so the choice is a function of the bins: canonical),
+ * its non-zero bins, and its encoded size. Computed once per store by encoded_size and by encode.
+ */
+struct store_plan {
+	bool sparse;
 	uint32_t nnz;
-	const size_t sparse = store_sparse_bytes(st, &nnz), dense = (size_t)st->nbins * 4;
+	size_t bytes; /* the whole store: lo, nbins, form, bins */
+};
 
-	*bins_bytes = sparse < dense ? sparse : dense;
-	return sparse < dense;
-}
-
-static size_t store_encoded_size(const struct dts_sketch_store *st)
+static size_t store_plan(const struct dts_sketch_store *st, struct store_plan *pl)
 {
-	size_t bins;
+	size_t dense = (size_t)st->nbins * 4, sparse;
 
-	if (st->nbins == 0)
+	if (st->nbins == 0) {
+		pl->sparse = false;
+		pl->nnz = 0;
+		pl->bytes = 2;
 		return 2;
-	store_use_sparse(st, &bins);
-	return dts_varint_len(zigzag(st->lo)) + dts_varint_len(st->nbins) + 1 + bins;
+	}
+	sparse = store_sparse_bytes(st, &pl->nnz);
+	pl->sparse = sparse < dense;
+	pl->bytes = dts_varint_len(zigzag(st->lo)) + dts_varint_len(st->nbins) + 1 + (pl->sparse ? sparse : dense);
+	return pl->bytes;
 }
 
 size_t dts_sketch_encoded_size(const struct dts_sketch *s)
 {
-	return HEADER_BYTES + store_encoded_size(&s->pos) + store_encoded_size(&s->neg);
+	struct store_plan pp, pn;
+
+	return HEADER_BYTES + store_plan(&s->pos, &pp) + store_plan(&s->neg, &pn);
 }
 
-static size_t store_encode(const struct dts_sketch_store *st, uint8_t *p)
+static size_t store_encode(const struct dts_sketch_store *st, const struct store_plan *pl, uint8_t *p)
 {
-	size_t n, bins;
-	uint32_t nnz, gap = 0;
+	size_t n;
+	uint32_t gap = 0;
 
 	if (st->nbins == 0) {
 		p[0] = 0;
@@ -635,15 +643,14 @@ static size_t store_encode(const struct dts_sketch_store *st, uint8_t *p)
 	}
 	n = dts_put_varint(p, zigzag(st->lo));
 	n += dts_put_varint(p + n, st->nbins);
-	if (!store_use_sparse(st, &bins)) {
+	if (!pl->sparse) {
 		p[n++] = FORM_DENSE;
 		for (uint32_t i = 0; i < st->nbins; i++, n += 4)
 			dts_wrf32(p + n, st->bins[i]);
 		return n;
 	}
 	p[n++] = FORM_SPARSE;
-	store_sparse_bytes(st, &nnz);
-	n += dts_put_varint(p + n, nnz);
+	n += dts_put_varint(p + n, pl->nnz);
 	for (uint32_t i = 0; i < st->nbins; i++) {
 		const float w = st->bins[i];
 
@@ -666,18 +673,18 @@ static size_t store_encode(const struct dts_sketch_store *st, uint8_t *p)
 
 int dts_sketch_encode(const struct dts_sketch *s, uint8_t *buf, size_t buf_len)
 {
-	size_t need = dts_sketch_encoded_size(s);
+	struct store_plan pp, pn;
 	size_t n;
 
-	if (buf_len < need)
+	if (buf_len < HEADER_BYTES + store_plan(&s->pos, &pp) + store_plan(&s->neg, &pn))
 		return -ENOSPC;
 	buf[0] = FORMAT_VERSION;
 	buf[1] = s->level;
 	dts_wrf64(buf + 2, s->zero);
 	dts_wrf64(buf + 10, s->count);
 	n = HEADER_BYTES;
-	n += store_encode(&s->pos, buf + n);
-	n += store_encode(&s->neg, buf + n);
+	n += store_encode(&s->pos, &pp, buf + n);
+	n += store_encode(&s->neg, &pn, buf + n);
 	return (int)n;
 }
 
