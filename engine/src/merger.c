@@ -34,15 +34,22 @@
 #include <string.h>
 #include <time.h>
 
+#include "bigmem.h"
 #include "dts/hash.h"
 #include "engine_internal.h"
 #include "rcu.h"
 
 #define NWIN 3
-/* Series cache of the fold: direct-mapped by hash, 2^SCACHE_BITS entries (1 MiB). A hit skips the lock-free hash
- * table's bucket walk (several dependent cache misses at a million series); entries are checked by full identity. */
-#define SCACHE_BITS 16
-#define SCACHE_AHEAD 8 /* entries of the table whose cache slot and series are prefetched ahead of the fold */
+/* The fold prefetches, FOLD_AHEAD table entries ahead, the index slot of an entry's hash, and FOLD_AHEAD/2 ahead the
+ * cache lines of the series found there (header, name, the window and the 5-second slot the entry goes to). */
+#define FOLD_AHEAD 16
+#define WALK_AHEAD 8 /* series prefetched ahead in walks of the directory */
+#define IX_MIN_BITS 16 /* the index starts with 2^16 slots and doubles at half load */
+#define DIR_CHUNK_BITS 12 /* directory chunks of 4096 series pointers (32 KiB) */
+#define DIR_CHUNK (1u << DIR_CHUNK_BITS)
+/* A series with no data for IDLE_S seconds has a constant current state (the 60 s slot window and the two minutes of
+ * timer quantiles are past it): once published empty, it is not republished until data arrives. */
+#define IDLE_S 125
 #define LATE_MINUTES 4 /* distinct closed minutes one table's late data may touch; more is dropped (counted) */
 
 char dts__rcu_reclaim_token;
@@ -87,7 +94,6 @@ struct cur {
  * of NWIN sketches or sets (ext), which counters and gauges do not pay for.
  */
 struct series {
-	struct cds_lfht_node node; /* in merger->map, hash = series hash */
 	uint64_t hash;
 	_Atomic(struct cur *) cur; /* published current state (merger writes, readers load-acquire) */
 	/* merger-private from here, except the identity (type, lengths, name: immutable) */
@@ -102,8 +108,10 @@ struct series {
 	struct dts__pstate *proc; /* the state of (user, process), NULL when it could not be created; holds a ref */
 	void *ext; /* timers: struct dts_sketch[NWIN], sets: struct dts_set[NWIN] (window i's is ext[i]); else NULL */
 	bool gauge_known;
+	bool pub_dirty; /* folded into since its current state was last published */
 	uint8_t type;
 	uint16_t user_len, process_len, counter_len, tags_len;
+	uint32_t dir_slot; /* its position in the merger's directory */
 	struct win win[NWIN];
 	int32_t ring_slot[DTS_SLOTS_PER_MINUTE]; /* slot of ring[i], -1 when unused (slots fit until the year 2310) */
 	struct slotagg ring[DTS_SLOTS_PER_MINUTE];
@@ -149,7 +157,23 @@ struct dts_merger {
 	uint8_t *secret;
 	char *default_process;
 	char *user;
-	struct cds_lfht *map;
+	/*
+	 * The series. The index (merger-private) finds a series by hash: open addressing, linear probing, 16-byte slots,
+	 * at most half full, deletion by backward shift. The directory (what readers and the merger's walks go through)
+	 * is an array of chunk pointers, each chunk an array of series pointers published with release stores; a freed
+	 * position is reused by the next new series. Readers load dir_hw, then chunk and series pointers with acquire.
+	 */
+	struct ix_ent {
+		uint64_t hash;
+		struct series *s; /* NULL: free slot */
+	} *ix;
+	uint64_t ix_mask;
+	uint64_t nseries; /* series in the index and the directory */
+	_Atomic(_Atomic(struct series *) *) *dir; /* dir_nchunks chunk pointers */
+	uint32_t dir_nchunks;
+	_Atomic uint32_t dir_hw; /* positions [0, dir_hw) have been used */
+	uint32_t *dir_free; /* free positions below dir_hw (stack) */
+	uint32_t dir_nfree, dir_free_cap;
 	struct dts_core **cores;
 	struct dts__table **pool;
 	unsigned npool;
@@ -161,14 +185,10 @@ struct dts_merger {
 	int64_t closed_upto; /* minutes < closed_upto are closed; INT64_MIN before the first step */
 	int64_t pub_slot; /* slot of the last current-state publication */
 	int64_t next_checkpoint_ms;
-	uint64_t nseries;
+	_Atomic int64_t pub_as_of_ms; /* as_of_ms of the last publication (readers: idle series' states are as of it) */
 	struct __cds_lfs_stack recycled[CUR_KINDS]; /* struct cur past their grace period (call_rcu callbacks push) */
 	struct cds_lfs_node *spare[CUR_KINDS]; /* merger-private lists taken from recycled, linked through lfs.next */
 	struct dts__procs *procs; /* process states and events (procs.c) */
-	struct scache_ent {
-		uint64_t hash;
-		struct series *s;
-	} *scache; /* merger-private; an entry is cleared when its series leaves the map */
 	struct dts_sketch dec_sk; /* decode scratch of partials' sketches */
 	struct dts_set dec_set; /* decode scratch of partials' sets */
 	struct dts_merger_stats stats;
@@ -231,10 +251,8 @@ struct match_key {
 	uint8_t type;
 };
 
-static int series_match(struct cds_lfht_node *node, const void *key)
+static bool series_match(const struct series *s, const struct match_key *k)
 {
-	const struct series *s = caa_container_of(node, struct series, node);
-	const struct match_key *k = key;
 	const struct dts__ident *id = k->id;
 	const char *b = id->bytes;
 
@@ -293,7 +311,6 @@ static struct series *series_new(const struct dts__ident *id, uint8_t type, uint
 
 	if (!s)
 		return NULL;
-	cds_lfht_node_init(&s->node);
 	s->hash = hash;
 	s->type = type;
 	s->user_len = id->user_len;
@@ -479,41 +496,156 @@ static void win_merge(struct win *w, const struct dts_agg *a, int64_t slot)
 		w->agg.lst = lst;
 }
 
-/* Find the series of a table entry, creating it if needed. Caller holds the RCU read side. */
+/* ---- index and directory --------------------------------------------------------------------------------------- */
+
+/* The series at directory position i, or NULL (merger: relaxed is enough, it is the only writer). */
+static inline struct series *dir_get(const struct dts_merger *m, uint32_t i, memory_order mo)
+{
+	_Atomic(struct series *) *chunk = atomic_load_explicit(&m->dir[i >> DIR_CHUNK_BITS], mo);
+
+	return atomic_load_explicit(&chunk[i & (DIR_CHUNK - 1)], mo);
+}
+
+/* Give s a directory position and publish it there. 0, or -ENOMEM. Merger thread. */
+static int dir_add(struct dts_merger *m, struct series *s)
+{
+	uint32_t i, hw = atomic_load_explicit(&m->dir_hw, memory_order_relaxed);
+	_Atomic(struct series *) *chunk;
+
+	if (m->dir_nfree) {
+		i = m->dir_free[--m->dir_nfree];
+	} else {
+		if ((hw >> DIR_CHUNK_BITS) >= m->dir_nchunks)
+			return -ENOMEM; /* cannot happen: max_series bounds the positions in use (checked at create) */
+		i = hw;
+		if ((i & (DIR_CHUNK - 1)) == 0) {
+			chunk = calloc(DIR_CHUNK, sizeof(*chunk));
+			if (!chunk)
+				return -ENOMEM;
+			atomic_store_explicit(&m->dir[i >> DIR_CHUNK_BITS], chunk, memory_order_release);
+		}
+	}
+	s->dir_slot = i;
+	chunk = atomic_load_explicit(&m->dir[i >> DIR_CHUNK_BITS], memory_order_relaxed);
+	atomic_store_explicit(&chunk[i & (DIR_CHUNK - 1)], s, memory_order_release);
+	if (i == hw)
+		atomic_store_explicit(&m->dir_hw, hw + 1, memory_order_release);
+	return 0;
+}
+
+/* Take s out of the directory (readers that already hold it keep it until their grace period ends). */
+static void dir_del(struct dts_merger *m, struct series *s)
+{
+	_Atomic(struct series *) *chunk = atomic_load_explicit(&m->dir[s->dir_slot >> DIR_CHUNK_BITS],
+							       memory_order_relaxed);
+
+	atomic_store_explicit(&chunk[s->dir_slot & (DIR_CHUNK - 1)], NULL, memory_order_release);
+	if (m->dir_nfree == m->dir_free_cap) {
+		uint32_t cap = m->dir_free_cap ? m->dir_free_cap * 2 : 1024;
+		uint32_t *f = realloc(m->dir_free, cap * sizeof(*f));
+
+		if (!f)
+			return; /* the position is not reused; the directory still bounds the walks by dir_hw */
+		m->dir_free = f;
+		m->dir_free_cap = cap;
+	}
+	m->dir_free[m->dir_nfree++] = s->dir_slot;
+}
+
+/* Double the index (rehash). 0 or -ENOMEM (the index is unchanged). */
+static int ix_grow(struct dts_merger *m)
+{
+	uint64_t cap = (m->ix_mask + 1) * 2, mask = cap - 1;
+	struct ix_ent *ix = dts__big_alloc(cap * sizeof(*ix));
+
+	if (!ix)
+		return -ENOMEM;
+	for (uint64_t i = 0; i <= m->ix_mask; i++) {
+		uint64_t j;
+
+		if (!m->ix[i].s)
+			continue;
+		for (j = m->ix[i].hash & mask; ix[j].s; j = (j + 1) & mask)
+			;
+		ix[j] = m->ix[i];
+	}
+	dts__big_free(m->ix, (m->ix_mask + 1) * sizeof(*ix));
+	m->ix = ix;
+	m->ix_mask = mask;
+	return 0;
+}
+
+/* Remove s from the index: backward-shift deletion keeps every other entry reachable from its home slot. */
+static void ix_del(struct dts_merger *m, const struct series *s)
+{
+	uint64_t i = s->hash & m->ix_mask, j;
+
+	while (m->ix[i].s != s) {
+		if (!m->ix[i].s)
+			return; /* not indexed (cannot happen) */
+		i = (i + 1) & m->ix_mask;
+	}
+	for (j = i;;) {
+		uint64_t home;
+
+		j = (j + 1) & m->ix_mask;
+		if (!m->ix[j].s)
+			break;
+		home = m->ix[j].hash & m->ix_mask;
+		/* the entry at j may move to the hole at i unless its home lies cyclically in (i, j] */
+		if (i <= j ? (home > i && home <= j) : (home > i || home <= j))
+			continue;
+		m->ix[i] = m->ix[j];
+		i = j;
+	}
+	m->ix[i].s = NULL;
+}
+
+/* Take s out of the index and directory and free it after a grace period. Merger thread. */
+static void series_retire(struct dts_merger *m, struct series *s)
+{
+	ix_del(m, s);
+	dir_del(m, s);
+	if (s->proc)
+		dts__pstate_ref(s->proc, -1);
+	m->nseries--;
+	urcu_memb_call_rcu(&s->rcu, series_free_rcu);
+}
+
+/* Find the series of a table entry, creating it if needed. Merger thread. */
 static struct series *series_get(struct dts_merger *m, const struct dts__table *t, const struct dts__entry *e)
 {
 	struct match_key key = { dts__table_ident(t, e), e->type };
-	struct scache_ent *ce = &m->scache[e->hash & ((1u << SCACHE_BITS) - 1)];
-	struct cds_lfht_iter it;
-	struct cds_lfht_node *node;
+	uint64_t i = e->hash & m->ix_mask;
 	struct series *s;
 
-	if (ce->s && ce->hash == e->hash && series_match(&ce->s->node, &key))
-		return ce->s;
-	cds_lfht_lookup(m->map, (unsigned long)e->hash, series_match, &key, &it);
-	node = cds_lfht_iter_get_node(&it);
-	if (node) {
-		s = caa_container_of(node, struct series, node);
-		ce->hash = e->hash;
-		ce->s = s;
-		return s;
-	}
+	for (; m->ix[i].s; i = (i + 1) & m->ix_mask)
+		if (m->ix[i].hash == e->hash && series_match(m->ix[i].s, &key))
+			return m->ix[i].s;
 	if (m->nseries >= m->cfg.max_series) {
 		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_SERIES_LIMIT], 1);
 		return NULL;
 	}
+	if ((m->nseries + 1) * 2 > m->ix_mask + 1) {
+		if (ix_grow(m) != 0) {
+			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+			return NULL;
+		}
+		for (i = e->hash & m->ix_mask; m->ix[i].s; i = (i + 1) & m->ix_mask)
+			;
+	}
 	s = series_new(key.id, e->type, e->hash);
-	if (!s) {
+	if (!s || dir_add(m, s) != 0) {
+		if (s)
+			series_free_now(s);
 		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 		return NULL;
 	}
 	s->proc = dts__procs_get(m->procs, ser_user(s), s->user_len, ser_process(s), s->process_len);
 	if (s->proc)
 		dts__pstate_ref(s->proc, 1);
-	dts__hb_release(s);
-	cds_lfht_add(m->map, (unsigned long)e->hash, &s->node);
-	ce->hash = e->hash;
-	ce->s = s;
+	m->ix[i].hash = e->hash;
+	m->ix[i].s = s;
 	m->nseries++;
 	DTS__STAT_ADD(m->stats.series_created, 1);
 	__atomic_store_n(&m->stats.series_live, m->nseries, __ATOMIC_RELAXED);
@@ -591,6 +723,7 @@ static void fold_entry(struct dts_merger *m, struct series *s, struct win *w, co
 	}
 	win_merge(w, a, slot);
 	slot_merge(s, slot, a);
+	s->pub_dirty = true;
 	if (slot * DTS_SLOT_SECONDS > s->last_seen_s)
 		s->last_seen_s = slot * DTS_SLOT_SECONDS;
 	if (s->proc)
@@ -785,6 +918,22 @@ static void fold_blobs(struct dts_merger *m, const struct dts__table *t)
 	DTS__STAT_ADD(m->stats.encodings_merged, n);
 }
 
+/* Prefetch what folding e will touch: its identity, and the series its index slot holds (usually e's). */
+static inline void fold_prefetch(const struct dts_merger *m, const struct dts__table *t, const struct dts__entry *e)
+{
+	const struct series *s = m->ix[e->hash & m->ix_mask].s;
+	int64_t slot = (int64_t)t->base_slot + e->slot_rel;
+
+	__builtin_prefetch(dts__table_ident(t, e));
+	if (!s)
+		return;
+	__builtin_prefetch(s);
+	__builtin_prefetch(s->name);
+	__builtin_prefetch(&s->win[(slot / DTS_SLOTS_PER_MINUTE) % NWIN]);
+	__builtin_prefetch(s->ring_slot);
+	__builtin_prefetch(&s->ring[slot % DTS_SLOTS_PER_MINUTE]);
+}
+
 static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s)
 {
 	const int64_t now_min = now_s / 60;
@@ -795,16 +944,12 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 		uint32_t idx = t->used[i];
 		const struct dts__entry *e = &t->entries[idx];
 
-		if (i + SCACHE_AHEAD < t->n_used) {
-			/* the cache slot of a later entry, and the series of the one after it (its slot came earlier) */
-			const struct dts__entry *a = &t->entries[t->used[i + SCACHE_AHEAD]];
-			const struct scache_ent *b = &m->scache[t->entries[t->used[i + SCACHE_AHEAD / 2]].hash &
-								((1u << SCACHE_BITS) - 1)];
-
-			__builtin_prefetch(&m->scache[a->hash & ((1u << SCACHE_BITS) - 1)]);
-			if (b->s)
-				__builtin_prefetch(b->s);
-		}
+		if (i + 2 * FOLD_AHEAD < t->n_used)
+			__builtin_prefetch(&t->entries[t->used[i + 2 * FOLD_AHEAD]]);
+		if (i + FOLD_AHEAD < t->n_used)
+			__builtin_prefetch(&m->ix[t->entries[t->used[i + FOLD_AHEAD]].hash & m->ix_mask]);
+		if (i + FOLD_AHEAD / 2 < t->n_used)
+			fold_prefetch(m, t, &t->entries[t->used[i + FOLD_AHEAD / 2]]);
 		int64_t slot = (int64_t)t->base_slot + e->slot_rel;
 		int64_t minute = slot / DTS_SLOTS_PER_MINUTE;
 		struct series *s = series_get(m, t, e);
@@ -962,44 +1107,50 @@ static bool series_idle(const struct dts_merger *m, const struct series *s, int6
 	return true;
 }
 
-/* Republish the current state of every series and expire idle ones. Merger thread; holds the read side. */
+/* Whether the published state c of s can stay: nothing folded since, and already the constant state of an idle series. */
+static bool cur_still_valid(const struct series *s, const struct cur *c)
+{
+	return !s->pub_dirty && c && c->count == 0 && c->last_seen_s == s->last_seen_s &&
+	       c->last_seen_s + IDLE_S <= c->as_of_ms / 1000;
+}
+
+/*
+ * Republish the current state of every series that changed or is still inside its windows, and expire idle ones.
+ * Walks the directory in order (the pointer array streams; series are prefetched WALK_AHEAD ahead). Merger thread.
+ */
 static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
 {
-	struct cds_lfht_iter it;
-	struct cds_lfht_node *lnode;
-	struct series *s;
+	const uint32_t hw = atomic_load_explicit(&m->dir_hw, memory_order_relaxed);
 
 	dts__read_lock();
-	for (cds_lfht_first(m->map, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
-	     cds_lfht_next(m->map, &it)) {
+	for (uint32_t i = 0; i < hw; i++) {
+		struct series *s = dir_get(m, i, memory_order_relaxed), *ahead;
 		struct cur *c, *old;
 
-		s = caa_container_of(lnode, struct series, node);
-
+		if (i + WALK_AHEAD < hw && (ahead = dir_get(m, i + WALK_AHEAD, memory_order_relaxed)) != NULL)
+			__builtin_prefetch(ahead);
+		if (!s)
+			continue;
 		if (series_idle(m, s, now_s)) {
-			if (cds_lfht_del(m->map, &s->node) == 0) {
-				struct scache_ent *ce = &m->scache[s->hash & ((1u << SCACHE_BITS) - 1)];
-
-				if (ce->s == s)
-					ce->s = NULL;
-				if (s->proc)
-					dts__pstate_ref(s->proc, -1);
-				m->nseries--;
-				DTS__STAT_ADD(m->stats.series_expired, 1);
-				urcu_memb_call_rcu(&s->rcu, series_free_rcu);
-			}
+			series_retire(m, s);
+			DTS__STAT_ADD(m->stats.series_expired, 1);
 			continue;
 		}
+		old = atomic_load_explicit(&s->cur, memory_order_relaxed);
+		if (cur_still_valid(s, old))
+			continue;
 		c = current_compute(m, s, cur_slot, now_s);
 		if (!c) {
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 			continue;
 		}
-		old = atomic_exchange_explicit(&s->cur, c, memory_order_acq_rel);
+		s->pub_dirty = false;
+		atomic_store_explicit(&s->cur, c, memory_order_release);
 		if (old)
 			urcu_memb_call_rcu(&old->rcu, cur_free_rcu);
 	}
 	dts__read_unlock();
+	atomic_store_explicit(&m->pub_as_of_ms, cur_slot * DTS_SLOT_SECONDS * 1000, memory_order_release);
 	__atomic_store_n(&m->stats.series_live, m->nseries, __ATOMIC_RELAXED);
 }
 
@@ -1079,73 +1230,93 @@ void dts_closed_minute_release(struct dts_closed_minute *cm)
  * readable for the moving-window quantiles until their ring position is reused). Returns NULL (counted) when out of
  * memory; records that cannot be copied are counted and skipped.
  */
-static struct dts_closed_minute *collect_minute(struct dts_merger *m, int64_t minute, bool close)
+/* A new empty closed minute with room for every live series, or NULL (counted). */
+static struct dts_closed_minute *closed_minute_new(struct dts_merger *m, int64_t minute, bool open)
 {
 	struct dts_closed_minute *cm = calloc(1, sizeof(*cm));
-	size_t cap = m->nseries ? m->nseries : 1;
-	struct cds_lfht_iter it;
-	struct cds_lfht_node *lnode;
-	struct series *s;
 
 	if (cm)
-		cm->recs = malloc(cap * sizeof(*cm->recs));
+		cm->recs = malloc((m->nseries ? m->nseries : 1) * sizeof(*cm->recs));
 	if (!cm || !cm->recs) {
 		free(cm);
-		cm = NULL;
 		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+		return NULL;
 	}
-	if (cm) {
-		cm->minute = minute;
-		cm->open = !close;
-	}
-	dts__read_lock();
-	for (cds_lfht_first(m->map, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
-	     cds_lfht_next(m->map, &it)) {
-		struct dts_minute_rec *r;
-		struct win *w;
-		char *id;
+	cm->minute = minute;
+	cm->open = open;
+	return cm;
+}
 
-		s = caa_container_of(lnode, struct series, node);
+/* Append a copy of s's window w to cm (false, counted, when memory runs out). */
+static bool collect_one(struct dts_merger *m, struct dts_closed_minute *cm, const struct series *s,
+			const struct win *w)
+{
+	struct dts_minute_rec *r;
+	char *id = arena_ident(cm, s);
+
+	if (!id) {
+		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+		return false;
+	}
+	r = &cm->recs[cm->n];
+	r->user = id;
+	r->process = id + s->user_len + 1;
+	r->counter = r->process + s->process_len + 1;
+	r->tags = r->counter + s->counter_len + 1;
+	r->type = s->type;
+	r->agg = w->agg;
+	dts_sketch_init(&r->sketch);
+	dts_set_init(&r->set);
+	if ((win_sk(s, w) && dts_sketch_copy(&r->sketch, win_sk(s, w)) != 0) ||
+	    (win_set(s, w) && dts_set_merge(&r->set, win_set(s, w)) != 0)) {
+		dts_sketch_free(&r->sketch);
+		dts_set_free(&r->set);
+		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+		return false; /* its identity bytes stay in the arena until release: harmless */
+	}
+	cm->n++;
+	return true;
+}
+
+/*
+ * Copy the windows of minutes lo..hi (at most NWIN of them) of every series into out[minute - lo], in one walk of
+ * the directory. close (lo == hi): the minute closes, its windows become read-only, and the sketches and sets of the
+ * minute before it are released (the moving window no longer looks at them). out[k] is NULL when memory ran out.
+ */
+static void collect_minutes(struct dts_merger *m, int64_t lo, int64_t hi, bool close,
+			    struct dts_closed_minute **out)
+{
+	const uint32_t hw = atomic_load_explicit(&m->dir_hw, memory_order_relaxed);
+	const int nmin = (int)(hi - lo + 1);
+
+	for (int k = 0; k < nmin; k++)
+		out[k] = closed_minute_new(m, lo + k, !close);
+	for (uint32_t i = 0; i < hw; i++) {
+		struct series *s = dir_get(m, i, memory_order_relaxed), *ahead;
+
+		if (i + WALK_AHEAD < hw && (ahead = dir_get(m, i + WALK_AHEAD, memory_order_relaxed)) != NULL) {
+			__builtin_prefetch(ahead);
+			__builtin_prefetch(&ahead->win[lo % NWIN]);
+		}
+		if (!s)
+			continue;
 		if (close && s->ext) {
-			/* Minute - 1 closed a minute ago and the moving window no longer looks at it (the clock
-			 * is past minute): free its sketch's bins or set's members now, not at the reuse. */
-			struct win *dead = &s->win[(minute + NWIN - 1) % NWIN];
+			struct win *dead = &s->win[(lo + NWIN - 1) % NWIN];
 
-			if (dead->minute == minute - 1 && dead->closed)
+			if (dead->minute == lo - 1 && dead->closed)
 				win_release(s, dead);
 		}
-		w = &s->win[minute % NWIN];
-		if (w->minute != minute)
-			continue;
-		if (close)
-			w->closed = true;
-		if (!cm || !win_has_data(s, w) || cm->n == cap)
-			continue;
-		id = arena_ident(cm, s);
-		if (!id) {
-			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
-			continue;
+		for (int k = 0; k < nmin; k++) {
+			struct win *w = &s->win[(lo + k) % NWIN];
+
+			if (w->minute != lo + k)
+				continue;
+			if (close)
+				w->closed = true;
+			if (out[k] && win_has_data(s, w) && out[k]->n < m->nseries)
+				collect_one(m, out[k], s, w);
 		}
-		r = &cm->recs[cm->n];
-		r->user = id;
-		r->process = id + s->user_len + 1;
-		r->counter = r->process + s->process_len + 1;
-		r->tags = r->counter + s->counter_len + 1;
-		r->type = s->type;
-		r->agg = w->agg;
-		dts_sketch_init(&r->sketch);
-		dts_set_init(&r->set);
-		if ((win_sk(s, w) && dts_sketch_copy(&r->sketch, win_sk(s, w)) != 0) ||
-		    (win_set(s, w) && dts_set_merge(&r->set, win_set(s, w)) != 0)) {
-			dts_sketch_free(&r->sketch);
-			dts_set_free(&r->set);
-			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
-			continue; /* its identity bytes stay in the arena until release: harmless */
-		}
-		cm->n++;
 	}
-	dts__read_unlock();
-	return cm;
 }
 
 /* Hand cm to a sink callback, or release it when it is empty or there is no callback. */
@@ -1164,7 +1335,9 @@ static void hand_to_sink(struct dts_closed_minute *cm, void (*fn)(void *, struct
 static void close_minute(struct dts_merger *m, int64_t minute)
 {
 	int64_t t0 = mono_ns();
-	struct dts_closed_minute *cm = collect_minute(m, minute, true);
+	struct dts_closed_minute *cm;
+
+	collect_minutes(m, minute, minute, true, &cm); /* one minute: out[0] */
 
 	m->closed_upto = minute + 1;
 	DTS__STAT_ADD(m->stats.minutes_closed, 1);
@@ -1175,8 +1348,12 @@ static void close_minute(struct dts_merger *m, int64_t minute)
 /* Hand a copy of every open minute (in grace, current, next) to the sink's checkpoint callback. */
 static void checkpoint_open(struct dts_merger *m, int64_t now_s)
 {
-	for (int64_t minute = m->closed_upto; minute <= now_s / 60 + 1; minute++)
-		hand_to_sink(collect_minute(m, minute, false), m->cfg.sink.checkpoint, m->cfg.sink.ctx);
+	struct dts_closed_minute *cm[NWIN];
+	int64_t hi = now_s / 60 + 1, lo = m->closed_upto > hi - (NWIN - 1) ? m->closed_upto : hi - (NWIN - 1);
+
+	collect_minutes(m, lo, hi, false, cm);
+	for (int k = 0; k <= hi - lo; k++)
+		hand_to_sink(cm[k], m->cfg.sink.checkpoint, m->cfg.sink.ctx);
 }
 
 int dts_merger_restore(struct dts_merger *m, const struct dts_closed_minute *cm, int64_t now_ms)
@@ -1282,15 +1459,18 @@ static void merger_free(struct dts_merger *m)
 		dts_native_scratch_destroy(m->cores[i]->nscratch);
 		free(m->cores[i]);
 	}
-	if (m->map)
-		cds_lfht_destroy(m->map, NULL);
+	if (m->dir)
+		for (uint32_t i = 0; i < m->dir_nchunks; i++)
+			free(atomic_load_explicit(&m->dir[i], memory_order_relaxed));
+	free(m->dir);
+	free(m->dir_free);
+	dts__big_free(m->ix, (m->ix_mask + 1) * sizeof(*m->ix));
 	dts__procs_free(m->procs);
 	dts_sketch_free(&m->dec_sk);
 	dts_set_free(&m->dec_set);
 	free(m->pool);
 	free(m->cores);
 	free(m->fold_map);
-	free(m->scache);
 	free(m->secret);
 	free(m->default_process);
 	free(m->user);
@@ -1305,7 +1485,8 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 
 	if (cfg->cores < 1 || cfg->cores > 64 || cfg->tick_ms < 1 || cfg->grace_s > 60 || per < 2 ||
 	    per > DTS__RING_SLOTS || !cfg->user || !*cfg->user || strlen(cfg->user) > DTS_MAX_USER ||
-	    cfg->table_capacity < 1024 || (cfg->table_capacity & (cfg->table_capacity - 1)) ||
+	    cfg->table_capacity < 1024 || (cfg->table_capacity & (cfg->table_capacity - 1)) || cfg->max_series < 1 ||
+	    cfg->max_series > DTS_MAX_SERIES_LIMIT ||
 	    cfg->client_period_s < 1 || cfg->client_period_s > 3600 || cfg->native.max_past_s < 0 ||
 	    cfg->native.max_future_s < 0 || cfg->native.max_past_s + cfg->native.max_future_s > 86400) {
 		errno = EINVAL;
@@ -1341,14 +1522,15 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	dts_sketch_init(&m->dec_sk);
 	dts_set_init(&m->dec_set);
 	m->procs = dts__procs_create(&m->cfg, &m->stats);
-	m->map = cds_lfht_new_flavor(1 << 16, 1 << 16, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
-				     &urcu_memb_flavor, NULL);
+	m->ix_mask = (1u << IX_MIN_BITS) - 1;
+	m->ix = dts__big_alloc((m->ix_mask + 1) * sizeof(*m->ix));
+	m->dir_nchunks = (uint32_t)((cfg->max_series + DIR_CHUNK - 1) / DIR_CHUNK);
+	m->dir = calloc(m->dir_nchunks, sizeof(*m->dir));
 	m->cores = calloc(cfg->cores, sizeof(*m->cores));
 	m->pool = calloc((size_t)cfg->cores * per, sizeof(*m->pool));
 	m->fold_map_cap = cfg->table_capacity;
 	m->fold_map = calloc(cfg->table_capacity, sizeof(*m->fold_map));
-	m->scache = calloc((size_t)1 << SCACHE_BITS, sizeof(*m->scache));
-	if (!m->map || !m->cores || !m->pool || !m->fold_map || !m->procs || !m->scache)
+	if (!m->ix || !m->dir || !m->cores || !m->pool || !m->fold_map || !m->procs)
 		goto out_free_merger;
 
 	tcfg.capacity = cfg->table_capacity;
@@ -1456,9 +1638,6 @@ unsigned dts_merger_step(struct dts_merger *m, int64_t now_ms)
 
 void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
 {
-	struct cds_lfht_iter it;
-	struct cds_lfht_node *lnode;
-	struct series *s;
 	int64_t now_s = now_ms / 1000, last;
 
 	if (!m)
@@ -1478,14 +1657,12 @@ void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
 	/* Hand the last events and every unsaved process state to the sink. */
 	dts__procs_step(m->procs, now_ms, &m->cfg.sink, true);
 
-	dts__read_lock();
-	for (cds_lfht_first(m->map, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
-	     cds_lfht_next(m->map, &it)) {
-		s = caa_container_of(lnode, struct series, node);
-		if (cds_lfht_del(m->map, &s->node) == 0)
-			urcu_memb_call_rcu(&s->rcu, series_free_rcu);
+	for (uint32_t i = 0, hw = atomic_load_explicit(&m->dir_hw, memory_order_relaxed); i < hw; i++) {
+		struct series *s = dir_get(m, i, memory_order_relaxed);
+
+		if (s)
+			series_retire(m, s);
 	}
-	dts__read_unlock();
 	dts__procs_clear(m->procs);
 	urcu_memb_barrier();
 	cur_drain(m);
@@ -1503,21 +1680,19 @@ void dts_merger_stats_read(const struct dts_merger *m, struct dts_merger_stats *
 
 size_t dts_merger_read_current(struct dts_merger *m, const char *user, dts_series_visit_fn fn, void *ctx)
 {
-	struct cds_lfht_iter it;
-	struct cds_lfht_node *lnode;
-	struct series *s;
 	size_t n = 0;
 
 	dts__read_lock();
-	for (cds_lfht_first(m->map, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
-	     cds_lfht_next(m->map, &it)) {
+	const int64_t pub_as_of = atomic_load_explicit(&m->pub_as_of_ms, memory_order_acquire);
+	const uint32_t hw = atomic_load_explicit(&m->dir_hw, memory_order_acquire);
+
+	for (uint32_t i = 0; i < hw; i++) {
+		struct series *s = dir_get(m, i, memory_order_acquire);
 		struct dts_series_view v;
 		struct dts_current cv;
 		struct cur *c;
 
-		s = caa_container_of(lnode, struct series, node);
-		dts__hb_acquire(s);
-		if (user && strcmp(ser_user(s), user) != 0)
+		if (!s || (user && strcmp(ser_user(s), user) != 0))
 			continue;
 		c = atomic_load_explicit(&s->cur, memory_order_acquire);
 		v.user = ser_user(s);
@@ -1528,6 +1703,9 @@ size_t dts_merger_read_current(struct dts_merger *m, const char *user, dts_serie
 		v.cur = NULL;
 		if (c) {
 			cur_expand(c, s->type, &cv);
+			/* an idle series' state is not republished (cur_still_valid): it holds as of the last publication */
+			if (cv.count == 0 && cv.last_seen_s + IDLE_S <= cv.as_of_ms / 1000 && pub_as_of > cv.as_of_ms)
+				cv.as_of_ms = pub_as_of;
 			v.cur = &cv;
 		}
 		n++;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigmem.h"
 #include "table.h"
 
 struct dts__table *dts__table_create(const struct dts__table_cfg *cfg)
@@ -31,7 +32,7 @@ struct dts__table *dts__table_create(const struct dts__table_cfg *cfg)
 	t->blob_cap = cfg->blob_bytes;
 	t->proc_cap = cfg->proc_entries;
 	t->ev_cap = cfg->event_bytes;
-	t->entries = aligned_alloc(64, (size_t)cfg->capacity * sizeof(struct dts__entry));
+	t->entries = dts__big_alloc((size_t)cfg->capacity * sizeof(struct dts__entry)); /* zeroed */
 	t->used = malloc((size_t)cfg->capacity * sizeof(uint32_t));
 	t->keys = aligned_alloc(64, cfg->keys_bytes);
 	t->tlog = malloc((size_t)cfg->tlog_entries * sizeof(struct dts__tlog));
@@ -45,7 +46,6 @@ struct dts__table *dts__table_create(const struct dts__table_cfg *cfg)
 	if (!t->entries || !t->used || !t->keys || !t->tlog || !t->slog || (cfg->blob_bytes && !t->blob) ||
 	    (cfg->proc_entries && !t->proc) || (cfg->event_bytes && !t->ev))
 		goto out_free_table;
-	memset(t->entries, 0, (size_t)cfg->capacity * sizeof(struct dts__entry));
 	return t;
 
 out_free_table:
@@ -59,7 +59,7 @@ void dts__table_destroy(struct dts__table *t)
 {
 	if (!t)
 		return;
-	free(t->entries);
+	dts__big_free(t->entries, (size_t)(t->mask + 1) * sizeof(struct dts__entry));
 	free(t->used);
 	free(t->keys);
 	free(t->tlog);

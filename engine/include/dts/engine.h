@@ -188,6 +188,8 @@ struct dts_sink {
 	void *ctx;
 };
 
+#define DTS_MAX_SERIES_LIMIT (1ull << 30)
+
 struct dts_merger_cfg {
 	unsigned cores; /* RX cores that will ingest (1..64) */
 	struct dts_decode_cfg decode; /* copied; the secret bytes are copied too */
@@ -196,7 +198,7 @@ struct dts_merger_cfg {
 	unsigned grace_s; /* close minute M at (M + 1) * 60 + grace_s; 0..60 */
 	uint32_t table_capacity; /* buckets per core table (power of two) */
 	uint32_t tables_per_core; /* tables in each core's pool (>= 2) */
-	uint64_t max_series; /* live series bound (memory bound); new series beyond it are dropped and counted */
+	uint64_t max_series; /* live series bound, 1..DTS_MAX_SERIES_LIMIT; new series beyond it are dropped, counted */
 	unsigned expire_s; /* a series without data for this long leaves the map (and the current state) */
 	unsigned checkpoint_ms; /* period of sink.checkpoint calls; 0 = no checkpoints */
 	/*
