@@ -115,6 +115,10 @@ static const struct key keys[] = {
 	  "oldest statsd |T timestamp accepted, seconds before now, 0..86400" },
 	{ "max_future_skew_s", K_I64, FIELD(max_future_skew_s), 0, 60, false, "S",
 	  "newest statsd |T timestamp accepted, seconds after now, 0..60" },
+	{ "table_capacity", K_UINT, FIELD(table_capacity), 1024, 16777216, false, "N",
+	  "buckets per worker table, a power of two in 1024..16777216 (~ distinct series per tick x 2)" },
+	{ "max_series", K_UINT, FIELD(max_series), 1, 1073741824, false, "N",
+	  "live series kept at most, 1..1073741824; new series beyond are dropped and counted" },
 	{ "user", K_NAME, FIELD(user), 0, 0, false, "NAME", "user owning statsd lines, 1..64 of [A-Za-z0-9@._+-]" },
 	{ "default_process", K_NAME, FIELD(default_process), 0, 0, false, "NAME",
 	  "process for statsd names without a separator" },
@@ -197,6 +201,8 @@ void dts_config_defaults(struct dts_config *c)
 	c->grace_s = 10;
 	c->max_past_skew_s = 600;
 	c->max_future_skew_s = 60;
+	c->table_capacity = 65536;
+	c->max_series = 4194304;
 	strcpy(c->user, "default");
 	strcpy(c->default_process, "default");
 	c->split_process = true;
@@ -1048,6 +1054,11 @@ int dts_config_check(const struct dts_config *c, char *err, size_t errlen)
 {
 	if (strcmp(c->io, "dpdk") == 0 && (!c->dpdk_eal[0] || !c->dpdk_queues[0])) {
 		errf(err, errlen, "io = dpdk needs dpdk_eal (EAL arguments) and dpdk_queues (receive queues); see docs/dpdk.md");
+		return -EINVAL;
+	}
+	if (c->table_capacity & (c->table_capacity - 1)) {
+		errf(err, errlen, "table_capacity: must be a power of two (1024, 2048, ... 16777216), got %u",
+		     c->table_capacity);
 		return -EINVAL;
 	}
 	if (c->checkpoint_ms != 0 && c->checkpoint_ms < 1000) {

@@ -103,6 +103,11 @@ struct dts_config {
 	int64_t max_future_skew_s; /* ... and up to now + this [60; 0..60: further ahead than the next minute the
 				    * merger has no window and would drop it anyway] */
 
+	/* Capacity */
+	unsigned table_capacity; /* buckets of each worker's aggregation table [65536; 1024..16777216, a power of two;
+				  * a table hands over at half full, so it holds capacity/2 distinct series per tick] */
+	unsigned max_series; /* live series kept at most; new ones beyond are dropped, counted [4194304; 1..2^30] */
+
 	/* Identity of statsd lines (they carry no user or process of their own) */
 	char user[DTS_CONFIG_NAME_SIZE]; /* user owning statsd lines on these listeners ["default"; 1..64 of
 					  * [A-Za-z0-9@._+-]] */

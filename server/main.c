@@ -290,6 +290,8 @@ int main(int argc, char **argv)
 	mcfg.user = cfg.user;
 	mcfg.tick_ms = cfg.tick_ms;
 	mcfg.grace_s = cfg.grace_s;
+	mcfg.table_capacity = cfg.table_capacity;
+	mcfg.max_series = cfg.max_series;
 	mcfg.decode.process_sep = cfg.process_sep;
 	mcfg.decode.split_process = cfg.split_process;
 	mcfg.decode.default_process = cfg.default_process;

@@ -68,25 +68,29 @@ struct slotagg {
 };
 
 /*
- * A published current state. Replaced whole every 5-second slot; the old copy is not freed but recycled: its call_rcu
- * callback (after every reader that could see it is gone) pushes it on the merger's lock-free stack of its size class,
- * and the merger, the only popper, reuses it. So the steady state allocates nothing, and no memory crosses threads
- * through free().
- *
- * Compact: only what cannot be derived is stored (88 bytes for counters and gauges); the readers rebuild the struct
- * dts_current (cur_expand: rate and avg recomputed with the same operations, NAN for what the type has not). Timers
- * add their 4 quantiles, sets their distinct count.
+ * The published current state of a series, inside it (one cache line; timers' quantiles and sets' distinct count are
+ * in its ext). A sequence lock: the merger, the only writer, makes seq odd, writes the fields and makes it even
+ * again, never waiting; a reader copies the fields between two reads of an equal, even seq and retries otherwise
+ * (dts_merger_read_current). seq 0: nothing published yet. Doubles are kept as their bit patterns in atomic words,
+ * so a reader racing the writer reads torn values only to discard them, never undefined behaviour.
  */
-enum { CUR_SCALAR, CUR_SET, CUR_TIMER, CUR_KINDS };
-static const uint8_t cur_nq[CUR_KINDS] = { 0, 1, 4 }; /* doubles in q[] per size class */
+struct pubstate {
+	_Atomic uint32_t seq;
+	uint32_t unused;
+	_Atomic int64_t as_of_ms, last_seen_s;
+	_Atomic uint64_t count, sum, min, max, last; /* doubles */
+};
 
-struct cur {
-	struct rcu_head rcu;
-	struct cds_lfs_node lfs;
-	struct __cds_lfs_stack *home; /* the merger's recycle stack of this size class */
-	int64_t as_of_ms, last_seen_s;
-	double count, sum, min, max, last;
-	double q[]; /* timers: bot10, top10, p50, p99; sets: distinct */
+/* ext of a timer: its windows' sketches and the published quantiles (bot10, top10, p50, p99: doubles). */
+struct timer_ext {
+	struct dts_sketch sk[NWIN];
+	_Atomic uint64_t q[4];
+};
+
+/* ext of a set: its windows' sets and the published distinct count (a double). */
+struct set_ext {
+	struct dts_set set[NWIN];
+	_Atomic uint64_t distinct;
 };
 
 /*
@@ -94,21 +98,26 @@ struct cur {
  * of NWIN sketches or sets (ext), which counters and gauges do not pay for.
  */
 struct series {
+	struct pubstate pub; /* readers: through the sequence lock */
+	/* merger-private from here, except the identity (type, lengths, name) and ext: immutable */
 	uint64_t hash;
-	_Atomic(struct cur *) cur; /* published current state (merger writes, readers load-acquire) */
-	/* merger-private from here, except the identity (type, lengths, name: immutable) */
 	int64_t last_seen_s;
 	union {
 		struct {
 			double gauge_value;
 			int64_t gauge_slot; /* slot of gauge_value's absolute value */
 		};
-		struct rcu_head rcu; /* used only once the series has left the map, when the gauge is dead */
+		struct { /* used only once the series has left the directory, when the gauge is dead */
+			struct rcu_head rcu;
+			struct dts_merger *home; /* whose recycle stack takes the record after the grace period */
+			struct cds_lfs_node lfs;
+		};
 	};
 	struct dts__pstate *proc; /* the state of (user, process), NULL when it could not be created; holds a ref */
-	void *ext; /* timers: struct dts_sketch[NWIN], sets: struct dts_set[NWIN] (window i's is ext[i]); else NULL */
+	void *ext; /* timers: struct timer_ext, sets: struct set_ext; else NULL */
 	bool gauge_known;
 	bool pub_dirty; /* folded into since its current state was last published */
+	uint8_t cls; /* size class of the record (series memory) */
 	uint8_t type;
 	uint16_t user_len, process_len, counter_len, tags_len;
 	uint32_t dir_slot; /* its position in the merger's directory */
@@ -142,13 +151,13 @@ static inline const char *ser_tags(const struct series *s)
 /* The sketch of window w of s (timers), or NULL. */
 static inline struct dts_sketch *win_sk(const struct series *s, const struct win *w)
 {
-	return s->type == DTS_TIMER && s->ext ? (struct dts_sketch *)s->ext + (w - s->win) : NULL;
+	return s->type == DTS_TIMER && s->ext ? &((struct timer_ext *)s->ext)->sk[w - s->win] : NULL;
 }
 
 /* The set of window w of s (sets), or NULL. */
 static inline struct dts_set *win_set(const struct series *s, const struct win *w)
 {
-	return s->type == DTS_SET && s->ext ? (struct dts_set *)s->ext + (w - s->win) : NULL;
+	return s->type == DTS_SET && s->ext ? &((struct set_ext *)s->ext)->set[w - s->win] : NULL;
 }
 
 struct dts_merger {
@@ -186,10 +195,18 @@ struct dts_merger {
 	int64_t pub_slot; /* slot of the last current-state publication */
 	int64_t next_checkpoint_ms;
 	_Atomic int64_t pub_as_of_ms; /* as_of_ms of the last publication (readers: idle series' states are as of it) */
-	struct __cds_lfs_stack recycled[CUR_KINDS]; /* struct cur past their grace period (call_rcu callbacks push) */
-	struct cds_lfs_node *spare[CUR_KINDS]; /* merger-private lists taken from recycled, linked through lfs.next */
+	/* Series memory: records carved from 2 MiB slabs (huge pages) in size classes of SER_GRAIN bytes. */
+	void **slabs;
+	uint32_t nslabs, slabs_cap;
+	uint8_t *slab_next, *slab_end; /* the unused part of the newest slab */
+	struct cds_lfs_node **ser_free; /* per size class: free records, linked through lfs.next (merger-private) */
+	unsigned ser_classes;
+	struct __cds_lfs_stack ser_recycled; /* records past their grace period (series_free_rcu pushes) */
+	struct recpool *recpool; /* closed minutes' record arrays for reuse (the merger holds one reference) */
+	struct recbuf *recs_spare; /* arrays taken from the pool and not in use (merger-private, linked via next) */
 	struct dts__procs *procs; /* process states and events (procs.c) */
 	struct dts_sketch dec_sk; /* decode scratch of partials' sketches */
+	struct dts_sketch pub_sk; /* scratch of the timer quantiles' moving window (current_publish) */
 	struct dts_set dec_set; /* decode scratch of partials' sets */
 	struct dts_merger_stats stats;
 };
@@ -300,12 +317,116 @@ static void win_release(struct series *s, struct win *w)
 		dts_set_free(set);
 }
 
-static void series_free_now(struct series *s);
+/* ---- series memory ------------------------------------------------------------------------------------------- */
 
-static struct series *series_new(const struct dts__ident *id, uint8_t type, uint64_t hash)
+#define SLAB_BYTES ((size_t)2 << 20)
+#define SER_GRAIN 64
+
+/* Bytes of the record of a series whose name[] holds n bytes, rounded to the grain; its class is that / SER_GRAIN. */
+static inline size_t ser_bytes(size_t n)
+{
+	return (sizeof(struct series) + n + SER_GRAIN - 1) & ~(size_t)(SER_GRAIN - 1);
+}
+
+/* Move every record past its grace period to the free list of its class. Merger thread. */
+static void ser_take_recycled(struct dts_merger *m)
+{
+	struct cds_lfs_head *h = __cds_lfs_pop_all(&m->ser_recycled);
+	struct cds_lfs_node *n = h ? &h->node : NULL;
+
+	while (n) {
+		struct cds_lfs_node *next = n->next;
+		struct series *s = caa_container_of(n, struct series, lfs);
+
+		dts__hb_acquire(s);
+		n->next = m->ser_free[s->cls];
+		m->ser_free[s->cls] = n;
+		n = next;
+	}
+}
+
+/* A zeroed record of bytes (a multiple of SER_GRAIN, at most SLAB_BYTES), or NULL. Merger thread. */
+static struct series *ser_alloc(struct dts_merger *m, size_t bytes)
+{
+	const unsigned cls = (unsigned)(bytes / SER_GRAIN);
+	struct cds_lfs_node *n;
+	void *p;
+
+	if (cls >= m->ser_classes)
+		return NULL;
+	if (!m->ser_free[cls])
+		ser_take_recycled(m);
+	n = m->ser_free[cls];
+	if (n) {
+		m->ser_free[cls] = n->next;
+		p = caa_container_of(n, struct series, lfs);
+	} else {
+		if ((size_t)(m->slab_end - m->slab_next) < bytes) {
+			void *slab;
+
+			if (m->nslabs == m->slabs_cap) {
+				uint32_t cap = m->slabs_cap ? m->slabs_cap * 2 : 64;
+				void **v = realloc(m->slabs, cap * sizeof(*v));
+
+				if (!v)
+					return NULL;
+				m->slabs = v;
+				m->slabs_cap = cap;
+			}
+			slab = dts__big_alloc(SLAB_BYTES);
+			if (!slab)
+				return NULL;
+			m->slabs[m->nslabs++] = slab;
+			m->slab_next = slab;
+			m->slab_end = m->slab_next + SLAB_BYTES;
+		}
+		p = m->slab_next;
+		m->slab_next += bytes;
+	}
+	memset(p, 0, bytes);
+	((struct series *)p)->cls = (uint8_t)cls;
+	return p;
+}
+
+/* Free what a record holds besides itself (ext and its heap); the record stays. */
+static void series_free_ext(struct series *s)
+{
+	for (int i = 0; i < NWIN; i++) {
+		struct dts_sketch *sk = win_sk(s, &s->win[i]);
+		struct dts_set *set = win_set(s, &s->win[i]);
+
+		if (sk)
+			dts_sketch_free(sk);
+		if (set)
+			dts_set_free(set);
+	}
+	free(s->ext);
+	s->ext = NULL;
+}
+
+/* Free a series no reader can see (never published, or shutdown after the barrier). Merger thread. */
+static void series_free_now(struct dts_merger *m, struct series *s)
+{
+	series_free_ext(s);
+	s->lfs.next = m->ser_free[s->cls];
+	m->ser_free[s->cls] = &s->lfs;
+}
+
+/* call_rcu callback: no reader holds the series any more; its record goes back to its merger. */
+static void series_free_rcu(struct rcu_head *head)
+{
+	struct series *s = caa_container_of(head, struct series, rcu);
+
+	dts__reclaim_begin();
+	series_free_ext(s);
+	dts__hb_release(s); /* the merger that pops it next writes it: nothing of s is touched after the push */
+	cds_lfs_push(&s->home->ser_recycled, &s->lfs);
+}
+
+static struct series *series_new(struct dts_merger *m, const struct dts__ident *id, uint8_t type, uint64_t hash)
 {
 	size_t n = (size_t)id->user_len + id->process_len + id->counter_len + id->tags_len + 4;
-	struct series *s = calloc(1, sizeof(*s) + n);
+	struct series *s = ser_alloc(m, ser_bytes(n));
 	const char *src = id->bytes;
 	char *p;
 
@@ -331,21 +452,21 @@ static struct series *series_new(const struct dts__ident *id, uint8_t type, uint
 	COPY_PART(id->tags_len);
 #undef COPY_PART
 	if (type == DTS_TIMER) {
-		struct dts_sketch *sk = malloc(NWIN * sizeof(*sk));
+		struct timer_ext *x = calloc(1, sizeof(*x));
 
-		if (!sk)
+		if (!x)
 			goto out_free_series;
 		for (int i = 0; i < NWIN; i++)
-			dts_sketch_init(&sk[i]);
-		s->ext = sk;
+			dts_sketch_init(&x->sk[i]);
+		s->ext = x;
 	} else if (type == DTS_SET) {
-		struct dts_set *set = malloc(NWIN * sizeof(*set));
+		struct set_ext *x = calloc(1, sizeof(*x));
 
-		if (!set)
+		if (!x)
 			goto out_free_series;
 		for (int i = 0; i < NWIN; i++)
-			dts_set_init(&set[i]);
-		s->ext = set;
+			dts_set_init(&x->set[i]);
+		s->ext = x;
 	}
 	for (int i = 0; i < NWIN; i++) {
 		s->win[i].minute = -1;
@@ -356,114 +477,100 @@ static struct series *series_new(const struct dts__ident *id, uint8_t type, uint
 	return s;
 
 out_free_series:
-	series_free_now(s);
+	series_free_now(m, s);
 	return NULL;
 }
 
-static void series_free_now(struct series *s)
-{
-	for (int i = 0; i < NWIN; i++) {
-		struct dts_sketch *sk = win_sk(s, &s->win[i]);
-		struct dts_set *set = win_set(s, &s->win[i]);
+/* ---- published current state ----------------------------------------------------------------------------------- */
 
-		if (sk)
-			dts_sketch_free(sk);
-		if (set)
-			dts_set_free(set);
+static inline uint64_t dbits(double d)
+{
+	uint64_t u;
+
+	memcpy(&u, &d, sizeof(u));
+	return u;
+}
+
+static inline double bitsd(uint64_t u)
+{
+	double d;
+
+	memcpy(&d, &u, sizeof(d));
+	return d;
+}
+
+/* Publish v as s's current state. Merger thread (the only writer); never waits. */
+static void pub_write(struct series *s, const struct dts_current *v)
+{
+	struct pubstate *p = &s->pub;
+	/* odd: a writer is inside. The RMW's acquire half keeps the field stores after it; the field stores are
+	 * releases, so a reader whose acquire load sees one of them also sees the odd seq (and retries). */
+	const uint32_t seq = atomic_fetch_add_explicit(&p->seq, 1, memory_order_acq_rel);
+
+	atomic_store_explicit(&p->as_of_ms, v->as_of_ms, memory_order_release);
+	atomic_store_explicit(&p->last_seen_s, v->last_seen_s, memory_order_release);
+	atomic_store_explicit(&p->count, dbits(v->count), memory_order_release);
+	atomic_store_explicit(&p->sum, dbits(v->sum), memory_order_release);
+	atomic_store_explicit(&p->min, dbits(v->min), memory_order_release);
+	atomic_store_explicit(&p->max, dbits(v->max), memory_order_release);
+	atomic_store_explicit(&p->last, dbits(v->last), memory_order_release);
+	if (s->type == DTS_TIMER) {
+		struct timer_ext *x = s->ext;
+
+		atomic_store_explicit(&x->q[0], dbits(v->bot10), memory_order_release);
+		atomic_store_explicit(&x->q[1], dbits(v->top10), memory_order_release);
+		atomic_store_explicit(&x->q[2], dbits(v->p50), memory_order_release);
+		atomic_store_explicit(&x->q[3], dbits(v->p99), memory_order_release);
+	} else if (s->type == DTS_SET) {
+		atomic_store_explicit(&((struct set_ext *)s->ext)->distinct, dbits(v->distinct), memory_order_release);
 	}
-	free(s->ext);
-	free(atomic_load_explicit(&s->cur, memory_order_relaxed));
-	free(s);
+	atomic_store_explicit(&p->seq, seq + 2, memory_order_release); /* even again: published */
 }
 
-static void series_free_rcu(struct rcu_head *head)
+/*
+ * A reader's copy of s's current state (rate and avg derived, NAN for what the type has not). false when nothing is
+ * published yet. Any thread holding the RCU read side; retries while the merger is writing (a few stores long).
+ */
+static bool pub_read(const struct series *s, struct dts_current *v)
 {
-	dts__reclaim_begin();
-	series_free_now(caa_container_of(head, struct series, rcu));
-}
+	const struct pubstate *p = &s->pub;
+	uint32_t s1, s2;
 
-static void cur_free_rcu(struct rcu_head *head)
-{
-	struct cur *c = caa_container_of(head, struct cur, rcu);
-	struct __cds_lfs_stack *home = c->home;
-
-	dts__reclaim_begin();
-	dts__hb_release(c); /* the merger that pops it next writes it: nothing of c is touched after this */
-	cds_lfs_push(home, &c->lfs);
-}
-
-/* The size class of a series type's struct cur. */
-static int cur_kind(uint8_t type)
-{
-	return type == DTS_TIMER ? CUR_TIMER : type == DTS_SET ? CUR_SET : CUR_SCALAR;
-}
-
-/* A struct cur of size class kind to fill: a recycled one when there is one, else a new one. Merger thread. */
-static struct cur *cur_alloc(struct dts_merger *m, int kind)
-{
-	struct cds_lfs_node *n = m->spare[kind];
-	struct cur *c;
-
-	if (!n) {
-		struct cds_lfs_head *h = __cds_lfs_pop_all(&m->recycled[kind]);
-
-		n = h ? &h->node : NULL;
-	}
-	if (!n) {
-		c = malloc(sizeof(*c) + cur_nq[kind] * sizeof(double));
-		if (c)
-			c->home = &m->recycled[kind];
-		return c;
-	}
-	m->spare[kind] = n->next;
-	c = caa_container_of(n, struct cur, lfs);
-	dts__hb_acquire(c);
-	return c;
-}
-
-/* Free every recycled struct cur (shutdown, after rcu_barrier). */
-static void cur_drain(struct dts_merger *m)
-{
-	for (int kind = 0; kind < CUR_KINDS; kind++) {
-		struct cds_lfs_head *h = __cds_lfs_pop_all(&m->recycled[kind]);
-		struct cds_lfs_node *n = h ? &h->node : NULL;
-
-		for (int pass = 0; pass < 2; pass++) {
-			while (n) {
-				struct cds_lfs_node *next = n->next;
-				struct cur *c = caa_container_of(n, struct cur, lfs);
-
-				dts__hb_acquire(c);
-				free(c);
-				n = next;
-			}
-			n = m->spare[kind];
-			m->spare[kind] = NULL;
+	for (;;) {
+		s1 = atomic_load_explicit(&p->seq, memory_order_acquire);
+		if (s1 == 0)
+			return false;
+		if (s1 & 1) {
+			caa_cpu_relax();
+			continue;
 		}
-	}
-}
+		v->as_of_ms = atomic_load_explicit(&p->as_of_ms, memory_order_acquire);
+		v->last_seen_s = atomic_load_explicit(&p->last_seen_s, memory_order_acquire);
+		v->count = bitsd(atomic_load_explicit(&p->count, memory_order_acquire));
+		v->sum = bitsd(atomic_load_explicit(&p->sum, memory_order_acquire));
+		v->min = bitsd(atomic_load_explicit(&p->min, memory_order_acquire));
+		v->max = bitsd(atomic_load_explicit(&p->max, memory_order_acquire));
+		v->last = bitsd(atomic_load_explicit(&p->last, memory_order_acquire));
+		v->bot10 = v->top10 = v->p50 = v->p99 = v->distinct = NAN;
+		if (s->type == DTS_TIMER) {
+			const struct timer_ext *x = s->ext;
 
-/* A reader's struct dts_current from a published cur of a series of type. */
-static void cur_expand(const struct cur *c, uint8_t type, struct dts_current *v)
-{
-	v->as_of_ms = c->as_of_ms;
-	v->last_seen_s = c->last_seen_s;
-	v->count = c->count;
-	v->sum = c->sum;
-	v->rate = c->sum / 60.0;
-	v->avg = c->count == 0 ? NAN : c->sum / c->count;
-	v->min = c->min;
-	v->max = c->max;
-	v->last = c->last;
-	v->bot10 = v->top10 = v->p50 = v->p99 = v->distinct = NAN;
-	if (type == DTS_TIMER) {
-		v->bot10 = c->q[0];
-		v->top10 = c->q[1];
-		v->p50 = c->q[2];
-		v->p99 = c->q[3];
-	} else if (type == DTS_SET) {
-		v->distinct = c->q[0];
+			v->bot10 = bitsd(atomic_load_explicit(&x->q[0], memory_order_acquire));
+			v->top10 = bitsd(atomic_load_explicit(&x->q[1], memory_order_acquire));
+			v->p50 = bitsd(atomic_load_explicit(&x->q[2], memory_order_acquire));
+			v->p99 = bitsd(atomic_load_explicit(&x->q[3], memory_order_acquire));
+		} else if (s->type == DTS_SET) {
+			v->distinct = bitsd(atomic_load_explicit(&((const struct set_ext *)s->ext)->distinct,
+								 memory_order_acquire));
+		}
+		/* acquire loads: none of the loads above moves after this one */
+		s2 = atomic_load_explicit(&p->seq, memory_order_acquire);
+		if (s1 == s2)
+			break;
 	}
+	v->rate = v->sum / 60.0;
+	v->avg = v->count == 0 ? NAN : v->sum / v->count;
+	return true;
 }
 
 /*
@@ -609,6 +716,7 @@ static void series_retire(struct dts_merger *m, struct series *s)
 	if (s->proc)
 		dts__pstate_ref(s->proc, -1);
 	m->nseries--;
+	s->home = m;
 	urcu_memb_call_rcu(&s->rcu, series_free_rcu);
 }
 
@@ -634,10 +742,10 @@ static struct series *series_get(struct dts_merger *m, const struct dts__table *
 		for (i = e->hash & m->ix_mask; m->ix[i].s; i = (i + 1) & m->ix_mask)
 			;
 	}
-	s = series_new(key.id, e->type, e->hash);
+	s = series_new(m, key.id, e->type, e->hash);
 	if (!s || dir_add(m, s) != 0) {
 		if (s)
-			series_free_now(s);
+			series_free_now(m, s);
 		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 		return NULL;
 	}
@@ -1015,14 +1123,12 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 
 /* ---- current state --------------------------------------------------------------------------------------------- */
 
-static struct cur *current_compute(struct dts_merger *m, const struct series *s, int64_t cur_slot, int64_t now_s)
+/* Compute and publish the current state of s as of the start of cur_slot. Merger thread. */
+static void current_publish(struct dts_merger *m, struct series *s, int64_t cur_slot, int64_t now_s)
 {
-	struct cur *c = cur_alloc(m, cur_kind(s->type));
 	struct dts_current cv, *v = &cv;
 	int64_t newest = -1;
 
-	if (!c)
-		return NULL;
 	memset(v, 0, sizeof(*v));
 	v->as_of_ms = cur_slot * DTS_SLOT_SECONDS * 1000;
 	v->last_seen_s = s->last_seen_s;
@@ -1055,46 +1161,30 @@ static struct cur *current_compute(struct dts_merger *m, const struct series *s,
 	if (s->type == DTS_TIMER) {
 		int64_t min = now_s / 60;
 		const struct win *wc = &s->win[min % NWIN], *wp = &s->win[(min - 1) % NWIN];
-		struct dts_sketch tmp;
+		struct dts_sketch *tmp = &m->pub_sk; /* scratch: cleared, its bins kept from one series to the next */
 		double back = 1.0 - (double)(now_s - min * 60) / 60.0; /* share of the previous minute in the window */
 
-		dts_sketch_init(&tmp);
+		dts_sketch_clear(tmp);
 		/* A failure (-ENOMEM; back is in (0, 1]) leaves tmp without that window: it only affects the quantiles
-		 * published below, and there is no merger here to count it against. */
-		if (wc->minute == min && win_sk(s, wc))
-			(void)dts_sketch_merge_scaled(&tmp, win_sk(s, wc), 1.0);
-		if (wp->minute == min - 1 && win_sk(s, wp))
-			(void)dts_sketch_merge_scaled(&tmp, win_sk(s, wp), back);
-		if (tmp.count > 0) {
-			v->bot10 = dts_sketch_quantile(&tmp, 0.10);
-			v->top10 = dts_sketch_quantile(&tmp, 0.90);
-			v->p50 = dts_sketch_quantile(&tmp, 0.50);
-			v->p99 = dts_sketch_quantile(&tmp, 0.99);
+		 * published below. */
+		if (wc->minute == min && win_sk(s, wc) && dts_sketch_merge_scaled(tmp, win_sk(s, wc), 1.0) != 0)
+			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+		if (wp->minute == min - 1 && win_sk(s, wp) && dts_sketch_merge_scaled(tmp, win_sk(s, wp), back) != 0)
+			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
+		if (tmp->count > 0) {
+			v->bot10 = dts_sketch_quantile(tmp, 0.10);
+			v->top10 = dts_sketch_quantile(tmp, 0.90);
+			v->p50 = dts_sketch_quantile(tmp, 0.50);
+			v->p99 = dts_sketch_quantile(tmp, 0.99);
 		}
-		dts_sketch_free(&tmp);
 	}
 	if (s->type == DTS_SET) {
 		const struct win *wc = &s->win[(now_s / 60) % NWIN];
 
 		v->distinct = wc->minute == now_s / 60 && win_set(s, wc) ? dts_set_cardinality(win_set(s, wc)) : 0;
 	}
-	/* publish what the readers cannot derive (cur_expand) */
-	c->as_of_ms = v->as_of_ms;
-	c->last_seen_s = v->last_seen_s;
-	c->count = v->count;
-	c->sum = v->sum;
-	c->min = v->min;
-	c->max = v->max;
-	c->last = v->last;
-	if (s->type == DTS_TIMER) {
-		c->q[0] = v->bot10;
-		c->q[1] = v->top10;
-		c->q[2] = v->p50;
-		c->q[3] = v->p99;
-	} else if (s->type == DTS_SET) {
-		c->q[0] = v->distinct;
-	}
-	return c;
+	pub_write(s, v);
+	s->pub_dirty = false;
 }
 
 static bool series_idle(const struct dts_merger *m, const struct series *s, int64_t now_s)
@@ -1107,11 +1197,18 @@ static bool series_idle(const struct dts_merger *m, const struct series *s, int6
 	return true;
 }
 
-/* Whether the published state c of s can stay: nothing folded since, and already the constant state of an idle series. */
-static bool cur_still_valid(const struct series *s, const struct cur *c)
+/*
+ * Whether s's published state can stay as it is: nothing folded since, and it already is the constant state of an
+ * idle series (published after the series' data left every window). Merger thread.
+ */
+static bool pub_still_valid(const struct series *s)
 {
-	return !s->pub_dirty && c && c->count == 0 && c->last_seen_s == s->last_seen_s &&
-	       c->last_seen_s + IDLE_S <= c->as_of_ms / 1000;
+	const struct pubstate *p = &s->pub;
+
+	return !s->pub_dirty && atomic_load_explicit(&p->seq, memory_order_relaxed) != 0 &&
+	       bitsd(atomic_load_explicit(&p->count, memory_order_relaxed)) == 0 &&
+	       atomic_load_explicit(&p->last_seen_s, memory_order_relaxed) == s->last_seen_s &&
+	       s->last_seen_s + IDLE_S <= atomic_load_explicit(&p->as_of_ms, memory_order_relaxed) / 1000;
 }
 
 /*
@@ -1125,7 +1222,6 @@ static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
 	dts__read_lock();
 	for (uint32_t i = 0; i < hw; i++) {
 		struct series *s = dir_get(m, i, memory_order_relaxed), *ahead;
-		struct cur *c, *old;
 
 		if (i + WALK_AHEAD < hw && (ahead = dir_get(m, i + WALK_AHEAD, memory_order_relaxed)) != NULL)
 			__builtin_prefetch(ahead);
@@ -1136,18 +1232,8 @@ static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
 			DTS__STAT_ADD(m->stats.series_expired, 1);
 			continue;
 		}
-		old = atomic_load_explicit(&s->cur, memory_order_relaxed);
-		if (cur_still_valid(s, old))
-			continue;
-		c = current_compute(m, s, cur_slot, now_s);
-		if (!c) {
-			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
-			continue;
-		}
-		s->pub_dirty = false;
-		atomic_store_explicit(&s->cur, c, memory_order_release);
-		if (old)
-			urcu_memb_call_rcu(&old->rcu, cur_free_rcu);
+		if (!pub_still_valid(s))
+			current_publish(m, s, cur_slot, now_s);
 	}
 	dts__read_unlock();
 	atomic_store_explicit(&m->pub_as_of_ms, cur_slot * DTS_SLOT_SECONDS * 1000, memory_order_release);
@@ -1207,6 +1293,45 @@ static char *arena_ident(struct dts_closed_minute *cm, const struct series *s)
 	return p;
 }
 
+/*
+ * Record arrays of closed minutes are reused. At a million series one array is ~170 MB, and a checkpoint takes up to
+ * three of them every few seconds: allocated fresh, each would be mapped, faulted in and zeroed page by page, then
+ * unmapped again by the storage thread. Instead the storage thread's release pushes the array on the pool's lock-free
+ * stack and the merger, the only popper, takes it for the next minute. The pool outlives the merger while closed
+ * minutes are still queued in a sink: merger and every closed minute from the pool hold a reference, and whoever
+ * drops the last one frees what the pool holds.
+ */
+struct recpool {
+	_Atomic long refs;
+	struct __cds_lfs_stack stack; /* released arrays */
+};
+
+struct recbuf { /* the header before a pooled record array (32 bytes: the records stay 16-byte aligned) */
+	struct cds_lfs_node lfs; /* in the pool's stack */
+	struct recbuf *next; /* in the merger's list of spare arrays */
+	size_t cap; /* records */
+	size_t bytes; /* of the whole allocation (dts__big_alloc) */
+};
+
+#define RECS_KEEP 8 /* arrays the merger keeps aside beyond those in use */
+
+static void recpool_unref(struct recpool *p)
+{
+	struct cds_lfs_head *h;
+	struct cds_lfs_node *n;
+
+	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	h = __cds_lfs_pop_all(&p->stack);
+	for (n = h ? &h->node : NULL; n;) {
+		struct recbuf *b = caa_container_of(n, struct recbuf, lfs);
+
+		n = n->next;
+		dts__big_free(b, b->bytes);
+	}
+	free(p);
+}
+
 void dts_closed_minute_release(struct dts_closed_minute *cm)
 {
 	if (!cm)
@@ -1221,22 +1346,71 @@ void dts_closed_minute_release(struct dts_closed_minute *cm)
 		next = c->next;
 		free(c);
 	}
-	free(cm->recs);
+	if (cm->pool) {
+		struct recbuf *b = (struct recbuf *)cm->recs - 1;
+		struct recpool *p = cm->pool;
+
+		dts__hb_release(b); /* the merger that pops it next writes it */
+		cds_lfs_push(&p->stack, &b->lfs);
+		recpool_unref(p);
+	} else {
+		free(cm->recs);
+	}
 	free(cm);
 }
 
-/*
- * Copy every series' window of minute into a new closed minute. close = true marks the windows closed (they stay
- * readable for the moving-window quantiles until their ring position is reused). Returns NULL (counted) when out of
- * memory; records that cannot be copied are counted and skipped.
- */
+/* A record array of at least need records from the pool, or a new one; NULL when out of memory. Merger thread. */
+static struct dts_minute_rec *recs_take(struct dts_merger *m, size_t need)
+{
+	struct cds_lfs_head *h = __cds_lfs_pop_all(&m->recpool->stack);
+	struct recbuf *b, *found = NULL, *keep = NULL;
+	unsigned kept = 0;
+
+	/* what the storage thread released joins the merger's list */
+	for (struct cds_lfs_node *n = h ? &h->node : NULL; n;) {
+		b = caa_container_of(n, struct recbuf, lfs);
+		n = n->next;
+		dts__hb_acquire(b);
+		b->next = m->recs_spare;
+		m->recs_spare = b;
+	}
+	/* first fit; arrays too small for today's series count, and any beyond RECS_KEEP, are freed */
+	while ((b = m->recs_spare) != NULL) {
+		m->recs_spare = b->next;
+		if (!found && b->cap >= need) {
+			found = b;
+		} else if (b->cap < need || kept >= RECS_KEEP) {
+			dts__big_free(b, b->bytes);
+		} else {
+			b->next = keep;
+			keep = b;
+			kept++;
+		}
+	}
+	m->recs_spare = keep;
+	if (!found) {
+		size_t cap = need + need / 4 + 64; /* room to grow before the array must be replaced */
+		size_t bytes = sizeof(struct recbuf) + cap * sizeof(struct dts_minute_rec);
+
+		found = dts__big_alloc(bytes);
+		if (!found)
+			return NULL;
+		found->cap = cap;
+		found->bytes = bytes;
+	}
+	atomic_fetch_add_explicit(&m->recpool->refs, 1, memory_order_relaxed); /* the closed minute's reference */
+	return (struct dts_minute_rec *)(found + 1);
+}
+
 /* A new empty closed minute with room for every live series, or NULL (counted). */
 static struct dts_closed_minute *closed_minute_new(struct dts_merger *m, int64_t minute, bool open)
 {
 	struct dts_closed_minute *cm = calloc(1, sizeof(*cm));
 
-	if (cm)
-		cm->recs = malloc((m->nseries ? m->nseries : 1) * sizeof(*cm->recs));
+	if (cm) {
+		cm->recs = recs_take(m, m->nseries ? m->nseries : 1);
+		cm->pool = m->recpool;
+	}
 	if (!cm || !cm->recs) {
 		free(cm);
 		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
@@ -1464,9 +1638,20 @@ static void merger_free(struct dts_merger *m)
 			free(atomic_load_explicit(&m->dir[i], memory_order_relaxed));
 	free(m->dir);
 	free(m->dir_free);
+	for (uint32_t i = 0; i < m->nslabs; i++)
+		dts__big_free(m->slabs[i], SLAB_BYTES);
+	free(m->slabs);
+	free(m->ser_free);
+	for (struct recbuf *b = m->recs_spare, *next; b; b = next) {
+		next = b->next;
+		dts__big_free(b, b->bytes);
+	}
+	if (m->recpool)
+		recpool_unref(m->recpool); /* closed minutes still in a sink keep it until they are released */
 	dts__big_free(m->ix, (m->ix_mask + 1) * sizeof(*m->ix));
 	dts__procs_free(m->procs);
 	dts_sketch_free(&m->dec_sk);
+	dts_sketch_free(&m->pub_sk);
 	dts_set_free(&m->dec_set);
 	free(m->pool);
 	free(m->cores);
@@ -1517,9 +1702,16 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	}
 	m->closed_upto = INT64_MIN;
 	m->pub_slot = -1;
-	for (int kind = 0; kind < CUR_KINDS; kind++)
-		__cds_lfs_init(&m->recycled[kind]);
+	__cds_lfs_init(&m->ser_recycled);
+	m->ser_classes = (unsigned)(ser_bytes(2 * DTS_MAX_USER + 2 * DTS_MAX_NAME + DTS_MAX_TAGS_LEN + 8) / SER_GRAIN) + 1;
+	m->ser_free = calloc(m->ser_classes, sizeof(*m->ser_free));
+	m->recpool = calloc(1, sizeof(*m->recpool));
+	if (m->recpool) {
+		atomic_init(&m->recpool->refs, 1);
+		__cds_lfs_init(&m->recpool->stack);
+	}
 	dts_sketch_init(&m->dec_sk);
+	dts_sketch_init(&m->pub_sk);
 	dts_set_init(&m->dec_set);
 	m->procs = dts__procs_create(&m->cfg, &m->stats);
 	m->ix_mask = (1u << IX_MIN_BITS) - 1;
@@ -1530,7 +1722,7 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	m->pool = calloc((size_t)cfg->cores * per, sizeof(*m->pool));
 	m->fold_map_cap = cfg->table_capacity;
 	m->fold_map = calloc(cfg->table_capacity, sizeof(*m->fold_map));
-	if (!m->ix || !m->dir || !m->cores || !m->pool || !m->fold_map || !m->procs)
+	if (!m->ix || !m->dir || !m->ser_free || !m->recpool || !m->cores || !m->pool || !m->fold_map || !m->procs)
 		goto out_free_merger;
 
 	tcfg.capacity = cfg->table_capacity;
@@ -1664,8 +1856,7 @@ void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
 			series_retire(m, s);
 	}
 	dts__procs_clear(m->procs);
-	urcu_memb_barrier();
-	cur_drain(m);
+	urcu_memb_barrier(); /* every retired series' callback has run: the slabs can go */
 	merger_free(m);
 }
 
@@ -1690,20 +1881,17 @@ size_t dts_merger_read_current(struct dts_merger *m, const char *user, dts_serie
 		struct series *s = dir_get(m, i, memory_order_acquire);
 		struct dts_series_view v;
 		struct dts_current cv;
-		struct cur *c;
 
 		if (!s || (user && strcmp(ser_user(s), user) != 0))
 			continue;
-		c = atomic_load_explicit(&s->cur, memory_order_acquire);
 		v.user = ser_user(s);
 		v.process = ser_process(s);
 		v.counter = ser_counter(s);
 		v.tags = ser_tags(s);
 		v.type = s->type;
 		v.cur = NULL;
-		if (c) {
-			cur_expand(c, s->type, &cv);
-			/* an idle series' state is not republished (cur_still_valid): it holds as of the last publication */
+		if (pub_read(s, &cv)) {
+			/* an idle series' state is not republished (pub_still_valid): it holds as of the last publication */
 			if (cv.count == 0 && cv.last_seen_s + IDLE_S <= cv.as_of_ms / 1000 && pub_as_of > cv.as_of_ms)
 				cv.as_of_ms = pub_as_of;
 			v.cur = &cv;

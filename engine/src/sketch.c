@@ -490,40 +490,46 @@ int dts_sketch_copy(struct dts_sketch *dst, const struct dts_sketch *src)
 double dts_sketch_quantile(const struct dts_sketch *s, double q)
 {
 	const struct dts_sketch_store *neg = &s->neg, *pos = &s->pos;
-	double rank, cum = 0.0, last = NAN;
+	double rank, cum = 0.0;
+	int last = 0; /* the last non-empty bin walked: -1 negative (at key lastk), 0 none, 1 zero, 2 positive */
+	int32_t lastk = 0;
 
 	if (!(s->count > 0.0) || isnan(q))
 		return NAN;
 	q = q < 0.0 ? 0.0 : (q > 1.0 ? 1.0 : q);
 	rank = floor(q * (s->count - 1.0));
+	/* a bin's value (two cubic inversions) is computed only for the bin returned */
 	for (int32_t i = (int32_t)neg->nbins - 1; i >= 0; i--) {
 		if (neg->bins[i] <= 0.0f)
 			continue;
-		last = -dts_sketch_key_value(neg->lo + i, s->level);
+		last = -1;
+		lastk = neg->lo + i;
 		cum += neg->bins[i];
 		if (cum > rank)
-			return last;
+			return -dts_sketch_key_value(lastk, s->level);
 	}
 	if (s->zero > 0.0) {
-		last = 0.0;
+		last = 1;
 		cum += s->zero;
 		if (cum > rank)
-			return last;
+			return 0.0;
 	}
 	for (uint32_t i = 0; i < pos->nbins; i++) {
 		if (pos->bins[i] <= 0.0f)
 			continue;
-		last = dts_sketch_key_value(pos->lo + (int32_t)i, s->level);
+		last = 2;
+		lastk = pos->lo + (int32_t)i;
 		cum += pos->bins[i];
 		if (cum > rank)
-			return last;
+			return dts_sketch_key_value(lastk, s->level);
 	}
-	return last;
+	return last == 2 ? dts_sketch_key_value(lastk, s->level)
+			 : last == 1 ? 0.0 : last == -1 ? -dts_sketch_key_value(lastk, s->level) : NAN;
 }
 
 /* Read a minimal LEB128 varint of at most 32 bits at *pos (writers and little-endian fields: dts/bytes.h).
  * Returns 0 or -EINVAL. */
-static int get_varint(const uint8_t *buf, size_t len, size_t *pos, uint32_t *out)
+static int get_varint_long(const uint8_t *buf, size_t len, size_t *pos, uint32_t *out)
 {
 	uint64_t v = 0;
 	size_t i;

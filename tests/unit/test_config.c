@@ -182,6 +182,10 @@ static const struct good goods[] = {
 	{ "rcvbuf_bytes", "1G", "rcvbuf_bytes = 1073741824" },
 	{ "rcvbuf_bytes", "1073741824", "rcvbuf_bytes = 1073741824" },
 	{ "tick_ms", "10", "tick_ms = 10" },
+	{ "table_capacity", "1024", "table_capacity = 1024" },
+	{ "table_capacity", "16777216", "table_capacity = 16777216" },
+	{ "max_series", "1", "max_series = 1" },
+	{ "max_series", "1073741824", "max_series = 1073741824" },
 	{ "tick_ms", "60000", "tick_ms = 60000" },
 	{ "grace_s", "0", "grace_s = 0" },
 	{ "grace_s", "60", "grace_s = 60" },
@@ -368,6 +372,8 @@ Test(config, defaults_are_documented_values)
 	cr_expect_eq(c.grace_s, 10);
 	cr_expect_eq(c.max_past_skew_s, 600);
 	cr_expect_eq(c.max_future_skew_s, 60);
+	cr_expect_eq(c.table_capacity, 65536);
+	cr_expect_eq(c.max_series, 4194304);
 	cr_expect_str_eq(c.user, "default");
 	cr_expect_str_eq(c.default_process, "default");
 	cr_expect(c.split_process);
@@ -440,6 +446,10 @@ static const struct bad bads[] = {
 	{ "rcvbuf_bytes", "8MB", "byte count" },
 	{ "rcvbuf_bytes", "", "byte count" },
 	{ "tick_ms", "9", "between 10 and 60000" },
+	{ "table_capacity", "512", "between 1024 and 16777216" },
+	{ "table_capacity", "33554432", "between 1024 and 16777216" },
+	{ "max_series", "0", "between 1 and 1073741824" },
+	{ "max_series", "1073741825", "between 1 and 1073741824" },
 	{ "tick_ms", "60001", "between 10 and 60000" },
 	{ "grace_s", "61", "between 0 and 60" },
 	{ "grace_s", "600", "between 0 and 60" },
@@ -832,6 +842,9 @@ static const struct flagcase flagcases[] = {
 	{ { "--io=dpdk", "--dpdk-queues=2" }, -EINVAL, "io = dpdk needs dpdk_eal" },
 	{ { "--io=dpdk", "--dpdk-queues=2", "--dpdk-eal=--no-pci" }, 0, "io = \"dpdk\"" },
 	{ { "--checkpoint-ms=500" }, -EINVAL, "checkpoint_ms: must be 0 (off) or between 1000 and 60000, got 500" },
+	{ { "--table-capacity=100000" }, -EINVAL, "table_capacity: must be a power of two (1024, 2048, ... 16777216), "
+						    "got 100000" },
+	{ { "--table-capacity=2097152" }, 0, "table_capacity = 2097152" },
 };
 
 Test(config, flag_table)

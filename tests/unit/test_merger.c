@@ -34,7 +34,7 @@ static void sink(void *ctx, struct dts_closed_minute *cm)
 	closed[nclosed++] = cm;
 }
 
-static void start(unsigned cores, unsigned grace)
+static void start_expire(unsigned cores, unsigned grace, unsigned expire_s)
 {
 	struct dts_merger_cfg cfg;
 
@@ -44,7 +44,7 @@ static void start(unsigned cores, unsigned grace)
 	cfg.grace_s = grace;
 	cfg.table_capacity = 4096;
 	cfg.tick_ms = 1000;
-	cfg.expire_s = 120;
+	cfg.expire_s = expire_s;
 	cfg.decode.secret = (const uint8_t *)"s3cret";
 	cfg.decode.secret_len = 6;
 	cfg.sink.minute_closed = sink;
@@ -54,6 +54,11 @@ static void start(unsigned cores, unsigned grace)
 	nckpt = 0;
 	m = dts_merger_create(&cfg);
 	cr_assert_not_null(m);
+}
+
+static void start(unsigned cores, unsigned grace)
+{
+	start_expire(cores, grace, 120);
 }
 
 static void setup(void)
@@ -429,6 +434,116 @@ Test(merger, idle_series_expire)
 	dts_merger_stats_read(m, &st);
 	cr_expect_eq(st.series_expired, 1);
 	cr_expect_eq(st.series_live, 0);
+}
+
+/* An idle series' state is published once more when its data has left every window, then kept as it is (the merger
+ * does not recompute it every slot) while its as_of follows the publications; new data republishes it. */
+Test(merger, idle_state_is_kept_and_stays_current)
+{
+	const struct dts_current *cur;
+
+	dts_merger_destroy(m, T0 * 1000);
+	m = NULL;
+	dts_rcu_unregister_thread();
+	start_expire(2, 5, 600);
+	dts_merger_step(m, T0 * 1000);
+	feed(0, T0 + 1, "api.hits:5|c");
+	dts_merger_step(m, (T0 + 5) * 1000);
+	cur = current(NULL, "api", "hits", DTS_COUNTER);
+	cr_assert_not_null(cur);
+	cr_expect_float_eq(cur->sum, 5, 1e-9);
+	cr_expect_eq(cur->as_of_ms, (T0 + 5) * 1000);
+	dts_merger_step(m, (T0 + 130) * 1000);
+	cur = current(NULL, "api", "hits", DTS_COUNTER);
+	cr_assert_not_null(cur);
+	cr_expect_float_eq(cur->sum, 0, 1e-9);
+	cr_expect(isnan(cur->avg));
+	cr_expect_eq(cur->as_of_ms, (T0 + 130) * 1000);
+	cr_expect_eq(cur->last_seen_s, T0);
+	dts_merger_step(m, (T0 + 135) * 1000);
+	dts_merger_step(m, (T0 + 300) * 1000);
+	cur = current(NULL, "api", "hits", DTS_COUNTER);
+	cr_assert_not_null(cur, "idle but not expired (expire_s = 600)");
+	cr_expect_float_eq(cur->count, 0, 1e-9);
+	cr_expect_eq(cur->as_of_ms, (T0 + 300) * 1000, "as of the latest publication");
+	feed(1, T0 + 301, "api.hits:2|c");
+	dts_merger_step(m, (T0 + 305) * 1000);
+	cur = current(NULL, "api", "hits", DTS_COUNTER);
+	cr_expect_float_eq(cur->sum, 2, 1e-9, "new data is published at the next slot");
+	cr_expect_eq(cur->last_seen_s, T0 + 300);
+}
+
+/* Every series sent to the merger: its number, and the values it must show. */
+struct census {
+	unsigned seen_p, seen_q, wrong;
+	char first_wrong[96];
+};
+
+static int census_cb(void *ctx, const struct dts_series_view *v)
+{
+	struct census *c = ctx;
+	unsigned k = (unsigned)atoi(v->counter + 1);
+	double want;
+
+	if (!strcmp(v->process, "p")) {
+		c->seen_p++;
+		want = k % 2 == 0 ? 4 : -1; /* odd ones must have expired */
+	} else {
+		c->seen_q++;
+		want = 7;
+	}
+	if (!v->cur || v->cur->sum != want) {
+		if (!c->wrong++)
+			snprintf(c->first_wrong, sizeof(c->first_wrong), "%s.%s sum %g, want %g", v->process, v->counter,
+				 v->cur ? v->cur->sum : NAN, want);
+	}
+	return 0;
+}
+
+/* Send lines "<process>.<letter><k>:<value>|c" for k in [from, to) with step, 1,000 per table, each folded at once. */
+static void feed_range(int64_t now_s, const char *process, char letter, unsigned from, unsigned to, unsigned step,
+		       int value)
+{
+	static char dgram[1000 * 24];
+
+	for (unsigned k = from; k < to;) {
+		size_t len = 0;
+
+		for (unsigned n = 0; n < 1000 && k < to; n++, k += step)
+			len += (size_t)snprintf(dgram + len, sizeof(dgram) - len, "%s.%c%u:%d|c\n", process, letter, k,
+						value);
+		feed(0, now_s, dgram);
+		dts_merger_step(m, now_s * 1000); /* fold it: the core has only a few tables */
+	}
+}
+
+/* Past the series index's first two doublings, with half of the series expiring (index deletions, directory
+ * positions reused by new series): every series folds into its own state, and none is lost or found twice. */
+Test(merger, many_series_with_expiry_keep_their_identity)
+{
+	struct census c = { 0 };
+	struct dts_merger_stats st;
+
+	dts_merger_step(m, T0 * 1000);
+	feed_range(T0 + 1, "p", 'c', 0, 70000, 1, 1);
+	dts_merger_step(m, (T0 + 5) * 1000);
+	dts_merger_stats_read(m, &st);
+	cr_assert_eq(st.series_live, 70000);
+	feed_range(T0 + 100, "p", 'c', 0, 70000, 2, 1); /* the even ones stay alive */
+	dts_merger_step(m, (T0 + 130) * 1000); /* the odd ones: 129 s without data, expire_s = 120 */
+	dts_merger_stats_read(m, &st);
+	cr_assert_eq(st.series_expired, 35000);
+	cr_assert_eq(st.series_live, 35000);
+	feed_range(T0 + 131, "p", 'c', 0, 70000, 2, 3);
+	feed_range(T0 + 131, "q", 'n', 0, 35000, 1, 7); /* new series take the expired ones' places */
+	dts_merger_step(m, (T0 + 140) * 1000);
+	dts_merger_read_current(m, NULL, census_cb, &c);
+	cr_expect_eq(c.seen_p, 35000);
+	cr_expect_eq(c.seen_q, 35000);
+	cr_expect_eq(c.wrong, 0, "%u wrong, first: %s", c.wrong, c.first_wrong);
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.series_live, 70000);
+	cr_expect_eq(st.series_created, 105000);
 }
 
 Test(merger, destroy_closes_the_open_minute)

@@ -110,6 +110,8 @@ struct dts_closed_minute {
 	struct dts_minute_rec *recs;
 	void *arena; /* private: when not NULL, the records' identity strings live in these chunks; when NULL, each
 		      * record's user is its own allocation holding user, process, counter and tags (hand-built minutes) */
+	void *pool; /* private: when not NULL, recs came from the merger's reuse pool and go back to it on release;
+		     * when NULL, recs is freed (hand-built minutes: malloc it) */
 };
 
 void dts_closed_minute_release(struct dts_closed_minute *cm);
