@@ -68,6 +68,13 @@ static void checkpoint(void *ctx, struct dts_closed_minute *cm)
 	mt->store.checkpoint(mt->store.ctx, cm);
 }
 
+static bool checkpoint_lost(void *ctx)
+{
+	struct merger_thread *mt = ctx;
+
+	return mt->store.checkpoint_lost(mt->store.ctx);
+}
+
 /* Events and process states to the store (the events family and current's p/ rows). Merger thread. */
 static void events(void *ctx, struct dts_event_batch *b)
 {
@@ -302,6 +309,7 @@ int main(int argc, char **argv)
 	mcfg.decode.secret_len = server_secret_len;
 	mcfg.sink.minute_closed = minute_closed;
 	mcfg.sink.checkpoint = checkpoint;
+	mcfg.sink.checkpoint_lost = checkpoint_lost;
 	mcfg.sink.events = events;
 	mcfg.sink.ctx = &mt;
 	mcfg.checkpoint_ms = cfg.checkpoint_ms;

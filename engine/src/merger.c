@@ -59,6 +59,7 @@ struct win {
 	int64_t minute; /* -1 when unused */
 	uint8_t fst_k, lst_k; /* slots of agg.fst and agg.lst within the minute, 0..11 (valid while agg.count > 0) */
 	bool closed;
+	bool ckpt_dirty; /* folded into since the last checkpoint copied it */
 	struct dts_agg agg;
 };
 
@@ -195,6 +196,7 @@ struct dts_merger {
 	int64_t pub_slot; /* slot of the last current-state publication */
 	int64_t next_checkpoint_ms;
 	_Atomic int64_t pub_as_of_ms; /* as_of_ms of the last publication (readers: idle series' states are as of it) */
+	bool ckpt_full; /* the next checkpoint copies every open window (the first one, or one was lost) */
 	/* Series memory: records carved from 2 MiB slabs (huge pages) in size classes of SER_GRAIN bytes. */
 	void **slabs;
 	uint32_t nslabs, slabs_cap;
@@ -295,6 +297,7 @@ static void win_reset(struct series *s, struct win *w, int64_t minute)
 
 	w->minute = minute;
 	w->closed = false;
+	w->ckpt_dirty = false;
 	w->fst_k = w->lst_k = 0;
 	dts_agg_init(&w->agg);
 	if (sk)
@@ -830,6 +833,7 @@ static void fold_entry(struct dts_merger *m, struct series *s, struct win *w, co
 		s->gauge_known = true;
 	}
 	win_merge(w, a, slot);
+	w->ckpt_dirty = true;
 	slot_merge(s, slot, a);
 	s->pub_dirty = true;
 	if (slot * DTS_SLOT_SECONDS > s->last_seen_s)
@@ -1455,16 +1459,23 @@ static bool collect_one(struct dts_merger *m, struct dts_closed_minute *cm, cons
 /*
  * Copy the windows of minutes lo..hi (at most NWIN of them) of every series into out[minute - lo], in one walk of
  * the directory. close (lo == hi): the minute closes, its windows become read-only, and the sketches and sets of the
- * minute before it are released (the moving window no longer looks at them). out[k] is NULL when memory ran out.
+ * minute before it are released (the moving window no longer looks at them). Otherwise a checkpoint: partial copies
+ * only the windows folded into since the previous checkpoint. out[k] is NULL when memory ran out (the next
+ * checkpoint is then full).
  */
-static void collect_minutes(struct dts_merger *m, int64_t lo, int64_t hi, bool close,
+static void collect_minutes(struct dts_merger *m, int64_t lo, int64_t hi, bool close, bool partial,
 			    struct dts_closed_minute **out)
 {
 	const uint32_t hw = atomic_load_explicit(&m->dir_hw, memory_order_relaxed);
 	const int nmin = (int)(hi - lo + 1);
 
-	for (int k = 0; k < nmin; k++)
+	for (int k = 0; k < nmin; k++) {
 		out[k] = closed_minute_new(m, lo + k, !close);
+		if (out[k])
+			out[k]->partial = partial;
+		else if (!close)
+			m->ckpt_full = true;
+	}
 	for (uint32_t i = 0; i < hw; i++) {
 		struct series *s = dir_get(m, i, memory_order_relaxed), *ahead;
 
@@ -1487,8 +1498,14 @@ static void collect_minutes(struct dts_merger *m, int64_t lo, int64_t hi, bool c
 				continue;
 			if (close)
 				w->closed = true;
-			if (out[k] && win_has_data(s, w) && out[k]->n < m->nseries)
-				collect_one(m, out[k], s, w);
+			else if (partial && !w->ckpt_dirty)
+				continue; /* unchanged since the previous checkpoint, which holds it */
+			if (!out[k] || !win_has_data(s, w) || out[k]->n >= m->nseries)
+				continue;
+			if (collect_one(m, out[k], s, w))
+				w->ckpt_dirty = false;
+			else if (!close)
+				m->ckpt_full = true;
 		}
 	}
 }
@@ -1511,7 +1528,7 @@ static void close_minute(struct dts_merger *m, int64_t minute)
 	int64_t t0 = mono_ns();
 	struct dts_closed_minute *cm;
 
-	collect_minutes(m, minute, minute, true, &cm); /* one minute: out[0] */
+	collect_minutes(m, minute, minute, true, false, &cm); /* one minute: out[0] */
 
 	m->closed_upto = minute + 1;
 	DTS__STAT_ADD(m->stats.minutes_closed, 1);
@@ -1524,8 +1541,14 @@ static void checkpoint_open(struct dts_merger *m, int64_t now_s)
 {
 	struct dts_closed_minute *cm[NWIN];
 	int64_t hi = now_s / 60 + 1, lo = m->closed_upto > hi - (NWIN - 1) ? m->closed_upto : hi - (NWIN - 1);
+	bool partial;
 
-	collect_minutes(m, lo, hi, false, cm);
+	/* partial unless the sink cannot report a lost checkpoint, reports one now, or one could not be copied */
+	if (m->cfg.sink.checkpoint_lost && m->cfg.sink.checkpoint_lost(m->cfg.sink.ctx))
+		m->ckpt_full = true;
+	partial = m->cfg.sink.checkpoint_lost && !m->ckpt_full;
+	m->ckpt_full = false;
+	collect_minutes(m, lo, hi, false, partial, cm);
 	for (int k = 0; k <= hi - lo; k++)
 		hand_to_sink(cm[k], m->cfg.sink.checkpoint, m->cfg.sink.ctx);
 }
@@ -1702,6 +1725,7 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	}
 	m->closed_upto = INT64_MIN;
 	m->pub_slot = -1;
+	m->ckpt_full = true;
 	__cds_lfs_init(&m->ser_recycled);
 	m->ser_classes = (unsigned)(ser_bytes(2 * DTS_MAX_USER + 2 * DTS_MAX_NAME + DTS_MAX_TAGS_LEN + 8) / SER_GRAIN) + 1;
 	m->ser_free = calloc(m->ser_classes, sizeof(*m->ser_free));

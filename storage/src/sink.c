@@ -10,9 +10,11 @@
  *
  * The storage thread writes the oldest entry and only then pops it, so a failing store keeps the entry at the head
  * and retries it with exponential backoff (retry_min_ms .. retry_max_ms) while the merger keeps queueing behind it:
- * the queue is the bounded buffer, and what does not fit is dropped and counted. Checkpoints get one attempt (the
- * next one replaces a failed one within seconds), and one followed in the queue by a newer checkpoint or by the close
- * of the same minute is skipped (the later entry contains everything it has). With nothing queued, the thread rolls up
+ * the queue is the bounded buffer, and what does not fit is dropped and counted. Checkpoints get one attempt (a lost
+ * one - failed or dropped - makes the merger's next checkpoint a full copy: sink_checkpoint_lost), and one followed
+ * in the queue by a newer full checkpoint or by the close of the same minute is skipped (the later entry contains
+ * everything it has). Partial checkpoints (only the series changed since the previous one) are never skipped for a
+ * later partial one. With nothing queued, the thread rolls up
  * the hours that are due (roll.c) in chunks of about DTS_STORAGE_ROLL_BUDGET_US, looking at the queue between chunks,
  * so a closed minute waits at most one chunk for the roller.
  *
@@ -50,6 +52,7 @@ struct dts_storage_sink {
 	int64_t stop_deadline_ns; /* storage thread: when stopping, give up failing writes after this (0: not yet) */
 	_Alignas(64) sem_t wake;
 	_Atomic bool stop;
+	_Atomic bool ckpt_lost; /* a checkpoint was dropped or failed since the merger last asked (checkpoint_lost) */
 	pthread_t thread;
 };
 
@@ -72,6 +75,7 @@ static void drop(struct dts_storage_sink *s, struct dts_closed_minute *cm)
 
 	if (cm->open) {
 		DTS__SSTAT_ADD(x->checkpoints_dropped, 1);
+		atomic_store_explicit(&s->ckpt_lost, true, memory_order_relaxed);
 	} else {
 		DTS__SSTAT_ADD(x->dropped_minutes[DTS_SDROP_QUEUE_FULL], 1);
 		DTS__SSTAT_ADD(x->dropped_records[DTS_SDROP_QUEUE_FULL], cm->n);
@@ -118,23 +122,39 @@ static void sink_events(void *ctx, struct dts_event_batch *b)
 	sem_post(&s->wake);
 }
 
+/* The merger asks before each checkpoint: was one lost since? Then it sends a full one (the others are partial). */
+static bool sink_checkpoint_lost(void *ctx)
+{
+	struct dts_storage_sink *s = ctx;
+
+	return atomic_exchange_explicit(&s->ckpt_lost, false, memory_order_relaxed);
+}
+
 struct dts_sink dts_storage_sink_get(struct dts_storage_sink *s)
 {
-	return (struct dts_sink){
-		.minute_closed = sink_closed, .checkpoint = sink_checkpoint, .events = sink_events, .ctx = s
-	};
+	return (struct dts_sink){ .minute_closed = sink_closed,
+				  .checkpoint = sink_checkpoint,
+				  .checkpoint_lost = sink_checkpoint_lost,
+				  .events = sink_events,
+				  .ctx = s };
 }
 
 /* ---- consumer (storage thread) --------------------------------------------------------------------------------- */
 
-/* A checkpoint at h is superseded when a later entry (checkpoint or close) of the same minute is queued. */
+/*
+ * A checkpoint at h is superseded when the close or a later full checkpoint of the same minute is queued. A later
+ * partial checkpoint holds only what changed after h's copy, so it does not supersede h.
+ */
 static bool superseded(const struct dts_storage_sink *s, uint64_t h, uint64_t t)
 {
 	const struct dts_closed_minute *cm = s->ring[h & (s->cap - 1)];
 
-	for (uint64_t j = h + 1; j < t; j++)
-		if (s->ring[j & (s->cap - 1)]->minute == cm->minute)
+	for (uint64_t j = h + 1; j < t; j++) {
+		const struct dts_closed_minute *later = s->ring[j & (s->cap - 1)];
+
+		if (later->minute == cm->minute && (!later->open || !later->partial))
 			return true;
+	}
 	return false;
 }
 
@@ -238,8 +258,10 @@ static void *sink_main(void *arg)
 		} else if (cm->open) {
 			/* one attempt: a checkpoint is replaced by the next one within seconds, and retrying it would hold
 			 * back the closed minutes queued behind it */
-			if (dts_storage_write_checkpoint(st, cm) != 0)
+			if (dts_storage_write_checkpoint(st, cm) != 0) {
 				DTS__SSTAT_ADD(st->stats.checkpoints_failed, 1);
+				atomic_store_explicit(&s->ckpt_lost, true, memory_order_relaxed);
+			}
 		} else if (!write_with_retry(s, cm, &fail_logged)) {
 			DTS__SSTAT_ADD(st->stats.dropped_minutes[DTS_SDROP_WRITE_FAILED], 1);
 			DTS__SSTAT_ADD(st->stats.dropped_records[DTS_SDROP_WRITE_FAILED], n);

@@ -27,6 +27,19 @@ static void ckpt_sink(void *ctx, struct dts_closed_minute *cm)
 	ckpt[nckpt++] = cm;
 }
 
+static bool lost_flag; /* what ckpt_lost reports next */
+static int lost_calls;
+
+static bool ckpt_lost(void *ctx)
+{
+	bool r = lost_flag;
+
+	(void)ctx;
+	lost_calls++;
+	lost_flag = false;
+	return r;
+}
+
 static void sink(void *ctx, struct dts_closed_minute *cm)
 {
 	(void)ctx;
@@ -600,6 +613,63 @@ Test(merger, checkpoints_copy_open_minutes_without_closing)
 		if (!strcmp(ckpt[1]->recs[i].counter, "hits"))
 			cr_expect_float_eq(ckpt[1]->recs[i].agg.sum, 5, 1e-9, "checkpoints are cumulative copies");
 	cr_expect_eq(nclosed, 0, "a checkpoint does not close the minute");
+}
+
+static const struct dts_minute_rec *ckpt_rec(const struct dts_closed_minute *cm, const char *counter)
+{
+	for (size_t i = 0; i < cm->n; i++)
+		if (!strcmp(cm->recs[i].counter, counter))
+			return &cm->recs[i];
+	return NULL;
+}
+
+/* With a sink that reports lost checkpoints, checkpoints after the first copy only the windows that changed; a lost
+ * one makes the next a full copy again. */
+Test(merger, partial_checkpoints_copy_what_changed)
+{
+	struct dts_merger_cfg cfg;
+
+	dts_merger_destroy(m, T0 * 1000);
+	m = NULL;
+	dts_merger_cfg_defaults(&cfg);
+	cfg.cores = 1;
+	cfg.grace_s = 5;
+	cfg.table_capacity = 4096;
+	cfg.sink.minute_closed = sink;
+	cfg.sink.checkpoint = ckpt_sink;
+	cfg.sink.checkpoint_lost = ckpt_lost;
+	cfg.checkpoint_ms = 5000;
+	m = dts_merger_create(&cfg);
+	cr_assert_not_null(m);
+	lost_flag = false;
+	lost_calls = 0;
+
+	dts_merger_step(m, T0 * 1000);
+	nckpt = 0;
+	feed(0, T0 + 1, "api.a:1|c\napi.b:2|c\napi.lat:10|ms");
+	dts_merger_step(m, (T0 + 6) * 1000);
+	cr_assert_eq(nckpt, 1);
+	cr_expect_eq(ckpt[0]->n, 3, "every window is new (the full first checkpoint at T0 had nothing to copy)");
+
+	feed(0, T0 + 7, "api.b:5|c");
+	dts_merger_step(m, (T0 + 12) * 1000);
+	cr_assert_eq(nckpt, 2);
+	cr_expect(ckpt[1]->partial);
+	cr_expect_eq(ckpt[1]->n, 1, "only api.b changed");
+	cr_assert_not_null(ckpt_rec(ckpt[1], "b"));
+	cr_expect_float_eq(ckpt_rec(ckpt[1], "b")->agg.sum, 7, 1e-9, "the changed window is copied whole");
+
+	dts_merger_step(m, (T0 + 18) * 1000);
+	cr_expect_eq(nckpt, 2, "nothing changed: an empty partial checkpoint is not handed over");
+
+	lost_flag = true; /* the sink lost one */
+	feed(0, T0 + 19, "api.a:1|c");
+	dts_merger_step(m, (T0 + 24) * 1000);
+	cr_assert_eq(nckpt, 3);
+	cr_expect_not(ckpt[2]->partial, "after a lost checkpoint the next is full");
+	cr_expect_eq(ckpt[2]->n, 3);
+	cr_expect_float_eq(ckpt_rec(ckpt[2], "a")->agg.sum, 2, 1e-9);
+	cr_expect_geq(lost_calls, 3, "asked before every checkpoint");
 }
 
 Test(merger, restore_after_crash_merges_with_new_data)

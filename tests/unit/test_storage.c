@@ -1178,6 +1178,50 @@ Test(store, checkpoints_are_replaced_by_the_close)
 	dts_storage_close(st);
 }
 
+/* Partial checkpoints (each with other series) queued back to back are all written: a later partial one does not
+ * replace an earlier one, so a restart finds every series. */
+Test(store, partial_checkpoints_are_not_skipped)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	char err[256];
+	struct dts_storage_sink *sink = dts_storage_sink_start(st, err, sizeof(err));
+	struct dts_storage_stats s;
+	struct dts_sink cb;
+
+	cr_assert_not_null(sink, "%s", err);
+	cb = dts_storage_sink_get(sink);
+	cr_assert_not_null(cb.checkpoint_lost, "the storage sink reports lost checkpoints");
+	cr_expect_not(cb.checkpoint_lost(cb.ctx));
+	for (int i = 0; i < 5; i++) {
+		struct dts_closed_minute *c = cm_new(M0, 1);
+		char name[16];
+
+		snprintf(name, sizeof(name), "c%d", i);
+		rec_init(&c->recs[0], "u", "api", name, "", DTS_COUNTER);
+		rec_add(&c->recs[0], i + 1);
+		c->n = 1;
+		c->open = true;
+		c->partial = true;
+		cb.checkpoint(cb.ctx, c);
+	}
+	dts_storage_sink_stop(sink);
+	dts_storage_stats_read(st, &s);
+	cr_expect_eq(s.checkpoints_written, 5);
+	cr_expect_eq(s.checkpoints_skipped, 0);
+	cr_expect_not(cb.checkpoint_lost(cb.ctx), "nothing was lost");
+	cr_assert_eq(dts_storage_restore(st, NULL, (T0 + 3600) * 1000), 5, "every partial checkpoint's series");
+	for (int i = 0; i < 5; i++) {
+		char series[32];
+		struct points ps;
+
+		snprintf(series, sizeof(series), "u/api/c%d/c", i);
+		ps = read_all(st, DTS_RES_MINUTE, series);
+		cr_assert_eq(ps.n, 1, "%s", series);
+		cr_expect_eq(ps.p[0].agg.sum, i + 1);
+	}
+	dts_storage_close(st);
+}
+
 /* ---- with the engine ------------------------------------------------------------------------------------------- */
 
 static struct dts_merger *merger_new(struct dts_sink sink)

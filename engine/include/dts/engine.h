@@ -105,6 +105,9 @@ struct dts_minute_rec {
 struct dts_closed_minute {
 	int64_t minute; /* unix seconds / 60 */
 	bool open; /* true for a checkpoint: a copy of a minute that is still open (more data may come) */
+	bool partial; /* checkpoint only: holds just the series whose window changed since the previous checkpoint of
+		       * this minute; the records of earlier checkpoints stay valid for the others. A sink must not skip
+		       * a partial checkpoint for a later one, only for a later full one or the minute's close */
 	bool late; /* true for data that arrived after its minute closed: merge it into the stored minute */
 	size_t n;
 	struct dts_minute_rec *recs;
@@ -186,6 +189,12 @@ void dts_event_batch_release(struct dts_event_batch *b);
 struct dts_sink {
 	void (*minute_closed)(void *ctx, struct dts_closed_minute *cm);
 	void (*checkpoint)(void *ctx, struct dts_closed_minute *cm);
+	/*
+	 * Optional. Called by the merger before each checkpoint: true when a checkpoint it handed over since the last
+	 * call was not written (dropped, failed); the merger then copies every open window instead of only the changed
+	 * ones. NULL: every checkpoint is full (partial is never set).
+	 */
+	bool (*checkpoint_lost)(void *ctx);
 	void (*events)(void *ctx, struct dts_event_batch *b);
 	void *ctx;
 };
