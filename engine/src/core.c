@@ -4,8 +4,11 @@
  * Why it is shaped this way. At a million distinct names nearly every line touches a table bucket that is not in
  * cache, and a DRAM miss (~100 ns) is four times the whole per-line budget. So lines are decoded in small batches
  * (DTS_INGEST_BATCH): decode and hash each line, prefetch its bucket, and only when the batch is full apply the
- * samples to the table; by then the first buckets have arrived. Each line of a batch decodes into its own scratch
- * buffer, because its normalised name must stay valid until the batch is applied.
+ * samples to the table; by then the first buckets have arrived. Each line of a batch that needs one (a normalised
+ * name, tags) decodes into its own scratch buffer, because its name must stay valid until the batch is applied.
+ * The common line is decoded by the statsd fast path (statsd_fast.h) inline in the line loop, straight from the
+ * datagram: it finds the line's end itself, and its name is hashed where it lies (ident_hash); only the other lines
+ * are split off at their '\n' and go through the general decoders.
  *
  * Native datagrams (docs/protocol.md) take the same table: dts_native_open verifies the whole datagram first (MAC,
  * replay window, contents; the key lookup under an RCU read-side critical section, the users registry being RCU
@@ -22,13 +25,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include "dts/hash.h"
 #include "engine_internal.h"
 #include "rcu.h"
+#include "statsd_fast.h"
 
 /* Where a decoded sample goes: its identity hash, slot and (prefetched) table bucket. */
 struct pending {
@@ -44,28 +45,63 @@ struct batch {
 	struct dts_sample s[PENDING_MAX]; /* contiguous, so the decoders write straight into it */
 	struct pending p[PENDING_MAX];
 	unsigned n; /* pending samples */
-	unsigned lines; /* lines decoded into this batch (= scratch buffers in use) */
+	unsigned lines; /* lines of this batch that took a scratch buffer (not fast-path ones): <= n */
 	unsigned applied; /* samples aggregated so far in this datagram */
 };
 
 /*
- * Identity hash from the user's hash and "process SEP counter" joined (n bytes, the process being plen of them).
- * plen in the seed tells "a.b"+"c" from "a"+"b.c", whose joined bytes are equal. Lines and partials use this one
- * function, so a series gets the same hash whichever protocol feeds it.
+ * The identity hash of a series: the user's hash, the type and the process length in the seed, then the bytes
+ * "process SEP counter" joined (n bytes, the process being plen of them), then the canonical tags. plen in the seed
+ * tells "a.b"+"c" from "a"+"b.c", whose joined bytes are equal. Every path that keys a table entry - statsd and
+ * DaTtSs lines, native datagrams, PUT /agg partials, and the merger restoring closed minutes (dts__sample_hash) -
+ * computes it here, so a series gets the same hash whichever way it arrives (test_table checks the paths against
+ * each other); the merger compares full identities after the hash.
+ * Built for the names statsd lines carry (10-60 bytes) rather than on dts_hash64: 32 bytes per round, the tail as
+ * two overlapping 16-byte halves (17..32 bytes: no branch per length class), two multiplications for a 20-byte name.
+ * Its value is not stored anywhere: tables and the merger recompute it.
  */
-static inline uint64_t ident_hash(uint64_t uh, uint8_t type, size_t plen, const char *joined, size_t n,
-				  const char *tags, size_t tags_len)
+static inline __attribute__((always_inline)) uint64_t ident_hash(uint64_t uh, uint8_t type, size_t plen,
+								  const char *joined, size_t n, const char *tags,
+								  size_t tags_len)
 {
-	uint64_t seed = uh ^ ((uint64_t)type << 56) ^ ((uint64_t)plen << 40);
-	uint64_t h = dts_hash64(joined, n, seed);
+	const uint64_t k0 = 0xa0761d6478bd642fULL, k1 = 0xe7037ed1a0b428dbULL, k2 = 0x8ebc6af09c88c6e3ULL,
+		       k3 = 0x589965cc75374cc3ULL;
+	const unsigned char *p = (const unsigned char *)joined;
+	uint64_t h = dts__mix(uh ^ ((uint64_t)type << 56) ^ ((uint64_t)plen << 40) ^ k0, (uint64_t)n ^ k1);
+	uint64_t a, b;
+	size_t left = n;
 
+	if (__builtin_expect(left > 32, 0)) {
+		do {
+			h = dts__mix(dts__load64(p) ^ k0 ^ h, dts__load64(p + 8) ^ k1);
+			h = dts__mix(dts__load64(p + 16) ^ k2 ^ h, dts__load64(p + 24) ^ k3);
+			p += 32;
+			left -= 32;
+		} while (left > 32);
+	}
+	if (left > 16) {
+		h = dts__mix(dts__load64(p) ^ k0 ^ h, dts__load64(p + 8) ^ k1);
+		a = dts__load64(p + left - 16);
+		b = dts__load64(p + left - 8);
+	} else if (left >= 8) {
+		a = dts__load64(p);
+		b = dts__load64(p + left - 8);
+	} else if (left >= 4) {
+		a = dts__load32(p);
+		b = dts__load32(p + left - 4);
+	} else {
+		a = left ? ((uint64_t)p[0] << 16) | ((uint64_t)p[left >> 1] << 8) | p[left - 1] : 0;
+		b = 0;
+	}
+	h = dts__mix(a ^ k2 ^ h, b ^ k3 ^ n);
+	h ^= dts__mix(h, 0x9e3779b97f4a7c15ULL);
 	if (tags_len)
 		h = dts_hash64(tags, tags_len, h);
 	return h ? h : 1;
 }
 
 /*
- * The identity hash of a decoded sample. Always inlined into decode_line, the per-line caller (a call and its frame
+ * The identity hash of a decoded sample. Always inlined into add_pending, the per-line caller (a call and its frame
  * cost about as much as the seed mixing and the checks here); dts__sample_hash is the out-of-line form for the merger.
  */
 static inline __attribute__((always_inline)) uint64_t sample_hash(const struct dts_core *c, const struct dts_sample *s)
@@ -223,16 +259,33 @@ static inline bool table_rel(struct dts_core *c, struct dts__table *t, uint32_t 
 	return true;
 }
 
-/* Aggregate one pending sample. Returns true when it was counted. Inlined into its one caller, flush_batch. */
+/*
+ * Aggregate one pending sample into t, whose base slot is set. Returns true when it was counted. Inlined into its one
+ * caller, flush_batch. The slot check is table_rel's, with the base hoisted out of the batch loop.
+ */
 static inline __attribute__((always_inline)) bool apply_one(struct dts_core *c, struct dts__table *t,
 							    const struct pending *pd, const struct dts_sample *s)
 {
+	int64_t r = (int64_t)pd->slot - t->base_slot;
 	struct dts__entry *e;
 	uint32_t idx;
 	int16_t rel;
 
-	if (!table_rel(c, t, pd->slot, &rel))
+	if (__builtin_expect((uint64_t)r > INT16_MAX, 0)) {
+		count_drop(c, r < 0 ? DTS_DROP_LATE : DTS_DROP_FUTURE);
 		return false;
+	}
+	rel = (int16_t)r;
+	if (__builtin_expect(s->type == DTS_COUNTER, 1)) {
+		/* Most lines: no log, one type test. */
+		e = lookup_insert(c, t, pd, s, rel, &idx);
+		if (!e) {
+			count_drop(c, DTS_DROP_TABLE_FULL);
+			return false;
+		}
+		dts_agg_add(&e->agg, s->value, s->weight);
+		return true;
+	}
 	/* Check log room first so that an entry's scalar aggregate never counts a value its sketch/set lacks. */
 	if ((s->type == DTS_TIMER && t->n_tlog == t->tlog_cap) || (s->type == DTS_SET && t->n_slog == t->slog_cap)) {
 		count_drop(c, DTS_DROP_TABLE_FULL);
@@ -244,8 +297,7 @@ static inline __attribute__((always_inline)) bool apply_one(struct dts_core *c, 
 		return false;
 	}
 	switch (s->type) {
-	case DTS_COUNTER:
-		dts_agg_add(&e->agg, s->value, s->weight);
+	case DTS_COUNTER: /* taken above */
 		break;
 	case DTS_TIMER: {
 		struct dts__tlog *l = &t->tlog[t->n_tlog++];
@@ -279,25 +331,64 @@ static inline __attribute__((always_inline)) bool apply_one(struct dts_core *c, 
 static void flush_batch(struct dts_core *c, struct batch *b)
 {
 	struct dts__table *t = c->active;
+	const unsigned n = b->n;
+	unsigned dropped = 0; /* counted where dropped: rare */
 
-	for (unsigned i = 0; i < b->n; i++)
-		b->applied += apply_one(c, t, &b->p[i], &b->s[i]);
+	if (__builtin_expect(!t->has_base, 0) && n)
+		table_set_base(c, t, b->p[0].slot); /* what table_rel does for the table's first sample */
+	for (unsigned i = 0; i < n; i++)
+		if (__builtin_expect(!apply_one(c, t, &b->p[i], &b->s[i]), 0))
+			dropped++;
+	b->applied += n - dropped;
 	b->n = 0;
 	b->lines = 0;
 }
 
-/* Decode one line into the batch. Inlined into its one caller, dts_core_ingest's line loop. */
-static inline __attribute__((always_inline)) void decode_line(struct dts_core *c, struct batch *b, const char *line,
-							      size_t len, int64_t now_s)
+/*
+ * Queue the n samples decoded from a line at first (n > 0): hash the identity once, compute each sample's slot and
+ * bucket, and prefetch the bucket. For every line but the fast-path ones (dts_core_ingest queues those itself).
+ */
+static void add_pending(struct dts_core *c, struct batch *b, struct dts_sample *first, unsigned n, int64_t now_s)
 {
-	struct dts_scratch *scratch;
-	struct dts_sample *first;
+	struct dts__table *t = c->active;
+	uint64_t h = sample_hash(c, first);
+
+	for (unsigned i = 0; i < n; i++) {
+		struct pending *pd = &b->p[b->n + i];
+		int64_t ts = first[i].ts ? first[i].ts : now_s;
+
+		pd->hash = h;
+		pd->slot = (uint32_t)(ts / DTS_SLOT_SECONDS);
+		pd->bucket = dts__table_bucket(t, h, pd->slot);
+		__builtin_prefetch(&t->entries[pd->bucket], 1, 3);
+	}
+	b->n += n;
+	b->lines++;
+}
+
+/* Count a decoded line (n > 0 samples, a rejection, or 0 for a blank one) and queue its samples. */
+static void finish_line(struct dts_core *c, struct batch *b, struct dts_sample *first, int n, int64_t now_s)
+{
+	if (n == 0)
+		return; /* blank line */
+	DTS__STAT_ADD(c->stats.lines, 1);
+	if (n < 0) {
+		count_reject(c, -n);
+		return;
+	}
+	add_pending(c, b, first, (unsigned)n, now_s);
+}
+
+/*
+ * Decode one line the fast path did not take ([line, line + len), no '\n', len > 0) into the batch, which has room
+ * for a line's worth of samples (b->n < DTS_INGEST_BATCH).
+ */
+static void decode_line(struct dts_core *c, struct batch *b, const char *line, size_t len, int64_t now_s)
+{
+	struct dts_scratch *scratch = &c->scratch[b->lines];
+	struct dts_sample *first = &b->s[b->n];
 	int n;
 
-	if (b->lines == DTS_INGEST_BATCH || b->n + DTS_MAX_VALUES_PER_LINE > PENDING_MAX)
-		flush_batch(c, b);
-	scratch = &c->scratch[b->lines];
-	first = &b->s[b->n];
 	if (len > DTS_MAX_LINE) {
 		count_reject(c, DTS_REJ_LINE_TOO_LONG);
 		return;
@@ -308,7 +399,7 @@ static inline __attribute__((always_inline)) void decode_line(struct dts_core *c
 	 * did not take (blank and rejected ones).
 	 */
 	n = dts_statsd_decode(c->dcfg, line, len, now_s, first, DTS_MAX_VALUES_PER_LINE, scratch);
-	if (__builtin_expect(n > 0, 1)) {
+	if (n > 0) {
 		DTS__STAT_ADD(c->stats.statsd_lines, 1);
 	} else if (dts_line_is_dattss(line, len)) {
 		n = dts_dattss_decode(c->dcfg, &c->auth, line, len, first, scratch);
@@ -324,25 +415,31 @@ static inline __attribute__((always_inline)) void decode_line(struct dts_core *c
 		if (n > 0)
 			DTS__STAT_ADD(c->stats.dattss_lines, 1);
 	}
-	if (n == 0)
-		return; /* blank line */
-	DTS__STAT_ADD(c->stats.lines, 1);
-	if (n < 0) {
-		count_reject(c, -n);
-		return;
-	}
-	uint64_t h = sample_hash(c, first);
-	for (int i = 0; i < n; i++) {
-		struct pending *pd = &b->p[b->n + (unsigned)i];
-		int64_t ts = first[i].ts ? first[i].ts : now_s;
+	finish_line(c, b, first, n, now_s);
+}
 
-		pd->hash = h;
-		pd->slot = (uint32_t)(ts / DTS_SLOT_SECONDS);
-		pd->bucket = dts__table_bucket(c->active, h, pd->slot);
-		__builtin_prefetch(&c->active->entries[pd->bucket], 1, 3);
+/*
+ * The line at p that the fast path left at its sections (s, a '|'): find its end, then apply the sections, or decode
+ * the whole line the general way when it is too long or ends in '\r'. Returns the end of the line ('\n' or end).
+ */
+static __attribute__((noinline)) const char *sections_line(struct dts_core *c, struct batch *b, const char *p,
+							    const char *s, const char *end, int64_t now_s)
+{
+	const char *le = memchr(s, '\n', (size_t)(end - s));
+	struct dts_sample *first = &b->s[b->n];
+	int n;
+
+	if (!le)
+		le = end;
+	if ((size_t)(le - p) > DTS_MAX_LINE || le[-1] == '\r') {
+		decode_line(c, b, p, (size_t)(le - p), now_s);
+		return le;
 	}
-	b->n += (unsigned)n;
-	b->lines++;
+	n = dts__statsd_sections(c->dcfg, s, le, now_s, &c->scratch[b->lines], first);
+	if (n > 0)
+		DTS__STAT_ADD(c->stats.statsd_lines, 1);
+	finish_line(c, b, first, n, now_s);
+	return le;
 }
 
 /* ---- partial aggregates, process reports and events (native datagrams, PUT /agg) --------------------------------- */
@@ -675,63 +772,61 @@ unsigned dts_core_ingest(struct dts_core *c, const char *buf, size_t len, int64_
 	b.n = 0;
 	b.lines = 0;
 	b.applied = 0;
-#if defined(__SSE2__)
 	/*
-	 * Split at '\n' 16 bytes at a time: a compare gives the newlines of a block as a bit mask, and each set bit
-	 * ends a line (instead of one memchr call per line, whose set-up costs more than a short line's scan). The
-	 * last block is the 16 bytes that end the datagram, shifted past the bytes already seen (a datagram under 16
-	 * bytes is scanned bytewise), plus one bit for the end itself, so that one call site decodes every line, the
-	 * last one too. Never reads outside [buf, buf + len).
+	 * The line loop. Each line goes first to the statsd fast path (statsd_fast.h), which scans from the line's start
+	 * towards the end of the datagram and, for the lines it takes, ends at the line's '\n' by itself: no separate
+	 * search for line ends. Only the lines it does not take are split at their '\n' (memchr) and decoded the
+	 * general way. Empty lines ("\n\n", which the fast path does not take) are skipped, as a line splitter would.
+	 * A batch is applied when it holds DTS_INGEST_BATCH samples: room remains for one line of
+	 * DTS_MAX_VALUES_PER_LINE, and lines that use a scratch buffer (b.lines) are never more than samples.
 	 */
-	const __m128i nlv = _mm_set1_epi8('\n');
-	size_t off = 0, ls = 0; /* block start, line start */
-
-	while (off < len) {
-		unsigned m;
-		size_t step;
-
-		if (len - off > 16) {
-			__m128i x = _mm_loadu_si128((const __m128i *)(buf + off));
-
-			m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, nlv));
-			step = 16;
-		} else {
-			/* The last block, and a bit after it for the end of the datagram (ends the last line). */
-			step = len - off;
-			if (len >= 16) {
-				__m128i x = _mm_loadu_si128((const __m128i *)(buf + len - 16));
-
-				m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, nlv)) >> (16 - step);
-			} else {
-				m = 0;
-				for (size_t j = 0; j < step; j++)
-					m |= (unsigned)(buf[off + j] == '\n') << j;
-			}
-			m |= 1u << step;
-		}
-		while (m) {
-			size_t le = off + (unsigned)__builtin_ctz(m); /* line end: a '\n', or len */
-
-			if (le > ls)
-				decode_line(c, &b, buf + ls, le - ls, now_s);
-			ls = le + 1;
-			m &= m - 1;
-		}
-		off += step;
-	}
-#else
-	const char *p = buf, *end = buf + len;
+	const struct dts_decode_cfg *cfg = c->dcfg;
+	struct dts__table *const t = c->active; /* only dts_core_tick replaces it */
+	const char sep = dts__statsd_sep(cfg);
+	const char *p = buf, *const end = buf + len;
+	const uint32_t now_slot = (uint32_t)(now_s / DTS_SLOT_SECONDS);
+	const uint64_t now_mix = dts__slot_mix(now_slot);
+	const uint64_t uh = c->user_hash;
+	uint64_t fast = 0; /* lines the fast path took: counted once per datagram */
 
 	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *le = nl ? nl : end;
+		struct dts_sample *s;
+		const char *next;
+		size_t joined;
+		int r;
 
-		if (le > p)
-			decode_line(c, &b, p, (size_t)(le - p), now_s);
-		p = nl ? nl + 1 : end;
+		if (b.n >= DTS_INGEST_BATCH)
+			flush_batch(c, &b);
+		s = &b.s[b.n];
+		r = dts__statsd_fast(cfg, sep, p, end, s, &next, &joined);
+		if (__builtin_expect(r == DTS__FAST_DONE, 1)) {
+			/* The identity's bytes are the name, in the line, unless the process is the default one. */
+			uint64_t h = joined ? ident_hash(uh, s->type, s->process_len, p, joined, "", 0) : sample_hash(c, s);
+			struct pending *pd = &b.p[b.n++];
+
+			pd->hash = h;
+			pd->slot = now_slot;
+			pd->bucket = dts__table_bucket_at(t, h, now_mix);
+			__builtin_prefetch(&t->entries[pd->bucket], 1, 3);
+			fast++;
+		} else if (r == DTS__FAST_SECTIONS) {
+			next = sections_line(c, &b, p, next, end, now_s);
+		} else if (*p == '\n') {
+			next = p; /* an empty line (the fast path takes no line that starts with '\n') */
+		} else {
+			next = memchr(p, '\n', (size_t)(end - p));
+			if (!next)
+				next = end;
+			decode_line(c, &b, p, (size_t)(next - p), now_s);
+		}
+		if (next == end)
+			break;
+		p = next + 1;
 	}
-#endif
 	flush_batch(c, &b);
+	/* The fast-path lines, counted once per datagram; the others were counted one by one. */
+	DTS__STAT_ADD(c->stats.lines, fast);
+	DTS__STAT_ADD(c->stats.statsd_lines, fast);
 	DTS__STAT_ADD(c->stats.packets, 1);
 	DTS__STAT_ADD(c->stats.bytes, len);
 	DTS__STAT_ADD(c->stats.samples, b.applied);

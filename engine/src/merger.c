@@ -1,11 +1,12 @@
 /*
- * merger.c - the global side of the engine: the series map (an RCU lock-free hash table), the minute windows, the
- * rolling 5-second slots behind the current state, and the closing of minutes into the sink.
+ * merger.c - the global side of the engine: the series (a private index and an RCU-published directory), the minute
+ * windows, the rolling 5-second slots behind the current state, and the closing of minutes into the sink.
  *
  * Who touches what:
- *   - The merger thread is the only writer of every struct dts__series and of the map (adds and deletes).
- *   - Readers (HTTP, alerts) walk the map under the RCU read side and read only a series' immutable identity and its
- *     published current state (struct dts__cur, replaced whole, old copies freed with call_rcu).
+ *   - The merger thread is the only writer of every struct series, of the index and of the directory.
+ *   - Readers (HTTP, alerts) walk the directory under the RCU read side and read only a series' immutable identity
+ *     and its published current state (struct pubstate, in the series, under a sequence lock the merger never waits
+ *     on). A series that leaves is reused only after a grace period.
  *   - RX cores never touch any of it (see engine.h); they meet the merger only through the hand-over rings.
  *
  * Time model. Data is keyed by 5-second slot (slot = unix seconds / 5; minute = slot / 12). Each series keeps three
@@ -14,10 +15,9 @@
  * passes (M + 1) * 60 + grace: every series' window for M is copied into one struct dts_closed_minute and handed to the
  * sink. A closed window stays in place (read-only) until its ring position is reused, so the moving-window quantiles
  * can still look one minute back; its sketch's bins or set's members are freed when the next minute closes. Data for
- * a minute already closed is counted as late and dropped (docs/architecture.md explains why; the storage layer will
- * merge such data into the stored minute).
+ * a minute already closed goes to the sink as a late part, which the store merges into the stored minute.
  *
- * Current state is republished for every live series when the clock enters a new slot: the aggregate of the last 12
+ * Current state is republished for every changed series when the clock enters a new slot: the aggregate of the last 12
  * closed slots (exact for count, sum, rate, min, max, avg) and, for timers, quantiles of the sketch of the open minute
  * plus the previous minute weighted by the share of it still inside the 60 s window.
  *
@@ -1644,7 +1644,7 @@ static struct dts_core *core_new(struct dts_merger *m, unsigned id)
 	return c;
 }
 
-/* Free the merger's own allocations (the series map must be empty). Used by create's error path and by destroy. */
+/* Free the merger's own allocations (no series may be left). Used by create's error path and by destroy. */
 static void merger_free(struct dts_merger *m)
 {
 	for (unsigned i = 0; i < m->npool; i++)

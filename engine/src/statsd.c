@@ -12,16 +12,16 @@
  *   4. the values between the name's ':' and that '|', split on ':' -> bad_value / too_many_values;
  *   5. the sections after the type, in any order -> bad_rate, bad_tags, bad_timestamp, timestamp_skew, bad_section.
  *
- * Two paths. The common line ("api.query_123:153|ms", "api.lat:20.5|ms|@0.5") takes the fast path at the end of this
- * file, ~190 instructions for a 22-byte counter line (was ~410): one SIMD pass over the name classifies it and finds
- * the process separator (dts__keep_span), the single value is parsed where it starts and ends at the '|' (inline
- * dts__parse_number_fast: no pre-scan for ':' or '|'), the type letters and a trailing "|@rate" are read in place,
- * and the sample is written once; the sample's process and counter point into the line (no copy). Any other section
- * goes to parse_sections. Every other line - a name to normalise, several values, a set, an exponent or more than 15
- * digits, a trailing '\r', any error before the sections - is decoded again from its start by decode_full, the whole
- * grammar in the order above, so reject reasons are decided in one place only. Both paths produce the same samples
- * for the lines the fast path takes (see dts_statsd_decode).
- * Kept out of line (noinline) so that the fast path stays small: decode_full, parse_sections, fast_sections.
+ * Two paths. The common line ("api.query_123:153|ms", "api.lat:20.5|ms|@0.5") takes the fast path (statsd_fast.h,
+ * inline: the RX core runs it on whole datagrams, finding each line's end as it goes): one SIMD pass over the name
+ * classifies it and finds the process separator (dts__keep_span), the single value is parsed where it starts and ends
+ * at the '|' (inline dts__parse_number_fast: no pre-scan for ':' or '|'), the type letters and a trailing "|@rate"
+ * are read in place, and the sample is written once; the sample's process and counter point into the line (no copy).
+ * Any other section goes to parse_sections (dts__statsd_sections). Every other line - a name to normalise, several
+ * values, a set member with a ':', an exponent or more than 15 digits, a trailing '\r', any error before the
+ * sections - is decoded again from its start by decode_full, the whole grammar in the order above, so reject reasons
+ * are decided in one place only. Both paths produce the same samples for the lines the fast path takes.
+ * Kept out of line (noinline) so that the fast path stays small: decode_full, parse_sections.
  *
  * Only names that need normalising and tags use the scratch buffer:
  *   scratch.buf[0, DTS_MAX_NAME)                            normalised name
@@ -38,6 +38,7 @@
 #include "dts/decode.h"
 #include "dts/hash.h"
 #include "normalize.h"
+#include "statsd_fast.h"
 
 _Static_assert(DTS_SCRATCH_SIZE >= DTS_MAX_NAME + DTS_MAX_TAGS_LEN, "scratch holds a name and the tags");
 _Static_assert(DTS_MAX_NAME <= UINT16_MAX && DTS_MAX_TAGS_LEN <= UINT16_MAX, "lengths fit the sample's u16");
@@ -410,12 +411,12 @@ static __attribute__((noinline)) int decode_full(const struct dts_decode_cfg *cf
 }
 
 /*
- * The sections of a line the fast path took: out[0] is complete with no section applied (weight 1, no tags, ts 0).
- * Six arguments, so that the fast path can jump here (a sibling call) instead of keeping a frame of its own.
+ * The sections of a line the fast path took (statsd_fast.h): out[0] is complete with no section applied (weight 1, no
+ * tags, ts 0). Six arguments, so that a caller can jump here (a sibling call) instead of keeping a frame of its own.
  * Returns 1, or the first failing section's reason: the name, type and value checks that come first all passed.
  */
-static __attribute__((noinline)) int fast_sections(const struct dts_decode_cfg *cfg, const char *s, const char *lend,
-						   int64_t now, struct dts_scratch *scratch, struct dts_sample *out)
+int dts__statsd_sections(const struct dts_decode_cfg *cfg, const char *s, const char *lend, int64_t now,
+			 struct dts_scratch *scratch, struct dts_sample *out)
 {
 	struct sections sec = { .rate = 1.0, .tags = "", .tags_len = 0, .ts = 0, .have_rate = false };
 	int r = parse_sections(cfg, s, lend, now, scratch, &sec);
@@ -430,124 +431,31 @@ static __attribute__((noinline)) int fast_sections(const struct dts_decode_cfg *
 }
 
 /*
- * The fast path: the line most clients send, "name:value|type" or "name:value|type|@rate", where the name is all
- * [A-Za-z0-9_.-] (no copy) and there is one value: a number that dts__parse_number_fast takes (up to 15 digits, no
- * exponent), or a set member. One pass over the name classifies it and finds the separator (dts__keep_span), the
- * value is parsed where it starts and ends at the '|', and a trailing "|@rate" is parsed the same way. Other
- * sections go to
- * fast_sections. Any other line, and every line with an error before its sections, goes to decode_full, which
- * decodes it again from the start. For a line it takes, each of decode_full's checks passes the same way (the name
- * is used in place, the one number is the whole value text, the type token is the same), so both give the same
- * samples. A line ending in '\r' always goes to decode_full, which drops it: test_statsd and fuzz_statsd decode
- * lines with and without one and compare, which holds the two paths to each other.
+ * The fast path (statsd_fast.h) on the line bounded at its end, then the full decoder for every line it does not take
+ * and every line with an error before its sections (decode_full decodes it again from the start, so reject reasons
+ * are decided in one place only). A line ending in '\r' always goes to decode_full, which drops it: test_statsd and
+ * fuzz_statsd decode lines with and without one and compare, which holds the two paths to each other. A line holding
+ * a '\n' (the caller's contract excludes it) that the fast path ends early goes to decode_full too.
  */
 int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t len, int64_t now,
 		      struct dts_sample *out, unsigned max_out, struct dts_scratch *scratch)
 {
 	const char *const lend = line + len;
-	size_t k, sep_at;
+	const char *next;
+	size_t joined;
 
 	if (len < 4 || len > DTS_MAX_LINE || max_out == 0 || lend[-1] == '\r')
 		goto full; /* CRLF lines too: decode_full drops the '\r' */
-
-	/* The name, ending at ':'. Without split_process the separator is ':', which is never in a name: no split. */
-	k = dts__keep_span(line, len, cfg->split_process ? cfg->process_sep : ':', &sep_at);
-	if (k == 0 || k > DTS_MAX_NAME || k == len || line[k] != ':')
-		goto full;
-
-	/* The identity (see decode_full), stored at once: out[0] means nothing if the line goes to decode_full. */
-	const char *counter = line;
-	out[0].process = cfg->default_process;
-	out[0].process_len = cfg->default_process_len;
-	if (sep_at < k) {
-		counter = line + sep_at + 1;
-		if (sep_at > 0) {
-			out[0].process = line;
-			out[0].process_len = (uint16_t)sep_at;
-		}
-	}
-	if (counter == line + k)
-		goto full;
-	out[0].counter = counter;
-	out[0].counter_len = (uint16_t)(line + k - counter);
-
-	/* One value, then '|': a number, or the text of a set member ("users:alice|s", checked with the type). */
-	const char *v = line + k + 1;
-	const struct dts__num x = dts__parse_number_fast(v, lend);
-	const char *bar = x.end, *s;
-	enum dts_type type;
-	if (bar == NULL || bar == lend || *bar != '|') {
-		for (bar = v; bar < lend && *bar != '|' && *bar != ':'; bar++)
-			;
-		if (bar != v && bar + 1 < lend && *bar == '|' && bar[1] == 's' && (bar + 2 == lend || bar[2] == '|'))
-			goto set;
-		goto full;
-	}
-
-	/* The type, then the end of the line or a section. */
-	const char *t = bar + 1;
-	if (t + 1 >= lend || t[1] == '|') {
-		if (t == lend)
-			goto full;
-		switch (t[0]) {
-		case 'c':
-			type = DTS_COUNTER;
-			break;
-		case 'g':
-			type = DTS_GAUGE;
-			break;
-		case 'h':
-		case 'd':
-			type = DTS_TIMER;
-			break;
-		case 's':
-			goto set; /* a member that looks like a number ("users:42|s") */
-		default:
-			goto full;
-		}
-		s = t + 1;
-	} else if (t[0] == 'm' && t[1] == 's' && (t + 2 == lend || t[2] == '|')) {
-		type = DTS_TIMER;
-		s = t + 2;
-	} else {
-		goto full;
-	}
-	out[0].value = x.v;
-	out[0].set_member = 0;
-	out[0].flags = type == DTS_GAUGE && (v[0] == '+' || v[0] == '-') ? DTS_SAMPLE_GAUGE_DELTA : 0;
-	goto sample;
-
-set:
-	/* One member, the raw text [v, bar): not empty, no ':' (both checked above); the type 's' ends at bar + 2. */
-	type = DTS_SET;
-	s = bar + 2;
-	out[0].value = 0;
-	out[0].set_member = dts_hash64(v, (size_t)(bar - v), DTS_HASH_SEED);
-	out[0].flags = 0;
-
-sample:
-	out[0].type = (uint8_t)type;
-	out[0].user = NULL;
-	out[0].user_len = 0;
-	out[0].tags = "";
-	out[0].tags_len = 0;
-	out[0].weight = 1.0;
-	out[0].ts = 0;
-	if (s == lend)
-		return 1;
-
-	/* The usual single section, "|@rate" at the end of the line, here; any other the general way. */
-	if (s + 1 < lend && s[1] == '@') {
-		const struct dts__num rate = dts__parse_number_fast(s + 2, lend);
-
-		if (rate.end == lend && rate.v > 0.0 && rate.v <= 1.0) {
-			if (type == DTS_COUNTER || type == DTS_TIMER)
-				out[0].weight = 1.0 / rate.v; /* finite: rate >= 1e-14 */
+	switch (dts__statsd_fast(cfg, dts__statsd_sep(cfg), line, lend, out, &next, &joined)) {
+	case DTS__FAST_DONE:
+		if (next == lend)
 			return 1;
-		}
+		break;
+	case DTS__FAST_SECTIONS:
+		return dts__statsd_sections(cfg, next, lend, now, scratch, out);
+	default:
+		break;
 	}
-	return fast_sections(cfg, s, lend, now, scratch, out);
-
 full:
 	return decode_full(cfg, line, len, now, out, max_out, scratch);
 }

@@ -174,9 +174,20 @@ static inline const struct dts__ident *dts__table_ident(const struct dts__table 
 	return (const struct dts__ident *)(t->keys + e->key_off);
 }
 
+/* The home bucket of (hash, slot). dts__table_bucket_at takes dts__slot_mix(slot), computed once for many lines. */
+static inline uint64_t dts__slot_mix(uint32_t slot)
+{
+	return (uint64_t)slot * 0x9e3779b1u;
+}
+
+static inline uint32_t dts__table_bucket_at(const struct dts__table *t, uint64_t hash, uint64_t slot_mix)
+{
+	return (uint32_t)(hash ^ (hash >> 29) ^ slot_mix) & t->mask;
+}
+
 static inline uint32_t dts__table_bucket(const struct dts__table *t, uint64_t hash, uint32_t slot)
 {
-	return (uint32_t)(hash ^ (hash >> 29) ^ ((uint64_t)slot * 0x9e3779b1u)) & t->mask;
+	return dts__table_bucket_at(t, hash, dts__slot_mix(slot));
 }
 
 #endif /* DTS_TABLE_H */

@@ -12,7 +12,10 @@
  *   - a trailing '\r' changes nothing: the line with one added decodes to the same result. Such a line always takes
  *     the full decoder (statsd.c), so this also holds the fast path to the full decoder's answer;
  *   - dts_parse_double (its inline fast path included) agrees with glibc's strtod, bit for bit, on the whole line and
- *     on each text between ':' and '|' or ':' and on "|@" rates, whenever the text is made of number characters only.
+ *     on each text between ':' and '|' or ':' and on "|@" rates, whenever the text is made of number characters only;
+ *   - the fast path as the RX core runs it (statsd_fast.h: from each line's start to the end of the whole datagram)
+ *     ends a line it takes exactly at the line's end and gives what dts_statsd_decode gives for the line alone, and
+ *     stops a line it leaves at its sections inside that line.
  * The configuration alternates between the defaults and no-split with '_' as separator, chosen by the first byte.
  */
 #include <math.h>
@@ -22,6 +25,7 @@
 #include <string.h>
 
 #include "dts/decode.h"
+#include "../../engine/src/statsd_fast.h"
 
 #define NOW 1700000000LL
 #define MAX_OUT 8
@@ -219,6 +223,37 @@ static void decode_line(const struct dts_decode_cfg *cfg, const char *src, size_
 	free(line);
 }
 
+/* The fast path on [p, end) (end: the datagram's end, in a buffer of exactly the datagram) against the line alone. */
+static void check_fast(const struct dts_decode_cfg *cfg, const char *p, const char *end)
+{
+	static struct dts_sample out, ref[MAX_OUT];
+	static struct dts_scratch scratch;
+	const char *nl = memchr(p, '\n', (size_t)(end - p)), *le = nl != NULL ? nl : end;
+	const char *next = NULL;
+	size_t joined = 0;
+	int r = dts__statsd_fast(cfg, dts__statsd_sep(cfg), p, end, &out, &next, &joined);
+
+	if (r == DTS__FAST_NO)
+		return;
+	CHECK(r == DTS__FAST_DONE || r == DTS__FAST_SECTIONS);
+	CHECK(joined == 0 || (out.process == p && joined == (size_t)out.process_len + 1 + out.counter_len &&
+			      p[out.process_len] == dts__statsd_sep(cfg)));
+	if (r == DTS__FAST_SECTIONS) {
+		CHECK(next > p && next < le && *next == '|');
+		return;
+	}
+	CHECK(next == le);
+	if ((size_t)(le - p) < 4 || le[-1] == '\r')
+		return; /* decode_full's alone: a fast line never ends in '\r' and is at least "a:1|c" long */
+	CHECK(dts_statsd_decode(cfg, p, (size_t)(le - p), NOW, ref, MAX_OUT, &scratch) == 1);
+	CHECK(ref[0].process == out.process && ref[0].process_len == out.process_len);
+	CHECK(ref[0].counter == out.counter && ref[0].counter_len == out.counter_len);
+	CHECK(ref[0].tags_len == 0 && out.tags_len == 0 && ref[0].type == out.type && ref[0].flags == out.flags);
+	CHECK(memcmp(&ref[0].value, &out.value, sizeof(double)) == 0);
+	CHECK(memcmp(&ref[0].weight, &out.weight, sizeof(double)) == 0);
+	CHECK(ref[0].set_member == out.set_member && out.ts == 0 && out.user == NULL && out.user_len == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct dts_decode_cfg cfg;
@@ -238,5 +273,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		p = nl + 1;
 	}
+	/* The whole datagram again, each line through the fast path as the RX core runs it. */
+	char *dgram = malloc(size ? size : 1);
+
+	CHECK(dgram != NULL);
+	memcpy(dgram, data, size);
+	for (p = dgram, end = dgram + size; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+		if (nl != p)
+			check_fast(&cfg, p, end);
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+	free(dgram);
 	return 0;
 }

@@ -137,10 +137,9 @@ Test(table, rejected_lines_counted_rest_kept)
 	cr_expect_eq(st.bytes, strlen(dgram));
 }
 
-/* The line splitter works on 16-byte blocks (the last one overlapping the previous): lines must come out the same
- * whatever the datagram's length and wherever the newlines fall - under, at and over 16 bytes, newlines at the block
- * edges, trailing newlines and empty lines. Each case is copied into an exact-size heap buffer so that ASan sees any
- * read past the datagram. */
+/* Lines must come out the same whatever the datagram's length and wherever the newlines fall - under, at and over
+ * the 16-byte blocks the name scan loads, trailing newlines and empty lines. Each case is copied into an exact-size
+ * heap buffer so that ASan sees any read past the datagram (the fast path scans towards the datagram's end). */
 Test(table, line_split_at_block_edges)
 {
 	static const struct {
@@ -250,4 +249,203 @@ Test(table, contiguous_and_copied_names_hash_alike)
 	struct dts_sample b = { .process = "api", .process_len = 3, .counter = "q", .counter_len = 1 };
 
 	cr_expect_eq(dts__sample_hash(c, &a), dts__sample_hash(c, &b));
+}
+
+/* Entries of the active table with this identity (tags as stored: canonical). */
+static unsigned count_ident(const char *process, const char *counter, const char *tags, uint8_t type)
+{
+	const struct dts__table *t = c->active;
+	unsigned n = 0;
+
+	for (uint32_t i = 0; i < t->n_used; i++) {
+		const struct dts__entry *e = &t->entries[t->used[i]];
+		const struct dts__ident *id = dts__table_ident(t, e);
+		const char *b = id->bytes + id->user_len;
+
+		n += e->type == type && id->process_len == strlen(process) && !memcmp(b, process, id->process_len) &&
+		     id->counter_len == strlen(counter) && !memcmp(b + id->process_len, counter, id->counter_len) &&
+		     id->tags_len == strlen(tags) && !memcmp(b + id->process_len + id->counter_len, tags, id->tags_len);
+	}
+	return n;
+}
+
+Test(table, statsd_lines_and_partials_hash_alike)
+{
+	/*
+	 * A series fed by a statsd line (its hash computed from the line, fast path or not) and by a partial aggregate
+	 * (PUT /agg; native datagrams use the same function) must land in one entry: the table keys on the hash only.
+	 * Names of every length class of the identity hash (short, 17..32 bytes, past 32), with and without tags, the
+	 * default process, a line the fast path leaves to the general decoder (a name to normalise) and a gauge.
+	 */
+	static const struct {
+		const char *line, *process, *counter, *tags;
+		uint8_t type;
+	} cases[] = {
+		{ "a.b:1|c", "a", "b", "", DTS_COUNTER },
+		{ "api.query_count:1|c", "api", "query_count", "", DTS_COUNTER },
+		{ "web.frontend.requests.by_status.http_200.total:1|c", "web", "frontend.requests.by_status.http_200.total",
+		  "", DTS_COUNTER },
+		{ "api.q:1|c|#b:2,a:1", "api", "q", "a:1,b:2", DTS_COUNTER },
+		{ "api.latency_p.x:1|ms|#env:prod", "api", "latency_p.x", "env:prod", DTS_TIMER },
+		{ "queries:1|c", "default", "queries", "", DTS_COUNTER },
+		{ "queries_with_tags:1|c|#z", "default", "queries_with_tags", "z", DTS_COUNTER },
+		{ "api.spaced name:1|c", "api", "spaced_name", "", DTS_COUNTER },
+		{ "db.pool.size_now:7|g", "db", "pool.size_now", "", DTS_GAUGE },
+	};
+	const int64_t now = 1700000000;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char user[DTS_MAX_USER + 1];
+		struct dts_partial_in p = {
+			.user = user, .process = cases[i].process, .counter = cases[i].counter, .tags = cases[i].tags,
+			.type = cases[i].type, .slot_s = now,
+			.agg = { .sum = 2, .count = 1, .min = 2, .max = 2, .fst = 2, .lst = 2 },
+		};
+
+		memcpy(user, c->user, c->user_len);
+		user[c->user_len] = '\0';
+		cr_assert_eq(dts_core_ingest(c, cases[i].line, strlen(cases[i].line), now), 1, "%s", cases[i].line);
+		cr_assert_eq(dts_core_ingest_partial(c, &p, now), 0, "%s", cases[i].line);
+		cr_expect_eq(count_ident(cases[i].process, cases[i].counter, cases[i].tags, cases[i].type), 1,
+			     "%s: one entry for the line and the partial", cases[i].line);
+	}
+	/* Both tag orders and the partial: still one entry; without tags: another. */
+	cr_assert_eq(dts_core_ingest(c, "api.q:1|c|#a:1,b:2\napi.q:1|c", 28, now), 2);
+	cr_expect_eq(count_ident("api", "q", "a:1,b:2", DTS_COUNTER), 1);
+	cr_expect_eq(count_ident("api", "q", "", DTS_COUNTER), 1);
+}
+
+Test(table, identity_hash_sees_every_byte)
+{
+	/* Names of 1..80 bytes: changing any one byte of the process or the counter changes the hash. */
+	char name[81];
+
+	for (size_t n = 1; n <= 80; n++) {
+		memset(name, 'a', n);
+		struct dts_sample s = { .process = "p", .process_len = 1, .counter = name, .counter_len = (uint16_t)n,
+					.tags = "" };
+		uint64_t h0 = dts__sample_hash(c, &s);
+
+		for (size_t i = 0; i < n; i++) {
+			name[i] = 'b';
+			cr_expect_neq(dts__sample_hash(c, &s), h0, "counter length %zu, byte %zu ignored", n, i);
+			name[i] = 'a';
+		}
+		s.process = "q";
+		cr_expect_neq(dts__sample_hash(c, &s), h0, "process ignored at counter length %zu", n);
+	}
+}
+
+/* One entry of a table, for comparing two tables: identity hash, slot and the scalar aggregate. */
+static const struct dts__entry *entry_of(const struct dts__table *t, uint64_t hash, int16_t rel)
+{
+	for (uint32_t i = 0; i < t->n_used; i++) {
+		const struct dts__entry *e = &t->entries[t->used[i]];
+
+		if (e->hash == hash && e->slot_rel == rel)
+			return e;
+	}
+	return NULL;
+}
+
+Test(table, datagrams_decode_like_their_lines_one_by_one)
+{
+	/*
+	 * The RX core runs the statsd fast path from each line's start to the end of the whole datagram and splits off
+	 * only the lines it does not take. Differential check: random datagrams of lines of every kind - fast ones
+	 * (rates, sets, names past 32 bytes, values at the very end), ones with sections, CRLF ones, rejected ones, too
+	 * long ones, DaTtSs-looking ones, empty lines - ingested whole by one core, and line by line (each line alone in
+	 * an exact-size buffer) by another, must count the same lines, rejects and samples and fill the same entries.
+	 */
+	static const char *const kinds[] = {
+		"api.q:1|c", "api.q_ms:12.5|ms", "api.q_ms:12.5|ms|@0.5", "api.g:-3|g", "api.g:+3|g", "api.g:17.25|g",
+		"web.frontend.requests.by_status.http_200.total:4|c", "users.active:alice|s", "users.active:42|s",
+		"nodot:2|c", "api.t:1|c|#b:2,a:1", "api.t:1|c|@0.25|#a:1", "api.t:3|h|T1700000000", "api.crlf:1|c\r",
+		"api.crlf:1|c|@0.5\r", "api.multi:1:2:3|ms", "api.bad:1|zz", "api.bad:abc|c", "api.bad:1|c|@2",
+		"api.bad:1|c|#", "api.bad:1|c|x", "api.:1|c", ":1|c", "broken", "api.sp ace:1|c", "api.q:1e3|c",
+		"api.q:1|c|", "api.q:1|", "api.q:1", "api.q:.5|c", "api.r:1|c|@0.5e0", "_e{1,1}:a|b", "a.b:1|ms|c:ctr",
+		"x|s", "2|c", "ms", "@0.5", "api.s:alice", "api.q:7|",
+	};
+	struct dts_merger_cfg cfg;
+	struct dts_merger *m2;
+	struct dts_core *c2;
+	uint64_t rng = 12345;
+	static char big[DTS_MAX_LINE + 40];
+
+	dts_merger_cfg_defaults(&cfg);
+	cfg.cores = 1;
+	cfg.table_capacity = 1024;
+	cfg.tables_per_core = 2;
+	m2 = dts_merger_create(&cfg);
+	cr_assert_not_null(m2);
+	c2 = dts_merger_core(m2, 0);
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "api.long:", 9);
+	memcpy(big + sizeof(big) - 5, ":1|c", 4);
+	big[sizeof(big) - 1] = '\0';
+
+	for (int round = 0; round < 300; round++) {
+		char dgram[3 * DTS_MAX_LINE];
+		size_t n = 0, lines = 1 + round % 40;
+		struct dts_core_stats a, b;
+		unsigned got, want = 0;
+
+		for (size_t i = 0; i < lines; i++) {
+			rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+			unsigned r = (unsigned)(rng >> 33);
+			const char *line = r % 97 == 0 ? big : kinds[r % (sizeof(kinds) / sizeof(kinds[0]))];
+			size_t l = strlen(line);
+
+			if (n + l + 2 > sizeof(dgram))
+				break;
+			memcpy(dgram + n, line, l);
+			n += l;
+			if ((r >> 8) % 9 == 0)
+				dgram[n++] = '\n'; /* an empty line */
+			if (i + 1 < lines || (r >> 12) % 2)
+				dgram[n++] = '\n'; /* the last line with and without its newline */
+		}
+		char *buf = malloc(n);
+		cr_assert_not_null(buf);
+		memcpy(buf, dgram, n);
+		got = dts_core_ingest(c, buf, n, 1700000000);
+		free(buf);
+		for (size_t s = 0; s < n;) {
+			const char *nl = memchr(dgram + s, '\n', n - s);
+			size_t e = nl ? (size_t)(nl - dgram) : n;
+
+			if (e > s) {
+				char *one = malloc(e - s);
+
+				cr_assert_not_null(one);
+				memcpy(one, dgram + s, e - s);
+				want += dts_core_ingest(c2, one, e - s, 1700000000);
+				free(one);
+			}
+			s = e + 1;
+		}
+		cr_assert_eq(got, want, "round %d: samples", round);
+		dts_core_stats_read(c, &a);
+		dts_core_stats_read(c2, &b);
+		cr_assert_eq(a.lines, b.lines, "round %d: lines", round);
+		cr_assert_eq(a.statsd_lines, b.statsd_lines, "round %d: statsd lines", round);
+		cr_assert_eq(a.samples, b.samples, "round %d", round);
+		for (int k = 0; k < DTS_REJ_COUNT; k++)
+			cr_assert_eq(a.rejected[k], b.rejected[k], "round %d: %s", round, dts_reject_name(k));
+		for (int k = 0; k < DTS_DROP_COUNT; k++)
+			cr_assert_eq(a.dropped[k], b.dropped[k], "round %d: %s", round, dts_drop_name(k));
+	}
+	cr_assert_eq(c->active->n_used, c2->active->n_used);
+	for (uint32_t i = 0; i < c->active->n_used; i++) {
+		const struct dts__entry *x = &c->active->entries[c->active->used[i]];
+		const struct dts__entry *y = entry_of(c2->active, x->hash, x->slot_rel);
+
+		cr_assert_not_null(y);
+		cr_expect_eq(x->type, y->type);
+		cr_expect_eq(x->flags, y->flags);
+		cr_expect(memcmp(&x->agg, &y->agg, sizeof(x->agg)) == 0, "entry %u: aggregates differ", i);
+	}
+	cr_expect_eq(c->active->n_tlog, c2->active->n_tlog);
+	cr_expect_eq(c->active->n_slog, c2->active->n_slog);
+	dts_merger_destroy(m2, 1700000000000LL);
 }

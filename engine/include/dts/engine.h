@@ -5,7 +5,7 @@
  *               dts_core_tick(core i, now)          hand the table over when the tick elapsed   on the per-line path,
  *                                                   and take a clean one, never waiting          no malloc, no I/O)
  *               (native datagrams: verify, then partials, process statistics and events into the same table)
- *   merger      dts_merger_step(now)                fold handed-over tables into the series map, roll 5-second slots,
+ *   merger      dts_merger_step(now)                fold handed-over tables into the series, roll 5-second slots,
  *                                                   publish current state (RCU), close minutes into the sink;
  *                                                   process states and the last events per user (RCU), to the sink
  *   readers     dts_merger_read_current(...)        under RCU read side: never block the merger or the cores
@@ -235,7 +235,7 @@ struct dts_merger;
 struct dts_core;
 
 /*
- * Create the merger, its series map, the process states and event rings, and every core's table pool, native replay
+ * Create the merger, its series index and directory, the process states and event rings, and every core's table pool, native replay
  * window (DTS_NATIVE_REPLAY_SLOTS entries, 320 KiB) and decode scratch. Returns NULL with errno set (EINVAL for a bad
  * config: cores, tick, grace, capacity, client_period_s outside 1..3600, a native slot window over a day; ENOMEM).
  * The calling thread must be a registered RCU thread before calling dts_merger_step or the readers (see
