@@ -1317,7 +1317,7 @@ struct recbuf { /* the header before a pooled record array (32 bytes: the record
 	size_t bytes; /* of the whole allocation (dts__big_alloc) */
 };
 
-#define RECS_KEEP 8 /* arrays the merger keeps aside beyond those in use */
+#define RECS_KEEP 3 /* spare arrays the merger keeps beyond those in use: a checkpoint takes up to three */
 
 static void recpool_unref(struct recpool *p)
 {
