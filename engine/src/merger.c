@@ -843,6 +843,20 @@ static void fold_entry(struct dts_merger *m, struct series *s, struct win *w, co
 }
 
 static char *dup_ident(const struct series *s);
+
+/* A closed minute's record of s with aggregate agg, its identity at id (user\0process\0counter\0tags\0, as in
+ * s->name), and an empty sketch and set. */
+static void rec_fill(struct dts_minute_rec *r, const char *id, const struct series *s, const struct dts_agg *agg)
+{
+	r->user = id;
+	r->process = id + s->user_len + 1;
+	r->counter = r->process + s->process_len + 1;
+	r->tags = r->counter + s->counter_len + 1;
+	r->type = s->type;
+	r->agg = *agg;
+	dts_sketch_init(&r->sketch);
+	dts_set_init(&r->set);
+}
 static void hand_to_sink(struct dts_closed_minute *cm, void (*fn)(void *, struct dts_closed_minute *), void *ctx);
 
 /*
@@ -981,14 +995,7 @@ static struct dts_minute_rec *late_record(struct dts_merger *m, const struct dts
 	ix->rec[b] = (uint32_t)cm->n;
 	ix->slot_lo[cm->n] = ix->slot_hi[cm->n] = slot;
 	r = &cm->recs[cm->n++];
-	r->user = id;
-	r->process = id + s->user_len + 1;
-	r->counter = r->process + s->process_len + 1;
-	r->tags = r->counter + s->counter_len + 1;
-	r->type = s->type;
-	r->agg = e->agg;
-	dts_sketch_init(&r->sketch);
-	dts_set_init(&r->set);
+	rec_fill(r, id, s, &e->agg);
 	return r;
 }
 
@@ -1437,14 +1444,7 @@ static bool collect_one(struct dts_merger *m, struct dts_closed_minute *cm, cons
 		return false;
 	}
 	r = &cm->recs[cm->n];
-	r->user = id;
-	r->process = id + s->user_len + 1;
-	r->counter = r->process + s->process_len + 1;
-	r->tags = r->counter + s->counter_len + 1;
-	r->type = s->type;
-	r->agg = w->agg;
-	dts_sketch_init(&r->sketch);
-	dts_set_init(&r->set);
+	rec_fill(r, id, s, &w->agg);
 	if ((win_sk(s, w) && dts_sketch_copy(&r->sketch, win_sk(s, w)) != 0) ||
 	    (win_set(s, w) && dts_set_merge(&r->set, win_set(s, w)) != 0)) {
 		dts_sketch_free(&r->sketch);
