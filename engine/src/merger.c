@@ -168,10 +168,11 @@ struct dts_merger {
 	char *default_process;
 	char *user;
 	/*
-	 * The series. The index (merger-private) finds a series by hash: open addressing, linear probing, 16-byte slots,
-	 * at most half full, deletion by backward shift. The directory (what readers and the merger's walks go through)
-	 * is an array of chunk pointers, each chunk an array of series pointers published with release stores; a freed
-	 * position is reused by the next new series. Readers load dir_hw, then chunk and series pointers with acquire.
+	 * The series. The index (merger-private) finds a series by hash: open addressing, linear probing, 16-byte
+	 * slots, at most half full, deletion by backward shift. The directory (what readers and the merger's walks go
+	 * through) is an array of chunk pointers, each chunk an array of series pointers published with release
+	 * stores; a freed position is reused by the next new series. Readers load dir_hw, then chunk and series
+	 * pointers with acquire.
 	 */
 	struct ix_ent {
 		uint64_t hash;
@@ -1046,7 +1047,7 @@ static inline void fold_prefetch(const struct dts_merger *m, const struct dts__t
 	__builtin_prefetch(dts__table_ident(t, e));
 	if (!s)
 		return;
-	__builtin_prefetch(s);
+	__builtin_prefetch(&s->hash); /* the merger's header, the line after the published state */
 	__builtin_prefetch(s->name);
 	__builtin_prefetch(&s->win[(slot / DTS_SLOTS_PER_MINUTE) % NWIN]);
 	__builtin_prefetch(s->ring_slot);
@@ -1234,8 +1235,16 @@ static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
 	for (uint32_t i = 0; i < hw; i++) {
 		struct series *s = dir_get(m, i, memory_order_relaxed), *ahead;
 
-		if (i + WALK_AHEAD < hw && (ahead = dir_get(m, i + WALK_AHEAD, memory_order_relaxed)) != NULL)
+		if (i + WALK_AHEAD < hw && (ahead = dir_get(m, i + WALK_AHEAD, memory_order_relaxed)) != NULL) {
+			/* what current_publish reads: the published state, the header, the slot numbers and slots */
 			__builtin_prefetch(ahead);
+			__builtin_prefetch(&ahead->hash);
+			const char *p = (const char *)ahead->ring_slot;
+			const char *end = (const char *)(ahead->ring + DTS_SLOTS_PER_MINUTE);
+
+			for (; p < end; p += 64)
+				__builtin_prefetch(p);
+		}
 		if (!s)
 			continue;
 		if (series_idle(m, s, now_s)) {
@@ -1480,8 +1489,10 @@ static void collect_minutes(struct dts_merger *m, int64_t lo, int64_t hi, bool c
 		struct series *s = dir_get(m, i, memory_order_relaxed), *ahead;
 
 		if (i + WALK_AHEAD < hw && (ahead = dir_get(m, i + WALK_AHEAD, memory_order_relaxed)) != NULL) {
-			__builtin_prefetch(ahead);
+			__builtin_prefetch(&ahead->hash);
 			__builtin_prefetch(&ahead->win[lo % NWIN]);
+			__builtin_prefetch(&ahead->win[hi % NWIN]);
+			__builtin_prefetch(ahead->name);
 		}
 		if (!s)
 			continue;
@@ -1727,7 +1738,8 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	m->pub_slot = -1;
 	m->ckpt_full = true;
 	__cds_lfs_init(&m->ser_recycled);
-	m->ser_classes = (unsigned)(ser_bytes(2 * DTS_MAX_USER + 2 * DTS_MAX_NAME + DTS_MAX_TAGS_LEN + 8) / SER_GRAIN) + 1;
+	m->ser_classes = (unsigned)(ser_bytes(2 * DTS_MAX_USER + 2 * DTS_MAX_NAME + DTS_MAX_TAGS_LEN + 8) / SER_GRAIN);
+	m->ser_classes++;
 	m->ser_free = calloc(m->ser_classes, sizeof(*m->ser_free));
 	m->recpool = calloc(1, sizeof(*m->recpool));
 	if (m->recpool) {
@@ -1915,7 +1927,7 @@ size_t dts_merger_read_current(struct dts_merger *m, const char *user, dts_serie
 		v.type = s->type;
 		v.cur = NULL;
 		if (pub_read(s, &cv)) {
-			/* an idle series' state is not republished (pub_still_valid): it holds as of the last publication */
+			/* an idle series' state is not republished (pub_still_valid): it holds as of the latest one */
 			if (cv.count == 0 && cv.last_seen_s + IDLE_S <= cv.as_of_ms / 1000 && pub_as_of > cv.as_of_ms)
 				cv.as_of_ms = pub_as_of;
 			v.cur = &cv;
