@@ -38,12 +38,14 @@
  *
  * Output: progress on stderr; one line on stdout:
  *   SUMMARY bench=storage series= minutes= first_minute= timer_pct= values= mode=direct|sink close_s_first=
- *           close_s_p50= close_s_max= close_s_newhour= release_s_avg= batch_mb_avg= push_us_max= push_cpu_us_max=
- *           roll_s= roll_chunk_ms_p99= roll_chunk_ms_max= roll_us_per_series= bytes_per_series_minute=
+ *           close_s_p50= close_s_max= close_s_newhour= release_s_avg= batch_mb_avg= parts_avg= push_us_max=
+ *           push_cpu_us_max= roll_s= roll_chunk_ms_p99= roll_chunk_ms_max= roll_us_per_series= bytes_per_series_minute=
  *           bytes_per_series_hour= read_series= read_days= read8d_ms_p50= read8d_ms_p99= read8d_counter_ms_p50=
  *           read8d_timer_ms_p50= read8d_timer_ms_p99= read8d_cold_ms_p50= read8d_cold_ms_max= compression=
  *           rss_mb_max= drops= errors=
  * push_us_max is wall time (the merger thread can be descheduled during it), push_cpu_us_max the push's own work.
+ * batch_mb_avg: WriteBatch bytes per closed minute; parts_avg: the WriteBatches it took (a large minute that only puts
+ * is committed in parts of ~8 MB: docs/storage.md, "Closing a minute").
  * drops: series-minutes the store dropped (every reason) plus checkpoints/minutes refused by the sink's queue;
  * errors: failed writes, flushes, compactions, reads, and reads that did not return every point. Exit status 1 when
  * either is non-zero, 2 on a usage error.
@@ -91,6 +93,15 @@ static int64_t thread_cpu_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* CPU time of the whole process (every thread) */
+static int64_t process_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -206,6 +217,7 @@ static struct dts_closed_minute *minute_build(int64_t minute, const char *user, 
 
 struct results {
 	int64_t *close_ns; /* per minute */
+	int64_t close_cpu_ns; /* the last close's CPU time, every thread of the process (RocksDB's too) */
 	int64_t release_ns;
 	int64_t push_ns_max; /* wall time of the merger's push (includes being descheduled) */
 	int64_t push_cpu_ns_max; /* CPU time of the push: the work it does */
@@ -292,20 +304,22 @@ static void phase_close(struct dts_storage *st, const struct opts *o, int64_t h0
 				(double)s.batch_ns_last / 1e9,
 				(double)(mono_ns() - t0) / 1e9);
 		} else {
+			const int64_t c0 = process_cpu_ns();
 			int rc;
 
 			t0 = mono_ns();
 			rc = dts_storage_write_minute(st, cm);
 			t1 = mono_ns();
 			r->close_ns[m] = t1 - t0;
+			r->close_cpu_ns = process_cpu_ns() - c0;
 			if (rc != 0) {
 				fprintf(stderr, "bench_storage: writing minute %u: %s\n", m, strerror(-rc));
 				r->errors++;
 			}
 			dts_closed_minute_release(cm);
 			r->release_ns += mono_ns() - t1;
-			fprintf(stderr, "minute %u: built in %.2f s, written in %.3f s\n", m, (double)(b1 - b0) / 1e9,
-				(double)(t1 - t0) / 1e9);
+			fprintf(stderr, "minute %u: built in %.2f s, written in %.3f s (%.3f s of CPU, every thread)\n", m,
+				(double)(b1 - b0) / 1e9, (double)(t1 - t0) / 1e9, (double)r->close_cpu_ns / 1e9);
 		}
 	}
 	if (sink)
@@ -570,7 +584,9 @@ int main(int argc, char **argv)
 	/* 1. close */
 	phase_close(st, &o, h0_minute, &r);
 	dts_storage_stats_read(st, &s); /* the closes' batches only (the rollup's are counted apart) */
-	const double batch_mb = s.batches ? (double)s.bytes_written / (double)s.batches / 1048576.0 : 0;
+	/* per closed minute, all its parts (a 1M-series minute is committed in parts of ~8 MB) */
+	const double batch_mb = s.minutes_written ? (double)s.bytes_written / (double)s.minutes_written / 1048576.0 : 0;
+	const double parts_avg = s.minutes_written ? (double)s.minute_parts / (double)s.minutes_written : 0;
 	/* 1b. roll the hours up, as the storage thread does once they are due */
 	phase_roll(st, (h0_minute + o.minutes - 1) / 60, &r);
 	if (r.roll_series != (long)(o.series * hours)) {
@@ -612,7 +628,7 @@ int main(int argc, char **argv)
 
 	printf("SUMMARY bench=storage series=%zu minutes=%u first_minute=%u timer_pct=%u values=%u mode=%s "
 	       "close_s_first=%.3f close_s_p50=%.3f close_s_max=%.3f close_s_newhour=%.3f release_s_avg=%.3f "
-	       "batch_mb_avg=%.1f push_us_max=%.1f push_cpu_us_max=%.1f "
+	       "batch_mb_avg=%.1f parts_avg=%.1f push_us_max=%.1f push_cpu_us_max=%.1f "
 	       "roll_s=%.3f roll_chunk_ms_p99=%.2f roll_chunk_ms_max=%.2f roll_us_per_series=%.2f "
 	       "bytes_per_series_minute=%.1f bytes_per_series_hour=%.1f read_series=%zu read_days=%u read8d_ms_p50=%.2f "
 	       "read8d_ms_p99=%.2f read8d_counter_ms_p50=%.2f read8d_timer_ms_p50=%.2f read8d_timer_ms_p99=%.2f "
@@ -620,7 +636,8 @@ int main(int argc, char **argv)
 	       o.series, o.minutes, o.first_minute, o.timer_pct, o.values, o.sink ? "sink" : "direct",
 	       (double)r.close_ns[0] / 1e9, o.minutes > 1 ? pct_ms(sorted_close + 1, o.minutes - 1, 0.5) / 1e3 : NAN,
 	       (double)close_max / 1e9, close_newhour >= 0 ? (double)close_newhour / 1e9 : NAN,
-	       o.sink ? NAN : (double)r.release_ns / o.minutes / 1e9, batch_mb, o.sink ? (double)r.push_ns_max / 1e3 : NAN,
+	       o.sink ? NAN : (double)r.release_ns / o.minutes / 1e9, batch_mb, parts_avg,
+	       o.sink ? (double)r.push_ns_max / 1e3 : NAN,
 	       o.sink ? (double)r.push_cpu_ns_max / 1e3 : NAN, (double)r.roll_ns / 1e9, r.roll_chunk_ms_p99,
 	       (double)r.roll_chunk_ns_max / 1e6, r.roll_series ? (double)r.roll_ns / 1e3 / (double)r.roll_series : NAN,
 	       r.bytes_per_series_minute, r.bytes_per_series_hour, o.read_series, o.read_days,

@@ -21,8 +21,10 @@
  * RocksDB that changed the format would fail the tests instead of corrupting a store.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "dts/bytes.h"
 #include "storage_internal.h"
@@ -30,6 +32,15 @@
 #define HEADER 12
 #define TAG_CF_PUT 0x05
 #define TAG_CF_DELETE_RANGE 0x0E
+
+void dts__advise_huge(void *p, size_t n)
+{
+	const uintptr_t huge = (uintptr_t)2 << 20, a = ((uintptr_t)p + huge - 1) & ~(huge - 1),
+			e = ((uintptr_t)p + n) & ~(huge - 1);
+
+	if (n >= 4 * huge && e > a)
+		madvise((void *)a, e - a, MADV_HUGEPAGE); /* a failure only leaves the 4 KiB pages */
+}
 
 void dts__batch_reset(struct dts__batch *b)
 {
@@ -64,6 +75,7 @@ static uint8_t *reserve(struct dts__batch *b, size_t n)
 			memset(p, 0, HEADER);
 		b->p = p;
 		b->cap = cap;
+		dts__advise_huge(p, cap);
 	}
 	return b->p + b->len;
 }

@@ -223,7 +223,10 @@ static rocksdb_options_t *cf_options(struct dts_storage *st, int cf, int comp)
 	case DTS__CF_HOURS: {
 		struct dts__retention *r = &st->retention[cf == DTS__CF_HOURS];
 
-		rocksdb_options_set_write_buffer_size(o, wb);
+		/* minutes: room for a whole closed minute (~110 MB at 1M series) in the active memtable, which the
+		 * writer switches after each large close (dts__flush_after_close): its flush then runs between closes,
+		 * not during one */
+		rocksdb_options_set_write_buffer_size(o, cf == DTS__CF_MINUTES ? 4 * wb : wb);
 		rocksdb_options_set_max_write_buffer_number(o, 4);
 		rocksdb_options_set_target_file_size_base(o, 64 * MIB);
 		rocksdb_options_set_max_bytes_for_level_base(o, 512 * MIB);
@@ -489,9 +492,11 @@ struct dts_storage *dts_storage_open(const struct dts_storage_cfg *cfg, char *er
 	st->cache = rocksdb_cache_create_lru(cfg->block_cache_bytes ? cfg->block_cache_bytes : 8 * MIB);
 	st->wo = rocksdb_writeoptions_create();
 	st->ro_get = rocksdb_readoptions_create();
+	st->fo_nowait = rocksdb_flushoptions_create();
 	if (!st->data_dir || (cfg->secondary_dir && !st->secondary_dir) || !st->wr_buf || !st->cache || !st->wo ||
-	    !st->ro_get)
+	    !st->ro_get || !st->fo_nowait)
 		goto out_nomem;
+	rocksdb_flushoptions_set_wait(st->fo_nowait, 0);
 	st->cfg.data_dir = st->data_dir;
 	st->cfg.secondary_dir = st->secondary_dir;
 	rocksdb_writeoptions_set_sync(st->wo, cfg->sync);
@@ -614,6 +619,7 @@ void dts_storage_close(struct dts_storage *st)
 {
 	if (!st)
 		return;
+	dts__committer_stop(st);
 	for (int i = 0; i < DTS__CF_COUNT; i++)
 		if (st->cf[i])
 			rocksdb_column_family_handle_destroy(st->cf[i]);
@@ -629,6 +635,8 @@ void dts_storage_close(struct dts_storage *st)
 		rocksdb_writeoptions_destroy(st->wo);
 	if (st->ro_get)
 		rocksdb_readoptions_destroy(st->ro_get);
+	if (st->fo_nowait)
+		rocksdb_flushoptions_destroy(st->fo_nowait);
 	if (st->wr_buf) {
 		dts_stored_free(&st->wr_tmp);
 		dts__roll_free(st);
@@ -638,6 +646,8 @@ void dts_storage_close(struct dts_storage *st)
 	dts__batch_free(&st->wr_batch);
 	free(st->wr_keys);
 	free(st->wr_series);
+	free(st->wr_items);
+	free(st->wr_sort);
 	free(st->data_dir);
 	free(st->secondary_dir);
 	free(st);

@@ -59,6 +59,46 @@ static int iter_error(rocksdb_iterator_t *it)
 	return -EIO;
 }
 
+/*
+ * The time of a key of the series being read (sl bytes of SERIES): the iterator's bounds (SERIES '|' TIME, or
+ * SERIES '}') keep it inside the series, so only the length, the '|' and the time are checked (the series was
+ * validated once by the caller). Consecutive points share their date: its days-from-civil is kept in *dc, so most
+ * keys parse four digits. Returns 0 or -EINVAL (not one of our keys).
+ */
+struct day_cache {
+	char date[8]; /* YYYYMMDD of day_s; date[0] == 0: none yet */
+	int64_t day_s;
+};
+
+static int point_time(const char *k, size_t kl, size_t sl, enum dts_res res, struct day_cache *dc, int64_t *t)
+{
+	const size_t tl = res == DTS_RES_HOUR ? DTS_STORAGE_TIME_LEN_HOUR : DTS_STORAGE_TIME_LEN_MINUTE;
+	const char *ts = k + sl + 1;
+	unsigned h, mi = 0;
+
+	if (kl != sl + 1 + tl || k[sl] != '|')
+		return -EINVAL;
+	if (dc->date[0] && memcmp(ts, dc->date, 8) == 0 && ts[8] == 'T') {
+		if (ts[9] < '0' || ts[9] > '9' || ts[10] < '0' || ts[10] > '9')
+			return -EINVAL;
+		h = (unsigned)(ts[9] - '0') * 10 + (unsigned)(ts[10] - '0');
+		if (res != DTS_RES_HOUR) {
+			if (ts[11] < '0' || ts[11] > '9' || ts[12] < '0' || ts[12] > '9')
+				return -EINVAL;
+			mi = (unsigned)(ts[11] - '0') * 10 + (unsigned)(ts[12] - '0');
+		}
+		if (h > 23 || mi > 59)
+			return -EINVAL;
+		*t = dc->day_s + h * 3600 + mi * 60;
+		return 0;
+	}
+	if (dts_storage_time_decode(ts, tl, res, t) != 0)
+		return -EINVAL;
+	memcpy(dc->date, ts, 8);
+	dc->day_s = *t - *t % 86400;
+	return 0;
+}
+
 /* A minutes iterator positioned in one series: the hour of its current minute, or INT64_MAX past the end. */
 static int64_t minute_hour(rocksdb_iterator_t *it)
 {
@@ -213,6 +253,7 @@ long dts_storage_read(struct dts_storage *st, enum dts_res res, const char *seri
 	size_t lol, hil;
 	struct dts_key_view kv;
 	struct dts_stored v;
+	struct day_cache dc = { .date = { 0 } };
 	rocksdb_readoptions_t *ro;
 	rocksdb_iterator_t *it;
 	long n = 0;
@@ -241,7 +282,7 @@ long dts_storage_read(struct dts_storage *st, enum dts_res res, const char *seri
 		const char *k = rocksdb_iter_key(it, &kl);
 		const char *val = rocksdb_iter_value(it, &vl);
 
-		if (dts_storage_key_decode(k, kl, res, &kv) != 0)
+		if (point_time(k, kl, sl, res, &dc, &kv.t) != 0)
 			continue; /* defensive: only our keys are written */
 		rc = dts_storage_value_decode(&v, (const uint8_t *)val, vl);
 		if (rc == -ENOMEM) {

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dts/hash.h"
 #include "storage_internal.h"
 
 /* Series per chunk when there is no time budget: bounds the batch (a timer hour value is ~50..2,000 bytes). */
@@ -108,6 +109,15 @@ bool dts__hour_rolled(const struct dts_storage *st, int64_t hour, const char *se
 	return st->roll_cursor_len && series_cmp(series, sl, st->roll_cursor, st->roll_cursor_len) <= 0;
 }
 
+bool dts__hour_rolled_any(const struct dts_storage *st, int64_t hour)
+{
+	if (st->hour_done == INT64_MIN && hour == 0)
+		return true;
+	if (st->hour_done != INT64_MIN && hour <= st->hour_done)
+		return true;
+	return st->roll_hour != INT64_MIN && hour <= st->roll_hour;
+}
+
 /* ---- the writer's sets of marked series ----------------------------------------------------------------------- */
 
 struct dts__hourset *dts__hourset_get(struct dts_storage *st, int64_t hour)
@@ -144,6 +154,38 @@ static bool slot_find(uint64_t (*slot)[2], size_t cap, uint64_t a, uint64_t b, s
 	return false;
 }
 
+/* Move the set into a table of cap slots (a power of two). Returns false when out of memory (the set is unchanged). */
+static bool hourset_resize(struct dts__hourset *hs, size_t cap)
+{
+	uint64_t(*slot)[2] = calloc(cap, sizeof(*slot));
+	size_t at = 0;
+
+	if (!slot)
+		return false;
+	dts__advise_huge(slot, cap * sizeof(*slot));
+	for (size_t i = 0; i < hs->cap; i++) {
+		if (!(hs->slot[i][0] | hs->slot[i][1]))
+			continue;
+		slot_find(slot, cap, hs->slot[i][0], hs->slot[i][1], &at);
+		slot[at][0] = hs->slot[i][0];
+		slot[at][1] = hs->slot[i][1];
+	}
+	free(hs->slot);
+	hs->slot = slot;
+	hs->cap = cap;
+	return true;
+}
+
+void dts__hourset_reserve(struct dts__hourset *hs, size_t n)
+{
+	size_t cap = hs->cap ? hs->cap : 1024;
+
+	while (4 * n > 3 * cap)
+		cap *= 2;
+	if (cap > hs->cap)
+		hourset_resize(hs, cap);
+}
+
 bool dts__hourset_test_add(struct dts__hourset *hs, uint64_t a, uint64_t b)
 {
 	size_t at = 0;
@@ -153,21 +195,8 @@ bool dts__hourset_test_add(struct dts__hourset *hs, uint64_t a, uint64_t b)
 	if (hs->cap && slot_find(hs->slot, hs->cap, a, b, &at))
 		return true;
 	if (4 * (hs->n + 1) > 3 * hs->cap) { /* load <= 3/4 */
-		size_t cap = hs->cap ? 2 * hs->cap : 1024;
-		uint64_t(*slot)[2] = calloc(cap, sizeof(*slot));
-
-		if (!slot)
+		if (!hourset_resize(hs, hs->cap ? 2 * hs->cap : 1024))
 			return false; /* not remembered: the marker is put again next minute (harmless) */
-		for (size_t i = 0; i < hs->cap; i++) {
-			if (!(hs->slot[i][0] | hs->slot[i][1]))
-				continue;
-			slot_find(slot, cap, hs->slot[i][0], hs->slot[i][1], &at);
-			slot[at][0] = hs->slot[i][0];
-			slot[at][1] = hs->slot[i][1];
-		}
-		free(hs->slot);
-		hs->slot = slot;
-		hs->cap = cap;
 		slot_find(hs->slot, hs->cap, a, b, &at);
 	}
 	hs->slot[at][0] = a;
@@ -291,6 +320,56 @@ void dts__roll_reload(struct dts_storage *st)
 		dts__set_hour_done(st, load_hour_done(st));
 }
 
+/*
+ * Load the stored markers into the writer's sets (read-write open). Without this, the first close after a restart
+ * puts a marker for every series of the open hours again (idempotent, but at 1M series a million more puts in that
+ * close: as slow as a new store's first close); with it, a restart costs one scan of the markers here instead (about
+ * a second per million at open). Out of memory: the sets stay partial and the writer puts the rest again.
+ */
+static int load_markers(struct dts_storage *st)
+{
+	static const char upper[] = "hourq}";
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it;
+	struct dts__hourset *hs = NULL;
+	size_t n = 0;
+	char *rerr = NULL;
+
+	if (!ro)
+		return -ENOMEM;
+	rocksdb_readoptions_set_iterate_upper_bound(ro, upper, sizeof(upper) - 1);
+	rocksdb_readoptions_set_fill_cache(ro, 0);
+	it = rocksdb_create_iterator_cf(st->db, ro, st->cf[DTS__CF_CURRENT]);
+	for (rocksdb_iter_seek(it, DTS__MARKER_PREFIX, DTS__MARKER_PREFIX_LEN); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		const size_t pl = DTS__MARKER_PREFIX_LEN + DTS_STORAGE_TIME_LEN_HOUR + 1;
+		size_t kl;
+		const char *k = rocksdb_iter_key(it, &kl);
+		const int64_t h = marker_hour(k, kl);
+
+		if (h < 0 || (st->hour_done != INT64_MIN && h <= st->hour_done))
+			continue; /* not a marker, or one the roller deletes with its hour */
+		if (!hs || hs->hour != h)
+			hs = dts__hourset_get(st, h);
+		if (!hs)
+			break;
+		dts__hourset_test_add(hs, dts_hash64(k + pl, kl - pl, DTS__MARK_SEED_A),
+				      dts_hash64(k + pl, kl - pl, DTS__MARK_SEED_B));
+		n++;
+	}
+	rocksdb_iter_get_error(it, &rerr);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	if (rerr) {
+		snprintf(st->last_err, sizeof(st->last_err), "reading rollup markers: %s", rerr);
+		rocksdb_free(rerr);
+		return -EIO;
+	}
+	if (n)
+		dts__log(st, 2, "store '%s': %zu rollup markers of open hours loaded", st->data_dir, n);
+	return 0;
+}
+
 int dts__roll_open(struct dts_storage *st, char *err, size_t err_len)
 {
 	char tm[DTS_STORAGE_TIME_LEN_HOUR + 1];
@@ -336,6 +415,13 @@ int dts__roll_open(struct dts_storage *st, char *err, size_t err_len)
 		hd = st->hwm / 60; /* a stopped store of the previous release: same reasoning, nothing written */
 	}
 	dts__set_hour_done(st, hd);
+	if (st->cfg.mode == DTS_STORAGE_READ_WRITE && low != INT64_MAX) {
+		rc = load_markers(st);
+		if (rc < 0) {
+			snprintf(err, err_len, "cannot open store '%s': %s", st->data_dir, st->last_err);
+			return rc;
+		}
+	}
 	return 0;
 }
 

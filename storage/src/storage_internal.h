@@ -56,6 +56,14 @@ struct dts__batch {
 	int err;
 };
 
+/*
+ * Ask for transparent huge pages on the 2 MiB-aligned part of a large buffer (the writer's scratch, sized by the
+ * number of series: tens of MB at 1M series). Its first use then takes one page fault per 2 MiB instead of one per
+ * 4 KiB, which is most of what a store's first close of 1M series paid extra on a VM. Advice only: ignored where THP
+ * is off, and small buffers are left alone.
+ */
+void dts__advise_huge(void *p, size_t n);
+
 void dts__batch_reset(struct dts__batch *b);
 void dts__batch_free(struct dts__batch *b);
 /* Append a put of vlen value bytes and return where the caller writes them (NULL: out of memory). */
@@ -76,6 +84,7 @@ struct dts_storage {
 	rocksdb_cache_t *cache;
 	rocksdb_writeoptions_t *wo;
 	rocksdb_readoptions_t *ro_get; /* for the writer's MultiGets */
+	rocksdb_flushoptions_t *fo_nowait; /* the writer's memtable switch after a large close (write.c) */
 	struct dts__retention retention[2]; /* minutes, hours */
 	struct dts_storage_cfg cfg; /* copy; the strings point into data_dir / secondary_dir below */
 	char *data_dir, *secondary_dir;
@@ -88,9 +97,14 @@ struct dts_storage {
 	char *wr_keys; /* key arena for one chunk of records; under write_lock */
 	char *wr_series; /* "SERIES|" of every record of the minute being written; under write_lock */
 	size_t wr_series_cap;
+	void *wr_items, *wr_sort; /* the minute's items and their sort keys (write.c); under write_lock */
+	size_t wr_items_cap, wr_sort_cap; /* in elements */
 	struct dts_stored wr_tmp; /* decoded stored value; under write_lock */
 	struct dts__batch wr_batch; /* the batch being built; under write_lock (its buffer is kept between minutes) */
-	char last_err[512]; /* RocksDB's message of the last failed write; under write_lock */
+	char last_err[512]; /* RocksDB's message of the last failed write; under write_lock (or by the committer while
+			     * the writer waits for it) */
+	struct dts__committer *committer; /* commits a closed minute's parts (write.c); started by the first split
+					   * minute, stopped by dts_storage_close; under write_lock */
 
 	/* Hourly rollup (roll.c; docs/storage.md "Hourly rollups"). */
 	int64_t hour_done; /* every hour <= it is complete in hours (meta "hour_done"); INT64_MIN: none yet */
@@ -115,6 +129,9 @@ int64_t dts__days_from_civil(int64_t y, unsigned m, unsigned d);
 void dts__civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
 const char *dts__type_key_name(unsigned type);
 int dts__type_from_name(const char *s, size_t n);
+
+/* Stop and free the committer thread (dts_storage_close; no writer running). */
+void dts__committer_stop(struct dts_storage *st);
 
 /* Copy the last write error's message (takes write_lock). */
 void dts__last_error(struct dts_storage *st, char *buf, size_t len);
@@ -145,6 +162,12 @@ void dts__evq_drain(struct dts_storage *st, bool stopping);
 #define DTS__MARKER_PREFIX_LEN 6
 #define DTS__MARKER_KEY_MAX (DTS__MARKER_PREFIX_LEN + DTS_STORAGE_TIME_LEN_HOUR + 1 + DTS_STORAGE_SERIES_MAX)
 
+/* Seeds of the two 64-bit hashes (dts_hash64 of the SERIES bytes) that identify a series in the writer's marker sets
+ * (128 bits: a collision, which would leave one series-hour without its rollup, is out of reach at any number of
+ * series). */
+#define DTS__MARK_SEED_A 0x6d61726b65723161ULL
+#define DTS__MARK_SEED_B 0x9b1f3c7d5e2a4f61ULL
+
 /* The series (SERIES bytes) with a stored marker for one hour: an open-addressing set of 128-bit hashes. */
 struct dts__hourset {
 	int64_t hour;
@@ -158,6 +181,8 @@ int dts__marker_key(char *buf, int64_t hour, const char *series, size_t sl);
 /* Is the hour of SERIES (sl bytes, no '|') already rolled up, so that new minutes must read-merge-write it? The other
  * case adds a marker. Under write_lock. */
 bool dts__hour_rolled(const struct dts_storage *st, int64_t hour, const char *series, size_t sl);
+/* Can dts__hour_rolled be true for any series of hour (then a minute of it may read-merge-write its hour)? */
+bool dts__hour_rolled_any(const struct dts_storage *st, int64_t hour);
 
 /* Marker bookkeeping of the writer: the set of hour (created when absent; NULL: out of memory; stays valid until that
  * hour is forgotten), and forgetting one hour's set (after a failed batch: its markers may not be stored; the next
@@ -165,6 +190,8 @@ bool dts__hour_rolled(const struct dts_storage *st, int64_t hour, const char *se
 struct dts__hourset *dts__hourset_get(struct dts_storage *st, int64_t hour);
 /* Add the series with hashes (a, b); returns true when it was already there. Out of memory: false, not added. */
 bool dts__hourset_test_add(struct dts__hourset *hs, uint64_t a, uint64_t b);
+/* Size the set for n series at once (a minute's series: no rehash on the way); out of memory: left as it is. */
+void dts__hourset_reserve(struct dts__hourset *hs, size_t n);
 void dts__hourset_forget(struct dts_storage *st, int64_t hour);
 
 /* Fold one stored minute (value bytes, minute offset off in its hour, the series' type) into acc; *n counts the
@@ -181,7 +208,8 @@ int64_t dts__hour_done(const struct dts_storage *st);
 void dts__set_hour_done(struct dts_storage *st, int64_t hour);
 
 /* At open (db.c): load meta "hour_done"; in read-write mode also migrate a store of the previous release (hwm but no
- * hour_done: its hours were maintained minute by minute, so hour_done = the hwm's hour) and find the lowest marker.
+ * hour_done: its hours were maintained minute by minute, so hour_done = the hwm's hour), find the lowest marker, and
+ * load the stored markers into the writer's sets (so the first close after a restart does not put them again).
  * Returns 0 or -EIO (message in err). Secondary: reload after a catch-up. */
 int dts__roll_open(struct dts_storage *st, char *err, size_t err_len);
 void dts__roll_reload(struct dts_storage *st);

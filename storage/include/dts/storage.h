@@ -3,7 +3,8 @@
  *
  *   merger thread   dts_storage_sink: minute_closed / checkpoint  -> bounded queue (never blocks; full = counted drop)
  *   storage thread  one WriteBatch per closed minute: minutes CF + a marker per series new in a pending hour
- *                   + the minute's high-water mark in meta + deletion of the minute's checkpoint rows in current;
+ *                   + the minute's high-water mark in meta + deletion of the minute's checkpoint rows in current
+ *                   (a large minute that only puts: parts of ~8 MB on two committer threads, hwm in the last);
  *                   between minutes, the roller: hours whose minutes are all stored, in bounded chunks, from the
  *                   minutes into the hours CF (dts_storage_roll_hours)
  *   readers         dts_storage_read / dts_storage_week_bucket / dts_storage_list_* (any thread, one iterator each)
@@ -272,7 +273,10 @@ int dts_storage_catch_up(struct dts_storage *st, char *err, size_t err_len);
  * yet, a rollup marker for each series that has none for that hour (the writer remembers which it stored); when it is
  * (late data), a read-merge-write of the hour value. cm->late changes nothing here: what to read follows from the
  * high-water mark and hour_done. Records whose identity cannot be a key are skipped and counted (DTS_SDROP_INVALID).
- * Nothing is written on error.
+ * A minute above the high-water mark whose hour is not rolled up (the usual close: puts only, no reads) is committed
+ * in parts of ~8 MB by the store's committer threads while the next part is built, the high-water mark and the
+ * checkpoint deletion in the last part (docs/storage.md, "Closing a minute"): on error some of its series may be
+ * stored, with complete values, and a retry puts the same values again. Any other minute: nothing is written on error.
  * Returns 0, -EIO (RocksDB failed: retry later), -ENOMEM, -EROFS (opened read-only/secondary).
  * cm stays the caller's. Blocking; any thread (serialised with the other writers).
  */
@@ -360,7 +364,7 @@ void dts_storage_sink_stop(struct dts_storage_sink *s);
  * enqueue counters) and is read with relaxed loads: fine for /metrics. Monotonic unless marked gauge.
  */
 struct dts_storage_stats {
-	uint64_t batches; /* WriteBatches committed (closed minutes and checkpoints) */
+	uint64_t batches; /* WriteBatches committed (closed minutes' parts and checkpoints) */
 	uint64_t minutes_written; /* closed minutes committed */
 	uint64_t records_written; /* series-minutes committed */
 	uint64_t records_merged; /* of those, merged into an already stored minute (late data, restart) */
@@ -368,7 +372,7 @@ struct dts_storage_stats {
 	uint64_t
 		checkpoints_skipped; /* superseded by a newer checkpoint or the close of the same minute in the queue */
 	uint64_t checkpoints_dropped; /* refused: queue at least half full (merger thread) */
-	uint64_t checkpoints_failed; /* written once and failed: not retried, the next one replaces it */
+	uint64_t checkpoints_failed; /* written once and failed: not retried, the merger's next checkpoint is full */
 	uint64_t bytes_written; /* WriteBatch bytes (keys, values, batch overhead) */
 	uint64_t batch_ns_last; /* gauge: build + commit time of the last batch */
 	uint64_t batch_ns_max;
@@ -392,6 +396,7 @@ struct dts_storage_stats {
 	uint64_t roll_ns_total;
 	uint64_t roll_errors; /* failed chunks (each is redone) */
 	int64_t hour_done; /* gauge: every hour up to this one (unix seconds / 3600) is in hours; -1 when none */
+	uint64_t minute_parts; /* WriteBatches of closed minutes: a large minute that only puts is committed in parts */
 };
 
 /* Any thread, any time (relaxed loads). */
