@@ -766,6 +766,8 @@ int dts_storage_write_checkpoint(struct dts_storage *st, const struct dts_closed
 	const int64_t t0 = dts__mono_ns();
 	char key[DTS_STORAGE_KEY_MAX + 1];
 	struct dts__batch *b = &st->wr_batch;
+	size_t nitems = 0, ninvalid = 0;
+	struct item *items;
 	int rc = 0;
 
 	if (st->cfg.mode != DTS_STORAGE_READ_WRITE)
@@ -775,16 +777,19 @@ int dts_storage_write_checkpoint(struct dts_storage *st, const struct dts_closed
 	key[DTS_STORAGE_TIME_LEN_MINUTE] = '|';
 	pthread_mutex_lock(&st->write_lock);
 	dts__batch_reset(b);
-	for (size_t i = 0; i < cm->n && rc == 0; i++) {
-		const struct dts_series_id id = rec_id(&cm->recs[i]);
-		char *s = key + DTS_STORAGE_TIME_LEN_MINUTE + 1;
-		int n = dts_storage_series_encode(s, sizeof(key) - DTS_STORAGE_TIME_LEN_MINUTE - 1, &id);
+	/* In key order, like a close: the memtable's skiplist then inserts each row next to the previous one instead
+	 * of searching from the top (at 1M series, unsorted rows made the inserts ~70% of the storage thread). Series
+	 * that cannot be encoded are counted when the minute closes. */
+	items = sorted_items(st, cm, &nitems, &ninvalid);
+	if (!items)
+		rc = -ENOMEM;
+	for (size_t i = 0; i < nitems && rc == 0; i++) {
+		const struct item *x = &items[i];
 		struct dts_stored v;
 
-		if (n < 0)
-			continue; /* counted when the minute closes */
-		rec_view(&v, &cm->recs[i], 0);
-		rc = put_value(st, b, DTS__CF_CURRENT, key, DTS_STORAGE_TIME_LEN_MINUTE + 1 + (size_t)n, &v);
+		memcpy(key + DTS_STORAGE_TIME_LEN_MINUTE + 1, st->wr_series + x->off, (size_t)x->len - 1); /* no '|' */
+		rec_view(&v, &cm->recs[x->rec], 0);
+		rc = put_value(st, b, DTS__CF_CURRENT, key, DTS_STORAGE_TIME_LEN_MINUTE + (size_t)x->len, &v);
 	}
 	if (rc == 0)
 		rc = commit(st, b);
