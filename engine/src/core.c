@@ -166,7 +166,8 @@ static __attribute__((noinline)) uint32_t store_ident(struct dts_core *c, struct
 	p += s->process_len;
 	memcpy(p, s->counter, s->counter_len);
 	p += s->counter_len;
-	memcpy(p, s->tags, s->tags_len);
+	if (s->tags_len)
+		memcpy(p, s->tags, s->tags_len); /* a fast-path sample's tags pointer is not set (statsd_fast.h) */
 	t->keys_used += (uint32_t)need;
 	return off;
 }
@@ -798,7 +799,7 @@ unsigned dts_core_ingest(struct dts_core *c, const char *buf, size_t len, int64_
 		if (b.n >= DTS_INGEST_BATCH)
 			flush_batch(c, &b);
 		s = &b.s[b.n];
-		r = dts__statsd_fast(cfg, sep, p, end, s, &next, &joined);
+		r = dts__statsd_fast(cfg, sep, p, end, s, &next, &joined, false);
 		if (__builtin_expect(r == DTS__FAST_DONE, 1)) {
 			/* The identity's bytes are the name, in the line, unless the process is the default one. */
 			uint64_t h = joined ? ident_hash(uh, s->type, s->process_len, p, joined, "", 0) : sample_hash(c, s);

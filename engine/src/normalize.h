@@ -239,7 +239,8 @@ static inline bool dts__is_blank(const char *p, size_t n)
  * and the first byte after it, or end == NULL when there is no mantissa digit, an exponent marker is not followed by
  * exponent digits ("1e", "1e+x"), or the value overflows. So dts_parse_double(p, len) succeeds exactly when .end is
  * p + len, and a decoder parses a value and finds the delimiter after it in one read. Returned in registers (rax,
- * xmm0), so callers keep no address-taken locals. Never reads outside [p, end). Any thread.
+ * xmm0), so callers keep no address-taken locals. Never reads outside [p, end) (dts__parse_number_fast_lo: outside
+ * [lo, end)). Any thread.
  */
 struct dts__num {
 	const char *end;
@@ -249,6 +250,63 @@ struct dts__num {
 /* The full grammar (numparse.c): any digit count, exponents, correctly rounded (strtod beyond the fast paths). */
 struct dts__num dts__parse_number_general(const char *p, const char *end);
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define DTS__NUM_SWAR 1
+/*
+ * The common number in one 8-byte word (SWAR): x holds the bytes from p on (byte 0 = p[0]; bytes past the readable
+ * span are 0, which is no digit). Finds the first byte that is not a digit (i) and, when it is '.', the next one
+ * (j); both must lie in the word. The digits before j but the '.' are packed into one word and converted with three
+ * multiplications (each step joins neighbouring groups: 1+1 -> 2, 2+2 -> 4, 4+4 -> 8 digits); one digit is taken as
+ * is. Returns false when this does not apply - no digit before the first other byte (a sign, or no number: the
+ * bytewise scan decides), or the number's end is not in the word - else sets m (1 to 7 digits), nfrac and the
+ * length of the number text.
+ * The non-digit test is per byte: t = byte ^ '0' is 0..9 exactly for a digit, and t | (t + 0x76) has bit 7 set
+ * exactly when t >= 10. Carries of the addition cross into the next byte only from a byte with t >= 0x8a, a non-digit
+ * other than '.', so the first non-digit and, after a '.', the next one are found exactly.
+ */
+static inline __attribute__((always_inline)) bool dts__digits_swar(uint64_t x, uint64_t *m_out, size_t *nfrac_out,
+								   size_t *len_out)
+{
+	const uint64_t t = x ^ 0x3030303030303030ULL;
+	const uint64_t bad = (t | (t + 0x7676767676767676ULL)) & 0x8080808080808080ULL;
+	uint64_t d = t;
+	size_t sh, nd;
+
+	if (__builtin_expect(bad == 0, 0))
+		return false;
+	sh = (size_t)__builtin_ctzll(bad) - 7; /* 8 * i */
+	if (__builtin_expect((uint8_t)(x >> sh) == '.', 0)) {
+		const uint64_t rest = bad & (bad - 1);
+		const uint64_t keep = ((uint64_t)1 << sh) - 1; /* the i bytes before the '.' (i < 8) */
+		size_t j;
+
+		if (rest == 0)
+			return false;
+		j = (size_t)__builtin_ctzll(rest) >> 3;
+		d = (t & keep) | ((t >> 8) & ~keep); /* the fraction's digits move down over the '.' */
+		nd = j - 1;
+		*nfrac_out = j - 1 - (sh >> 3);
+		*len_out = j;
+	} else {
+		nd = sh >> 3;
+		*nfrac_out = 0;
+		*len_out = nd;
+	}
+	if (nd <= 1) {
+		if (nd == 0)
+			return false;
+		*m_out = d & 0xff;
+		return true;
+	}
+	/* The nd digits to the top of the word (the first digit is the most significant), zeros below. */
+	d <<= 64 - 8 * nd;
+	d = (d * 2561) >> 8; /* byte pairs: 10 * a + b */
+	d = ((d & 0x00ff00ff00ff00ffULL) * 6553601) >> 16; /* 100 * ab + cd */
+	*m_out = ((d & 0x0000ffff0000ffffULL) * 42949672960001ULL) >> 32; /* 10000 * abcd + efgh */
+	return true;
+}
+#endif
+
 /*
  * The fast path, inline, for what statsd values are ("5", "+3", "20.5", "4521.37"): [+-] digits [. digits] with 1 to
  * 15 digits. Every digit, leading zeros included, goes into m, so m < 10^15 < 2^53 and both m and 10^nfrac are exact
@@ -257,8 +315,12 @@ struct dts__num dts__parse_number_general(const char *p, const char *end);
  * number: when that is 'e' or 'E' the number goes on (an exponent), so a caller must not take the result then; a
  * caller that requires a delimiter ('|', ':', the end) after the number has that for free. Always inlined: a call
  * would cost more than the common value ("1") does.
+ * lo <= p: [lo, end) is readable. An unsigned number of up to 7 digits whose end lies within 8 bytes is read as one
+ * word (dts__digits_swar): the 8 bytes from p when they are there, else the 8 bytes that end at end when lo leaves
+ * room (a datagram's last value); anything else is scanned bytewise. Both give the same m, so the same double.
  */
-static inline __attribute__((always_inline)) struct dts__num dts__parse_number_fast(const char *p, const char *end)
+static inline __attribute__((always_inline)) struct dts__num dts__parse_number_fast_lo(const char *p, const char *end,
+										     const char *lo)
 {
 	static const double pow10[16] = {
 		1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
@@ -270,6 +332,42 @@ static inline __attribute__((always_inline)) struct dts__num dts__parse_number_f
 	size_t nd, nfrac = 0;
 	bool neg = false;
 
+#if defined(DTS__NUM_SWAR)
+	{
+		const size_t avail = (size_t)(end - p);
+		size_t len;
+		uint64_t x;
+
+		if (__builtin_expect(avail >= 8, 1)) {
+			__builtin_memcpy(&x, p, 8);
+		} else if (avail > 0 && (size_t)(end - lo) >= 8) {
+			__builtin_memcpy(&x, end - 8, 8);
+			x >>= 64 - 8 * avail; /* p[0] to byte 0; zeros (no digit) past end */
+		} else {
+			goto bytewise;
+		}
+		/* One digit, not followed by a digit or '.' (a counter's "1|c"): no word arithmetic. */
+		const unsigned c0 = (unsigned)(uint8_t)x - '0', c1 = (unsigned)(uint8_t)(x >> 8);
+
+		if (c0 < 10 && c1 - '0' >= 10 && c1 != '.') {
+			r.v = (double)c0;
+			r.end = p + 1;
+			return r;
+		}
+		if (__builtin_expect(dts__digits_swar(x, &m, &nfrac, &len), 1)) {
+			r.v = (double)(int64_t)m; /* m < 10^7 */
+			if (nfrac != 0)
+				r.v /= pow10[nfrac];
+			r.end = p + len;
+			return r;
+		}
+		m = 0;
+		nfrac = 0;
+	}
+bytewise:
+#else
+	(void)lo;
+#endif
 	if (s < e && (*s == '-' || *s == '+')) {
 		neg = *s == '-';
 		s++;
@@ -299,6 +397,12 @@ static inline __attribute__((always_inline)) struct dts__num dts__parse_number_f
 		r.v = -r.v;
 	r.end = (const char *)s;
 	return r;
+}
+
+/* dts__parse_number_fast_lo with nothing readable before p. */
+static inline __attribute__((always_inline)) struct dts__num dts__parse_number_fast(const char *p, const char *end)
+{
+	return dts__parse_number_fast_lo(p, end, p);
 }
 
 /* The fast path when it applies (not followed by an exponent), the general one otherwise. */

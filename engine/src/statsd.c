@@ -446,7 +446,7 @@ int dts_statsd_decode(const struct dts_decode_cfg *cfg, const char *line, size_t
 
 	if (len < 4 || len > DTS_MAX_LINE || max_out == 0 || lend[-1] == '\r')
 		goto full; /* CRLF lines too: decode_full drops the '\r' */
-	switch (dts__statsd_fast(cfg, dts__statsd_sep(cfg), line, lend, out, &next, &joined)) {
+	switch (dts__statsd_fast(cfg, dts__statsd_sep(cfg), line, lend, out, &next, &joined, true)) {
 	case DTS__FAST_DONE:
 		if (next == lend)
 			return 1;

@@ -33,6 +33,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dts/decode.h"
 #include "dts/hash.h"
@@ -49,6 +50,28 @@ static inline char dts__statsd_sep(const struct dts_decode_cfg *cfg)
 	return cfg->split_process ? cfg->process_sep : ':';
 }
 
+/* The four lengths of a sample are one 8-byte word: the fast path writes them with one store (dts__sample_lens). */
+_Static_assert(offsetof(struct dts_sample, process_len) == offsetof(struct dts_sample, user_len) + 2 &&
+		       offsetof(struct dts_sample, counter_len) == offsetof(struct dts_sample, user_len) + 4 &&
+		       offsetof(struct dts_sample, tags_len) == offsetof(struct dts_sample, user_len) + 6 &&
+		       offsetof(struct dts_sample, user_len) % 8 == 0,
+	       "dts_sample's lengths are one aligned 8-byte word");
+
+/* Store user_len = 0, process_len, counter_len and tags_len = 0 at once (little-endian: user_len is the low word). */
+static inline void dts__sample_lens(struct dts_sample *s, size_t process_len, size_t counter_len)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	const uint64_t w = (uint64_t)(uint16_t)process_len << 16 | (uint64_t)(uint16_t)counter_len << 32;
+
+	memcpy((char *)s + offsetof(struct dts_sample, user_len), &w, sizeof(w));
+#else
+	s->user_len = 0;
+	s->process_len = (uint16_t)process_len;
+	s->counter_len = (uint16_t)counter_len;
+	s->tags_len = 0;
+#endif
+}
+
 /* True when p ends a fast line's last token: the end of the datagram, or its '\n'. */
 #define DTS__FAST_EOL(p, end) ((p) == (end) || *(p) == '\n')
 
@@ -57,11 +80,15 @@ static inline char dts__statsd_sep(const struct dts_decode_cfg *cfg)
  * for the results. *joined is the name's length when the name is "process SEP counter" as the identity hash joins
  * them (line holds the identity's bytes), 0 when the process is the default one. Always inlined into its two callers:
  * it is the whole per-line decode of the common line.
+ * full (a constant): write every field of out[0]. The RX core passes false: then the fields whose value the lengths
+ * already say or that its table update does not read are left as they were - user and tags (user_len and tags_len
+ * are 0), ts (its fast lines take the receive time), set_member unless the type is DTS_SET, value when it is - so
+ * the sample is only for that core (dts__statsd_sections still completes tags, ts and weight).
  */
 static inline __attribute__((always_inline)) int dts__statsd_fast(const struct dts_decode_cfg *cfg, char sep,
 								  const char *line, const char *end,
 								  struct dts_sample *out, const char **next,
-								  size_t *joined)
+								  size_t *joined, const bool full)
 {
 	size_t avail = (size_t)(end - line), k, sep_at;
 
@@ -85,15 +112,15 @@ static inline __attribute__((always_inline)) int dts__statsd_fast(const struct d
 	if (counter == line + k)
 		return DTS__FAST_NO; /* "api.": empty_name */
 	out[0].process = process;
-	out[0].process_len = (uint16_t)process_len;
 	out[0].counter = counter;
-	out[0].counter_len = (uint16_t)(line + k - counter);
+	dts__sample_lens(&out[0], process_len, (size_t)(line + k - counter));
 
 	/* One value, then '|': a number, or the text of a set member ("users:alice|s", checked with the type). */
 	const char *v = line + k + 1;
-	const struct dts__num x = dts__parse_number_fast(v, end);
+	const struct dts__num x = dts__parse_number_fast_lo(v, end, line);
 	const char *bar = x.end, *s;
 	enum dts_type type;
+	uint8_t flags = 0;
 	if (__builtin_expect(bar == NULL || bar == end || *bar != '|', 0)) {
 		for (bar = v; bar < end && *bar != '|' && *bar != ':' && *bar != '\n'; bar++)
 			;
@@ -114,6 +141,8 @@ static inline __attribute__((always_inline)) int dts__statsd_fast(const struct d
 			break;
 		case 'g':
 			type = DTS_GAUGE;
+			if (v[0] == '+' || v[0] == '-')
+				flags = DTS_SAMPLE_GAUGE_DELTA;
 			break;
 		case 'h':
 		case 'd':
@@ -132,26 +161,28 @@ static inline __attribute__((always_inline)) int dts__statsd_fast(const struct d
 		return DTS__FAST_NO;
 	}
 	out[0].value = x.v;
-	out[0].set_member = 0;
-	out[0].flags = type == DTS_GAUGE && (v[0] == '+' || v[0] == '-') ? DTS_SAMPLE_GAUGE_DELTA : 0;
+	if (full)
+		out[0].set_member = 0;
+	out[0].flags = flags;
 	goto sample;
 
 set:
 	/* One member, the raw text [v, bar): not empty, no ':' (both checked above); the type 's' ends at bar + 2. */
 	type = DTS_SET;
 	s = bar + 2;
-	out[0].value = 0;
+	if (full)
+		out[0].value = 0;
 	out[0].set_member = dts_hash64(v, (size_t)(bar - v), DTS_HASH_SEED);
 	out[0].flags = 0;
 
 sample:
 	out[0].type = (uint8_t)type;
-	out[0].user = NULL;
-	out[0].user_len = 0;
-	out[0].tags = "";
-	out[0].tags_len = 0;
 	out[0].weight = 1.0;
-	out[0].ts = 0;
+	if (full) {
+		out[0].user = NULL;
+		out[0].tags = "";
+		out[0].ts = 0;
+	}
 	if (DTS__FAST_EOL(s, end)) {
 		*next = s;
 		return DTS__FAST_DONE;
@@ -159,7 +190,7 @@ sample:
 
 	/* s is at a '|'. The usual single section, "|@rate" at the end of the line, here; any other the general way. */
 	if (s + 1 < end && s[1] == '@') {
-		const struct dts__num rate = dts__parse_number_fast(s + 2, end);
+		const struct dts__num rate = dts__parse_number_fast_lo(s + 2, end, line);
 
 		if (rate.end != NULL && DTS__FAST_EOL(rate.end, end) && rate.v > 0.0 && rate.v <= 1.0) {
 			if (type == DTS_COUNTER || type == DTS_TIMER)

@@ -223,18 +223,30 @@ static void decode_line(const struct dts_decode_cfg *cfg, const char *src, size_
 	free(line);
 }
 
-/* The fast path on [p, end) (end: the datagram's end, in a buffer of exactly the datagram) against the line alone. */
+/*
+ * The fast path on [p, end) (end: the datagram's end, in a buffer of exactly the datagram) against the line alone.
+ * The RX core's form (full = false, writing only what its table update reads) against the complete one too.
+ */
 static void check_fast(const struct dts_decode_cfg *cfg, const char *p, const char *end)
 {
-	static struct dts_sample out, ref[MAX_OUT];
+	static struct dts_sample out, lean, ref[MAX_OUT];
 	static struct dts_scratch scratch;
 	const char *nl = memchr(p, '\n', (size_t)(end - p)), *le = nl != NULL ? nl : end;
-	const char *next = NULL;
-	size_t joined = 0;
-	int r = dts__statsd_fast(cfg, dts__statsd_sep(cfg), p, end, &out, &next, &joined);
+	const char *next = NULL, *lean_next = NULL;
+	size_t joined = 0, lean_joined = 0;
+	int r = dts__statsd_fast(cfg, dts__statsd_sep(cfg), p, end, &out, &next, &joined, true);
 
+	memset(&lean, 0xa5, sizeof(lean)); /* what the lean form does not write stays visibly stale */
+	CHECK(dts__statsd_fast(cfg, dts__statsd_sep(cfg), p, end, &lean, &lean_next, &lean_joined, false) == r);
 	if (r == DTS__FAST_NO)
 		return;
+	CHECK(lean_next == next && lean_joined == joined);
+	CHECK(lean.process == out.process && lean.process_len == out.process_len && lean.counter == out.counter &&
+	      lean.counter_len == out.counter_len && lean.user_len == 0 && lean.tags_len == 0);
+	CHECK(lean.type == out.type && lean.flags == out.flags &&
+	      memcmp(&lean.weight, &out.weight, sizeof(double)) == 0);
+	CHECK(out.type == DTS_SET ? lean.set_member == out.set_member
+				  : memcmp(&lean.value, &out.value, sizeof(double)) == 0);
 	CHECK(r == DTS__FAST_DONE || r == DTS__FAST_SECTIONS);
 	CHECK(joined == 0 || (out.process == p && joined == (size_t)out.process_len + 1 + out.counter_len &&
 			      p[out.process_len] == dts__statsd_sep(cfg)));

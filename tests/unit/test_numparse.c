@@ -1,5 +1,6 @@
 /*
- * test_numparse.c - dts_parse_double: exact results, rejects, bounded reads, and agreement with glibc's strtod.
+ * test_numparse.c - dts_parse_double: exact results, rejects, bounded reads, and agreement with glibc's strtod; the
+ * inline fast path (normalize.h: its 8-byte word form and its bytewise scan) against the general parser.
  *
  * Expected values are C literals (the compiler rounds them correctly, independently of the code under test) or, for
  * generated inputs, glibc strtod in the C locale. Every input is copied into a heap buffer of exactly its length,
@@ -14,6 +15,7 @@
 
 #include <criterion/criterion.h>
 
+#include "../../engine/src/normalize.h"
 #include "dts/decode.h"
 
 /* Parse s[0, len) from an exact-size heap copy. */
@@ -302,5 +304,55 @@ Test(numparse, short_decimals_match_strtod)
 
 		cr_assert_eq(parse_n(buf, n, &got), 0, "\"%s\" rejected", buf);
 		cr_assert(same_bits(got, want), "\"%s\": got %.17g, strtod %.17g", buf, got, want);
+	}
+}
+
+/*
+ * The inline fast path on random text (digits, points, signs, exponent markers, delimiters, other bytes), with 0 to 11
+ * readable bytes before the number, so that both of its word loads (from p, and ending at end) and its bytewise scan
+ * run, in exact-size heap buffers (an ASan build catches a read outside [lo, end)). It must take exactly
+ * [+-] digits [. digits] with 1 to 15 digits, end where that text ends, and give the general parser's double, bit for
+ * bit, wherever the general parser reads the same text (no exponent marker after it).
+ */
+Test(numparse, fast_path_matches_general_on_random_text)
+{
+	static const char alpha[] = "01234567890123456789012345678901234567890123456789..+-|:eE\n/ az\x80";
+
+	for (int i = 0; i < 2000000; i++) {
+		size_t total = (size_t)(rnd() % 28), pre = (size_t)(rnd() % 12), k = 0, nd = 0;
+		char *buf = malloc(pre + total + 1);
+
+		cr_assert_not_null(buf);
+		for (size_t j = 0; j < pre + total; j++)
+			buf[j] = alpha[rnd() % (sizeof(alpha) - 1)];
+		if (rnd() % 2) /* most values are short: cut the text after a few bytes of digits */
+			for (size_t j = pre; j < pre + total; j++)
+				if (j - pre > rnd() % 10)
+					buf[j] = "|:\n"[rnd() % 3];
+
+		const char *lo = buf, *p = buf + pre, *end = p + total;
+		struct dts__num f = dts__parse_number_fast_lo(p, end, lo);
+
+		/* What the fast path takes: [+-] digits [. digits], 1 to 15 digits. */
+		if (k < total && (p[k] == '+' || p[k] == '-'))
+			k++;
+		for (; k < total && p[k] >= '0' && p[k] <= '9'; k++)
+			nd++;
+		if (k < total && p[k] == '.')
+			for (k++; k < total && p[k] >= '0' && p[k] <= '9'; k++)
+				nd++;
+		if (nd < 1 || nd > 15) {
+			cr_assert_null(f.end, "\"%.*s\": %zu digits taken", (int)total, p, nd);
+			free(buf);
+			continue;
+		}
+		cr_assert_eq(f.end, p + k, "\"%.*s\": ended at %td, not %zu", (int)total, p, f.end ? f.end - p : -1, k);
+		if (k == total || (p[k] | 0x20) != 'e') {
+			struct dts__num g = dts__parse_number_general(p, end);
+
+			cr_assert_eq(g.end, f.end, "\"%.*s\": the general parser ends elsewhere", (int)total, p);
+			cr_assert(same_bits(f.v, g.v), "\"%.*s\": fast %.17g, general %.17g", (int)total, p, f.v, g.v);
+		}
+		free(buf);
 	}
 }
