@@ -100,9 +100,20 @@ struct set_ext {
  */
 struct series {
 	struct pubstate pub; /* readers: through the sequence lock */
-	/* merger-private from here, except the identity (type, lengths, name) and ext: immutable */
-	uint64_t hash;
+	/*
+	 * Merger-private from here, except the identity (type, lengths, name) and ext: immutable. Everything a fold
+	 * reads of the header is in this second cache line (up to the gauge fields), which the fold prefetches.
+	 */
+	uint8_t type;
+	bool gauge_known;
+	bool pub_dirty; /* folded into since its current state was last published */
+	uint8_t cls; /* size class of the record (series memory) */
+	uint32_t dir_slot; /* its position in the merger's directory */
+	uint16_t user_len, process_len, counter_len, tags_len;
 	int64_t last_seen_s;
+	struct dts__pstate *proc; /* the state of (user, process), NULL when it could not be created; holds a ref */
+	void *ext; /* timers: struct timer_ext, sets: struct set_ext; else NULL */
+	uint64_t hash;
 	union {
 		struct {
 			double gauge_value;
@@ -114,14 +125,6 @@ struct series {
 			struct cds_lfs_node lfs;
 		};
 	};
-	struct dts__pstate *proc; /* the state of (user, process), NULL when it could not be created; holds a ref */
-	void *ext; /* timers: struct timer_ext, sets: struct set_ext; else NULL */
-	bool gauge_known;
-	bool pub_dirty; /* folded into since its current state was last published */
-	uint8_t cls; /* size class of the record (series memory) */
-	uint8_t type;
-	uint16_t user_len, process_len, counter_len, tags_len;
-	uint32_t dir_slot; /* its position in the merger's directory */
 	struct win win[NWIN];
 	int32_t ring_slot[DTS_SLOTS_PER_MINUTE]; /* slot of ring[i], -1 when unused (slots fit until the year 2310) */
 	struct slotagg ring[DTS_SLOTS_PER_MINUTE];
@@ -1038,16 +1041,25 @@ static void fold_blobs(struct dts_merger *m, const struct dts__table *t)
 	DTS__STAT_ADD(m->stats.encodings_merged, n);
 }
 
-/* Prefetch what folding e will touch: its identity, and the series its index slot holds (usually e's). */
+/*
+ * Prefetch what folding e will touch: its identity, and the series of the first index slot on its probe path whose
+ * hash is e's (the index line was prefetched earlier; at half load about 40% of series are not in their home slot).
+ */
 static inline void fold_prefetch(const struct dts_merger *m, const struct dts__table *t, const struct dts__entry *e)
 {
-	const struct series *s = m->ix[e->hash & m->ix_mask].s;
+	const struct series *s = NULL;
 	int64_t slot = (int64_t)t->base_slot + e->slot_rel;
 
 	__builtin_prefetch(dts__table_ident(t, e));
+	for (uint64_t i = e->hash & m->ix_mask, n = 0; n < 4 && m->ix[i].s; i = (i + 1) & m->ix_mask, n++) {
+		if (m->ix[i].hash == e->hash) {
+			s = m->ix[i].s;
+			break;
+		}
+	}
 	if (!s)
 		return;
-	__builtin_prefetch(&s->hash); /* the merger's header, the line after the published state */
+	__builtin_prefetch(&s->type); /* the merger's header, the line after the published state */
 	__builtin_prefetch(s->name);
 	__builtin_prefetch(&s->win[(slot / DTS_SLOTS_PER_MINUTE) % NWIN]);
 	__builtin_prefetch(s->ring_slot);
@@ -1238,7 +1250,7 @@ static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
 		if (i + WALK_AHEAD < hw && (ahead = dir_get(m, i + WALK_AHEAD, memory_order_relaxed)) != NULL) {
 			/* what current_publish reads: the published state, the header, the slot numbers and slots */
 			__builtin_prefetch(ahead);
-			__builtin_prefetch(&ahead->hash);
+			__builtin_prefetch(&ahead->type);
 			const char *p = (const char *)ahead->ring_slot;
 			const char *end = (const char *)(ahead->ring + DTS_SLOTS_PER_MINUTE);
 
@@ -1489,7 +1501,7 @@ static void collect_minutes(struct dts_merger *m, int64_t lo, int64_t hi, bool c
 		struct series *s = dir_get(m, i, memory_order_relaxed), *ahead;
 
 		if (i + WALK_AHEAD < hw && (ahead = dir_get(m, i + WALK_AHEAD, memory_order_relaxed)) != NULL) {
-			__builtin_prefetch(&ahead->hash);
+			__builtin_prefetch(&ahead->type);
 			__builtin_prefetch(&ahead->win[lo % NWIN]);
 			__builtin_prefetch(&ahead->win[hi % NWIN]);
 			__builtin_prefetch(ahead->name);
