@@ -1117,7 +1117,25 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 
 	for (uint32_t i = 0; i < t->n_tlog; i++) {
 		const struct dts__tlog *l = &t->tlog[i];
-		uintptr_t ref = (uintptr_t)m->fold_map[l->entry];
+		uintptr_t ref;
+
+		/* Each value goes to a sketch that is cold at a million series: prefetch the sketch 16 values ahead and,
+		 * once it has arrived, 8 ahead, the bin the value will land in (keys near lo: the store's first bins). */
+		if (i + 16 < t->n_tlog && !((uintptr_t)m->fold_map[t->tlog[i + 16].entry] & LATE_TAG))
+			__builtin_prefetch(m->fold_map[t->tlog[i + 16].entry]);
+		if (i + 8 < t->n_tlog) {
+			const struct dts__tlog *a = &t->tlog[i + 8];
+			uintptr_t r = (uintptr_t)m->fold_map[a->entry];
+
+			if (r && !(r & LATE_TAG)) {
+				const struct dts_sketch_store *st = a->negative ? &((struct dts_sketch *)r)->neg
+										: &((struct dts_sketch *)r)->pos;
+
+				if (st->bins && a->key >= st->lo && a->key < st->lo + (int32_t)st->nbins)
+					__builtin_prefetch(&st->bins[a->key - st->lo]);
+			}
+		}
+		ref = (uintptr_t)m->fold_map[l->entry];
 		struct dts_sketch *sk = ref & LATE_TAG ? &((struct dts_minute_rec *)(ref & ~LATE_TAG))->sketch
 						       : (struct dts_sketch *)ref;
 
