@@ -22,6 +22,13 @@
  * over it. The final chunk (the walk reached the end of the markers) also range-deletes the hour's markers and sets
  * hour_done, in the same batch. All of this runs under write_lock, so a chunk and a minute close never interleave.
  *
+ * A new store's first hour (meta "hour_scan" = H0, written by its first close) has no markers: marking every series
+ * in that close would double its puts, and no previous hour pre-marked them. When H0 is due the roller walks the
+ * minutes family instead (walk_minutes), which then holds H0 and little else: each series in key order, the same
+ * roll_series as the marker walk (so the same hour values), then a Seek to "SERIES}" past its later minutes. Its
+ * cursor is in "SERIES|" order (the minute keys'), and dts__hour_rolled compares in that order while roll_scan is
+ * set. The final chunk also deletes hour_scan. A crash restarts the scan from the first series, like a marker walk.
+ *
  * Crash and restart. A chunk's batch and a minute's batch each commit whole or not at all. After a crash the markers
  * of the hour being rolled are all still there (they go only with the final chunk), hour_done is the last completed
  * hour, and the memory (cursor, the writer's sets of marked series) is gone: the roller starts the hour again from
@@ -96,6 +103,17 @@ static int series_cmp(const char *a, size_t al, const char *b, size_t bl)
 	return c ? c : (al > bl) - (al < bl);
 }
 
+/* "SERIES|" order (minute key order, the scan's): where one series is a prefix of the other, the shorter one's '|'
+ * meets the longer one's next byte ("u/a/c/c/x:1" sorts before "u/a/c/c": '/' < '|'). */
+static int series_pipe_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+
+	if (c || al == bl)
+		return c;
+	return al < bl ? (int)(uint8_t)'|' - (int)(uint8_t)b[al] : (int)(uint8_t)a[bl] - (int)(uint8_t)'|';
+}
+
 bool dts__hour_rolled(const struct dts_storage *st, int64_t hour, const char *series, size_t sl)
 {
 	if (st->hour_done == INT64_MIN && hour == 0)
@@ -106,7 +124,9 @@ bool dts__hour_rolled(const struct dts_storage *st, int64_t hour, const char *se
 		return false;
 	if (hour < st->roll_hour)
 		return true; /* no marker there (the roller takes the lowest marked hour): keep it that way */
-	return st->roll_cursor_len && series_cmp(series, sl, st->roll_cursor, st->roll_cursor_len) <= 0;
+	if (!st->roll_cursor_len)
+		return false;
+	return (st->roll_scan ? series_pipe_cmp : series_cmp)(series, sl, st->roll_cursor, st->roll_cursor_len) <= 0;
 }
 
 bool dts__hour_rolled_any(const struct dts_storage *st, int64_t hour)
@@ -264,13 +284,29 @@ bool dts__hour_at_risk(const struct dts_storage *st, int64_t hour)
 
 /* ---- open / close ----------------------------------------------------------------------------------------------- */
 
+
+/* Finish a scan of the markers: the iterator's error (in st->last_err) and its release. 0 or -EIO. */
+static int markers_iter_end(struct dts_storage *st, rocksdb_iterator_t *it, rocksdb_readoptions_t *ro)
+{
+	char *rerr = NULL;
+
+	rocksdb_iter_get_error(it, &rerr);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	if (rerr) {
+		snprintf(st->last_err, sizeof(st->last_err), "reading rollup markers: %s", rerr);
+		rocksdb_free(rerr);
+		return -EIO;
+	}
+	return 0;
+}
+
 /* The hour of the first marker at or after key `from` (INT64_MAX: none). Returns 0 or -EIO. */
 static int first_marker(struct dts_storage *st, const char *from, size_t len, int64_t *hour)
 {
 	static const char upper[] = "hourq}"; /* past every marker */
 	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
 	rocksdb_iterator_t *it;
-	char *rerr = NULL;
 
 	if (!ro)
 		return -ENOMEM;
@@ -287,25 +323,19 @@ static int first_marker(struct dts_storage *st, const char *from, size_t len, in
 			break;
 		}
 	}
-	rocksdb_iter_get_error(it, &rerr);
-	rocksdb_iter_destroy(it);
-	rocksdb_readoptions_destroy(ro);
-	if (rerr) {
-		snprintf(st->last_err, sizeof(st->last_err), "reading rollup markers: %s", rerr);
-		rocksdb_free(rerr);
+	if (markers_iter_end(st, it, ro) != 0)
 		return -EIO;
-	}
 	return 0;
 }
 
-/* meta "hour_done" as an hour, or INT64_MIN when absent or unreadable. */
-static int64_t load_hour_done(struct dts_storage *st)
+/* meta "hour_done" (or another hour-valued meta key) as an hour, or INT64_MIN when absent or unreadable. */
+static int64_t load_meta_hour(struct dts_storage *st, const char *key, size_t klen)
 {
 	char *rerr = NULL, *val;
 	size_t vlen = 0;
 	int64_t t, h = INT64_MIN;
 
-	val = rocksdb_get_cf(st->db, st->ro_get, st->cf[DTS__CF_META], "hour_done", 9, &vlen, &rerr);
+	val = rocksdb_get_cf(st->db, st->ro_get, st->cf[DTS__CF_META], key, klen, &vlen, &rerr);
 	if (rerr)
 		rocksdb_free(rerr);
 	if (val && dts_storage_time_decode(val, vlen, DTS_RES_HOUR, &t) == 0)
@@ -317,7 +347,7 @@ static int64_t load_hour_done(struct dts_storage *st)
 void dts__roll_reload(struct dts_storage *st)
 {
 	if (st->cf[DTS__CF_META])
-		dts__set_hour_done(st, load_hour_done(st));
+		dts__set_hour_done(st, load_meta_hour(st, "hour_done", 9));
 }
 
 /*
@@ -333,7 +363,6 @@ static int load_markers(struct dts_storage *st)
 	rocksdb_iterator_t *it;
 	struct dts__hourset *hs = NULL;
 	size_t n = 0;
-	char *rerr = NULL;
 
 	if (!ro)
 		return -ENOMEM;
@@ -357,14 +386,8 @@ static int load_markers(struct dts_storage *st)
 				      dts_hash64(k + pl, kl - pl, DTS__MARK_SEED_B));
 		n++;
 	}
-	rocksdb_iter_get_error(it, &rerr);
-	rocksdb_iter_destroy(it);
-	rocksdb_readoptions_destroy(ro);
-	if (rerr) {
-		snprintf(st->last_err, sizeof(st->last_err), "reading rollup markers: %s", rerr);
-		rocksdb_free(rerr);
+	if (markers_iter_end(st, it, ro) != 0)
 		return -EIO;
-	}
 	if (n)
 		dts__log(st, 2, "store '%s': %zu rollup markers of open hours loaded", st->data_dir, n);
 	return 0;
@@ -380,7 +403,12 @@ int dts__roll_open(struct dts_storage *st, char *err, size_t err_len)
 	st->roll_hour = INT64_MIN;
 	st->roll_cursor_len = 0;
 	st->roll_next = INT64_MAX;
-	hd = st->cf[DTS__CF_META] ? load_hour_done(st) : INT64_MIN;
+	st->roll_scan = false;
+	hd = st->cf[DTS__CF_META] ? load_meta_hour(st, "hour_done", 9) : INT64_MIN;
+	st->scan_hour = st->cf[DTS__CF_META] ? load_meta_hour(st, DTS__META_HOUR_SCAN, DTS__META_HOUR_SCAN_LEN) :
+					       INT64_MIN;
+	if (st->scan_hour != INT64_MIN && hd != INT64_MIN && st->scan_hour <= hd)
+		st->scan_hour = INT64_MIN; /* defensive: rolled up already (the key goes with hour_done) */
 	st->hour_done = hd; /* what is stored; the migration below may change it */
 	if (st->cfg.mode == DTS_STORAGE_READ_WRITE) {
 		rc = first_marker(st, DTS__MARKER_PREFIX, DTS__MARKER_PREFIX_LEN, &low);
@@ -395,6 +423,8 @@ int dts__roll_open(struct dts_storage *st, char *err, size_t err_len)
 			hd = st->hwm / 60;
 			if (low != INT64_MAX && low <= hd)
 				hd = low - 1;
+			if (st->scan_hour != INT64_MIN && st->scan_hour <= hd)
+				hd = st->scan_hour - 1;
 			if (hd < 0)
 				hd = INT64_MIN; /* nothing before 1970-01-01T00 to claim */
 		}
@@ -438,10 +468,12 @@ void dts__roll_free(struct dts_storage *st)
 
 /*
  * Roll up one series (sl bytes, type) for hour into batch b: one iterator range over its minutes. it is a minutes
- * iterator reused across the chunk (its Seeks go forward in key order). Returns 0 or -errno.
+ * iterator reused across the chunk (its Seeks go forward in key order); seek false: it is at the series' first key
+ * at or after SERIES|HOUR already (the scan). Leaves it at the first key after the hour's minutes. Returns 0 or
+ * -errno.
  */
 static int roll_series(struct dts_storage *st, rocksdb_iterator_t *it, const char *series, size_t sl, uint8_t type,
-		       int64_t hour)
+		       int64_t hour, bool seek)
 {
 	char key[DTS_STORAGE_SERIES_MAX + 1 + DTS_STORAGE_TIME_LEN_HOUR + 1];
 	const size_t hl = sl + 1 + DTS_STORAGE_TIME_LEN_HOUR; /* "SERIES|YYYYMMDDTHH": the hour key, the range prefix */
@@ -455,7 +487,9 @@ static int roll_series(struct dts_storage *st, rocksdb_iterator_t *it, const cha
 	memcpy(key, series, sl);
 	key[sl] = '|';
 	dts_storage_time_encode(key + sl + 1, DTS_STORAGE_TIME_LEN_HOUR + 1, DTS_RES_HOUR, hour * 3600);
-	for (rocksdb_iter_seek(it, key, hl); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+	if (seek)
+		rocksdb_iter_seek(it, key, hl);
+	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
 		size_t kl, vl;
 		const char *k = rocksdb_iter_key(it, &kl);
 		const char *v;
@@ -518,61 +552,41 @@ static int commit_roll(struct dts_storage *st)
 	return 0;
 }
 
-/* Under write_lock: see dts__roll_chunk. */
-static long roll_chunk_locked(struct dts_storage *st, int64_t last, int64_t budget_ns, size_t max_series,
-			      bool *progress)
+/* One chunk's walk of an hour: where it starts (the cursor, in the walk's order), what it has done. */
+struct walk {
+	int64_t hour, t0, budget_ns;
+	size_t max_series;
+	char cursor[DTS_STORAGE_SERIES_MAX + 1]; /* the last series visited */
+	size_t cursor_len; /* 0: none yet (start at the beginning) */
+	bool finished; /* the walk reached the end of the hour */
+};
+
+/*
+ * The marker walk: the hour's markers in key order from after the cursor, each series rolled up from its minutes
+ * (itv). Returns the series rolled up, or -errno.
+ */
+static long walk_markers(struct dts_storage *st, struct walk *w, rocksdb_iterator_t *itv, const char *lo, size_t lol,
+			 const char *hi)
 {
-	const int64_t t0 = dts__mono_ns();
-	char lo[DTS__MARKER_KEY_MAX + 1], hi[DTS__MARKER_PREFIX_LEN + DTS_STORAGE_TIME_LEN_HOUR + 2];
-	char cursor[DTS_STORAGE_SERIES_MAX + 1];
-	size_t lol, cursor_len = 0;
-	rocksdb_readoptions_t *ro_m = NULL, *ro_v = NULL;
-	rocksdb_iterator_t *itm = NULL, *itv = NULL;
-	struct dts__batch *b = &st->wr_batch;
-	bool finished = false;
-	int64_t hour = st->roll_hour;
+	char from[DTS__MARKER_KEY_MAX + 1];
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *itm;
 	char *rerr = NULL;
 	long n = 0;
 	int rc = 0;
 
-	if (hour == INT64_MIN) {
-		if (st->roll_next > last)
-			return 0; /* the usual case between minutes: nothing due, no I/O */
-		rc = first_marker(st, DTS__MARKER_PREFIX, DTS__MARKER_PREFIX_LEN, &st->roll_next);
-		if (rc < 0) {
-			DTS__SSTAT_ADD(st->stats.roll_errors, 1);
-			return rc;
-		}
-		if (st->roll_next > last)
-			return 0;
-		hour = st->roll_next;
-	}
-	if (hour > last)
-		return 0;
-	lol = (size_t)dts__marker_key(lo, hour, "-", 1) - 1; /* "hourq|YYYYMMDDTHH|" */
-	memcpy(hi, lo, lol);
-	hi[lol - 1] = '}';
-	if (st->roll_cursor_len) {
-		memcpy(lo + lol, st->roll_cursor, st->roll_cursor_len);
-		memcpy(cursor, st->roll_cursor, st->roll_cursor_len);
-		cursor_len = st->roll_cursor_len;
-	}
-	ro_m = rocksdb_readoptions_create();
-	ro_v = rocksdb_readoptions_create();
-	if (!ro_m || !ro_v) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	rocksdb_readoptions_set_iterate_upper_bound(ro_m, hi, lol);
-	itm = rocksdb_create_iterator_cf(st->db, ro_m, st->cf[DTS__CF_CURRENT]);
-	itv = rocksdb_create_iterator_cf(st->db, ro_v, st->cf[DTS__CF_MINUTES]);
-	dts__batch_reset(b);
-	rocksdb_iter_seek(itm, lo, lol + st->roll_cursor_len);
-	if (st->roll_cursor_len && rocksdb_iter_valid(itm)) {
+	if (!ro)
+		return -ENOMEM;
+	rocksdb_readoptions_set_iterate_upper_bound(ro, hi, lol);
+	itm = rocksdb_create_iterator_cf(st->db, ro, st->cf[DTS__CF_CURRENT]);
+	memcpy(from, lo, lol);
+	memcpy(from + lol, w->cursor, w->cursor_len);
+	rocksdb_iter_seek(itm, from, lol + w->cursor_len);
+	if (w->cursor_len && rocksdb_iter_valid(itm)) {
 		size_t kl;
 		const char *k = rocksdb_iter_key(itm, &kl);
 
-		if (kl == lol + st->roll_cursor_len && memcmp(k, lo, kl) == 0)
+		if (kl == lol + w->cursor_len && memcmp(k, from, kl) == 0)
 			rocksdb_iter_next(itm); /* rolled up by the previous chunk */
 	}
 	while (rocksdb_iter_valid(itm)) {
@@ -584,18 +598,18 @@ static long roll_chunk_locked(struct dts_storage *st, int64_t last, int64_t budg
 
 		if (kl > lol && sl <= DTS_STORAGE_SERIES_MAX) {
 			if (dts_storage_series_decode(series, sl, &kv) == 0) {
-				rc = roll_series(st, itv, series, sl, kv.type, hour);
+				rc = roll_series(st, itv, series, sl, kv.type, w->hour, true);
 				if (rc < 0)
 					goto out;
 				n++;
 			} /* else defensive: not a series; skipped (and deleted with the hour's markers) */
-			memcpy(cursor, series, sl);
-			cursor_len = sl;
+			memcpy(w->cursor, series, sl);
+			w->cursor_len = sl;
 		}
 		rocksdb_iter_next(itm);
 		if (!rocksdb_iter_valid(itm))
 			break;
-		if ((size_t)n >= max_series || dts__mono_ns() - t0 >= budget_ns)
+		if ((size_t)n >= w->max_series || dts__mono_ns() - w->t0 >= w->budget_ns)
 			break;
 	}
 	rocksdb_iter_get_error(itm, &rerr);
@@ -605,42 +619,172 @@ static long roll_chunk_locked(struct dts_storage *st, int64_t last, int64_t budg
 		rc = -EIO;
 		goto out;
 	}
-	finished = !rocksdb_iter_valid(itm);
-	if (finished) {
+	w->finished = !rocksdb_iter_valid(itm);
+out:
+	rocksdb_iter_destroy(itm);
+	rocksdb_readoptions_destroy(ro);
+	return rc < 0 ? rc : n;
+}
+
+/*
+ * The scan walk (scan_hour: a new store's first hour, which has no markers): every series of the minutes family in
+ * key order from after the cursor. For each, the hour's minutes are rolled up as the marker walk does (the same
+ * roll_series: the same hour values), then one Seek to "SERIES}" skips its later minutes (the family holds the hour,
+ * the few minutes after it until the hour is due, and late data of earlier hours). Returns the series visited (as the
+ * marker walk counts its markers, some of which have no minute in the hour: a chunk that made progress is never 0
+ * for a caller that loops while the count is positive), or -errno.
+ */
+static long walk_minutes(struct dts_storage *st, struct walk *w, rocksdb_iterator_t *itv)
+{
+	char series[DTS_STORAGE_SERIES_MAX + 2], hs[DTS_STORAGE_TIME_LEN_HOUR + 1];
+	size_t visited = 0;
+	char *rerr = NULL;
+	int rc;
+
+	dts_storage_time_encode(hs, sizeof(hs), DTS_RES_HOUR, w->hour * 3600);
+	if (w->cursor_len) {
+		memcpy(series, w->cursor, w->cursor_len);
+		series[w->cursor_len] = '}'; /* past every key of the cursor's series: [SERIES|, SERIES}) */
+		rocksdb_iter_seek(itv, series, w->cursor_len + 1);
+	} else {
+		rocksdb_iter_seek_to_first(itv);
+	}
+	while (rocksdb_iter_valid(itv)) {
+		size_t kl;
+		const char *k = rocksdb_iter_key(itv, &kl);
+		const char *bar = memchr(k, '|', kl < DTS_STORAGE_SERIES_MAX + 1 ? kl : DTS_STORAGE_SERIES_MAX + 1);
+		const size_t sl = bar ? (size_t)(bar - k) : 0;
+		struct dts_key_view kv;
+
+		if (!sl) {
+			rocksdb_iter_next(itv); /* defensive: not a minute key */
+			continue;
+		}
+		memcpy(series, k, sl);
+		if (dts_storage_series_decode(series, sl, &kv) == 0) {
+			/* at SERIES|TIME: in or after the hour already unless TIME's hour is earlier */
+			const bool seek = kl < sl + 1 + DTS_STORAGE_TIME_LEN_HOUR ||
+					  memcmp(k + sl + 1, hs, DTS_STORAGE_TIME_LEN_HOUR) < 0;
+
+			rc = roll_series(st, itv, series, sl, kv.type, w->hour, seek);
+			if (rc < 0)
+				return rc;
+		}
+		memcpy(w->cursor, series, sl);
+		w->cursor_len = sl;
+		visited++;
+		if (rocksdb_iter_valid(itv)) {
+			k = rocksdb_iter_key(itv, &kl);
+			if (kl > sl && k[sl] == '|' && memcmp(k, series, sl) == 0) {
+				series[sl] = '}'; /* later minutes of the series: skip them */
+				rocksdb_iter_seek(itv, series, sl + 1);
+			}
+		}
+		if (!rocksdb_iter_valid(itv))
+			break;
+		if (visited >= w->max_series || dts__mono_ns() - w->t0 >= w->budget_ns)
+			break;
+	}
+	rocksdb_iter_get_error(itv, &rerr);
+	if (rerr) {
+		snprintf(st->last_err, sizeof(st->last_err), "scanning minutes to roll up: %s", rerr);
+		rocksdb_free(rerr);
+		return -EIO;
+	}
+	w->finished = !rocksdb_iter_valid(itv);
+	return (long)visited;
+}
+
+/* Under write_lock: see dts__roll_chunk. */
+static long roll_chunk_locked(struct dts_storage *st, int64_t last, int64_t budget_ns, size_t max_series,
+			      bool *progress)
+{
+	struct walk w = { .hour = st->roll_hour, .t0 = dts__mono_ns(), .budget_ns = budget_ns,
+			  .max_series = max_series };
+	char lo[DTS__MARKER_KEY_MAX + 1], hi[DTS__MARKER_PREFIX_LEN + DTS_STORAGE_TIME_LEN_HOUR + 2];
+	size_t lol;
+	rocksdb_readoptions_t *ro_v = NULL;
+	rocksdb_iterator_t *itv = NULL;
+	struct dts__batch *b = &st->wr_batch;
+	bool scan = st->roll_scan;
+	long n = 0;
+	int rc = 0;
+
+	if (w.hour == INT64_MIN) {
+		/* the lowest hour with markers, or scan_hour (a new store's first: lower than any marked hour) */
+		const int64_t sh = st->scan_hour == INT64_MIN ? INT64_MAX : st->scan_hour;
+
+		if (st->roll_next <= last && st->roll_next < sh) {
+			rc = first_marker(st, DTS__MARKER_PREFIX, DTS__MARKER_PREFIX_LEN, &st->roll_next);
+			if (rc < 0) {
+				DTS__SSTAT_ADD(st->stats.roll_errors, 1);
+				return rc;
+			}
+		}
+		w.hour = st->roll_next < sh ? st->roll_next : sh;
+		if (w.hour > last)
+			return 0; /* the usual case between minutes: nothing due, no I/O */
+		scan = w.hour == sh;
+	}
+	if (w.hour > last)
+		return 0;
+	lol = (size_t)dts__marker_key(lo, w.hour, "-", 1) - 1; /* "hourq|YYYYMMDDTHH|" */
+	memcpy(hi, lo, lol);
+	hi[lol - 1] = '}';
+	memcpy(w.cursor, st->roll_cursor, st->roll_cursor_len);
+	w.cursor_len = st->roll_cursor_len;
+	ro_v = rocksdb_readoptions_create();
+	if (!ro_v) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	itv = rocksdb_create_iterator_cf(st->db, ro_v, st->cf[DTS__CF_MINUTES]);
+	dts__batch_reset(b);
+	n = scan ? walk_minutes(st, &w, itv) : walk_markers(st, &w, itv, lo, lol, hi);
+	if (n < 0) {
+		rc = (int)n;
+		goto out;
+	}
+	if (w.finished) {
 		char tm[DTS_STORAGE_TIME_LEN_HOUR + 1];
 
 		dts__batch_delete_range(b, st->cf_id[DTS__CF_CURRENT], lo, lol, hi, lol);
+		if (scan) /* meta hour_scan alone: [hour_scan, hour_scan "\0") */
+			dts__batch_delete_range(b, st->cf_id[DTS__CF_META], DTS__META_HOUR_SCAN,
+						DTS__META_HOUR_SCAN_LEN, DTS__META_HOUR_SCAN,
+						DTS__META_HOUR_SCAN_LEN + 1);
 		memcpy(tm, lo + DTS__MARKER_PREFIX_LEN, DTS_STORAGE_TIME_LEN_HOUR);
-		if (st->hour_done == INT64_MIN || hour > st->hour_done) /* defensive: never move it back */
+		if (st->hour_done == INT64_MIN || w.hour > st->hour_done) /* defensive: never move it back */
 			dts__batch_put(b, st->cf_id[DTS__CF_META], "hour_done", 9, tm, DTS_STORAGE_TIME_LEN_HOUR);
 	}
 	rc = commit_roll(st);
 	if (rc < 0)
 		goto out;
 	*progress = true;
-	if (finished) {
-		if (st->hour_done == INT64_MIN || hour > st->hour_done)
-			dts__set_hour_done(st, hour);
+	if (w.finished) {
+		if (st->hour_done == INT64_MIN || w.hour > st->hour_done)
+			dts__set_hour_done(st, w.hour);
 		st->roll_hour = INT64_MIN;
 		st->roll_cursor_len = 0;
-		hourset_forget_range(st, INT64_MIN, hour);
+		st->roll_scan = false;
+		if (scan)
+			st->scan_hour = INT64_MIN;
+		hourset_forget_range(st, INT64_MIN, w.hour);
 		DTS__SSTAT_ADD(st->stats.hours_rolled, 1);
 		/* the next marked hour; a failure here only leaves the hint low (the next chunk seeks again) */
-		st->roll_next = hour + 1;
+		if (st->roll_next <= w.hour)
+			st->roll_next = w.hour + 1;
 	} else {
-		st->roll_hour = hour;
-		memcpy(st->roll_cursor, cursor, cursor_len);
-		st->roll_cursor_len = cursor_len;
+		st->roll_hour = w.hour;
+		st->roll_scan = scan;
+		memcpy(st->roll_cursor, w.cursor, w.cursor_len);
+		st->roll_cursor_len = w.cursor_len;
 	}
 	DTS__SSTAT_ADD(st->stats.series_rolled, (uint64_t)n);
 	DTS__SSTAT_ADD(st->stats.roll_chunks, 1);
 out:
-	if (itm)
-		rocksdb_iter_destroy(itm);
 	if (itv)
 		rocksdb_iter_destroy(itv);
-	if (ro_m)
-		rocksdb_readoptions_destroy(ro_m);
 	if (ro_v)
 		rocksdb_readoptions_destroy(ro_v);
 	if (rc < 0) {
@@ -648,7 +792,7 @@ out:
 		return rc;
 	}
 	{
-		const uint64_t ns = (uint64_t)(dts__mono_ns() - t0);
+		const uint64_t ns = (uint64_t)(dts__mono_ns() - w.t0);
 
 		DTS__SSTAT_SET(st->stats.roll_ns_last, ns);
 		DTS__SSTAT_ADD(st->stats.roll_ns_total, ns);

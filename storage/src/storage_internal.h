@@ -112,6 +112,10 @@ struct dts_storage {
 	char roll_cursor[DTS_STORAGE_SERIES_MAX + 1]; /* the last SERIES of roll_hour rolled up (marker key order) */
 	size_t roll_cursor_len; /* 0: none yet */
 	int64_t roll_next; /* hint: no marker below this hour (INT64_MAX: none known); under write_lock */
+	int64_t scan_hour; /* a new store's first hour, rolled up by scanning the minutes family instead of markers
+			    * (meta "hour_scan"); INT64_MIN: none. Set by the first close, cleared by the chunk that
+			    * rolls it up; under write_lock */
+	bool roll_scan; /* roll_hour is scan_hour: roll_cursor is in minute key order ("SERIES|"), not marker order */
 	struct dts__hourset **hsets; /* per hour with markers: the series whose marker is stored; under write_lock */
 	size_t n_hsets;
 	struct dts_stored roll_acc, roll_tmp; /* the roller's scratch; under write_lock */
@@ -162,6 +166,11 @@ void dts__evq_drain(struct dts_storage *st, bool stopping);
 #define DTS__MARKER_PREFIX_LEN 6
 #define DTS__MARKER_KEY_MAX (DTS__MARKER_PREFIX_LEN + DTS_STORAGE_TIME_LEN_HOUR + 1 + DTS_STORAGE_SERIES_MAX)
 
+/* meta "hour_scan" = YYYYMMDDTHH: the first hour of a new store, whose closes put no markers; the roller rolls it up
+ * by walking the minutes family, which holds little else then (docs/storage.md, "Hourly rollups"). */
+#define DTS__META_HOUR_SCAN "hour_scan"
+#define DTS__META_HOUR_SCAN_LEN 9
+
 /* Seeds of the two 64-bit hashes (dts_hash64 of the SERIES bytes) that identify a series in the writer's marker sets
  * (128 bits: a collision, which would leave one series-hour without its rollup, is out of reach at any number of
  * series). */
@@ -179,7 +188,7 @@ struct dts__hourset {
 int dts__marker_key(char *buf, int64_t hour, const char *series, size_t sl);
 
 /* Is the hour of SERIES (sl bytes, no '|') already rolled up, so that new minutes must read-merge-write it? The other
- * case adds a marker. Under write_lock. */
+ * case adds a marker (none in scan_hour). Under write_lock. */
 bool dts__hour_rolled(const struct dts_storage *st, int64_t hour, const char *series, size_t sl);
 /* Can dts__hour_rolled be true for any series of hour (then a minute of it may read-merge-write its hour)? */
 bool dts__hour_rolled_any(const struct dts_storage *st, int64_t hour);
@@ -216,10 +225,12 @@ void dts__roll_reload(struct dts_storage *st);
 void dts__roll_free(struct dts_storage *st);
 
 /*
- * One chunk of rollups in one batch: the markers of the lowest marked hour <= last_hour (DTS_STORAGE_ROLL_DUE: the
- * due ones), from where the previous chunk stopped, until budget_ns has passed or max_series (0: the default bound)
- * series are rolled up; the chunk that reaches the end of the hour's markers also deletes them and sets hour_done.
- * *progress: a chunk was committed. Returns the series rolled up, or -errno (nothing changed). Takes write_lock.
+ * One chunk of rollups in one batch: the lowest hour <= last_hour (DTS_STORAGE_ROLL_DUE: the due ones) that has
+ * markers or is scan_hour, from where the previous chunk stopped, until budget_ns has passed or max_series (0: the
+ * default bound) series are visited (its markers in key order; for scan_hour, the series of the minutes family in key
+ * order); the chunk that reaches the end also deletes the hour's markers (and meta hour_scan) and sets hour_done.
+ * *progress: a chunk was committed. Returns the series rolled up (markers, or series visited by the scan), or -errno
+ * (nothing changed). Takes write_lock.
  */
 long dts__roll_chunk(struct dts_storage *st, int64_t last_hour, int64_t budget_ns, size_t max_series, bool *progress);
 

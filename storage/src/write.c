@@ -10,7 +10,8 @@
  * Hours. A minute whose hour is not rolled up yet (the usual case) does not touch the hours family: the first minute
  * of a series in that hour puts a marker ("hourq|" HOUR '|' SERIES in current), and the writer remembers in memory
  * (a set of 128-bit hashes per hour) which series have one, so the other minutes of the hour add nothing. The roller
- * later writes the hour from the minutes (roll.c). A minute whose hour is already rolled up (late data) merges its
+ * later writes the hour from the minutes (roll.c). A new store's first hour (meta "hour_scan") puts no marker: the
+ * roller scans the minutes family for it. A minute whose hour is already rolled up (late data) merges its
  * record into the stored hour (read-merge-write), as every minute did before hourly rollups.
  *
  * Which reads are needed. meta "hwm_minute" is the highest minute ever stored, updated in the same batch as the
@@ -537,6 +538,7 @@ struct minute_extra {
 	struct dts__hourset *marked; /* series with a stored marker for hour (NULL: out of memory, put them all) */
 	struct dts__hourset *next; /* pre-marking: the next hour's set, NULL when this minute does not pre-mark */
 	unsigned slice; /* pre-marking: the series whose first hash is slice mod PREMARK_SLICES */
+	bool nomark; /* hour is the store's scan_hour: the roller scans the minutes, no marker for hour */
 	uint64_t markers, hours_late;
 };
 
@@ -589,7 +591,7 @@ static long add_chunk(struct dts_storage *st, struct dts__batch *b, const struct
 			const uint64_t ha = dts_hash64(series, sl - 1, DTS__MARK_SEED_A);
 			const uint64_t hb = dts_hash64(series, sl - 1, DTS__MARK_SEED_B);
 
-			if (!x->marked || !dts__hourset_test_add(x->marked, ha, hb)) {
+			if (!x->nomark && (!x->marked || !dts__hourset_test_add(x->marked, ha, hb))) {
 				rc = put_marker(st, b, mk, x->hour, series, sl - 1);
 				if (rc < 0)
 					return rc;
@@ -653,7 +655,8 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 	struct dts__batch *b = &st->wr_batch;
 	char tk[DTS_STORAGE_TIME_LEN_MINUTE + 2], tk_end[DTS_STORAGE_TIME_LEN_MINUTE + 2];
 	struct minute_extra x = { .hour = cm->minute / 60 };
-	char th[DTS_STORAGE_TIME_LEN_HOUR + 1];
+	char th[DTS_STORAGE_TIME_LEN_HOUR + 1], ts[DTS_STORAGE_TIME_LEN_HOUR + 1];
+	int64_t scan = st->scan_hour;
 	struct item *items;
 	size_t nitems = 0, ninvalid = 0;
 	long merged = 0, rc = 0;
@@ -673,15 +676,27 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 	}
 	read_min = st->hwm != INT64_MIN && cm->minute <= st->hwm;
 	if (st->hour_done == INT64_MIN && x.hour > 0) {
-		/* the first minute of a new store: every earlier hour is complete (there is none). Hour 0 of 1970 has
-		 * no hour before it: dts__hour_rolled has it read-merge-written while hour_done is unset */
-		dts_storage_time_encode(th, sizeof(th), DTS_RES_HOUR, (x.hour - 1) * 3600);
+		/* The first minute of a new store: every earlier hour is complete (there is none). Hour 0 of 1970 has
+		 * no hour before it: dts__hour_rolled has it read-merge-written while hour_done is unset. Its hour is
+		 * the store's scan hour: no marker in any close of it, the roller scans the minutes family (which holds
+		 * only that hour then) instead; meta hour_scan goes in every part, so a crash between parts cannot leave
+		 * minutes of the hour that no marker and no hour_scan point at. A scan hour loaded at open is such a
+		 * partial first close's: kept. */
+		if (scan == INT64_MIN)
+			scan = x.hour;
+		dts_storage_time_encode(th, sizeof(th), DTS_RES_HOUR, ((scan < x.hour ? scan : x.hour) - 1) * 3600);
+		dts_storage_time_encode(ts, sizeof(ts), DTS_RES_HOUR, scan * 3600);
 		first_hour_done = true;
+		dts__batch_put(b, st->cf_id[DTS__CF_META], DTS__META_HOUR_SCAN, DTS__META_HOUR_SCAN_LEN, ts,
+			       DTS_STORAGE_TIME_LEN_HOUR);
 	}
-	if (st->hour_done == INT64_MIN || x.hour > st->hour_done) {
+	x.nomark = scan != INT64_MIN && x.hour == scan;
+	if ((st->hour_done == INT64_MIN || x.hour > st->hour_done) && !x.nomark) {
 		x.marked = dts__hourset_get(st, x.hour);
 		if (x.marked)
 			dts__hourset_reserve(x.marked, nitems);
+	}
+	if (st->hour_done == INT64_MIN || x.hour > st->hour_done) {
 		/* pre-mark from the newest minute only (late parts and restored minutes are not the hour's clock) */
 		if (cm->minute % 60 >= PREMARK_FROM && (st->hwm == INT64_MIN || cm->minute > st->hwm) &&
 		    x.hour != st->roll_hour) {
@@ -710,6 +725,9 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 			rc = commit_async(st, b);
 			dts__batch_reset(b);
 			parts++;
+			if (first_hour_done)
+				dts__batch_put(b, st->cf_id[DTS__CF_META], DTS__META_HOUR_SCAN,
+					       DTS__META_HOUR_SCAN_LEN, ts, DTS_STORAGE_TIME_LEN_HOUR);
 		}
 	}
 	if (parts) {
@@ -738,8 +756,10 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 		st->hwm = cm->minute;
 		DTS__SSTAT_SET(st->stats.hwm_minute, st->hwm);
 	}
-	if (first_hour_done)
-		dts__set_hour_done(st, x.hour - 1);
+	if (first_hour_done) {
+		dts__set_hour_done(st, (scan < x.hour ? scan : x.hour) - 1);
+		st->scan_hour = scan;
+	}
 	if (x.markers && x.hour < st->roll_next)
 		st->roll_next = x.hour; /* a pre-mark alone is for hour + 1: a lower hint is harmless */
 	DTS__SSTAT_ADD(st->stats.minutes_written, 1);
@@ -753,6 +773,8 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 	if (parts > 1)
 		flush_after_close(st);
 out:
+	if (rc < 0 && first_hour_done && parts)
+		st->scan_hour = scan; /* a committed part may hold hour_scan: the next first close keeps it */
 	if (rc < 0 && x.marked)
 		dts__hourset_forget(st, x.hour); /* remembered markers may not be stored: put them all again */
 	if (rc < 0 && x.next)

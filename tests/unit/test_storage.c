@@ -1469,16 +1469,38 @@ static long count_keys(struct dts_storage *st, int cf, const char *prefix)
 	return n;
 }
 
-/* meta "hour_done" as stored ("" when absent). */
-static void meta_hour_done(struct dts_storage *st, char *buf, size_t len)
+/* The meta value of key as stored ("" when absent). */
+static void meta_str(struct dts_storage *st, const char *key, char *buf, size_t len)
 {
 	char *rerr = NULL, *v;
 	size_t vl = 0;
 
-	v = rocksdb_get_cf(st->db, st->ro_get, st->cf[DTS__CF_META], "hour_done", 9, &vl, &rerr);
+	v = rocksdb_get_cf(st->db, st->ro_get, st->cf[DTS__CF_META], key, strlen(key), &vl, &rerr);
 	cr_assert_null(rerr);
 	snprintf(buf, len, "%.*s", v ? (int)vl : 0, v ? v : "");
 	rocksdb_free(v);
+}
+
+/* meta "hour_done" as stored ("" when absent). */
+static void meta_hour_done(struct dts_storage *st, char *buf, size_t len)
+{
+	meta_str(st, "hour_done", buf, len);
+}
+
+/*
+ * A store that is not new: its first hour is behind it (hour_done 21:00 stored, as the roller leaves it), so H0 is
+ * rolled up from markers, as every hour after a store's first is. (A new store's first hour has no markers: the roller
+ * scans the minutes family, rollup.first_hour_of_a_new_store_is_rolled_up_by_a_scan.)
+ */
+static struct dts_storage *open_marked_store(void)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	char *rerr = NULL;
+
+	rocksdb_put_cf(st->db, st->wo, st->cf[DTS__CF_META], "hour_done", 9, "20231114T21", 11, &rerr);
+	cr_assert_null(rerr);
+	dts_storage_close(st);
+	return open_store(DTS_STORAGE_READ_WRITE);
 }
 
 /* The hour of a rolled-up test: five series of four types; minute offset i of the hour gets values made from i. */
@@ -1578,13 +1600,13 @@ static void expect_mixed_hour(const struct points *ps)
 }
 
 /*
- * Minute closes write minutes and one marker per series and hour, no hour value; the roller waits until the hour is
+ * In a store past its first hour, minute closes write minutes and one marker per series and hour, no hour value; the roller waits until the hour is
  * due, then writes hour values equal to the merge of the minutes, deletes the hour's markers and sets hour_done; hour
  * reads give the same answer before and after.
  */
 Test(rollup, closes_write_markers_then_roller_writes_hours)
 {
-	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_storage *st = open_marked_store();
 	struct points before[N_MIXED], after[N_MIXED];
 	struct dts_storage_stats s;
 	char hd[32], marker[64];
@@ -1599,7 +1621,7 @@ Test(rollup, closes_write_markers_then_roller_writes_hours)
 		     "and the next hour's markers pre-marked by minute 59 (rollup.premarking_spreads_markers)");
 	cr_expect_eq(s.hours_late, 0);
 	meta_hour_done(st, hd, sizeof(hd));
-	cr_expect_str_eq(hd, "20231114T21", "a new store: every hour before its first minute's is done");
+	cr_expect_str_eq(hd, "20231114T21");
 
 	read_mixed_hours(st, T0 - 86400, T0 + 86400, before);
 	expect_mixed_hour(before);
@@ -1649,7 +1671,7 @@ Test(rollup, closes_write_markers_then_roller_writes_hours)
  * hour up; a crash in the middle of an hour's rollup: the hour is rolled again from the start, with the same result. */
 Test(rollup, crash_before_or_during_the_rollup_still_rolls_the_hour)
 {
-	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_storage *st = open_marked_store();
 	struct points ps[N_MIXED], again[N_MIXED];
 	bool progress = false;
 	char hd[32];
@@ -1694,7 +1716,7 @@ Test(rollup, crash_before_or_during_the_rollup_still_rolls_the_hour)
  */
 Test(rollup, minutes_between_chunks_are_counted_once)
 {
-	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_storage *st = open_marked_store();
 	const double one[] = { 1 }, late[] = { 1000 };
 	static const char *const names[] = { "b", "d", "f" };
 	struct dts_storage_stats s;
@@ -1853,7 +1875,8 @@ Test(rollup, retention_keeps_stored_hours_over_expired_minutes)
 	ps = read_all(st, DTS_RES_HOUR, "u/api/kept/c");
 	cr_assert_eq(ps.n, 1);
 	cr_expect_eq(ps.p[0].agg.count, 20, "the stored value, not the 10 minutes left: %g", ps.p[0].agg.count);
-	cr_assert_eq(dts_storage_roll_hours(st, DTS_STORAGE_ROLL_DUE, 0), 2);
+	/* the store's first hour: the scan visits kept, left and the due minute's u/api/hits/c */
+	cr_assert_eq(dts_storage_roll_hours(st, DTS_STORAGE_ROLL_DUE, 0), 3);
 	ps = read_all(st, DTS_RES_HOUR, "u/api/kept/c");
 	cr_assert_eq(ps.n, 1);
 	cr_expect_eq(ps.p[0].agg.count, 20, "kept, not overwritten with less");
@@ -1968,7 +1991,7 @@ Test(rollup, sink_rolls_due_hours_in_the_background)
 Test(rollup, premarking_spreads_markers_over_the_hour)
 {
 	enum { SERIES = 60 };
-	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_storage *st = open_marked_store();
 	struct dts_storage_stats s0, s;
 	uint64_t per_minute_max = 0;
 
@@ -2030,7 +2053,7 @@ Test(rollup, premarking_spreads_markers_over_the_hour)
  */
 Test(rollup, restart_loads_markers_so_the_next_close_puts_none)
 {
-	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_storage *st = open_marked_store();
 	struct points ps[N_MIXED];
 	struct dts_storage_stats s;
 
@@ -2064,6 +2087,268 @@ Test(rollup, restart_loads_markers_so_the_next_close_puts_none)
 	dts_storage_close(st);
 }
 
+/* Every key and value of family cf, as length-prefixed bytes in key order (malloc'd into *out; returns the length). */
+static size_t dump_cf(struct dts_storage *st, int cf, char **out)
+{
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cf[cf]);
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap);
+
+	cr_assert_not_null(buf);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl, vl;
+		const char *k = rocksdb_iter_key(it, &kl), *v = rocksdb_iter_value(it, &vl);
+
+		while (len + kl + vl + 2 * sizeof(size_t) > cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			cr_assert_not_null(buf);
+		}
+		memcpy(buf + len, &kl, sizeof(kl));
+		memcpy(buf + len + sizeof(kl), k, kl);
+		len += sizeof(kl) + kl;
+		memcpy(buf + len, &vl, sizeof(vl));
+		memcpy(buf + len + sizeof(vl), v, vl);
+		len += sizeof(vl) + vl;
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	*out = buf;
+	return len;
+}
+
+/* meta "hour_scan" as stored ("" when absent). */
+static void meta_hour_scan(struct dts_storage *st, char *buf, size_t len)
+{
+	meta_str(st, "hour_scan", buf, len);
+}
+
+/* The same minutes for both ways of rolling up: the mixed series in H0 (u/api/hits/c/env:prod sorts before
+ * u/api/hits/c in the minutes family, after it in marker order), a series with minutes only in the next hour (the
+ * scan skips it), a late minute of the hour before H0 (read-merge-written: before hour_done), and the due minute. */
+static void write_first_hour(struct dts_storage *st)
+{
+	const double late[] = { 9 }, due_v[] = { 1 };
+	struct dts_closed_minute *cm;
+
+	for (int j = 0; j < N_OFFSETS; j++)
+		write_mixed(st, H0 * 60 + rolled_offsets[j]);
+	cm = cm_counter(H0 * 60 - 5, late, 1);
+	cm->late = true;
+	cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+	dts_closed_minute_release(cm);
+	for (int m = 1; m <= DTS_STORAGE_ROLL_DELAY_MIN; m++) {
+		cm = cm_new((H0 + 1) * 60 + m, 2);
+		rec_init(&cm->recs[0], "u", "api", "later", "", DTS_COUNTER);
+		rec_add(&cm->recs[0], m);
+		rec_init(&cm->recs[1], "u", "api", "hits", "", DTS_COUNTER);
+		rec_add(&cm->recs[1], due_v[0]);
+		cm->n = 2;
+		cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+		dts_closed_minute_release(cm);
+	}
+}
+
+/*
+ * A new store's first hour: its closes put no marker (only the next hour's pre-marks) and meta hour_scan; the roller
+ * rolls it up by scanning the minutes family, in chunks, and writes exactly the hours family the marker walk writes
+ * for the same minutes (compared byte for byte with a store past its first hour); the last chunk deletes hour_scan
+ * and sets hour_done.
+ */
+Test(rollup, first_hour_of_a_new_store_is_rolled_up_by_a_scan)
+{
+	struct dts_storage *st, *mk;
+	struct dts_storage_stats s;
+	struct points before[N_MIXED], after[N_MIXED];
+	char hd[32], *scan_hours, *marker_hours, *scan_minutes, *marker_minutes;
+	size_t scan_len, marker_len, lm, lm2;
+	bool progress;
+	long rolled = 0, chunks = 0, rc, next_markers;
+
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	write_first_hour(st);
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|"), 0, "no marker for the first hour");
+	dts_storage_stats_read(st, &s);
+	cr_expect_eq(s.markers_written, (uint64_t)count_keys(st, DTS__CF_CURRENT, "hourq|20231114T23|"),
+		     "only the next hour's (pre-marks and the series new in it)");
+	cr_expect_eq(s.hours_late, 1, "the minute before the first hour read-merge-writes its hour");
+	meta_hour_done(st, hd, sizeof(hd));
+	cr_expect_str_eq(hd, "20231114T21", "a new store: every hour before its first minute's is done");
+	meta_hour_scan(st, hd, sizeof(hd));
+	cr_expect_str_eq(hd, "20231114T22");
+	read_mixed_hours(st, T0 - 86400, T0 + 86400, before);
+	next_markers = count_keys(st, DTS__CF_CURRENT, "hourq|20231114T23|");
+	cr_expect_geq(next_markers, 2, "at least u/api/later/c and u/api/hits/c, new in hour 23");
+
+	/* chunks of one series each (the scan visits six: the five mixed ones and u/api/later/c, in the minutes
+	 * family's order); the last one moves hour_done and deletes hour_scan */
+	do {
+		progress = false;
+		rc = dts__roll_chunk(st, DTS_STORAGE_ROLL_DUE, INT64_MAX, 1, &progress);
+		cr_assert_geq(rc, 0);
+		rolled += rc;
+		chunks += progress;
+		if (progress && chunks < 6) {
+			meta_hour_scan(st, hd, sizeof(hd));
+			cr_expect_str_eq(hd, "20231114T22", "hour_scan stays until the last chunk");
+		}
+	} while (progress);
+	cr_expect_eq(rolled, N_MIXED + 1, "the series of the minutes family");
+	cr_expect_eq(chunks, N_MIXED + 1, "one chunk per series of the minutes family");
+	meta_hour_done(st, hd, sizeof(hd));
+	cr_expect_str_eq(hd, "20231114T22");
+	meta_hour_scan(st, hd, sizeof(hd));
+	cr_expect_str_eq(hd, "", "deleted with the hour_done it led to");
+	cr_expect_eq(st->scan_hour, INT64_MIN);
+	read_mixed_hours(st, T0 - 86400, T0 + 86400, after);
+	for (int i = 0; i < N_MIXED; i++) {
+		cr_assert_eq(after[i].n, before[i].n, "%s", mixed_series[i]);
+		cr_expect(memcmp(&after[i].p[0], &before[i].p[0], sizeof(struct point)) == 0,
+			  "%s: the same answer before and after rolling up", mixed_series[i]);
+	}
+	read_mixed_hours(st, T0, T0 + 1, after);
+	expect_mixed_hour(after);
+	scan_len = dump_cf(st, DTS__CF_HOURS, &scan_hours);
+	lm = dump_cf(st, DTS__CF_MINUTES, &scan_minutes);
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T23|"), next_markers, "the next hour's stay");
+	dts_storage_close(st);
+
+	/* the same minutes in a store past its first hour: markers, rolled up by the marker walk */
+	snprintf(dbdir, sizeof(dbdir), "%s/db-marked", tmpdir);
+	mk = open_marked_store();
+	write_first_hour(mk);
+	cr_expect_eq(count_keys(mk, DTS__CF_CURRENT, "hourq|20231114T22|"), N_MIXED);
+	cr_expect_eq(dts_storage_roll_hours(mk, DTS_STORAGE_ROLL_DUE, 0), N_MIXED);
+	marker_len = dump_cf(mk, DTS__CF_HOURS, &marker_hours);
+	lm2 = dump_cf(mk, DTS__CF_MINUTES, &marker_minutes);
+	cr_assert_eq(lm, lm2, "the same minutes both ways");
+	cr_assert(memcmp(scan_minutes, marker_minutes, lm) == 0);
+	cr_assert_gt(scan_len, 0);
+	cr_expect_eq(count_keys(mk, DTS__CF_HOURS, ""), N_MIXED + 1, "hour 22 of each series and hits' hour 21");
+	cr_assert_eq(scan_len, marker_len, "the same hours family both ways");
+	cr_expect(memcmp(scan_hours, marker_hours, scan_len) == 0, "byte for byte");
+	free(scan_hours);
+	free(marker_hours);
+	free(scan_minutes);
+	free(marker_minutes);
+	dts_storage_close(mk);
+}
+
+/*
+ * Restarts during a new store's first hour and during its scan: the closes after a restart still put no marker for
+ * the hour (hour_scan is read at open); minutes that arrive between two chunks of the scan are read-merge-written
+ * (series at or before the scan's position) or found by the scan (later series); a crash in the middle of the scan
+ * starts it again from the first series. Every datum ends up once in its hour.
+ */
+Test(rollup, restarts_in_the_first_hour_and_its_scan_roll_it_once)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	/* scan order: u/api/b/c/x:1 before u/api/b/c ('/' < '|'), marker order the other way round */
+	static const char *const names[] = { "b", "b", "d", "f" }, *const tags[] = { "x:1", "", "", "" };
+	struct dts_storage_stats s;
+	bool progress = false;
+	char hd[32];
+
+	for (int m = 0; m < 4; m++) {
+		struct dts_closed_minute *cm = cm_new(H0 * 60 + m, 4);
+
+		for (int i = 0; i < 4; i++) {
+			rec_init(&cm->recs[i], "u", "api", names[i], tags[i], DTS_COUNTER);
+			rec_add(&cm->recs[i], 1);
+		}
+		cm->n = 4;
+		cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+		dts_closed_minute_release(cm);
+		if (m == 1) { /* restart in the middle of the first hour */
+			dts_storage_close(st);
+			st = open_store(DTS_STORAGE_READ_WRITE);
+			cr_expect_eq(st->scan_hour, H0, "hour_scan read at open");
+		}
+	}
+	dts_storage_stats_read(st, &s);
+	cr_expect_eq(s.markers_written, 0, "no marker before or after the restart");
+	{
+		const double one[] = { 1 };
+		struct dts_closed_minute *due = cm_counter((H0 + 1) * 60 + DTS_STORAGE_ROLL_DELAY_MIN, one, 1);
+
+		cr_assert_eq(dts_storage_write_minute(st, due), 0);
+		dts_closed_minute_release(due);
+	}
+	/* the first chunk rolls up u/api/b/c/x:1 and u/api/b/c (the minutes family's order): the position is u/api/b/c,
+	 * which marker order would put before u/api/b/c/x:1 */
+	cr_assert_eq(dts__roll_chunk(st, DTS_STORAGE_ROLL_DUE, INT64_MAX, 2, &progress), 2);
+	cr_expect(st->roll_scan);
+	/* late data for minute 1: b and b/x:1 (rolled up), d and f (not yet), a (new, before the position), g (new,
+	 * after) */
+	{
+		static const char *const late_names[] = { "a", "b", "b", "d", "f", "g" };
+		static const char *const late_tags[] = { "", "", "x:1", "", "", "" };
+		struct dts_closed_minute *cm = cm_new(H0 * 60 + 1, 6);
+
+		for (int i = 0; i < 6; i++) {
+			rec_init(&cm->recs[i], "u", "api", late_names[i], late_tags[i], DTS_COUNTER);
+			rec_add(&cm->recs[i], 1000);
+		}
+		cm->n = 6;
+		cm->late = true;
+		cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+		dts_closed_minute_release(cm);
+	}
+	dts_storage_stats_read(st, &s);
+	cr_expect_eq(s.hours_late, 3, "a, b and b/x:1 read-merge-write their hour");
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|"), 0, "still no marker");
+	{
+		/* the stored hour of the tagged series has the late datum (it is before the position in scan order) */
+		static const char key[] = "u/api/b/c/x:1|20231114T22";
+		char *rerr = NULL, *v;
+		size_t vl = 0;
+		struct dts_stored hv;
+
+		v = rocksdb_get_cf(st->db, st->ro_get, st->cf[DTS__CF_HOURS], key, sizeof(key) - 1, &vl, &rerr);
+		cr_assert_null(rerr);
+		cr_assert_not_null(v);
+		dts_stored_init(&hv);
+		cr_assert_eq(dts_storage_value_decode(&hv, (const uint8_t *)v, vl), 0);
+		cr_expect_eq(hv.agg.sum, 1004, "four minutes of 1 and the late 1000: %g", hv.agg.sum);
+		dts_stored_free(&hv);
+		rocksdb_free(v);
+	}
+	cr_assert_eq(dts__roll_chunk(st, DTS_STORAGE_ROLL_DUE, INT64_MAX, 2, &progress), 2, "d and f");
+	cr_expect_eq(count_keys(st, DTS__CF_HOURS, ""), 5, "a (late), b, b/x:1, d, f");
+	dts_storage_close(st); /* crash in the middle of the scan */
+
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	meta_hour_done(st, hd, sizeof(hd));
+	cr_expect_str_eq(hd, "20231114T21");
+	cr_expect_eq(dts_storage_roll_hours(st, DTS_STORAGE_ROLL_DUE, 0), 7, "scanned again from the first series");
+	meta_hour_done(st, hd, sizeof(hd));
+	cr_expect_str_eq(hd, "20231114T22");
+	meta_hour_scan(st, hd, sizeof(hd));
+	cr_expect_str_eq(hd, "");
+	static const struct {
+		const char *series;
+		double sum;
+	} want[] = { { "u/api/a/c", 1000 }, { "u/api/b/c", 1004 }, { "u/api/b/c/x:1", 1004 },
+		     { "u/api/d/c", 1004 }, { "u/api/f/c", 1004 }, { "u/api/g/c", 1000 } };
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		struct points ps = read_all(st, DTS_RES_HOUR, want[i].series);
+		char prefix[64];
+
+		cr_assert_eq(ps.n, 1, "%s", want[i].series);
+		cr_expect_eq(ps.p[0].agg.sum, want[i].sum, "%s: every datum once", want[i].series);
+		snprintf(prefix, sizeof(prefix), "%s|", want[i].series);
+		cr_expect_eq(count_keys(st, DTS__CF_HOURS, prefix), 1, "%s: stored", want[i].series);
+	}
+	cr_expect_eq(count_keys(st, DTS__CF_HOURS, "u/api/hits/c|"), 0, "no minute in the hour: no hour value");
+	dts_storage_close(st);
+	/* and after the scan a restart finds nothing to scan */
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	cr_expect_eq(st->scan_hour, INT64_MIN);
+	cr_expect_eq(dts_storage_roll_hours(st, DTS_STORAGE_ROLL_DUE, 0), 0);
+	dts_storage_close(st);
+}
+
 /* Enough counter series that a closed minute's batch is larger than the writer's part size (8 MiB). */
 #define N_LARGE 150000
 
@@ -2085,7 +2370,7 @@ static struct dts_closed_minute *cm_large(int64_t minute, double v)
 
 /*
  * A large closed minute that only puts is committed in parts (several WriteBatches, the hwm in the last); every
- * series, its marker and the hwm are there afterwards. The same minute again (late data: read-merge-write) is one
+ * series and the hwm are there afterwards (and no marker: the store's first hour is rolled up by a scan). The same minute again (late data: read-merge-write) is one
  * batch and merges into every stored value.
  */
 Test(store, large_minute_is_committed_in_parts)
@@ -2103,7 +2388,9 @@ Test(store, large_minute_is_committed_in_parts)
 	cr_expect_eq(s.records_written, N_LARGE);
 	cr_expect_eq(s.hwm_minute, M0);
 	cr_expect_eq(count_keys(st, DTS__CF_MINUTES, "u/"), N_LARGE);
-	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|"), N_LARGE);
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|"), 0, "a new store's first hour has no markers");
+	cr_expect_eq(s.markers_written, 0);
+	cr_expect_eq(count_keys(st, DTS__CF_META, "hour_scan"), 1);
 	ps = read_all(st, DTS_RES_MINUTE, "u/api/c1/c");
 	cr_assert_eq(ps.n, 1);
 	cr_expect_eq(ps.p[0].agg.sum, 2);
@@ -2124,9 +2411,10 @@ Test(store, large_minute_is_committed_in_parts)
 }
 
 /*
- * A crash between the parts of a closed minute: some of its series are stored (with their markers), the hwm is not,
- * and the minute's checkpoint rows are still there. The restart stores the checkpoint as the closed minute: over the
- * stored series (put, not merged: nothing counted twice), and the hour is rolled up from what is stored.
+ * A crash between the parts of a new store's first closed minute: some of its series are stored (with meta hour_scan,
+ * which every part of that close carries), the hwm and hour_done are not, and the minute's checkpoint rows are still
+ * there. The restart stores the checkpoint as the closed minute: over the stored series (put, not merged: nothing
+ * counted twice), and the hour is rolled up (by the scan) from what is stored.
  */
 Test(store, crash_between_parts_restores_the_checkpoint_over_them)
 {
@@ -2142,7 +2430,7 @@ Test(store, crash_between_parts_restores_the_checkpoint_over_them)
 
 	cr_assert_eq(dts_storage_write_checkpoint(st, cm), 0);
 	dts_closed_minute_release(cm);
-	/* what the first part of the close would have committed for this series: its closed minute and its marker */
+	/* what the first part of the close would have committed for this series: its closed minute and hour_scan */
 	dts_stored_init(&v);
 	v.type = DTS_COUNTER;
 	dts_agg_init(&v.agg);
@@ -2154,8 +2442,8 @@ Test(store, crash_between_parts_restores_the_checkpoint_over_them)
 	rocksdb_put_cf(st->db, st->wo, st->cf[DTS__CF_MINUTES], key, strlen(key), (const char *)val, (size_t)vl,
 		       &rerr);
 	cr_assert_null(rerr);
-	snprintf(mk, sizeof(mk), "hourq|20231114T22|u/api/hits/c");
-	rocksdb_put_cf(st->db, st->wo, st->cf[DTS__CF_CURRENT], mk, strlen(mk), "", 0, &rerr);
+	snprintf(mk, sizeof(mk), "20231114T22");
+	rocksdb_put_cf(st->db, st->wo, st->cf[DTS__CF_META], "hour_scan", 9, mk, strlen(mk), &rerr);
 	cr_assert_null(rerr);
 	dts_storage_close(st);
 
@@ -2165,7 +2453,9 @@ Test(store, crash_between_parts_restores_the_checkpoint_over_them)
 	cr_assert_eq(ps.n, 1);
 	cr_expect_eq(ps.p[0].agg.count, 2, "the checkpoint's value, put over the partial close (not added to it)");
 	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "20231114T2214|"), 0, "checkpoint rows deleted");
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|"), 0);
 	cr_assert_eq(dts_storage_roll_hours(st, H0, 0), 1);
+	cr_expect_eq(count_keys(st, DTS__CF_META, "hour_scan"), 0);
 	ps = read_all(st, DTS_RES_HOUR, "u/api/hits/c");
 	cr_assert_eq(ps.n, 1);
 	cr_expect_eq(ps.p[0].agg.count, 2);

@@ -308,11 +308,12 @@ long dts_storage_restore(struct dts_storage *st, struct dts_merger *m, int64_t n
 
 /*
  * Roll up the hours not yet rolled up, up to last_hour (unix seconds / 3600; DTS_STORAGE_ROLL_DUE: those due), oldest
- * first: for every series with a marker, its minutes of the hour (one iterator range) merged in time order into the
- * hour value; the hour's markers are then deleted and meta "hour_done" set in one batch. Rolling an hour that is still
- * open is allowed (tests, tools): its later minutes then read-merge-write it. budget_us > 0: one chunk of about that
- * long and at most 1,024 series (what the storage thread does between minutes); 0: everything up to last_hour.
- * Returns the series rolled up (0: nothing was due), -EIO (RocksDB: the chunk changed nothing, call again), -ENOMEM,
+ * first: for every series with a marker (for a new store's first hour, meta "hour_scan": every series of the minutes
+ * family), its minutes of the hour (one iterator range) merged in time order into the hour value; the hour's markers
+ * are then deleted and meta "hour_done" set in one batch. Rolling an hour that is still open is allowed (tests,
+ * tools): its later minutes then read-merge-write it. budget_us > 0: one chunk of about that long and at most 1,024
+ * series (what the storage thread does between minutes); 0: everything up to last_hour.
+ * Returns the series rolled up or, in a scanned hour, visited (0: nothing was due), -EIO (RocksDB: the chunk changed nothing, call again), -ENOMEM,
  * -EROFS. Blocking; any thread (serialised with the other writers). The sink's storage thread calls it by itself;
  * call it only without a sink, or in tests and tools.
  */
