@@ -1277,6 +1277,7 @@ struct walk {
 	bool *seen;
 	struct hidx *series, *procs;
 	size_t nseries, nprocs;
+	int64_t now_ms;
 };
 
 /* The statistic of a current state; false when it has no value (see struct dts_alert_obs). */
@@ -1349,8 +1350,14 @@ static int walk_series(void *arg, const struct dts_series_view *v)
 		w->seen[p->i] = true;
 		if (!v->cur)
 			continue;
-		if (r->kind == DTS_ALERT_STOPPED_WORKING)
-			o->last_ms = v->cur->last_seen_s > 0 ? v->cur->last_seen_s * 1000 : 0;
+		if (r->kind == DTS_ALERT_STOPPED_WORKING) {
+			/* The live state knows data by 5-second slot: the newest data came before that slot's end. Its
+			 * start would age the data by up to 5 s more, and with the 5 s publication delay a rule could see
+			 * up to 10 s without data while data keeps coming. */
+			int64_t end_ms = (v->cur->last_seen_s + DTS_SLOT_SECONDS) * 1000;
+
+			o->last_ms = v->cur->last_seen_s > 0 ? (end_ms < w->now_ms ? end_ms : w->now_ms) : 0;
+		}
 		else if (r->window_min <= 1)
 			o->has_value = current_value(r, v->cur, &o->value);
 	}
@@ -1486,7 +1493,7 @@ static void default_observe(void *ctx, const struct dts_alert_rule *rules, size_
 	struct dts_alerts *a = ctx;
 	struct hidx *series = malloc((n ? n : 1) * sizeof(*series)), *procs = malloc((n ? n : 1) * sizeof(*procs));
 	bool *seen = calloc(n ? n : 1, sizeof(*seen));
-	struct walk w = { .rules = rules, .obs = obs, .seen = seen, .series = series, .procs = procs };
+	struct walk w = { .rules = rules, .obs = obs, .seen = seen, .series = series, .procs = procs, .now_ms = now_ms };
 
 	if (!series || !procs || !seen) {
 		free(series);
