@@ -291,6 +291,15 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 		dts_sb_printf(&b, "dattss_store_records_merged_total %" PRIu64 "\n", ss.records_merged);
 		metric_head(&b, "dattss_store_checkpoints_written_total", "counter", "Open-minute checkpoints stored.");
 		dts_sb_printf(&b, "dattss_store_checkpoints_written_total %" PRIu64 "\n", ss.checkpoints_written);
+		metric_head(&b, "dattss_store_checkpoints_lost_total", "counter",
+			    "Checkpoints refused (queue half full) or failed; the next one is then full.");
+		dts_sb_printf(&b, "dattss_store_checkpoints_lost_total{reason=\"dropped\"} %" PRIu64 "\n",
+			      ss.checkpoints_dropped);
+		dts_sb_printf(&b, "dattss_store_checkpoints_lost_total{reason=\"failed\"} %" PRIu64 "\n",
+			      ss.checkpoints_failed);
+		metric_head(&b, "dattss_store_minute_parts_total", "counter",
+			    "WriteBatches of closed minutes (a large put-only minute is committed in parts).");
+		dts_sb_printf(&b, "dattss_store_minute_parts_total %" PRIu64 "\n", ss.minute_parts);
 		metric_head(&b, "dattss_store_bytes_written_total", "counter", "Bytes written to the store.");
 		dts_sb_printf(&b, "dattss_store_bytes_written_total %" PRIu64 "\n", ss.bytes_written);
 		metric_head(&b, "dattss_store_batch_seconds", "gauge", "Build + commit time of the last batch.");

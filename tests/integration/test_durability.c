@@ -417,6 +417,14 @@ Test(durability, closed_minutes_survive_restart_and_merge_with_later_traffic)
 	v = wait_metric_at_least("dattss_store_minutes_written_total", 1, STORE_WAIT_MS);
 	cr_assert(v >= 1, "minute %lld was not stored within %d ms (dattss_store_minutes_written_total %g)",
 		  (long long)m_first, STORE_WAIT_MS, v);
+	/* a small minute is one batch; no checkpoint was lost (both reasons are exported) */
+	{
+		unsigned matched = 0;
+
+		cr_expect_geq(dh_metric(&dmn, "dattss_store_minute_parts_total", NULL, NULL), 1);
+		cr_expect_eq(dh_metric(&dmn, "dattss_store_checkpoints_lost_total", NULL, &matched), 0);
+		cr_expect_eq(matched, 2, "dropped and failed");
+	}
 	{
 		json_t *cp = inspect(R_COUNTER_SERIES, "minute"), *p = point_of(cp, m_first);
 

@@ -983,6 +983,17 @@ Test(store, list_users_processes_series)
 
 /* ---- the sink -------------------------------------------------------------------------------------------------- */
 
+/* Start the store's sink (asserting it starts) and get its callbacks, as the daemon hands them to the merger. */
+static struct dts_storage_sink *sink_start(struct dts_storage *st, struct dts_sink *cb)
+{
+	char err[256];
+	struct dts_storage_sink *sink = dts_storage_sink_start(st, err, sizeof(err));
+
+	cr_assert_not_null(sink, "%s", err);
+	*cb = dts_storage_sink_get(sink);
+	return sink;
+}
+
 /* Closed minutes handed to the sink's callbacks (as the merger would) end up in the store; stop drains the queue. */
 Test(store, sink_writes_queued_minutes_and_drains_on_stop)
 {
@@ -1142,14 +1153,11 @@ Test(store, failing_writes_are_retried_then_counted)
 Test(store, checkpoints_are_replaced_by_the_close)
 {
 	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
-	char err[256];
-	struct dts_storage_sink *sink = dts_storage_sink_start(st, err, sizeof(err));
 	struct dts_storage_stats s;
 	struct dts_sink cb;
+	struct dts_storage_sink *sink = sink_start(st, &cb);
 	const double v[] = { 1 };
 
-	cr_assert_not_null(sink, "%s", err);
-	cb = dts_storage_sink_get(sink);
 	struct dts_closed_minute *ck = cm_counter(M0, v, 1);
 
 	ck->open = true;
@@ -1183,13 +1191,10 @@ Test(store, checkpoints_are_replaced_by_the_close)
 Test(store, partial_checkpoints_are_not_skipped)
 {
 	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
-	char err[256];
-	struct dts_storage_sink *sink = dts_storage_sink_start(st, err, sizeof(err));
 	struct dts_storage_stats s;
 	struct dts_sink cb;
+	struct dts_storage_sink *sink = sink_start(st, &cb);
 
-	cr_assert_not_null(sink, "%s", err);
-	cb = dts_storage_sink_get(sink);
 	cr_assert_not_null(cb.checkpoint_lost, "the storage sink reports lost checkpoints");
 	cr_expect_not(cb.checkpoint_lost(cb.ctx));
 	for (int i = 0; i < 5; i++) {
@@ -1955,14 +1960,11 @@ Test(rollup, store_of_the_previous_release_is_migrated)
 Test(rollup, sink_rolls_due_hours_in_the_background)
 {
 	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
-	char err[256];
-	struct dts_storage_sink *sink = dts_storage_sink_start(st, err, sizeof(err));
 	struct dts_storage_stats s;
 	struct dts_sink cb;
+	struct dts_storage_sink *sink = sink_start(st, &cb);
 	struct points ps[N_MIXED];
 
-	cr_assert_not_null(sink, "%s", err);
-	cb = dts_storage_sink_get(sink);
 	for (int j = 0; j < N_OFFSETS; j++)
 		cb.minute_closed(cb.ctx, cm_mixed(H0 * 60 + rolled_offsets[j]));
 	cb.minute_closed(cb.ctx, cm_mixed((H0 + 1) * 60 + DTS_STORAGE_ROLL_DELAY_MIN));
