@@ -724,7 +724,7 @@ static void series_retire(struct dts_merger *m, struct series *s)
 		dts__pstate_ref(s->proc, -1);
 	m->nseries--;
 	s->home = m;
-	urcu_memb_call_rcu(&s->rcu, series_free_rcu);
+	dts__call_rcu(&s->rcu, series_free_rcu);
 }
 
 /* Find the series of a table entry, creating it if needed. Merger thread. */

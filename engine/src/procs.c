@@ -471,7 +471,7 @@ static int64_t install_event(struct dts__procs *p, struct uevents *u, const stru
 		return 0;
 	int64_t evicted = (int64_t)old->v.seq;
 
-	urcu_memb_call_rcu(&old->rcu, evrec_free_rcu);
+	dts__call_rcu(&old->rcu, evrec_free_rcu);
 	return evicted;
 }
 
@@ -565,7 +565,7 @@ static void publish(struct dts__procs *p, struct dts__pstate *ps)
 	s->v.removed = false;
 	old = atomic_exchange_explicit(&ps->snap, s, memory_order_acq_rel);
 	if (old)
-		urcu_memb_call_rcu(&old->rcu, psnap_free_rcu);
+		dts__call_rcu(&old->rcu, psnap_free_rcu);
 }
 
 void dts__procs_step(struct dts__procs *p, int64_t now_ms, const struct dts_sink *sink, bool final)
@@ -589,7 +589,7 @@ void dts__procs_step(struct dts__procs *p, int64_t now_ms, const struct dts_sink
 			    cds_lfht_del(p->procs, &ps->node) == 0) {
 				batch_proc(p, ps, true, now_ms);
 				p->nprocs--;
-				urcu_memb_call_rcu(&ps->rcu, pstate_free_rcu);
+				dts__call_rcu(&ps->rcu, pstate_free_rcu);
 				continue;
 			}
 			if (ps->unsaved && !ps->dirty && (final || now_ms - ps->persisted_ms >= PERSIST_MS))
@@ -752,13 +752,13 @@ void dts__procs_clear(struct dts__procs *p)
 	     cds_lfht_next(p->procs, &it)) {
 		ps = caa_container_of(lnode, struct dts__pstate, node);
 		if (cds_lfht_del(p->procs, &ps->node) == 0)
-			urcu_memb_call_rcu(&ps->rcu, pstate_free_rcu);
+			dts__call_rcu(&ps->rcu, pstate_free_rcu);
 	}
 	for (cds_lfht_first(p->users, &it); (lnode = cds_lfht_iter_get_node(&it)) != NULL;
 	     cds_lfht_next(p->users, &it)) {
 		u = caa_container_of(lnode, struct uevents, node);
 		if (cds_lfht_del(p->users, &u->node) == 0)
-			urcu_memb_call_rcu(&u->rcu, uevents_free_rcu);
+			dts__call_rcu(&u->rcu, uevents_free_rcu);
 	}
 	dts__read_unlock();
 	p->dirty = NULL;

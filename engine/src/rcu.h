@@ -6,7 +6,9 @@
  * could see an object has left its critical section" before a call_rcu callback frees it). Without help TSan would
  * report those as races. We state the two edges explicitly:
  *   - publication: the writer releases the object's address before adding it; a reader acquires it after finding it;
- *   - reclamation: every read-side unlock releases one global token; every call_rcu callback acquires it first.
+ *   - reclamation: every read-side unlock releases one global token, and so does dts__call_rcu before it queues a
+ *     callback (what the updater wrote into the object before retiring it, such as the owner a callback returns it
+ *     to, happens before the callback); every call_rcu callback acquires the token first.
  * Outside TSan builds the macros compile to nothing. They are real edges (RCU guarantees them), not suppressions.
  */
 #ifndef DTS_RCU_H
@@ -46,6 +48,14 @@ static inline void dts__read_unlock(void)
 {
 	dts__hb_release(&dts__rcu_reclaim_token);
 	urcu_memb_read_unlock();
+}
+
+/* Queue fn(head) after a grace period. Every retirement goes through here so that the updater's writes to the object
+ * happen before its callback (see the top of this file). */
+static inline void dts__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *))
+{
+	dts__hb_release(&dts__rcu_reclaim_token);
+	urcu_memb_call_rcu(head, fn);
 }
 
 /* First statement of every call_rcu callback. */
