@@ -117,6 +117,9 @@ static const struct key keys[] = {
 	  "newest statsd |T timestamp accepted, seconds after now, 0..60" },
 	{ "table_capacity", K_UINT, FIELD(table_capacity), 1024, 16777216, false, "N",
 	  "buckets per worker table, a power of two in 1024..16777216 (~ distinct series per tick x 2)" },
+	{ "table_capacity_max", K_UINT, FIELD(table_capacity_max), 0, 16777216, false, "N",
+	  "tables that fill before their tick grow, doubling, up to this many buckets (a power of two; "
+	  "0 or <= table_capacity: no growth)" },
 	{ "max_series", K_UINT, FIELD(max_series), 1, 1073741824, false, "N",
 	  "live series kept at most, 1..1073741824; new series beyond are dropped and counted" },
 	{ "user", K_NAME, FIELD(user), 0, 0, false, "NAME", "user owning statsd lines, 1..64 of [A-Za-z0-9@._+-]" },
@@ -202,6 +205,7 @@ void dts_config_defaults(struct dts_config *c)
 	c->max_past_skew_s = 600;
 	c->max_future_skew_s = 60;
 	c->table_capacity = 65536;
+	c->table_capacity_max = 524288;
 	c->max_series = 4194304;
 	strcpy(c->user, "default");
 	strcpy(c->default_process, "default");
@@ -1059,6 +1063,11 @@ int dts_config_check(const struct dts_config *c, char *err, size_t errlen)
 	if (c->table_capacity & (c->table_capacity - 1)) {
 		errf(err, errlen, "table_capacity: must be a power of two (1024, 2048, ... 16777216), got %u",
 		     c->table_capacity);
+		return -EINVAL;
+	}
+	if (c->table_capacity_max & (c->table_capacity_max - 1)) {
+		errf(err, errlen, "table_capacity_max: must be 0 or a power of two (up to 16777216), got %u",
+		     c->table_capacity_max);
 		return -EINVAL;
 	}
 	if (c->checkpoint_ms != 0 && c->checkpoint_ms < 1000) {

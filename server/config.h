@@ -106,6 +106,8 @@ struct dts_config {
 	/* Capacity */
 	unsigned table_capacity; /* buckets of each worker's aggregation table [65536; 1024..16777216, a power of two;
 				  * a table hands over at half full, so it holds capacity/2 distinct series per tick] */
+	unsigned table_capacity_max; /* tables that fill before their tick grow, doubling, up to this many buckets
+				      * [524288; a power of two; 0 or <= table_capacity: no growth] */
 	unsigned max_series; /* live series kept at most; new ones beyond are dropped, counted [4194304; 1..2^30] */
 
 	/* Identity of statsd lines (they carry no user or process of their own) */

@@ -388,6 +388,11 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 	dts_sb_printf(&b, "dattss_minutes_closed_total %" PRIu64 "\n", ms.minutes_closed);
 	metric_head(&b, "dattss_minute_close_seconds", "gauge", "Duration of the last minute close.");
 	dts_sb_printf(&b, "dattss_minute_close_seconds %.6f\n", (double)ms.close_ns_last / 1e9);
+	metric_head(&b, "dattss_tables_grown_total", "counter",
+		    "Worker tables given twice the buckets after filling before their tick.");
+	dts_sb_printf(&b, "dattss_tables_grown_total %" PRIu64 "\n", ms.tables_grown);
+	metric_head(&b, "dattss_table_buckets", "gauge", "Buckets of all worker tables together.");
+	dts_sb_printf(&b, "dattss_table_buckets %" PRIu64 "\n", ms.table_buckets);
 	metric_head(&b, "dattss_series_live", "gauge", "Series in the live map.");
 	dts_sb_printf(&b, "dattss_series_live %" PRIu64 "\n", ms.series_live);
 	metric_head(&b, "dattss_series_created_total", "counter", "Series created.");

@@ -298,6 +298,8 @@ int main(int argc, char **argv)
 	mcfg.tick_ms = cfg.tick_ms;
 	mcfg.grace_s = cfg.grace_s;
 	mcfg.table_capacity = cfg.table_capacity;
+	/* at or below table_capacity: no growth (the engine's 0) */
+	mcfg.table_capacity_max = cfg.table_capacity_max > cfg.table_capacity ? cfg.table_capacity_max : 0;
 	mcfg.max_series = cfg.max_series;
 	mcfg.decode.process_sep = cfg.process_sep;
 	mcfg.decode.split_process = cfg.split_process;

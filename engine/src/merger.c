@@ -44,6 +44,11 @@
  * cache lines of the series found there (header, name, the window and the 5-second slot the entry goes to). */
 #define FOLD_AHEAD 16
 #define WALK_AHEAD 8 /* series prefetched ahead in walks of the directory */
+/* Directory positions per slice of a publication or checkpoint walk. dts_merger_step folds the tables the cores
+ * handed over between slices, so a walk of a million series (100-500 ms) never leaves the cores without a clean
+ * table for longer than one slice (~2-5 ms). */
+#define WALK_SLICE 8192
+#define CKPT_PIECE 65536 /* records per checkpoint piece handed to the sink (a walk of many series hands several) */
 #define IX_MIN_BITS 16 /* the index starts with 2^16 slots and doubles at half load */
 #define DIR_CHUNK_BITS 12 /* directory chunks of 4096 series pointers (32 KiB) */
 #define DIR_CHUNK (1u << DIR_CHUNK_BITS)
@@ -195,12 +200,22 @@ struct dts_merger {
 			  * other types and dropped entries), or (tag bit 1) a late record */
 	struct dts_closed_minute *late[LATE_MINUTES]; /* late data of the table being folded, one per closed minute */
 	struct late_index *late_ix[LATE_MINUTES]; /* for each late[k]: series -> its record (one record per series) */
-	uint32_t fold_map_cap;
 	int64_t closed_upto; /* minutes < closed_upto are closed; INT64_MIN before the first step */
 	int64_t pub_slot; /* slot of the last current-state publication */
 	int64_t next_checkpoint_ms;
 	_Atomic int64_t pub_as_of_ms; /* as_of_ms of the last publication (readers: idle series' states are as of it) */
 	bool ckpt_full; /* the next checkpoint copies every open window (the first one, or one was lost) */
+	struct ckpt_walk { /* the checkpoint being copied, slice by slice (inside one dts_merger_step) */
+		int64_t lo, hi; /* its minutes */
+		uint32_t pos, hw; /* next directory position; end of the walk */
+		bool partial;
+		bool split[NWIN]; /* a piece of minute lo + k was handed over before the walk ended */
+		struct dts_closed_minute *out[NWIN]; /* the pieces being filled (NULL: none could be allocated) */
+	} ck;
+	struct pub_walk { /* the publication in progress, slice by slice (inside one dts_merger_step) */
+		int64_t cur_slot, now_s;
+		uint32_t pos, hw;
+	} pw;
 	/* Series memory: records carved from 2 MiB slabs (huge pages) in size classes of SER_GRAIN bytes. */
 	void **slabs;
 	uint32_t nslabs, slabs_cap;
@@ -236,6 +251,7 @@ void dts_merger_cfg_defaults(struct dts_merger_cfg *cfg)
 	cfg->tick_ms = 1000;
 	cfg->grace_s = 10;
 	cfg->table_capacity = 1u << 16;
+	cfg->table_capacity_max = 0;
 	cfg->tables_per_core = 3;
 	cfg->max_series = 4u << 20;
 	cfg->expire_s = 600;
@@ -367,6 +383,7 @@ static struct series *ser_alloc(struct dts_merger *m, size_t bytes)
 	if (n) {
 		m->ser_free[cls] = n->next;
 		p = caa_container_of(n, struct series, lfs);
+		memset(p, 0, bytes);
 	} else {
 		if ((size_t)(m->slab_end - m->slab_next) < bytes) {
 			void *slab;
@@ -387,10 +404,9 @@ static struct series *ser_alloc(struct dts_merger *m, size_t bytes)
 			m->slab_next = slab;
 			m->slab_end = m->slab_next + SLAB_BYTES;
 		}
-		p = m->slab_next;
+		p = m->slab_next; /* never used: still zero from the mapping */
 		m->slab_next += bytes;
 	}
-	memset(p, 0, bytes);
 	((struct series *)p)->cls = (uint8_t)cls;
 	return p;
 }
@@ -1254,15 +1270,18 @@ static bool pub_still_valid(const struct series *s)
 }
 
 /*
- * Republish the current state of every series that changed or is still inside its windows, and expire idle ones.
- * Walks the directory in order (the pointer array streams; series are prefetched WALK_AHEAD ahead). Merger thread.
+ * Republish the current state of every series that changed or is still inside its windows, and expire idle ones:
+ * the directory positions [pw.pos, pw.pos + WALK_SLICE) of the walk publish_begin started. Walks the directory in
+ * order (the pointer array streams; series are prefetched WALK_AHEAD ahead). Returns true while positions remain.
+ * Merger thread.
  */
-static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
+static bool publish_slice(struct dts_merger *m)
 {
-	const uint32_t hw = atomic_load_explicit(&m->dir_hw, memory_order_relaxed);
+	struct pub_walk *pw = &m->pw;
+	const uint32_t hw = pw->hw, end = hw - pw->pos > WALK_SLICE ? pw->pos + WALK_SLICE : hw;
 
 	dts__read_lock();
-	for (uint32_t i = 0; i < hw; i++) {
+	for (uint32_t i = pw->pos; i < end; i++) {
 		struct series *s = dir_get(m, i, memory_order_relaxed), *ahead;
 
 		if (i + WALK_AHEAD < hw && (ahead = dir_get(m, i + WALK_AHEAD, memory_order_relaxed)) != NULL) {
@@ -1270,24 +1289,37 @@ static void publish_all(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
 			__builtin_prefetch(ahead);
 			__builtin_prefetch(&ahead->type);
 			const char *p = (const char *)ahead->ring_slot;
-			const char *end = (const char *)(ahead->ring + DTS_SLOTS_PER_MINUTE);
+			const char *pend = (const char *)(ahead->ring + DTS_SLOTS_PER_MINUTE);
 
-			for (; p < end; p += 64)
+			for (; p < pend; p += 64)
 				__builtin_prefetch(p);
 		}
 		if (!s)
 			continue;
-		if (series_idle(m, s, now_s)) {
+		if (series_idle(m, s, pw->now_s)) {
 			series_retire(m, s);
 			DTS__STAT_ADD(m->stats.series_expired, 1);
 			continue;
 		}
 		if (!pub_still_valid(s))
-			current_publish(m, s, cur_slot, now_s);
+			current_publish(m, s, pw->cur_slot, pw->now_s);
 	}
 	dts__read_unlock();
-	atomic_store_explicit(&m->pub_as_of_ms, cur_slot * DTS_SLOT_SECONDS * 1000, memory_order_release);
+	pw->pos = end;
+	if (end < hw)
+		return true;
+	atomic_store_explicit(&m->pub_as_of_ms, pw->cur_slot * DTS_SLOT_SECONDS * 1000, memory_order_release);
 	__atomic_store_n(&m->stats.series_live, m->nseries, __ATOMIC_RELAXED);
+	return false;
+}
+
+/* Start the publication of slot cur_slot over every series in the directory now. Merger thread. */
+static void publish_begin(struct dts_merger *m, int64_t cur_slot, int64_t now_s)
+{
+	m->pw.cur_slot = cur_slot;
+	m->pw.now_s = now_s;
+	m->pw.pos = 0;
+	m->pw.hw = atomic_load_explicit(&m->dir_hw, memory_order_relaxed);
 }
 
 /* ---- minute close ---------------------------------------------------------------------------------------------- */
@@ -1452,13 +1484,13 @@ static struct dts_minute_rec *recs_take(struct dts_merger *m, size_t need)
 	return (struct dts_minute_rec *)(found + 1);
 }
 
-/* A new empty closed minute with room for every live series, or NULL (counted). */
-static struct dts_closed_minute *closed_minute_new(struct dts_merger *m, int64_t minute, bool open)
+/* A new empty closed minute with room for need records, or NULL (counted). */
+static struct dts_closed_minute *closed_minute_new(struct dts_merger *m, int64_t minute, bool open, size_t need)
 {
 	struct dts_closed_minute *cm = calloc(1, sizeof(*cm));
 
 	if (cm) {
-		cm->recs = recs_take(m, m->nseries ? m->nseries : 1);
+		cm->recs = recs_take(m, need ? need : 1);
 		cm->pool = m->recpool;
 	}
 	if (!cm || !cm->recs) {
@@ -1469,6 +1501,20 @@ static struct dts_closed_minute *closed_minute_new(struct dts_merger *m, int64_t
 	cm->minute = minute;
 	cm->open = open;
 	return cm;
+}
+
+/* How many records cm's array holds (it came from recs_take). */
+static size_t closed_minute_cap(const struct dts_closed_minute *cm)
+{
+	return ((const struct recbuf *)cm->recs - 1)->cap;
+}
+
+/* How many records a checkpoint piece takes before it goes to the sink. */
+static size_t piece_max(const struct dts_closed_minute *cm)
+{
+	size_t cap = closed_minute_cap(cm);
+
+	return cap < CKPT_PIECE ? cap : CKPT_PIECE;
 }
 
 /* Append a copy of s's window w to cm (false, counted, when memory runs out). */
@@ -1496,29 +1542,22 @@ static bool collect_one(struct dts_merger *m, struct dts_closed_minute *cm, cons
 }
 
 /*
- * Copy the windows of minutes lo..hi (at most NWIN of them) of every series into out[minute - lo], in one walk of
- * the directory. close (lo == hi): the minute closes, its windows become read-only, and the sketches and sets of the
- * minute before it are released (the moving window no longer looks at them). Otherwise a checkpoint: partial copies
- * only the windows folded into since the previous checkpoint. out[k] is NULL when memory ran out (the next
- * checkpoint is then full).
+ * Copy the windows of minutes lo..hi (at most NWIN of them) of the series at directory positions [from, to) into
+ * out[minute - lo]. close (lo == hi): the minute closes, its windows become read-only, and the sketches and sets of
+ * the minute before it are released (the moving window no longer looks at them); out[0] has room for every series.
+ * Otherwise a checkpoint (m->ck): partial copies only the windows folded into since the previous checkpoint, and a
+ * full piece goes to the sink at once and is replaced. out[k] is NULL when memory ran out (the next checkpoint is
+ * then full).
  */
-static void collect_minutes(struct dts_merger *m, int64_t lo, int64_t hi, bool close, bool partial,
-			    struct dts_closed_minute **out)
+static void collect_range(struct dts_merger *m, int64_t lo, int64_t hi, bool close, bool partial,
+			  struct dts_closed_minute **out, uint32_t from, uint32_t to)
 {
-	const uint32_t hw = atomic_load_explicit(&m->dir_hw, memory_order_relaxed);
 	const int nmin = (int)(hi - lo + 1);
 
-	for (int k = 0; k < nmin; k++) {
-		out[k] = closed_minute_new(m, lo + k, !close);
-		if (out[k])
-			out[k]->partial = partial;
-		else if (!close)
-			m->ckpt_full = true;
-	}
-	for (uint32_t i = 0; i < hw; i++) {
+	for (uint32_t i = from; i < to; i++) {
 		struct series *s = dir_get(m, i, memory_order_relaxed), *ahead;
 
-		if (i + WALK_AHEAD < hw && (ahead = dir_get(m, i + WALK_AHEAD, memory_order_relaxed)) != NULL) {
+		if (i + WALK_AHEAD < to && (ahead = dir_get(m, i + WALK_AHEAD, memory_order_relaxed)) != NULL) {
 			__builtin_prefetch(&ahead->type);
 			__builtin_prefetch(&ahead->win[lo % NWIN]);
 			__builtin_prefetch(&ahead->win[hi % NWIN]);
@@ -1541,8 +1580,21 @@ static void collect_minutes(struct dts_merger *m, int64_t lo, int64_t hi, bool c
 				w->closed = true;
 			else if (partial && !w->ckpt_dirty)
 				continue; /* unchanged since the previous checkpoint, which holds it */
-			if (!out[k] || !win_has_data(s, w) || out[k]->n >= m->nseries)
+			if (!out[k] || !win_has_data(s, w))
 				continue;
+			if (out[k]->n >= (close ? closed_minute_cap(out[k]) : piece_max(out[k]))) {
+				if (close)
+					continue; /* cannot happen: room for every series */
+				/* a checkpoint piece is full: to the sink (as partial: the rest of the walk is not in it) */
+				out[k]->partial = true;
+				m->ck.split[k] = true;
+				hand_to_sink(out[k], m->cfg.sink.checkpoint, m->cfg.sink.ctx);
+				out[k] = closed_minute_new(m, lo + k, true, CKPT_PIECE);
+				if (!out[k]) {
+					m->ckpt_full = true;
+					continue;
+				}
+			}
 			if (collect_one(m, out[k], s, w))
 				w->ckpt_dirty = false;
 			else if (!close)
@@ -1567,31 +1619,63 @@ static void hand_to_sink(struct dts_closed_minute *cm, void (*fn)(void *, struct
 static void close_minute(struct dts_merger *m, int64_t minute)
 {
 	int64_t t0 = mono_ns();
-	struct dts_closed_minute *cm;
+	struct dts_closed_minute *cm = closed_minute_new(m, minute, false, m->nseries);
 
-	collect_minutes(m, minute, minute, true, false, &cm); /* one minute: out[0] */
-
+	collect_range(m, minute, minute, true, false, &cm, 0, atomic_load_explicit(&m->dir_hw, memory_order_relaxed));
 	m->closed_upto = minute + 1;
 	DTS__STAT_ADD(m->stats.minutes_closed, 1);
 	__atomic_store_n(&m->stats.close_ns_last, (uint64_t)(mono_ns() - t0), __ATOMIC_RELAXED);
 	hand_to_sink(cm, m->cfg.sink.minute_closed, m->cfg.sink.ctx);
 }
 
-/* Hand a copy of every open minute (in grace, current, next) to the sink's checkpoint callback. */
-static void checkpoint_open(struct dts_merger *m, int64_t now_s)
+/*
+ * Start a checkpoint: a copy of every open minute (in grace, current, next) for the sink's checkpoint callback,
+ * made slice by slice (checkpoint_slice) and handed over in pieces of up to CKPT_PIECE records. A piece is partial
+ * (earlier checkpoints stay valid for the series it lacks) unless the checkpoint is full and fits in one piece.
+ */
+static void checkpoint_begin(struct dts_merger *m, int64_t now_s)
 {
-	struct dts_closed_minute *cm[NWIN];
+	struct ckpt_walk *ck = &m->ck;
 	int64_t hi = now_s / 60 + 1, lo = m->closed_upto > hi - (NWIN - 1) ? m->closed_upto : hi - (NWIN - 1);
-	bool partial;
 
 	/* partial unless the sink cannot report a lost checkpoint, reports one now, or one could not be copied */
 	if (m->cfg.sink.checkpoint_lost && m->cfg.sink.checkpoint_lost(m->cfg.sink.ctx))
 		m->ckpt_full = true;
-	partial = m->cfg.sink.checkpoint_lost && !m->ckpt_full;
+	ck->partial = m->cfg.sink.checkpoint_lost && !m->ckpt_full;
 	m->ckpt_full = false;
-	collect_minutes(m, lo, hi, false, partial, cm);
-	for (int k = 0; k <= hi - lo; k++)
-		hand_to_sink(cm[k], m->cfg.sink.checkpoint, m->cfg.sink.ctx);
+	ck->lo = lo;
+	ck->hi = hi;
+	ck->pos = 0;
+	ck->hw = atomic_load_explicit(&m->dir_hw, memory_order_relaxed);
+	for (int k = 0; k < NWIN; k++) {
+		ck->split[k] = false;
+		ck->out[k] = NULL;
+	}
+	for (int k = 0; k <= hi - lo; k++) {
+		ck->out[k] = closed_minute_new(m, lo + k, true, m->nseries < CKPT_PIECE ? m->nseries : CKPT_PIECE);
+		if (!ck->out[k])
+			m->ckpt_full = true;
+	}
+}
+
+/* Copy the next WALK_SLICE directory positions of the checkpoint; at the end hand the last pieces over. Returns
+ * true while positions remain. Merger thread. */
+static bool checkpoint_slice(struct dts_merger *m)
+{
+	struct ckpt_walk *ck = &m->ck;
+	const uint32_t end = ck->hw - ck->pos > WALK_SLICE ? ck->pos + WALK_SLICE : ck->hw;
+
+	collect_range(m, ck->lo, ck->hi, false, ck->partial, ck->out, ck->pos, end);
+	ck->pos = end;
+	if (end < ck->hw)
+		return true;
+	for (int k = 0; k <= ck->hi - ck->lo; k++) {
+		if (ck->out[k])
+			ck->out[k]->partial = ck->partial || ck->split[k];
+		hand_to_sink(ck->out[k], m->cfg.sink.checkpoint, m->cfg.sink.ctx);
+		ck->out[k] = NULL;
+	}
+	return false;
 }
 
 int dts_merger_restore(struct dts_merger *m, const struct dts_closed_minute *cm, int64_t now_ms)
@@ -1685,6 +1769,23 @@ static struct dts_core *core_new(struct dts_merger *m, unsigned id)
 	return c;
 }
 
+/* The sizes of a table of capacity buckets: every log and arena scales with the buckets (a smaller table takes the
+ * same share of each: dts__table_grow). */
+static void table_cfg(struct dts__table_cfg *tcfg, uint32_t capacity)
+{
+	memset(tcfg, 0, sizeof(*tcfg));
+	tcfg->capacity = capacity;
+	tcfg->keys_bytes = capacity * 48; /* ~96 identity bytes per entry at the 1/2 load mark */
+	tcfg->tlog_entries = capacity * 4;
+	tcfg->slog_entries = capacity;
+	/* Partials: 32 bytes of encodings per bucket (a timer partial's sketch is typically 30-200 bytes, and the table
+	 * hands over early when this fills); one process report per 16 buckets (reports of one batch share a record);
+	 * 4 bytes of event text per bucket (256 KiB at the default capacity, some 500 errors per core and tick). */
+	tcfg->blob_bytes = capacity * 32 > DTS__BLOB_MIN ? capacity * 32 : DTS__BLOB_MIN;
+	tcfg->proc_entries = capacity / 16 > DTS__PROC_MIN ? capacity / 16 : DTS__PROC_MIN;
+	tcfg->event_bytes = capacity * 4 > DTS__EVENT_MIN ? capacity * 4 : DTS__EVENT_MIN;
+}
+
 /* Free the merger's own allocations (no series may be left). Used by create's error path and by destroy. */
 static void merger_free(struct dts_merger *m)
 {
@@ -1734,7 +1835,11 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 
 	if (cfg->cores < 1 || cfg->cores > 64 || cfg->tick_ms < 1 || cfg->grace_s > 60 || per < 2 ||
 	    per > DTS__RING_SLOTS || !cfg->user || !*cfg->user || strlen(cfg->user) > DTS_MAX_USER ||
-	    cfg->table_capacity < 1024 || (cfg->table_capacity & (cfg->table_capacity - 1)) || cfg->max_series < 1 ||
+	    cfg->table_capacity < 1024 || (cfg->table_capacity & (cfg->table_capacity - 1)) ||
+	    (cfg->table_capacity_max &&
+	     (cfg->table_capacity_max < cfg->table_capacity || (cfg->table_capacity_max & (cfg->table_capacity_max - 1)) ||
+	      cfg->table_capacity_max > DTS_TABLE_CAPACITY_LIMIT)) ||
+	    cfg->table_capacity > DTS_TABLE_CAPACITY_LIMIT || cfg->max_series < 1 ||
 	    cfg->max_series > DTS_MAX_SERIES_LIMIT ||
 	    cfg->client_period_s < 1 || cfg->client_period_s > 3600 || cfg->native.max_past_s < 0 ||
 	    cfg->native.max_future_s < 0 || cfg->native.max_past_s + cfg->native.max_future_s > 86400) {
@@ -1786,21 +1891,13 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	m->dir = calloc(m->dir_nchunks, sizeof(*m->dir));
 	m->cores = calloc(cfg->cores, sizeof(*m->cores));
 	m->pool = calloc((size_t)cfg->cores * per, sizeof(*m->pool));
-	m->fold_map_cap = cfg->table_capacity;
-	m->fold_map = calloc(cfg->table_capacity, sizeof(*m->fold_map));
+	/* per bucket of the largest table; only as much as the tables have grown to is touched */
+	m->fold_map = calloc(cfg->table_capacity_max ? cfg->table_capacity_max : cfg->table_capacity, sizeof(*m->fold_map));
 	if (!m->ix || !m->dir || !m->ser_free || !m->recpool || !m->cores || !m->pool || !m->fold_map || !m->procs)
 		goto out_free_merger;
 
-	tcfg.capacity = cfg->table_capacity;
-	tcfg.keys_bytes = cfg->table_capacity * 48; /* ~96 identity bytes per entry at the 1/2 load mark */
-	tcfg.tlog_entries = cfg->table_capacity * 4;
-	tcfg.slog_entries = cfg->table_capacity;
-	/* Partials: 32 bytes of encodings per bucket (a timer partial's sketch is typically 30-200 bytes, and the table
-	 * hands over early when this fills); one process report per 16 buckets (reports of one batch share a record);
-	 * 4 bytes of event text per bucket (256 KiB at the default capacity, some 500 errors per core and tick). */
-	tcfg.blob_bytes = cfg->table_capacity * 32 > DTS__BLOB_MIN ? cfg->table_capacity * 32 : DTS__BLOB_MIN;
-	tcfg.proc_entries = cfg->table_capacity / 16 > DTS__PROC_MIN ? cfg->table_capacity / 16 : DTS__PROC_MIN;
-	tcfg.event_bytes = cfg->table_capacity * 4 > DTS__EVENT_MIN ? cfg->table_capacity * 4 : DTS__EVENT_MIN;
+	table_cfg(&tcfg, cfg->table_capacity_max ? cfg->table_capacity_max : cfg->table_capacity);
+	tcfg.initial = cfg->table_capacity;
 	for (unsigned i = 0; i < cfg->cores; i++) {
 		struct dts_core *c = core_new(m, i);
 
@@ -1813,6 +1910,7 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 			if (!t)
 				goto out_free_merger;
 			m->pool[m->npool++] = t;
+			DTS__STAT_ADD(m->stats.table_buckets, cfg->table_capacity);
 			if (k == 0)
 				c->active = t;
 			else
@@ -1846,6 +1944,7 @@ static unsigned fold_pending(struct dts_merger *m, int64_t now_ms)
 		struct dts_core *c = NULL;
 		struct dts__table *t;
 		int64_t best = INT64_MAX, stamp = 0;
+		bool grow;
 
 		for (unsigned i = 0; i < m->cfg.cores; i++) {
 			int64_t st = dts__ring_peek_stamp(&m->cores[i]->full);
@@ -1859,7 +1958,12 @@ static unsigned fold_pending(struct dts_merger *m, int64_t now_ms)
 			break;
 		t = dts__ring_pop(&c->full, &stamp);
 		fold_table(m, t, now_ms / 1000);
+		grow = t->n_used >= t->max_used; /* filled before its tick */
 		dts__table_reset(t);
+		if (grow && dts__table_grow(t, (t->mask + 1) * 2)) {
+			DTS__STAT_ADD(m->stats.tables_grown, 1);
+			DTS__STAT_ADD(m->stats.table_buckets, t->mask / 2 + 1);
+		}
 		dts__ring_push(&c->free, t, now_ms);
 		oldest = stamp < oldest ? stamp : oldest;
 		n++;
@@ -1882,13 +1986,18 @@ unsigned dts_merger_step(struct dts_merger *m, int64_t now_ms)
 	n = fold_pending(m, now_ms);
 	while ((m->closed_upto + 1) * 60 + (int64_t)m->cfg.grace_s <= now_s)
 		close_minute(m, m->closed_upto);
+	/* The walks below take a slice of the directory at a time and fold what the cores handed over in between. */
 	if (cur_slot != m->pub_slot) {
-		publish_all(m, cur_slot, now_s);
+		publish_begin(m, cur_slot, now_s);
+		while (publish_slice(m))
+			n += fold_pending(m, now_ms);
 		m->pub_slot = cur_slot;
 	}
 	dts__procs_step(m->procs, now_ms, &m->cfg.sink, false);
 	if (m->cfg.checkpoint_ms && m->cfg.sink.checkpoint && now_ms >= m->next_checkpoint_ms) {
-		checkpoint_open(m, now_s);
+		checkpoint_begin(m, now_s);
+		while (checkpoint_slice(m))
+			n += fold_pending(m, now_ms);
 		m->next_checkpoint_ms = now_ms + m->cfg.checkpoint_ms;
 	}
 	return n;

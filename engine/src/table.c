@@ -9,11 +9,40 @@
 #include "bigmem.h"
 #include "table.h"
 
+/* A size of the room's share at capacity buckets: scaled down from the room, at least lo, 8-byte multiples for
+ * arenas (unit 8) . */
+static uint32_t share(uint32_t room, uint32_t room_cap, uint32_t capacity, uint32_t lo, uint32_t unit)
+{
+	uint64_t v = (uint64_t)room * capacity / room_cap;
+
+	v -= v % unit;
+	if (v < lo)
+		v = lo;
+	return v > room ? room : (uint32_t)v;
+}
+
+static void set_capacity(struct dts__table *t, uint32_t capacity)
+{
+	const struct dts__table_cfg_sizes *r = &t->room;
+
+	t->mask = capacity - 1;
+	/* Linear probing stays short below 1/2 load; the rest is headroom while a hand-over is pending. */
+	t->max_used = capacity / 2;
+	t->keys_cap = share(r->keys_bytes, r->capacity, capacity, 4096, 1);
+	t->tlog_cap = share(r->tlog_entries, r->capacity, capacity, 4096, 1);
+	t->slog_cap = share(r->slog_entries, r->capacity, capacity, 1024, 1);
+	t->blob_cap = r->blob_bytes ? share(r->blob_bytes, r->capacity, capacity, DTS__BLOB_MIN, 8) : 0;
+	t->proc_cap = r->proc_entries ? share(r->proc_entries, r->capacity, capacity, DTS__PROC_MIN, 1) : 0;
+	t->ev_cap = r->event_bytes ? share(r->event_bytes, r->capacity, capacity, DTS__EVENT_MIN, 8) : 0;
+}
+
 struct dts__table *dts__table_create(const struct dts__table_cfg *cfg)
 {
+	const uint32_t initial = cfg->initial ? cfg->initial : cfg->capacity;
 	struct dts__table *t;
 
-	if (cfg->capacity < 64 || (cfg->capacity & (cfg->capacity - 1)) != 0 || cfg->keys_bytes < 4096 ||
+	if (cfg->capacity < 64 || (cfg->capacity & (cfg->capacity - 1)) != 0 || initial < 64 ||
+	    (initial & (initial - 1)) != 0 || initial > cfg->capacity || cfg->keys_bytes < 4096 ||
 	    cfg->tlog_entries < 4096 || cfg->slog_entries < 1024 || (cfg->blob_bytes && cfg->blob_bytes < DTS__BLOB_MIN) ||
 	    (cfg->proc_entries && cfg->proc_entries < DTS__PROC_MIN) ||
 	    (cfg->event_bytes && cfg->event_bytes < DTS__EVENT_MIN) || cfg->blob_bytes % 8 || cfg->event_bytes % 8) {
@@ -23,15 +52,10 @@ struct dts__table *dts__table_create(const struct dts__table_cfg *cfg)
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		goto out_nomem;
-	t->mask = cfg->capacity - 1;
-	/* Linear probing stays short below 1/2 load; the rest is headroom while a hand-over is pending. */
-	t->max_used = cfg->capacity / 2;
-	t->keys_cap = cfg->keys_bytes;
-	t->tlog_cap = cfg->tlog_entries;
-	t->slog_cap = cfg->slog_entries;
-	t->blob_cap = cfg->blob_bytes;
-	t->proc_cap = cfg->proc_entries;
-	t->ev_cap = cfg->event_bytes;
+	t->room = (struct dts__table_cfg_sizes){ cfg->capacity,	    cfg->keys_bytes,   cfg->tlog_entries,
+						 cfg->slog_entries, cfg->blob_bytes,   cfg->proc_entries,
+						 cfg->event_bytes };
+	set_capacity(t, initial);
 	t->entries = dts__big_alloc((size_t)cfg->capacity * sizeof(struct dts__entry)); /* zeroed */
 	t->used = malloc((size_t)cfg->capacity * sizeof(uint32_t));
 	t->keys = aligned_alloc(64, cfg->keys_bytes);
@@ -59,7 +83,7 @@ void dts__table_destroy(struct dts__table *t)
 {
 	if (!t)
 		return;
-	dts__big_free(t->entries, (size_t)(t->mask + 1) * sizeof(struct dts__entry));
+	dts__big_free(t->entries, (size_t)t->room.capacity * sizeof(struct dts__entry));
 	free(t->used);
 	free(t->keys);
 	free(t->tlog);
@@ -84,4 +108,13 @@ void dts__table_reset(struct dts__table *t)
 	t->ev_used = 0;
 	t->n_ev = 0;
 	t->has_base = false;
+}
+
+bool dts__table_grow(struct dts__table *t, uint32_t capacity)
+{
+	if (capacity <= t->mask || capacity > t->room.capacity || (capacity & (capacity - 1)) || !dts__table_empty(t) ||
+	    t->keys_used || t->n_tlog || t->n_slog || t->blob_used || t->ev_used)
+		return false;
+	set_capacity(t, capacity); /* the buckets beyond the old mask were never used: still zero */
+	return true;
 }

@@ -107,7 +107,7 @@ struct dts__event {
 };
 
 struct dts__table {
-	struct dts__entry *entries; /* capacity buckets */
+	struct dts__entry *entries; /* mask + 1 buckets in use, room for cfg.capacity */
 	uint32_t *used; /* indices of occupied buckets, in insertion order (n_used of them) */
 	char *keys; /* identity arena */
 	struct dts__tlog *tlog;
@@ -126,16 +126,22 @@ struct dts__table {
 	uint32_t ev_cap, ev_used, n_ev;
 	uint32_t base_slot; /* slot_rel is relative to this */
 	bool has_base;
+	struct dts__table_cfg_sizes {
+		uint32_t capacity, keys_bytes, tlog_entries, slog_entries, blob_bytes, proc_entries, event_bytes;
+	} room; /* what is allocated: the sizes at the largest capacity */
 };
 
+/* Sizes at the largest capacity. Every structure is allocated at its largest size up front but touched only as far
+ * as the current capacity reaches (the memory of a larger capacity is mapped, not resident, until a table grows). */
 struct dts__table_cfg {
-	uint32_t capacity; /* buckets, power of two */
+	uint32_t capacity; /* buckets, power of two: the largest the table can grow to */
 	uint32_t keys_bytes;
 	uint32_t tlog_entries;
 	uint32_t slog_entries;
 	uint32_t blob_bytes; /* 0: no partial encodings (timer and set partials are dropped), else >= DTS__BLOB_MIN */
 	uint32_t proc_entries; /* 0: no process reports, else >= DTS__PROC_MIN */
 	uint32_t event_bytes; /* 0: no events, else >= DTS__EVENT_MIN */
+	uint32_t initial; /* buckets at creation, a power of two in 64..capacity (0: capacity) */
 };
 
 /* Early hand-over marks of the partial-aggregate logs: room for a few whole datagrams' worth (a native datagram's
@@ -153,6 +159,11 @@ void dts__table_destroy(struct dts__table *t);
 
 /* Empty the table (touches only used buckets). Owner only. */
 void dts__table_reset(struct dts__table *t);
+
+/* Give an empty table capacity buckets (a power of two from its current capacity up to its cfg.capacity) and every
+ * log and arena the same share of its room. Returns false, changing nothing, outside that range or when not empty.
+ * Owner only. */
+bool dts__table_grow(struct dts__table *t, uint32_t capacity);
 
 /* True when one of the capacities is past its early hand-over mark. */
 static inline bool dts__table_wants_handover(const struct dts__table *t)

@@ -184,6 +184,8 @@ static const struct good goods[] = {
 	{ "tick_ms", "10", "tick_ms = 10" },
 	{ "table_capacity", "1024", "table_capacity = 1024" },
 	{ "table_capacity", "16777216", "table_capacity = 16777216" },
+	{ "table_capacity_max", "0", "table_capacity_max = 0" },
+	{ "table_capacity_max", "16777216", "table_capacity_max = 16777216" },
 	{ "max_series", "1", "max_series = 1" },
 	{ "max_series", "1073741824", "max_series = 1073741824" },
 	{ "tick_ms", "60000", "tick_ms = 60000" },
@@ -373,6 +375,7 @@ Test(config, defaults_are_documented_values)
 	cr_expect_eq(c.max_past_skew_s, 600);
 	cr_expect_eq(c.max_future_skew_s, 60);
 	cr_expect_eq(c.table_capacity, 65536);
+	cr_expect_eq(c.table_capacity_max, 524288);
 	cr_expect_eq(c.max_series, 4194304);
 	cr_expect_str_eq(c.user, "default");
 	cr_expect_str_eq(c.default_process, "default");
@@ -448,6 +451,7 @@ static const struct bad bads[] = {
 	{ "tick_ms", "9", "between 10 and 60000" },
 	{ "table_capacity", "512", "between 1024 and 16777216" },
 	{ "table_capacity", "33554432", "between 1024 and 16777216" },
+	{ "table_capacity_max", "33554432", "between 0 and 16777216" },
 	{ "max_series", "0", "between 1 and 1073741824" },
 	{ "max_series", "1073741825", "between 1 and 1073741824" },
 	{ "tick_ms", "60001", "between 10 and 60000" },
@@ -845,6 +849,9 @@ static const struct flagcase flagcases[] = {
 	{ { "--table-capacity=100000" }, -EINVAL, "table_capacity: must be a power of two (1024, 2048, ... 16777216), "
 						    "got 100000" },
 	{ { "--table-capacity=2097152" }, 0, "table_capacity = 2097152" },
+	{ { "--table-capacity-max=100000" }, -EINVAL, "table_capacity_max: must be 0 or a power of two (up to 16777216), "
+						      "got 100000" },
+	{ { "--table-capacity-max=1048576" }, 0, "table_capacity_max = 1048576" },
 };
 
 Test(config, flag_table)

@@ -559,6 +559,102 @@ Test(merger, many_series_with_expiry_keep_their_identity)
 	cr_expect_eq(st.series_created, 105000);
 }
 
+/* A checkpoint of more series than one piece holds reaches the sink in several pieces, all partial (each lacks the
+ * others' series), which together hold every series' window exactly once. */
+Test(merger, a_large_checkpoint_comes_in_partial_pieces)
+{
+	static unsigned char seen[70000];
+	size_t total = 0;
+
+	dts_merger_step(m, T0 * 1000);
+	nckpt = 0;
+	feed_range(T0 + 1, "p", 'c', 0, 70000, 1, 1);
+	dts_merger_step(m, (T0 + 6) * 1000);
+	cr_assert_geq(nckpt, 2, "70,000 series: more than one piece");
+	memset(seen, 0, sizeof(seen));
+	for (int i = 0; i < nckpt; i++) {
+		cr_expect_eq(ckpt[i]->minute, T0 / 60);
+		cr_expect(ckpt[i]->partial, "piece %d of a split checkpoint must be partial", i);
+		for (size_t j = 0; j < ckpt[i]->n; j++) {
+			unsigned k = (unsigned)atoi(ckpt[i]->recs[j].counter + 1);
+
+			cr_assert_lt(k, 70000);
+			cr_expect_eq(seen[k]++, 0, "series c%u copied twice", k);
+			cr_expect_float_eq(ckpt[i]->recs[j].agg.sum, 1, 1e-9);
+		}
+		total += ckpt[i]->n;
+	}
+	cr_expect_eq(total, 70000);
+}
+
+/* Send n distinct counter names "g.n<base + k>:1|c" to core 0 at now_s without handing the table over. */
+static void feed_names(int64_t now_s, unsigned base, unsigned n)
+{
+	static char dgram[1000 * 24];
+	struct dts_core *c = dts_merger_core(m, 0);
+
+	for (unsigned k = 0; k < n;) {
+		size_t len = 0;
+
+		for (unsigned j = 0; j < 1000 && k < n; j++, k++)
+			len += (size_t)snprintf(dgram + len, sizeof(dgram) - len, "g.n%u:1|c\n", base + k);
+		dts_core_ingest(c, dgram, len, now_s);
+	}
+}
+
+/* A table that fills before its tick comes back from the merger with twice the buckets, up to table_capacity_max;
+ * after growing, a core aggregates more distinct series per tick without an early hand-over, and nothing is lost. */
+Test(merger, tables_that_fill_before_their_tick_grow_up_to_the_maximum)
+{
+	struct dts_merger_cfg cfg;
+	struct dts_merger_stats st;
+	struct dts_core_stats cs0, cs1;
+	struct dts_core *c;
+	int64_t now_ms = (T0 + 1) * 1000;
+
+	dts_merger_destroy(m, T0 * 1000);
+	m = NULL;
+	dts_merger_cfg_defaults(&cfg);
+	cfg.cores = 1;
+	cfg.table_capacity = 1024; /* early hand-over at 512 entries */
+	cfg.table_capacity_max = 4096;
+	cfg.sink.minute_closed = sink;
+	m = dts_merger_create(&cfg);
+	cr_assert_not_null(m);
+	c = dts_merger_core(m, 0);
+	dts_merger_step(m, T0 * 1000);
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.table_buckets, 3 * 1024);
+
+	/* 520 distinct series at a time: a table is handed over before its tick once past its mark (half its buckets) */
+	for (unsigned round = 0; round < 40; round++) {
+		feed_names(now_ms / 1000, round * 520, 520);
+		if (dts_core_tick(c, now_ms))
+			dts_merger_step(m, now_ms);
+	}
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.tables_grown, 6, "each of the 3 tables doubled twice: 1024 -> 2048 -> 4096");
+	cr_expect_eq(st.table_buckets, 3 * 4096, "never beyond table_capacity_max");
+
+	/* now 2,000 distinct series per tick fit without an early hand-over (starting from an empty table) */
+	dts_core_flush(c);
+	dts_core_tick(c, now_ms);
+	dts_merger_step(m, now_ms);
+	dts_core_stats_read(c, &cs0);
+	feed_names(now_ms / 1000, 100000, 2000);
+	cr_expect_not(dts_core_tick(c, now_ms), "a 4096-bucket table holds 2,000 series until its tick");
+	dts_core_stats_read(c, &cs1);
+	cr_expect_eq(cs1.handovers, cs0.handovers);
+	dts_core_flush(c);
+	cr_assert(dts_core_tick(c, now_ms));
+	dts_merger_step(m, now_ms);
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.series_live, 40 * 520 + 2000);
+	cr_expect_eq(st.dropped[DTS_DROP_TABLE_FULL], 0);
+	dts_core_stats_read(c, &cs1);
+	cr_expect_eq(cs1.dropped[DTS_DROP_TABLE_FULL], 0);
+}
+
 Test(merger, destroy_closes_the_open_minute)
 {
 	dts_merger_step(m, T0 * 1000);
@@ -574,9 +670,10 @@ Test(merger, destroy_closes_the_open_minute)
 Test(merger, create_rejects_bad_config)
 {
 	static const char *const what[] = { "zero cores", "65 cores", "grace beyond 60 s", "capacity not 2^n",
-					     "empty user", "one table per core" };
+					     "empty user", "one table per core", "maximum below the capacity",
+					     "maximum not 2^n" };
 
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < 8; i++) {
 		struct dts_merger_cfg cfg;
 
 		dts_merger_cfg_defaults(&cfg);
@@ -587,6 +684,8 @@ Test(merger, create_rejects_bad_config)
 		case 3: cfg.table_capacity = 3000; break;
 		case 4: cfg.user = ""; break;
 		case 5: cfg.tables_per_core = 1; break;
+		case 6: cfg.table_capacity_max = cfg.table_capacity / 2; break;
+		case 7: cfg.table_capacity_max = cfg.table_capacity * 3; break;
 		}
 		errno = 0;
 		cr_expect_null(dts_merger_create(&cfg), "%s", what[i]);

@@ -59,6 +59,9 @@ Test(table, create_rejects_bad_sizes)
 		{ 1000, 65536, 65536, 4096 }, /* not a power of two */
 		{ 32, 65536, 65536, 4096 }, /* too small */
 		{ 1024, 100, 65536, 4096 }, /* arena too small */
+		{ 1024, 65536, 65536, 4096, .initial = 2048 }, /* starts above its room */
+		{ 1024, 65536, 65536, 4096, .initial = 48 }, /* starts too small */
+		{ 1024, 65536, 65536, 4096, .initial = 384 }, /* starts at no power of two */
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -66,6 +69,49 @@ Test(table, create_rejects_bad_sizes)
 		cr_expect_null(dts__table_create(&bad[i]), "case %zu", i);
 		cr_expect_eq(errno, EINVAL, "case %zu", i);
 	}
+}
+
+/* A table starts small inside its room and grows, only while empty, to any power of two up to the room, every log
+ * and arena taking the same share (never below its minimum). */
+Test(table, grows_inside_its_room_only_when_empty)
+{
+	struct dts__table_cfg cfg = { .capacity = 8192, .keys_bytes = 8192 * 48, .tlog_entries = 8192 * 4,
+				      .slog_entries = 8192, .blob_bytes = 8192 * 32, .proc_entries = 8192 / 16,
+				      .event_bytes = DTS__EVENT_MIN, .initial = 1024 };
+	struct dts__table *t = dts__table_create(&cfg);
+	struct dts__entry *e;
+
+	cr_assert_not_null(t);
+	cr_expect_eq(t->mask, 1023);
+	cr_expect_eq(t->max_used, 512);
+	cr_expect_eq(t->keys_cap, 1024 * 48);
+	cr_expect_eq(t->tlog_cap, 4096, "at its minimum");
+	cr_expect_eq(t->slog_cap, 1024);
+	cr_expect_eq(t->blob_cap, 1024 * 32 > DTS__BLOB_MIN ? 1024 * 32 : DTS__BLOB_MIN);
+	cr_expect_eq(t->proc_cap, DTS__PROC_MIN);
+	cr_expect_eq(t->ev_cap, DTS__EVENT_MIN);
+
+	cr_expect_not(dts__table_grow(t, 3072), "not a power of two");
+	cr_expect_not(dts__table_grow(t, 16384), "beyond its room");
+	cr_expect_not(dts__table_grow(t, 512), "tables never shrink");
+	e = &t->entries[5];
+	e->hash = 42;
+	t->used[t->n_used++] = 5;
+	cr_expect_not(dts__table_grow(t, 2048), "not while it holds entries");
+	cr_expect_eq(t->mask, 1023);
+	dts__table_reset(t);
+
+	cr_assert(dts__table_grow(t, 8192));
+	cr_expect_eq(t->mask, 8191);
+	cr_expect_eq(t->max_used, 4096);
+	cr_expect_eq(t->keys_cap, 8192 * 48);
+	cr_expect_eq(t->tlog_cap, 8192 * 4);
+	cr_expect_eq(t->slog_cap, 8192);
+	cr_expect_eq(t->blob_cap, 8192 * 32);
+	cr_expect_eq(t->proc_cap, 8192 / 16);
+	for (uint32_t i = 0; i <= t->mask; i++)
+		cr_assert_eq(t->entries[i].hash, 0, "bucket %u not empty after growing", i);
+	dts__table_destroy(t);
 }
 
 Test(table, counters_sum_in_place_per_slot)

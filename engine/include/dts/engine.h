@@ -87,6 +87,8 @@ struct dts_merger_stats {
 	uint64_t events_total; /* errors and warnings taken (each got a sequence number) */
 	uint64_t event_seq; /* gauge: the last sequence number given */
 	uint64_t event_batches_dropped; /* batches of events/process states not handed over: no memory */
+	uint64_t tables_grown; /* core tables given twice the buckets (dts_merger_cfg.table_capacity_max) */
+	uint64_t table_buckets; /* gauge: buckets of every core's tables together */
 };
 
 /*
@@ -182,7 +184,9 @@ void dts_event_batch_release(struct dts_event_batch *b);
  *                  minute it already holds (a minute can be handed over once plus any number of late parts).
  *   checkpoint:    optional; every cfg.checkpoint_ms, a copy of each open minute window with data (cm->open is
  *                  true). A store that keeps the latest checkpoint of each minute can give it back through
- *                  dts_merger_restore after a crash, so a kill -9 loses at most one checkpoint interval.
+ *                  dts_merger_restore after a crash, so a kill -9 loses at most one checkpoint interval. One
+ *                  checkpoint of many series comes as several calls per minute, pieces of up to 65,536 records
+ *                  made between folds (see dts_merger_step); every piece of a split checkpoint is partial.
  *   events:        optional; at the end of a dts_merger_step that took events or changed process states (see
  *                  struct dts_event_batch), and at destroy. Without it batches are not built.
  */
@@ -200,6 +204,7 @@ struct dts_sink {
 };
 
 #define DTS_MAX_SERIES_LIMIT (1ull << 30)
+#define DTS_TABLE_CAPACITY_LIMIT (1u << 24) /* most buckets of one core table */
 
 struct dts_merger_cfg {
 	unsigned cores; /* RX cores that will ingest (1..64) */
@@ -208,6 +213,12 @@ struct dts_merger_cfg {
 	unsigned tick_ms; /* hand-over period of each core */
 	unsigned grace_s; /* close minute M at (M + 1) * 60 + grace_s; 0..60 */
 	uint32_t table_capacity; /* buckets per core table (power of two) */
+	/* Growth: a table whose entries filled up before its tick (more distinct series and slots per tick than half
+	 * its buckets) gets twice the buckets once the merger has folded and emptied it, up to this many (a power of
+	 * two >= table_capacity; 0: table_capacity, no growth). Each table is mapped at this size at creation and
+	 * touches only what its current capacity uses, so growing allocates nothing; a core only ever takes a ready
+	 * table from its ring. Tables never shrink. */
+	uint32_t table_capacity_max;
 	uint32_t tables_per_core; /* tables in each core's pool (>= 2) */
 	uint64_t max_series; /* live series bound, 1..DTS_MAX_SERIES_LIMIT; new series beyond it are dropped, counted */
 	unsigned expire_s; /* a series without data for this long leaves the map (and the current state) */
@@ -227,8 +238,8 @@ struct dts_merger_cfg {
 	unsigned process_expire_s; /* a process not heard for this long and without live series is forgotten */
 };
 
-/* Documented defaults: 1 core, tick 1000 ms, grace 10 s, 2^16 buckets, 3 tables per core, 4M series, expiry 600 s,
- * dts_native_cfg_defaults (no key lookup), client period DTS_SLOT_SECONDS, processes forgotten after 7 days. */
+/* Documented defaults: 1 core, tick 1000 ms, grace 10 s, 2^16 buckets (no growth), 3 tables per core, 4M series,
+ * expiry 600 s, dts_native_cfg_defaults (no key lookup), client period DTS_SLOT_SECONDS, processes forgotten after 7 days. */
 void dts_merger_cfg_defaults(struct dts_merger_cfg *cfg);
 
 struct dts_merger;
@@ -337,8 +348,10 @@ void dts_core_stats_read(const struct dts_core *c, struct dts_core_stats *out);
  * events), roll the 5-second slots up to now, publish the current state of series whose slot changed, close minutes
  * whose grace has passed (handing them to the sink), expire idle series, re-evaluate process states (online: once
  * per second of now_ms) and hand the step's events and changed states to sink.events. Bounded by what the cores
- * handed over (and the number of processes, once a second). Merger thread only (a registered RCU thread).
- * Returns the number of tables folded.
+ * handed over (and the number of processes, once a second). The walks over every series (the 5-second publication,
+ * a checkpoint) go a slice of 8,192 series at a time and fold what the cores handed over in between, so the cores
+ * find a clean table while a walk of a million series runs; they end within the step. Merger thread only (a
+ * registered RCU thread). Returns the number of tables folded.
  */
 unsigned dts_merger_step(struct dts_merger *m, int64_t now_ms);
 
