@@ -227,7 +227,6 @@ struct dts_merger {
 	struct recbuf *recs_spare; /* arrays taken from the pool and not in use (merger-private, linked via next) */
 	struct dts__procs *procs; /* process states and events (procs.c) */
 	struct dts_sketch dec_sk; /* decode scratch of partials' sketches */
-	struct dts_sketch pub_sk; /* scratch of the timer quantiles' moving window (current_publish) */
 	struct dts_set dec_set; /* decode scratch of partials' sets */
 	struct dts_merger_stats stats;
 };
@@ -1182,7 +1181,7 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 /* ---- current state --------------------------------------------------------------------------------------------- */
 
 /* Compute and publish the current state of s as of the start of cur_slot. Merger thread. */
-static void current_publish(struct dts_merger *m, struct series *s, int64_t cur_slot, int64_t now_s)
+static void current_publish(struct series *s, int64_t cur_slot, int64_t now_s)
 {
 	struct dts_current cv, *v = &cv;
 	int64_t newest = -1;
@@ -1219,22 +1218,17 @@ static void current_publish(struct dts_merger *m, struct series *s, int64_t cur_
 	if (s->type == DTS_TIMER) {
 		int64_t min = now_s / 60;
 		const struct win *wc = &s->win[min % NWIN], *wp = &s->win[(min - 1) % NWIN];
-		struct dts_sketch *tmp = &m->pub_sk; /* scratch: cleared, its bins kept from one series to the next */
 		double back = 1.0 - (double)(now_s - min * 60) / 60.0; /* share of the previous minute in the window */
+		static const double qs[4] = { 0.10, 0.90, 0.50, 0.99 };
+		double qv[4];
 
-		dts_sketch_clear(tmp);
-		/* A failure (-ENOMEM; back is in (0, 1]) leaves tmp without that window: it only affects the quantiles
-		 * published below. */
-		if (wc->minute == min && win_sk(s, wc) && dts_sketch_merge_scaled(tmp, win_sk(s, wc), 1.0) != 0)
-			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
-		if (wp->minute == min - 1 && win_sk(s, wp) && dts_sketch_merge_scaled(tmp, win_sk(s, wp), back) != 0)
-			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
-		if (tmp->count > 0) {
-			v->bot10 = dts_sketch_quantile(tmp, 0.10);
-			v->top10 = dts_sketch_quantile(tmp, 0.90);
-			v->p50 = dts_sketch_quantile(tmp, 0.50);
-			v->p99 = dts_sketch_quantile(tmp, 0.99);
-		}
+		/* the quantiles of this minute's sketch plus back times the previous minute's, in one walk of their bins */
+		dts_sketch_quantiles2(wc->minute == min ? win_sk(s, wc) : NULL, wp->minute == min - 1 ? win_sk(s, wp) : NULL,
+				      back, qs, 4, qv);
+		v->bot10 = qv[0];
+		v->top10 = qv[1];
+		v->p50 = qv[2];
+		v->p99 = qv[3];
 	}
 	if (s->type == DTS_SET) {
 		const struct win *wc = &s->win[(now_s / 60) % NWIN];
@@ -1302,7 +1296,7 @@ static bool publish_slice(struct dts_merger *m)
 			continue;
 		}
 		if (!pub_still_valid(s))
-			current_publish(m, s, pw->cur_slot, pw->now_s);
+			current_publish(s, pw->cur_slot, pw->now_s);
 	}
 	dts__read_unlock();
 	pw->pos = end;
@@ -1395,7 +1389,10 @@ struct recbuf { /* the header before a pooled record array (32 bytes: the record
 	size_t bytes; /* of the whole allocation (dts__big_alloc) */
 };
 
-#define RECS_KEEP 3 /* spare arrays the merger keeps beyond those in use: a checkpoint takes up to three */
+/* Spare arrays the merger keeps beyond those in use: closes take one array for every series, checkpoints pieces of up
+ * to CKPT_PIECE records, up to three at a time. */
+#define RECS_KEEP_WHOLE 2
+#define RECS_KEEP_PIECES 6
 
 static void recpool_unref(struct recpool *p)
 {
@@ -1445,8 +1442,9 @@ void dts_closed_minute_release(struct dts_closed_minute *cm)
 static struct dts_minute_rec *recs_take(struct dts_merger *m, size_t need)
 {
 	struct cds_lfs_head *h = __cds_lfs_pop_all(&m->recpool->stack);
+	const size_t piece = m->nseries < CKPT_PIECE ? m->nseries : CKPT_PIECE; /* the smallest array still useful */
 	struct recbuf *b, *found = NULL, *keep = NULL;
-	unsigned kept = 0;
+	unsigned whole = 0, pieces = 0;
 
 	/* what the storage thread released joins the merger's list */
 	for (struct cds_lfs_node *n = h ? &h->node : NULL; n;) {
@@ -1456,18 +1454,24 @@ static struct dts_minute_rec *recs_take(struct dts_merger *m, size_t need)
 		b->next = m->recs_spare;
 		m->recs_spare = b;
 	}
-	/* first fit; arrays too small for today's series count, and any beyond RECS_KEEP, are freed */
-	while ((b = m->recs_spare) != NULL) {
-		m->recs_spare = b->next;
-		if (!found && b->cap >= need) {
+	/* best fit (a checkpoint piece must not take the array the next close needs) */
+	for (b = m->recs_spare; b; b = b->next)
+		if (b->cap >= need && (!found || b->cap < found->cap))
 			found = b;
-		} else if (b->cap < need || kept >= RECS_KEEP) {
+	/* keep a few of the others; arrays too small for a piece of today's series count are freed */
+	while ((b = m->recs_spare) != NULL) {
+		bool is_piece = b->cap <= CKPT_PIECE + CKPT_PIECE / 4 + 64;
+
+		m->recs_spare = b->next;
+		if (b == found)
+			continue;
+		if (b->cap < piece || (is_piece ? pieces >= RECS_KEEP_PIECES : whole >= RECS_KEEP_WHOLE)) {
 			dts__big_free(b, b->bytes);
-		} else {
-			b->next = keep;
-			keep = b;
-			kept++;
+			continue;
 		}
+		*(is_piece ? &pieces : &whole) += 1;
+		b->next = keep;
+		keep = b;
 	}
 	m->recs_spare = keep;
 	if (!found) {
@@ -1816,7 +1820,6 @@ static void merger_free(struct dts_merger *m)
 	dts__big_free(m->ix, (m->ix_mask + 1) * sizeof(*m->ix));
 	dts__procs_free(m->procs);
 	dts_sketch_free(&m->dec_sk);
-	dts_sketch_free(&m->pub_sk);
 	dts_set_free(&m->dec_set);
 	free(m->pool);
 	free(m->cores);
@@ -1882,7 +1885,6 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 		__cds_lfs_init(&m->recpool->stack);
 	}
 	dts_sketch_init(&m->dec_sk);
-	dts_sketch_init(&m->pub_sk);
 	dts_set_init(&m->dec_set);
 	m->procs = dts__procs_create(&m->cfg, &m->stats);
 	m->ix_mask = (1u << IX_MIN_BITS) - 1;

@@ -527,6 +527,199 @@ double dts_sketch_quantile(const struct dts_sketch *s, double q)
 			 : last == 1 ? 0.0 : last == -1 ? -dts_sketch_key_value(lastk, s->level) : NAN;
 }
 
+/* One store of each of two sketches walked together in key order at a common level (quantiles2). */
+struct pair_walk {
+	const struct dts_sketch_store *a, *b;
+	unsigned da, db; /* levels each store's keys move up */
+	double wb;
+	int32_t ia, ib; /* next bin index of each, walking up (step 1) or down (step -1) */
+	int step;
+};
+
+/* Next non-empty merged bin: its weight (the float sum merge_scaled would have made) and key; false at the end. */
+static bool pair_next(struct pair_walk *w, float *weight, int32_t *key)
+{
+	for (;;) {
+		const bool more_a = w->ia >= 0 && w->ia < (int32_t)w->a->nbins;
+		const bool more_b = w->ib >= 0 && w->ib < (int32_t)w->b->nbins;
+		int32_t ka = 0, kb = 0, k;
+		float acc = 0.0f;
+
+		if (!more_a && !more_b)
+			return false;
+		if (more_a)
+			ka = key_collapse(w->a->lo + w->ia, w->da);
+		if (more_b)
+			kb = key_collapse(w->b->lo + w->ib, w->db);
+		k = !more_a ? kb : !more_b ? ka : (w->step > 0 ? (ka < kb ? ka : kb) : (ka > kb ? ka : kb));
+		/* a's bins of k in ascending index order (as store_collapse sums them), then b's scaled ones (store_merge) */
+		if (more_a && ka == k) {
+			int32_t first = w->ia, last = w->ia;
+
+			while (w->ia + w->step >= 0 && w->ia + w->step < (int32_t)w->a->nbins &&
+			       key_collapse(w->a->lo + w->ia + w->step, w->da) == k)
+				w->ia += w->step;
+			last = w->ia;
+			w->ia += w->step;
+			if (first > last) {
+				int32_t t = first;
+
+				first = last;
+				last = t;
+			}
+			for (int32_t i = first; i <= last; i++)
+				acc = i == first ? w->a->bins[i] : acc + w->a->bins[i];
+		}
+		if (more_b && kb == k) {
+			int32_t first = w->ib, last = w->ib;
+
+			while (w->ib + w->step >= 0 && w->ib + w->step < (int32_t)w->b->nbins &&
+			       key_collapse(w->b->lo + w->ib + w->step, w->db) == k)
+				w->ib += w->step;
+			last = w->ib;
+			w->ib += w->step;
+			if (first > last) {
+				int32_t t = first;
+
+				first = last;
+				last = t;
+			}
+			for (int32_t i = first; i <= last; i++)
+				acc += (float)((double)w->b->bins[i] * w->wb);
+		}
+		if (acc > 0.0f) {
+			*weight = acc;
+			*key = k;
+			return true;
+		}
+	}
+}
+
+/* Bin k of a store (0 outside it). */
+static inline float bin_at(const struct dts_sketch_store *st, int32_t k)
+{
+	uint32_t i = (uint32_t)(k - st->lo);
+
+	return i < st->nbins ? st->bins[i] : 0.0f;
+}
+
+/* Key range [*lo, *hi] of two stores at the same level; false when both are empty. */
+static bool pair_range(const struct dts_sketch_store *a, const struct dts_sketch_store *b, int32_t *lo, int32_t *hi)
+{
+	if (!a->nbins && !b->nbins)
+		return false;
+	*lo = !a->nbins ? b->lo : !b->nbins ? a->lo : a->lo < b->lo ? a->lo : b->lo;
+	*hi = !a->nbins ? b->lo + b->nbins - 1
+	      : !b->nbins ? a->lo + a->nbins - 1
+	      : (a->lo + a->nbins > b->lo + b->nbins ? a->lo + a->nbins - 1 : b->lo + b->nbins - 1);
+	return true;
+}
+
+void dts_sketch_quantiles2(const struct dts_sketch *a, const struct dts_sketch *b, double wb, const double *q, size_t n,
+			   double *out)
+{
+	static const struct dts_sketch none = { .count = 0.0 };
+	double rank[DTS_SKETCH_QUANTILES_MAX], count, zero, cum = 0.0;
+	unsigned order[DTS_SKETCH_QUANTILES_MAX], level, pending = 0, next = 0;
+	struct pair_walk w;
+	int last = 0; /* the last non-empty bin walked: -1 negative (at key lastk), 0 none, 1 zero, 2 positive */
+	int32_t lastk = 0, k;
+	float f;
+
+	if (n > DTS_SKETCH_QUANTILES_MAX)
+		n = DTS_SKETCH_QUANTILES_MAX;
+	if (!a)
+		a = &none;
+	if (!b || !(wb > 0.0))
+		b = &none;
+	/* the level merge_scaled would reach: an empty destination takes a's level, then b's merge may raise it */
+	level = a->level > b->level ? a->level : b->level;
+	while ((union_span(&a->pos, level - a->level, &b->pos, level - b->level) > DTS_SKETCH_MAX_BINS ||
+		union_span(&a->neg, level - a->level, &b->neg, level - b->level) > DTS_SKETCH_MAX_BINS) &&
+	       level < DTS__SKETCH_MAX_LEVEL)
+		level++;
+	count = 0.0 + a->count * 1.0 + (b != &none ? b->count * wb : 0.0);
+	zero = 0.0 + a->zero * 1.0 + (b != &none ? b->zero * wb : 0.0);
+	for (size_t i = 0; i < n; i++) {
+		out[i] = NAN;
+		if (!(count > 0.0) || isnan(q[i]))
+			continue;
+		rank[i] = floor((q[i] < 0.0 ? 0.0 : q[i] > 1.0 ? 1.0 : q[i]) * (count - 1.0));
+		/* insertion into order[], by rank */
+		unsigned j = pending++;
+
+		for (; j > 0 && rank[order[j - 1]] > rank[i]; j--)
+			order[j] = order[j - 1];
+		order[j] = (unsigned)i;
+	}
+	if (!pending)
+		return;
+	if ((level == a->level || (!a->pos.nbins && !a->neg.nbins)) &&
+	    (level == b->level || (!b->pos.nbins && !b->neg.nbins))) {
+		/* no collapse (the usual case): both stores' bins line up key for key; a missing bin adds 0.0f, which is
+		 * exactly what merge_scaled's zeroed and zero bins add */
+		int32_t lo, hi;
+
+		if (pair_range(&a->neg, &b->neg, &lo, &hi))
+			for (k = hi; k >= lo && next < pending; k--) {
+				f = bin_at(&a->neg, k) + (float)((double)bin_at(&b->neg, k) * wb);
+				if (!(f > 0.0f))
+					continue;
+				last = -1;
+				lastk = k;
+				cum += f;
+				for (; next < pending && cum > rank[order[next]]; next++)
+					out[order[next]] = -dts_sketch_key_value(k, level);
+			}
+		if (next < pending && zero > 0.0) {
+			last = 1;
+			cum += zero;
+			for (; next < pending && cum > rank[order[next]]; next++)
+				out[order[next]] = 0.0;
+		}
+		if (next < pending && pair_range(&a->pos, &b->pos, &lo, &hi))
+			for (k = lo; k <= hi && next < pending; k++) {
+				f = bin_at(&a->pos, k) + (float)((double)bin_at(&b->pos, k) * wb);
+				if (!(f > 0.0f))
+					continue;
+				last = 2;
+				lastk = k;
+				cum += f;
+				for (; next < pending && cum > rank[order[next]]; next++)
+					out[order[next]] = dts_sketch_key_value(k, level);
+			}
+		goto rest;
+	}
+	w = (struct pair_walk){ &a->neg, &b->neg, level - a->level, level - b->level, wb,
+				(int32_t)a->neg.nbins - 1, (int32_t)b->neg.nbins - 1, -1 };
+	while (next < pending && pair_next(&w, &f, &k)) {
+		last = -1;
+		lastk = k;
+		cum += f;
+		for (; next < pending && cum > rank[order[next]]; next++)
+			out[order[next]] = -dts_sketch_key_value(k, level);
+	}
+	if (next < pending && zero > 0.0) {
+		last = 1;
+		cum += zero;
+		for (; next < pending && cum > rank[order[next]]; next++)
+			out[order[next]] = 0.0;
+	}
+	w = (struct pair_walk){ &a->pos, &b->pos, level - a->level, level - b->level, wb, 0, 0, 1 };
+	while (next < pending && pair_next(&w, &f, &k)) {
+		last = 2;
+		lastk = k;
+		cum += f;
+		for (; next < pending && cum > rank[order[next]]; next++)
+			out[order[next]] = dts_sketch_key_value(k, level);
+	}
+rest:
+	/* rounding left cum at or below a rank: the last non-empty bin, as dts_sketch_quantile does */
+	for (; next < pending; next++)
+		out[order[next]] = last == 2 ? dts_sketch_key_value(lastk, level)
+				   : last == 1 ? 0.0 : last == -1 ? -dts_sketch_key_value(lastk, level) : NAN;
+}
+
 /* Read a minimal LEB128 varint of at most 32 bits at *pos (writers and little-endian fields: dts/bytes.h).
  * Returns 0 or -EINVAL. */
 static int get_varint_long(const uint8_t *buf, size_t len, size_t *pos, uint32_t *out)

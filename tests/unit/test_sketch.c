@@ -540,6 +540,82 @@ Test(sketch_merge_scaled, table)
 	}
 }
 
+/* What quantiles2 must equal: the quantiles of an empty sketch after merge_scaled(a, 1) and merge_scaled(b, wb). */
+static void quantiles_by_merging(const struct dts_sketch *a, const struct dts_sketch *b, double wb, const double *q,
+				 size_t n, double *out)
+{
+	struct dts_sketch m;
+
+	dts_sketch_init(&m);
+	if (a)
+		cr_assert_eq(dts_sketch_merge_scaled(&m, a, 1.0), 0);
+	if (b)
+		cr_assert_eq(dts_sketch_merge_scaled(&m, b, wb), 0);
+	for (size_t i = 0; i < n; i++)
+		out[i] = dts_sketch_quantile(&m, q[i]);
+	dts_sketch_free(&m);
+}
+
+static void assert_same_quantiles(const struct dts_sketch *a, const struct dts_sketch *b, double wb, const char *what)
+{
+	static const double q[] = { 0.99, 0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.999, 1.0, NAN, -1.0, 2.0 };
+	const size_t n = sizeof(q) / sizeof(q[0]);
+	double want[sizeof(q) / sizeof(q[0])], got[sizeof(q) / sizeof(q[0])];
+
+	quantiles_by_merging(a, b, wb, q, n, want);
+	dts_sketch_quantiles2(a, b, wb, q, n, got);
+	for (size_t i = 0; i < n; i++)
+		cr_assert(memcmp(&want[i], &got[i], sizeof(double)) == 0 || (isnan(want[i]) && isnan(got[i])),
+			  "%s, wb %g, q %g: %.17g by merging, %.17g in one walk", what, wb, q[i], want[i], got[i]);
+}
+
+/* The moving window's quantiles in one walk equal, bit for bit, those of the merged sketch: every pair of
+ * distributions (levels differ, both signs, zero bins), shares of the previous minute that round in float, one side
+ * missing; and every merge_scaled table case with a factor <= 1 (collapses to a common level, spans past 256 bins). */
+Test(sketch_quantiles2, equal_to_merging_then_quantile, .timeout = 60)
+{
+	static const double shares[] = { 1.0, 0.5, 0.37, 1.0 / 3.0, 0.01, 1e-30, 0.0 };
+
+	for (size_t d = 0; d < NDISTS; d++) {
+		size_t e = (d + 4) % NDISTS;
+		double *x = make_data(&dists[d], 8000 + d), *y = make_data(&dists[e], 9000 + e);
+		struct dts_sketch a, b;
+		char what[96];
+
+		sketch_all(&a, x, dists[d].n);
+		sketch_all(&b, y, dists[e].n);
+		snprintf(what, sizeof(what), "%s + %s", dists[d].name, dists[e].name);
+		for (size_t k = 0; k < sizeof(shares) / sizeof(shares[0]); k++) {
+			assert_same_quantiles(&a, &b, shares[k], what);
+			assert_same_quantiles(&b, &a, shares[k], what);
+			assert_same_quantiles(NULL, &b, shares[k], what);
+		}
+		assert_same_quantiles(&a, NULL, 0.5, what);
+		assert_same_quantiles(NULL, NULL, 0.5, "nothing");
+		dts_sketch_free(&a);
+		dts_sketch_free(&b);
+		free(x);
+		free(y);
+	}
+	for (size_t c = 0; c < sizeof(scaled_cases) / sizeof(scaled_cases[0]); c++) {
+		const struct scaled_case *t = &scaled_cases[c];
+		struct dts_sketch dst, src;
+
+		if (t->factor > 1.0)
+			continue;
+		dts_sketch_init(&dst);
+		dts_sketch_init(&src);
+		add_keys(&dst, t->dst_from, t->dst_to, t->dst_neg, 1.0);
+		cr_assert_eq(dts_sketch_add_key(&dst, INT32_MIN, false, 1.0), 0);
+		add_keys(&src, t->src_from, t->src_to, t->src_neg, 2.0);
+		cr_assert_eq(dts_sketch_add_key(&src, INT32_MIN, false, 2.0), 0);
+		assert_same_quantiles(&dst, &src, t->factor, t->name);
+		assert_same_quantiles(&dst, &src, 0.3, t->name);
+		dts_sketch_free(&dst);
+		dts_sketch_free(&src);
+	}
+}
+
 /* Halving is exact in float: 0.5 x a sketch of fractional weights (collapsed, both signs, zero bin) is bin for bin the
  * sketch of the halved weights; merging a sketch into itself with factor 0.5 multiplies it by 1.5. */
 Test(sketch_merge_scaled, half_halves_every_count)

@@ -102,6 +102,17 @@ int dts_sketch_copy(struct dts_sketch *dst, const struct dts_sketch *src);
  */
 double dts_sketch_quantile(const struct dts_sketch *s, double q);
 
+/*
+ * Quantiles of a's data together with b's data weighted by wb, without building that sketch: out[i] is exactly what
+ * dts_sketch_quantile(m, q[i]) returns for m = an empty sketch after dts_sketch_merge_scaled(m, a, 1) and
+ * dts_sketch_merge_scaled(m, b, wb) (the same level, the same float bin sums in the same order). a or b may be NULL
+ * (no data); wb must be in [0, 1]. One walk of the bins for all n (<= 16) quantiles, in any order; no allocation.
+ * out[i] is NAN when the union is empty or q[i] is NaN. Pure; any thread. The merger's moving-window quantiles.
+ */
+#define DTS_SKETCH_QUANTILES_MAX 16
+void dts_sketch_quantiles2(const struct dts_sketch *a, const struct dts_sketch *b, double wb, const double *q, size_t n,
+			   double *out);
+
 /* Bytes of heap the sketch holds (for memory accounting). */
 size_t dts_sketch_heap_bytes(const struct dts_sketch *s);
 
