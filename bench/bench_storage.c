@@ -24,6 +24,14 @@
  *      (one iterator, every value decoded) --read-reps times. The first read of each series after the compaction
  *      misses RocksDB's block cache (the OS page cache is warm: the files were just written): read8d_cold_ms_*;
  *      the later reads are warm: read8d_ms_p50 / p99, also split by type.
+ *   4. checkpoints (--checkpoints N: this phase alone, instead of 1-3): N checkpoints of one open minute of --series
+ *      series written with dts_storage_write_checkpoint, as the storage thread does every 5 s; the first is full,
+ *      the others partial with every series changed (the daemon's worst case). With --slice K each checkpoint is
+ *      handed over as partial slices of K series (the merger's walk in slices). checkpoint_s / checkpoint_cpu_s are
+ *      the wall and this thread's CPU time per checkpoint (all its slices), checkpoint_proc_cpu_s the CPU of every
+ *      thread (RocksDB's flushes too); ckpt_mb_avg the WriteBatch bytes per checkpoint. Then the store is closed,
+ *      reopened and restored (dts_storage_restore without a merger stores the minute as closed): restore_s, and the
+ *      restored series must be --series (else an error), with the minute's checkpoint data gone afterwards.
  *
  * Value model (as bench/dattss_load.c sends): names proc<k%50>/<type>_<k> of user "bench"; --timer-pct percent of
  * the series are timers with --values values per minute, lognormal around 20 ms (sigma 0.8: about two decades, dense
@@ -32,6 +40,7 @@
  * Usage:
  *   bench_storage [--series N] [--minutes M] [--first-minute F] [--timer-pct P] [--values V] [--read-series R]
  *                 [--read-days D] [--read-reps K] [--sink] [--dir DIR] [--keep] [--seed S]
+ *   bench_storage --checkpoints N [--slice K] [--series N] [--timer-pct P] [--values V] [--dir DIR] [--seed S]
  * Defaults: 1,000,000 series, 3 minutes from minute 0 of an hour, 20% timers, 20 values, 8 read series, 8 days,
  * 25 reps; a temporary directory under /tmp, removed at the end unless --keep. --dir DIR uses DIR instead (an empty
  * or new directory on the filesystem to measure; never removed).
@@ -46,6 +55,9 @@
  * push_us_max is wall time (the merger thread can be descheduled during it), push_cpu_us_max the push's own work.
  * batch_mb_avg: WriteBatch bytes per closed minute; parts_avg: the WriteBatches it took (a large minute that only puts
  * is committed in parts of ~8 MB: docs/storage.md, "Closing a minute").
+ * With --checkpoints (phase 4 alone):
+ *   SUMMARY bench=storage mode=checkpoints series= checkpoints= slice= timer_pct= values= checkpoint_s=
+ *           checkpoint_cpu_s= checkpoint_proc_cpu_s= ckpt_mb_avg= restore_s= rss_mb_max= drops= errors=
  * drops: series-minutes the store dropped (every reason) plus checkpoints/minutes refused by the sink's queue;
  * errors: failed writes, flushes, compactions, reads, and reads that did not return every point. Exit status 1 when
  * either is non-zero, 2 on a usage error.
@@ -82,6 +94,8 @@ struct opts {
 	unsigned read_reps;
 	bool sink;
 	bool keep;
+	unsigned checkpoints; /* phase 4 alone when > 0 */
+	size_t slice; /* series per checkpoint slice (0: one call per checkpoint) */
 	uint64_t seed;
 	char dir[256];
 };
@@ -468,12 +482,97 @@ static void phase_read(struct dts_storage *st, const struct opts *o, int64_t end
 	}
 }
 
+/* Phase 4: o->checkpoints checkpoints of one open minute of o->series series, then a reopen and a restore. */
+struct ckpt_results {
+	double wall_s, cpu_s, proc_cpu_s, mb, restore_s;
+	long errors;
+};
+
+static struct dts_storage *reopen(struct dts_storage *st, const struct dts_storage_cfg *cfg)
+{
+	char err[512];
+
+	dts_storage_close(st);
+	st = dts_storage_open(cfg, err, sizeof(err));
+	if (!st)
+		fprintf(stderr, "bench_storage: reopen: %s\n", err);
+	return st;
+}
+
+static struct dts_storage *phase_checkpoints(struct dts_storage *st, const struct dts_storage_cfg *cfg,
+					    const struct opts *o, struct ckpt_results *r)
+{
+	const int64_t minute = (int64_t)time(NULL) / 60 - 30; /* restored as a closed minute: within retention */
+	struct dts_closed_minute *cm = minute_build(minute, "bench", 0, o->series, o->timer_pct, o->values);
+	const size_t slice = o->slice ? o->slice : o->series;
+	struct dts_storage_stats s0, s1;
+	int64_t wall = 0, cpu = 0, pcpu = 0;
+	long restored;
+
+	if (!cm) {
+		fprintf(stderr, "bench_storage: out of memory\n");
+		r->errors++;
+		return st;
+	}
+	dts_storage_stats_read(st, &s0);
+	for (unsigned c = 0; c < o->checkpoints; c++) {
+		const int64_t t0 = mono_ns(), c0 = thread_cpu_ns(), p0 = process_cpu_ns();
+
+		for (size_t from = 0; from < cm->n; from += slice) {
+			struct dts_closed_minute part = {
+				.minute = minute, .open = true, .partial = c > 0 || o->slice, .recs = cm->recs + from,
+				.n = cm->n - from < slice ? cm->n - from : slice,
+			};
+
+			if (dts_storage_write_checkpoint(st, &part) != 0) {
+				fprintf(stderr, "bench_storage: checkpoint %u failed\n", c);
+				r->errors++;
+			}
+		}
+		wall += mono_ns() - t0;
+		cpu += thread_cpu_ns() - c0;
+		pcpu += process_cpu_ns() - p0;
+		fprintf(stderr, "checkpoint %u: %.3f s, %.3f s CPU (this thread)\n", c, (double)(mono_ns() - t0) / 1e9,
+			(double)(thread_cpu_ns() - c0) / 1e9);
+	}
+	dts_storage_stats_read(st, &s1);
+	r->wall_s = (double)wall / 1e9 / o->checkpoints;
+	r->cpu_s = (double)cpu / 1e9 / o->checkpoints;
+	r->proc_cpu_s = (double)pcpu / 1e9 / o->checkpoints;
+	r->mb = (double)(s1.bytes_written - s0.bytes_written) / 1048576.0 / o->checkpoints;
+	r->errors += (long)(s1.write_errors - s0.write_errors);
+	dts_closed_minute_release(cm);
+
+	st = reopen(st, cfg);
+	if (!st) {
+		r->errors++;
+		return NULL;
+	}
+	{
+		const int64_t t0 = mono_ns();
+
+		restored = dts_storage_restore(st, NULL, (minute + 30) * 60000);
+		r->restore_s = (double)(mono_ns() - t0) / 1e9;
+	}
+	if (restored != (long)o->series) {
+		fprintf(stderr, "bench_storage: restored %ld series, want %zu\n", restored, o->series);
+		r->errors++;
+	}
+	/* the restored minute's checkpoint data is gone: a second restore finds nothing */
+	restored = dts_storage_restore(st, NULL, (minute + 30) * 60000);
+	if (restored != 0) {
+		fprintf(stderr, "bench_storage: a second restore found %ld series, want 0\n", restored);
+		r->errors++;
+	}
+	return st;
+}
+
 /* ---- main ------------------------------------------------------------------------------------------------------- */
 
 static const char usage[] =
 	"Usage: bench_storage [--series N] [--minutes M] [--first-minute F] [--timer-pct P] [--values V]\n"
 	"                     [--read-series R] [--read-days D] [--read-reps K] [--sink] [--dir DIR] [--keep]\n"
-	"                     [--seed S]\n"
+	"                     [--seed S] [--checkpoints N [--slice K]]\n"
 	"Defaults: --series 1000000 --minutes 3 --first-minute 0 --timer-pct 20 --values 20 --read-series 8\n"
 	"          --read-days 8 --read-reps 25; a temporary store under /tmp, removed at the end.\n";
 
@@ -485,6 +584,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "values", 1, NULL, 'v' },	 { "read-series", 1, NULL, 'r' }, { "read-days", 1, NULL, 'D' },
 		{ "read-reps", 1, NULL, 'R' },	 { "sink", 0, NULL, 'S' },	{ "dir", 1, NULL, 'd' },
 		{ "keep", 0, NULL, 'k' },	 { "seed", 1, NULL, 's' },	{ "help", 0, NULL, 'h' },
+		{ "checkpoints", 1, NULL, 'C' }, { "slice", 1, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -511,9 +611,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'd': snprintf(o->dir, sizeof(o->dir), "%s", optarg); break;
 		case 'k': o->keep = true; break;
 		case 's': o->seed = v; break;
+		case 'C': o->checkpoints = (unsigned)v; break;
+		case 'K': o->slice = (size_t)v; break;
 		case 'h': fputs(usage, stdout); return 1;
 		default: fputs(usage, stderr); return -EINVAL;
 		}
+	}
+	if (o->slice && !o->checkpoints) {
+		fprintf(stderr, "bench_storage: --slice needs --checkpoints\n%s", usage);
+		return -EINVAL;
 	}
 	if (optind != argc || o->series < 1 || o->minutes < 1 || o->first_minute > 59 || o->timer_pct > 100 ||
 	    o->read_days < 1 ||
@@ -576,6 +682,32 @@ int main(int argc, char **argv)
 	if (!st) {
 		fprintf(stderr, "bench_storage: %s\n", err);
 		return 1;
+	}
+	if (o.checkpoints) {
+		struct ckpt_results cr = { 0 };
+		struct rusage cru;
+
+		st = phase_checkpoints(st, &cfg, &o, &cr);
+		getrusage(RUSAGE_SELF, &cru);
+		if (st) {
+			dts_storage_stats_read(st, &s);
+			for (int i = 0; i < DTS_SDROP_COUNT; i++)
+				drops += s.dropped_records[i];
+			cr.errors += (long)s.write_errors + (long)s.corrupt_values;
+		}
+		printf("SUMMARY bench=storage mode=checkpoints series=%zu checkpoints=%u slice=%zu timer_pct=%u values=%u "
+		       "checkpoint_s=%.3f checkpoint_cpu_s=%.3f checkpoint_proc_cpu_s=%.3f ckpt_mb_avg=%.1f restore_s=%.3f "
+		       "rss_mb_max=%.0f drops=%llu errors=%ld\n",
+		       o.series, o.checkpoints, o.slice, o.timer_pct, o.values, cr.wall_s, cr.cpu_s, cr.proc_cpu_s, cr.mb,
+		       cr.restore_s, (double)cru.ru_maxrss / 1024.0, (unsigned long long)drops, cr.errors);
+		fflush(stdout);
+		if (st)
+			dts_storage_close(st);
+		if (o.keep)
+			fprintf(stderr, "store kept in %s\n", o.dir);
+		else if (made_dir)
+			nftw(o.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		return cr.errors || drops ? 1 : 0;
 	}
 	fprintf(stderr, "store %s (compression %s): %zu series, %u minutes, %u%% timers x %u values, %s\n", o.dir,
 		dts_storage_compression(st), o.series, o.minutes, o.timer_pct, o.values,

@@ -446,6 +446,19 @@ static int check_schema(struct dts_storage *st, bool fresh, char *err, size_t er
 			st->data_dir, v, DTS_STORAGE_SCHEMA_VERSION, "use a newer dattss");
 		return -EPROTONOSUPPORT;
 	}
+	if (v < DTS_STORAGE_SCHEMA_VERSION && st->cfg.mode == DTS_STORAGE_READ_WRITE) {
+		/* 1 -> 2: nothing to convert (a schema-1 store's checkpoint rows are restored as they are); the new number
+		 * keeps a schema-1 build, which would leave this build's checkpoint chunks behind, from opening it */
+		snprintf(buf, sizeof(buf), "%d", DTS_STORAGE_SCHEMA_VERSION);
+		rocksdb_put_cf(st->db, st->wo, st->cf[DTS__CF_META], "schema_version", 14, buf, strlen(buf), &rerr);
+		if (rerr) {
+			set_err(err, err_len, "cannot raise the schema version of store '%s' to %s: %s", st->data_dir,
+				buf, rerr);
+			rocksdb_free(rerr);
+			return -EIO;
+		}
+		dts__log(st, 2, "store '%s': schema version %ld raised to %s", st->data_dir, v, buf);
+	}
 	return 0;
 }
 
@@ -648,6 +661,9 @@ void dts_storage_close(struct dts_storage *st)
 	free(st->wr_series);
 	free(st->wr_items);
 	free(st->wr_sort);
+	free(st->ck_buf);
+	if (st->ck_wb)
+		rocksdb_writebatch_destroy(st->ck_wb);
 	free(st->data_dir);
 	free(st->secondary_dir);
 	free(st);

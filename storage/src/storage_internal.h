@@ -105,6 +105,14 @@ struct dts_storage {
 			     * the writer waits for it) */
 	struct dts__committer *committer; /* commits a closed minute's parts (write.c); started by the first split
 					   * minute, stopped by dts_storage_close; under write_lock */
+	/* Checkpoints (ckpt.c), under write_lock: the chunk being built, the batch of a checkpoint's part (kept: its
+	 * buffer is reused), the next chunk SEQ, and the minutes whose stored SEQs are known to be below it. */
+	uint8_t *ck_buf;
+	rocksdb_writebatch_t *ck_wb;
+	uint64_t ck_seq;
+#define DTS__CK_SEEN 8
+	int64_t ck_seen[DTS__CK_SEEN];
+	unsigned ck_seen_n; /* minutes looked up so far; the last DTS__CK_SEEN are in ck_seen */
 
 	/* Hourly rollup (roll.c; docs/storage.md "Hourly rollups"). */
 	int64_t hour_done; /* every hour <= it is complete in hours (meta "hour_done"); INT64_MIN: none yet */
@@ -134,8 +142,15 @@ void dts__civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
 const char *dts__type_key_name(unsigned type);
 int dts__type_from_name(const char *s, size_t n);
 
+/* Write batch b (len bytes, for the counters) with the store's write options: 0, or -EIO with last_err set and
+ * write_errors counted; batches and bytes_written counted on success. b is left as it is. Storage or committer thread. */
+int dts__write(struct dts_storage *st, rocksdb_writebatch_t *b, size_t len);
+
 /* Stop and free the committer thread (dts_storage_close; no writer running). */
 void dts__committer_stop(struct dts_storage *st);
+
+/* Account the build + commit time of a closed minute or a checkpoint that began at t0 (batch_ns_*); under write_lock. */
+void dts__account_latency(struct dts_storage *st, int64_t t0);
 
 /* Copy the last write error's message (takes write_lock). */
 void dts__last_error(struct dts_storage *st, char *buf, size_t len);

@@ -1,7 +1,7 @@
 /*
- * write.c - the single writer: closed minutes (minutes, rollup markers, and the hours of late data in one
- * WriteBatch, or a large minute that only puts in parts on committer threads), checkpoints of open minutes, and the
- * restore of checkpoints at startup.
+ * write.c - the single writer of closed minutes: minutes, rollup markers, and the hours of late data in one
+ * WriteBatch, or a large minute that only puts in parts on committer threads (checkpoints of open minutes and their
+ * restore: ckpt.c).
  *
  * Why read-merge-write and not a merge operator: DESIGN.md section 5 (ldb must read every value). The writer is the
  * only one that changes minutes and hours (write_lock; the roller in roll.c takes it too), so a read followed by a
@@ -155,15 +155,11 @@ static const char *get_error(char **e, size_t n)
 	return NULL;
 }
 
-static int commit(struct dts_storage *st, struct dts__batch *bb)
+int dts__write(struct dts_storage *st, rocksdb_writebatch_t *b, size_t len)
 {
-	rocksdb_writebatch_t *b = dts__batch_finish(bb);
 	char *rerr = NULL;
 
-	if (!b)
-		return -ENOMEM;
 	rocksdb_write(st->db, st->wo, b, &rerr);
-	rocksdb_writebatch_destroy(b);
 	if (rerr) {
 		snprintf(st->last_err, sizeof(st->last_err), "%s", rerr);
 		rocksdb_free(rerr);
@@ -171,8 +167,20 @@ static int commit(struct dts_storage *st, struct dts__batch *bb)
 		return -EIO;
 	}
 	DTS__SSTAT_ADD(st->stats.batches, 1);
-	DTS__SSTAT_ADD(st->stats.bytes_written, bb->len);
+	DTS__SSTAT_ADD(st->stats.bytes_written, len);
 	return 0;
+}
+
+static int commit(struct dts_storage *st, struct dts__batch *bb)
+{
+	rocksdb_writebatch_t *b = dts__batch_finish(bb);
+	int rc;
+
+	if (!b)
+		return -ENOMEM;
+	rc = dts__write(st, b, bb->len);
+	rocksdb_writebatch_destroy(b);
+	return rc;
 }
 
 /*
@@ -353,7 +361,7 @@ void dts__committer_stop(struct dts_storage *st)
 	st->committer = NULL;
 }
 
-static void account_latency(struct dts_storage *st, int64_t t0)
+void dts__account_latency(struct dts_storage *st, int64_t t0)
 {
 	uint64_t ns = (uint64_t)(dts__mono_ns() - t0);
 
@@ -710,7 +718,7 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 	 * Parts (docs/storage.md, "Closing a minute"): a minute newer than every stored one, in an hour that is not
 	 * rolled up, only puts (its minutes and their markers, no reads), so it may be committed in parts of about
 	 * PART_BYTES, each minute with its marker, and the hwm, the hour_done of a new store and the deletion of the
-	 * minute's checkpoint rows in the last part. A crash between parts leaves some of the minute's series stored and
+	 * minute's checkpoint data in the last part. A crash between parts leaves some of the minute's series stored and
 	 * its checkpoint in place: the restart restores the checkpoint (put over them: the minute is above the hwm, so
 	 * nothing is merged twice). Everything else (late data, rolled-up hours) reads and merges: one batch.
 	 */
@@ -740,9 +748,10 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 		goto out;
 	if (first_hour_done)
 		dts__batch_put(b, st->cf_id[DTS__CF_META], "hour_done", 9, th, DTS_STORAGE_TIME_LEN_HOUR);
-	/* The minute's checkpoint rows: TIME '|' ... up to TIME '}' (the byte after '|'). */
+	/* The minute's checkpoint data: its chunks TIME '#' SEQ and format-1 rows TIME '|' SERIES, [TIME '#', TIME '}')
+	 * ('}' is the byte after '|'; ckpt.c). */
 	memcpy(tk_end, tk, DTS_STORAGE_TIME_LEN_MINUTE);
-	tk[DTS_STORAGE_TIME_LEN_MINUTE] = '|';
+	tk[DTS_STORAGE_TIME_LEN_MINUTE] = '#';
 	tk_end[DTS_STORAGE_TIME_LEN_MINUTE] = '}';
 	dts__batch_delete_range(b, st->cf_id[DTS__CF_CURRENT], tk, DTS_STORAGE_TIME_LEN_MINUTE + 1, tk_end,
 				DTS_STORAGE_TIME_LEN_MINUTE + 1);
@@ -769,7 +778,7 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 	DTS__SSTAT_ADD(st->stats.dropped_records[DTS_SDROP_INVALID], ninvalid);
 	DTS__SSTAT_ADD(st->stats.markers_written, x.markers);
 	DTS__SSTAT_ADD(st->stats.hours_late, x.hours_late);
-	account_latency(st, t0);
+	dts__account_latency(st, t0);
 	if (parts > 1)
 		flush_after_close(st);
 out:
@@ -781,188 +790,4 @@ out:
 		dts__hourset_forget(st, x.hour + 1);
 	pthread_mutex_unlock(&st->write_lock);
 	return (int)rc;
-}
-
-int dts_storage_write_checkpoint(struct dts_storage *st, const struct dts_closed_minute *cm)
-{
-	const int64_t t0 = dts__mono_ns();
-	char key[DTS_STORAGE_KEY_MAX + 1];
-	struct dts__batch *b = &st->wr_batch;
-	size_t nitems = 0, ninvalid = 0;
-	struct item *items;
-	int rc = 0;
-
-	if (st->cfg.mode != DTS_STORAGE_READ_WRITE)
-		return -EROFS;
-	if (dts_storage_time_encode(key, sizeof(key), DTS_RES_MINUTE, cm->minute * 60) < 0)
-		return -EINVAL;
-	key[DTS_STORAGE_TIME_LEN_MINUTE] = '|';
-	pthread_mutex_lock(&st->write_lock);
-	dts__batch_reset(b);
-	/* In key order, like a close: the memtable's skiplist then inserts each row next to the previous one instead
-	 * of searching from the top (at 1M series, unsorted rows made the inserts ~70% of the storage thread). Series
-	 * that cannot be encoded are counted when the minute closes. */
-	items = sorted_items(st, cm, &nitems, &ninvalid);
-	if (!items)
-		rc = -ENOMEM;
-	for (size_t i = 0; i < nitems && rc == 0; i++) {
-		const struct item *x = &items[i];
-		struct dts_stored v;
-
-		memcpy(key + DTS_STORAGE_TIME_LEN_MINUTE + 1, st->wr_series + x->off, (size_t)x->len - 1); /* no '|' */
-		rec_view(&v, &cm->recs[x->rec], 0);
-		rc = put_value(st, b, DTS__CF_CURRENT, key, DTS_STORAGE_TIME_LEN_MINUTE + (size_t)x->len, &v);
-	}
-	if (rc == 0)
-		rc = commit(st, b);
-	if (rc == 0) {
-		DTS__SSTAT_ADD(st->stats.checkpoints_written, 1);
-		account_latency(st, t0);
-	}
-	pthread_mutex_unlock(&st->write_lock);
-	return rc;
-}
-
-/* ---- restore --------------------------------------------------------------------------------------------------- */
-
-/* One checkpointed minute being rebuilt from the current CF. */
-struct group {
-	int64_t minute;
-	struct dts_minute_rec *recs;
-	size_t n, cap;
-};
-
-static void group_clear(struct group *g)
-{
-	for (size_t i = 0; i < g->n; i++) {
-		dts_sketch_free(&g->recs[i].sketch);
-		dts_set_free(&g->recs[i].set);
-		free((char *)g->recs[i].user);
-	}
-	g->n = 0;
-}
-
-/* Append the checkpoint row (key view kv, value bytes) to g. Returns 0, 1 (skipped: undecodable) or -ENOMEM. */
-static int group_add(struct group *g, const struct dts_key_view *kv, const uint8_t *val, size_t vlen)
-{
-	struct dts_minute_rec *r;
-	struct dts_stored v;
-	char *id;
-
-	if (g->n == g->cap) {
-		size_t cap = g->cap ? 2 * g->cap : 1024;
-		struct dts_minute_rec *p = realloc(g->recs, cap * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		g->recs = p;
-		g->cap = cap;
-	}
-	dts_stored_init(&v);
-	if (dts_storage_value_decode(&v, val, vlen) != 0 || v.type != kv->type) {
-		dts_stored_free(&v);
-		return 1;
-	}
-	id = malloc(kv->user_len + kv->process_len + kv->counter_len + kv->tags_len + 4);
-	if (!id) {
-		dts_stored_free(&v);
-		return -ENOMEM;
-	}
-	r = &g->recs[g->n++];
-	r->user = id;
-	memcpy(id, kv->user, kv->user_len);
-	id[kv->user_len] = '\0';
-	r->process = id + kv->user_len + 1;
-	memcpy((char *)r->process, kv->process, kv->process_len);
-	((char *)r->process)[kv->process_len] = '\0';
-	r->counter = r->process + kv->process_len + 1;
-	memcpy((char *)r->counter, kv->counter, kv->counter_len);
-	((char *)r->counter)[kv->counter_len] = '\0';
-	r->tags = r->counter + kv->counter_len + 1;
-	memcpy((char *)r->tags, kv->tags, kv->tags_len);
-	((char *)r->tags)[kv->tags_len] = '\0';
-	r->type = kv->type;
-	r->agg = v.agg;
-	r->sketch = v.sketch; /* moved: freed by group_clear */
-	r->set = v.set;
-	return 0;
-}
-
-/* Hand one rebuilt minute to the merger (still open there) or store it as closed. Returns records or -errno. */
-static long group_flush(struct dts_storage *st, struct group *g, struct dts_merger *m, int64_t now_ms)
-{
-	const int64_t now_min = now_ms / 60000;
-	struct dts_closed_minute cm = { .minute = g->minute, .open = false, .n = g->n, .recs = g->recs };
-	long rc;
-
-	if (g->n == 0)
-		return 0;
-	if (m && g->minute >= now_min - 1 && g->minute <= now_min + 1) {
-		rc = dts_merger_restore(m, &cm, now_ms);
-		if (rc >= 0)
-			dts__log(st, 2, "store '%s': restored %ld series of open minute %lld from its checkpoint",
-				 st->data_dir, rc, (long long)g->minute);
-	} else {
-		rc = dts_storage_write_minute(st, &cm);
-		if (rc == 0) {
-			rc = (long)g->n;
-			dts__log(st, 2, "store '%s': stored the checkpoint of minute %lld (%zu series) as closed",
-				 st->data_dir, (long long)g->minute, g->n);
-		}
-	}
-	group_clear(g);
-	return rc;
-}
-
-long dts_storage_restore(struct dts_storage *st, struct dts_merger *m, int64_t now_ms)
-{
-	rocksdb_readoptions_t *ro;
-	rocksdb_iterator_t *it;
-	struct group g = { .minute = INT64_MIN };
-	static const char upper[] = ":"; /* checkpoint keys start with a digit: [0, :) */
-	long total = 0, rc = 0;
-	char *rerr = NULL;
-
-	if (st->cfg.mode != DTS_STORAGE_READ_WRITE)
-		return -EROFS;
-	ro = rocksdb_readoptions_create();
-	if (!ro)
-		return -ENOMEM;
-	rocksdb_readoptions_set_iterate_upper_bound(ro, upper, 1);
-	rocksdb_readoptions_set_fill_cache(ro, 0);
-	it = rocksdb_create_iterator_cf(st->db, ro, st->cf[DTS__CF_CURRENT]);
-	for (rocksdb_iter_seek(it, "0", 1); rocksdb_iter_valid(it) && rc >= 0; rocksdb_iter_next(it)) {
-		size_t kl, vl;
-		const char *k = rocksdb_iter_key(it, &kl);
-		const char *v = rocksdb_iter_value(it, &vl);
-		struct dts_key_view kv;
-
-		if (dts_storage_ckpt_key_decode(k, kl, &kv) != 0)
-			continue;
-		if (kv.t / 60 != g.minute) {
-			rc = group_flush(st, &g, m, now_ms);
-			total += rc > 0 ? rc : 0;
-			g.minute = kv.t / 60;
-			if (rc < 0)
-				break;
-		}
-		rc = group_add(&g, &kv, (const uint8_t *)v, vl);
-	}
-	if (rc >= 0) {
-		rocksdb_iter_get_error(it, &rerr);
-		if (rerr) {
-			dts__log(st, 0, "store '%s': reading checkpoints: %s", st->data_dir, rerr);
-			rocksdb_free(rerr);
-			rc = -EIO;
-		}
-	}
-	if (rc >= 0) {
-		rc = group_flush(st, &g, m, now_ms);
-		total += rc > 0 ? rc : 0;
-	}
-	group_clear(&g);
-	free(g.recs);
-	rocksdb_iter_destroy(it);
-	rocksdb_readoptions_destroy(ro);
-	return rc < 0 ? rc : total;
 }

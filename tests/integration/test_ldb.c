@@ -293,7 +293,7 @@ Test(ldb, get_value_hex_decodes_to_what_was_written)
 	cr_expect_eq(v.last, 18);
 	dts_stored_free(&v);
 	cr_assert_eq(run(&out, NULL, "%s --db=%s --column_family=meta get schema_version", LDB_PATH, dbdir), 0);
-	cr_expect_str_eq(out, "1\n");
+	cr_expect_str_eq(out, "2\n");
 	free(out);
 }
 

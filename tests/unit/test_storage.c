@@ -1,7 +1,8 @@
 /*
  * test_storage.c - the RocksDB store (storage/): key and value encodings, the write path (minute + hour
  * read-merge-write), the merge rule for late minutes, retention with an injected clock, reads and listings, the
- * sink's queue and thread, checkpoints and restore, and opening errors.
+ * sink's queue and thread, checkpoints (chunks of many series, newest copy wins, format-1 rows of an older store) and
+ * restore, and opening errors.
  *
  * Store tests run on a fresh mkdtemp directory under /tmp that the fixture removes. Closed minutes are built by hand
  * with the allocation layout the engine uses (one block per record holding user, process, counter and tags), so that
@@ -1421,7 +1422,10 @@ Test(store, newer_schema_is_refused)
 		rocksdb_t *db = rocksdb_open_column_families(o, dbdir, 6, names, opts, h, &rerr);
 
 		cr_assert_null(rerr, "%s", rerr);
-		rocksdb_put_cf(db, wo, h[5], "schema_version", 14, "2", 1, &rerr);
+		char newer[16];
+
+		snprintf(newer, sizeof(newer), "%d", DTS_STORAGE_SCHEMA_VERSION + 1);
+		rocksdb_put_cf(db, wo, h[5], "schema_version", 14, newer, strlen(newer), &rerr);
 		cr_assert_null(rerr);
 		for (int i = 0; i < 6; i++)
 			rocksdb_column_family_handle_destroy(h[i]);
@@ -1433,7 +1437,12 @@ Test(store, newer_schema_is_refused)
 	cfg.data_dir = dbdir;
 	cr_expect_null(dts_storage_open(&cfg, err, sizeof(err)));
 	cr_expect_eq(errno, EPROTONOSUPPORT);
-	cr_expect(strstr(err, "schema version 2") && strstr(err, dbdir), "%s", err);
+	{
+		char want[32];
+
+		snprintf(want, sizeof(want), "schema version %d", DTS_STORAGE_SCHEMA_VERSION + 1);
+		cr_expect(strstr(err, want) && strstr(err, dbdir), "%s", err);
+	}
 }
 
 Test(store, schema_version_is_written_and_compression_chosen)
@@ -2454,12 +2463,370 @@ Test(store, crash_between_parts_restores_the_checkpoint_over_them)
 	ps = read_all(st, DTS_RES_MINUTE, "u/api/hits/c");
 	cr_assert_eq(ps.n, 1);
 	cr_expect_eq(ps.p[0].agg.count, 2, "the checkpoint's value, put over the partial close (not added to it)");
-	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "20231114T2214|"), 0, "checkpoint rows deleted");
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "20231114T2214"), 0, "checkpoint data deleted");
 	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|"), 0);
 	cr_assert_eq(dts_storage_roll_hours(st, H0, 0), 1);
 	cr_expect_eq(count_keys(st, DTS__CF_META, "hour_scan"), 0);
 	ps = read_all(st, DTS_RES_HOUR, "u/api/hits/c");
 	cr_assert_eq(ps.n, 1);
 	cr_expect_eq(ps.p[0].agg.count, 2);
+	dts_storage_close(st);
+}
+
+/* ---- checkpoint chunks (format 2) ------------------------------------------------------------------------------ */
+
+TestSuite(ckpt, .init = make_tmp, .fini = remove_tmp, .timeout = 120);
+
+#define CK_TIME "20231114T2214" /* M0 */
+
+/* Counters u/api/s<first..first+n-1>/c, each with the single value v, as a checkpoint of minute. */
+static struct dts_closed_minute *cm_slice(int64_t minute, int first, int n, double v, bool partial)
+{
+	struct dts_closed_minute *cm = cm_new(minute, (size_t)n);
+
+	for (int i = 0; i < n; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "s%d", first + i);
+		rec_init(&cm->recs[i], "u", "api", name, "", DTS_COUNTER);
+		rec_add(&cm->recs[i], v);
+	}
+	cm->n = (size_t)n;
+	cm->open = true;
+	cm->partial = partial;
+	return cm;
+}
+
+static void write_ckpt(struct dts_storage *st, struct dts_closed_minute *cm)
+{
+	cr_assert_eq(dts_storage_write_checkpoint(st, cm), 0);
+	dts_closed_minute_release(cm);
+}
+
+/* The stored minute of u/api/s<i>/c at minute: its sum, or NAN when there is none. */
+static double minute_sum(struct dts_storage *st, int i, int64_t minute)
+{
+	char series[32];
+	struct points ps;
+
+	snprintf(series, sizeof(series), "u/api/s%d/c", i);
+	ps = read_all(st, DTS_RES_MINUTE, series);
+	for (int k = 0; k < ps.n; k++)
+		if (ps.p[k].t == minute * 60)
+			return ps.p[k].agg.sum;
+	return NAN;
+}
+
+/* A format-1 checkpoint row (what a schema-1 build left in current): TIME '|' SERIES -> value. */
+static void put_format1_row(struct dts_storage *st, const char *time, const char *series, double v)
+{
+	struct dts_stored sv;
+	uint8_t val[64];
+	char key[128], *rerr = NULL;
+	int vl;
+
+	dts_stored_init(&sv);
+	dts_agg_add(&sv.agg, v, 1);
+	vl = dts_storage_value_encode(&sv, val, sizeof(val));
+	cr_assert_eq(vl, DTS_STORAGE_VALUE_HEADER);
+	snprintf(key, sizeof(key), "%s|%s", time, series);
+	rocksdb_put_cf(st->db, st->wo, st->cf[DTS__CF_CURRENT], key, strlen(key), (const char *)val, (size_t)vl, &rerr);
+	cr_assert_null(rerr, "%s", rerr);
+}
+
+struct chunk_case {
+	const char *name;
+	const uint8_t *bytes;
+	size_t len;
+	int open_rc; /* dts_storage_ckpt_chunk_open */
+	int records; /* records returned before the end or the error */
+	int last_rc; /* the call after them: 0 (end) or -EINVAL */
+};
+
+/* Chunk values built by hand: the reader returns what the table says and never reads past len. */
+Test(ckpt, chunk_reader_accepts_exactly_the_format)
+{
+	/* two records: "u/a/b/c" -> 3 bytes, "u/a/d/c" -> 0 bytes */
+	static const uint8_t ok[] = { 2, 2, 0, 0, 0, 7, 'u', '/', 'a', '/', 'b', '/', 'c', 3, 1, 2, 3,
+				      7, 'u', '/', 'a', '/', 'd', '/', 'c', 0 };
+	static const uint8_t empty[] = { 2, 0, 0, 0, 0 };
+	static const uint8_t trailing[] = { 2, 0, 0, 0, 0, 9 };
+	static const uint8_t short_count[] = { 2, 3, 0, 0, 0, 1, 'x', 0 }; /* says 3 records, holds 1 */
+	static const uint8_t long_len[] = { 2, 1, 0, 0, 0, 1, 'x', 5, 1, 2 }; /* value length past the end */
+	static const uint8_t nonminimal[] = { 2, 1, 0, 0, 0, 0x81, 0x00, 'x', 0 };
+	static const uint8_t empty_series[] = { 2, 1, 0, 0, 0, 0, 0 };
+	static const uint8_t v1[] = { 1, 0, 0, 0, 0 };
+	static const uint8_t v3[] = { 3, 0, 0, 0, 0 };
+	static const uint8_t header[] = { 2, 0, 0, 0 };
+	const struct chunk_case cases[] = {
+		{ "two records", ok, sizeof(ok), 0, 2, 0 },
+		{ "no record", empty, sizeof(empty), 0, 0, 0 },
+		{ "a byte after the last record", trailing, sizeof(trailing), 0, 0, -EINVAL },
+		{ "fewer records than counted", short_count, sizeof(short_count), 0, 1, -EINVAL },
+		{ "a value past the end", long_len, sizeof(long_len), 0, 0, -EINVAL },
+		{ "a non-minimal varint", nonminimal, sizeof(nonminimal), 0, 0, -EINVAL },
+		{ "an empty series", empty_series, sizeof(empty_series), 0, 0, -EINVAL },
+		{ "a format-1 value", v1, sizeof(v1), -EINVAL, 0, 0 },
+		{ "a newer chunk version", v3, sizeof(v3), -EPROTONOSUPPORT, 0, 0 },
+		{ "a truncated header", header, sizeof(header), -EINVAL, 0, 0 },
+	};
+
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		const struct chunk_case *k = &cases[c];
+		/* a copy in a buffer of exactly len bytes, so that ASan sees any read past it */
+		uint8_t *b = malloc(k->len);
+		struct dts_ckpt_reader r;
+		const char *s;
+		const uint8_t *v;
+		size_t sl, vl;
+		int n = 0, rc;
+
+		cr_assert_not_null(b);
+		memcpy(b, k->bytes, k->len);
+		cr_expect_eq(dts_storage_ckpt_chunk_open(&r, b, k->len), k->open_rc, "%s", k->name);
+		if (k->open_rc == 0) {
+			while ((rc = dts_storage_ckpt_chunk_next(&r, &s, &sl, &v, &vl)) > 0) {
+				cr_expect(s >= (const char *)b && s + sl <= (const char *)b + k->len, "%s", k->name);
+				cr_expect(v >= b && v + vl <= b + k->len, "%s", k->name);
+				n++;
+			}
+			cr_expect_eq(n, k->records, "%s: %d records", k->name, n);
+			cr_expect_eq(rc, k->last_rc, "%s: %d", k->name, rc);
+		}
+		free(b);
+	}
+	{
+		struct dts_ckpt_reader r;
+		const char *s;
+		const uint8_t *v;
+		size_t sl, vl;
+
+		cr_assert_eq(dts_storage_ckpt_chunk_open(&r, ok, sizeof(ok)), 0);
+		cr_assert_eq(dts_storage_ckpt_chunk_next(&r, &s, &sl, &v, &vl), 1);
+		cr_expect(sl == 7 && !memcmp(s, "u/a/b/c", 7) && vl == 3 && v[0] == 1 && v[2] == 3);
+		cr_assert_eq(dts_storage_ckpt_chunk_next(&r, &s, &sl, &v, &vl), 1);
+		cr_expect(sl == 7 && !memcmp(s, "u/a/d/c", 7) && vl == 0);
+	}
+}
+
+Test(ckpt, chunk_keys_sort_in_write_order)
+{
+	char a[64], b[64];
+	int64_t t;
+	uint64_t seq;
+	struct {
+		const char *key;
+		int rc;
+	} bad[] = {
+		{ CK_TIME "#000000000000002A", -EINVAL }, /* upper-case hex */
+		{ CK_TIME "#00000000000002a", -EINVAL }, /* 15 digits */
+		{ CK_TIME "|000000000000002a", -EINVAL }, /* a format-1 row's separator */
+		{ "20231314T2214#000000000000002a", -EINVAL }, /* month 13 */
+		{ CK_TIME "#000000000000002a", 0 },
+	};
+
+	cr_assert_eq(dts_storage_ckpt_chunk_key(a, sizeof(a), T0 + 59, 42), DTS_STORAGE_CKPT_KEY_LEN);
+	cr_expect_str_eq(a, CK_TIME "#000000000000002a");
+	cr_assert_eq(dts_storage_ckpt_chunk_key_decode(a, strlen(a), &t, &seq), 0);
+	cr_expect_eq(t, T0);
+	cr_expect_eq(seq, 42);
+	cr_expect_eq(dts_storage_ckpt_chunk_key(a, DTS_STORAGE_CKPT_KEY_LEN, T0, 1), -ENOSPC);
+	/* byte order = SEQ order, and every chunk key of a minute sorts before its format-1 rows */
+	dts_storage_ckpt_chunk_key(a, sizeof(a), T0, 0xf);
+	dts_storage_ckpt_chunk_key(b, sizeof(b), T0, 0x10);
+	cr_expect_lt(strcmp(a, b), 0);
+	dts_storage_ckpt_chunk_key(b, sizeof(b), T0, UINT64_MAX);
+	cr_expect_lt(strcmp(b, CK_TIME "|a/b/c/c"), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(dts_storage_ckpt_chunk_key_decode(bad[i].key, strlen(bad[i].key), &t, &seq), bad[i].rc, "%s",
+			     bad[i].key);
+}
+
+/* Many series of every type in one full checkpoint: several chunks, far fewer keys than series, and a restore gives
+ * every series back with its value. */
+Test(ckpt, chunked_round_trip)
+{
+	enum { N = 6000 };
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	struct dts_closed_minute *cm = cm_new(M0, N);
+	long chunks;
+
+	for (int i = 0; i < N; i++) {
+		static const uint8_t types[] = { DTS_COUNTER, DTS_TIMER, DTS_GAUGE, DTS_SET };
+		char name[16];
+
+		snprintf(name, sizeof(name), "s%d", i);
+		rec_init(&cm->recs[i], "u", "api", name, i % 7 ? "" : "env:prod", types[i % 4]);
+		for (int k = 0; k <= i % 40; k++)
+			rec_add(&cm->recs[i], i + k * 3.5);
+	}
+	cm->n = N;
+	cm->open = true;
+	cr_assert_eq(dts_storage_write_checkpoint(st, cm), 0);
+	chunks = count_keys(st, DTS__CF_CURRENT, CK_TIME "#");
+	cr_expect_gt(chunks, 1, "%ld chunks", chunks);
+	cr_expect_lt(chunks, N / 100, "%ld chunks for %d series", chunks, N);
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, CK_TIME "|"), 0, "no row per series");
+	dts_storage_close(st);
+
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	cr_assert_eq(dts_storage_restore(st, NULL, (T0 + 3600) * 1000), N);
+	for (int i = 0; i < N; i++) {
+		const struct dts_minute_rec *r = &cm->recs[i];
+		char series[64];
+		struct points ps;
+
+		snprintf(series, sizeof(series), "u/api/s%d/%s%s", i, dts__type_key_name(r->type),
+			 r->tags[0] ? "/env:prod" : "");
+		ps = read_all(st, DTS_RES_MINUTE, series);
+		cr_assert_eq(ps.n, 1, "%s", series);
+		cr_expect_eq(ps.p[0].type, r->type, "%s", series);
+		cr_expect_eq(ps.p[0].agg.sum, r->agg.sum, "%s", series);
+		cr_expect_eq(ps.p[0].agg.count, r->agg.count, "%s", series);
+		cr_expect_eq(ps.p[0].agg.min, r->agg.min, "%s", series);
+		cr_expect_eq(ps.p[0].agg.lst, r->agg.lst, "%s", series);
+		if (r->type == DTS_TIMER) {
+			cr_expect_eq(ps.p[0].bot10, dts_sketch_quantile(&r->sketch, 0.1), "%s", series);
+			cr_expect_eq(ps.p[0].top10, dts_sketch_quantile(&r->sketch, 0.9), "%s", series);
+		}
+		if (r->type == DTS_SET)
+			cr_expect_eq(ps.p[0].distinct, dts_set_cardinality(&r->set), "%s", series);
+	}
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, CK_TIME), 0, "the stored minute's chunks are deleted");
+	dts_closed_minute_release(cm);
+	dts_storage_close(st);
+}
+
+/* The merger's walk in slices: several partial checkpoints of one minute, disjoint within a walk, overlapping across
+ * walks; the restore gives each series its newest copy, whatever chunk it is in. */
+Test(ckpt, partial_slices_newest_copy_wins)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+
+	/* walk 1: series 0..1999 in two slices, value 1; walk 2: 500..1499 (one slice), value 2; walk 3: 1400..1409, 3 */
+	write_ckpt(st, cm_slice(M0, 0, 1000, 1, true));
+	write_ckpt(st, cm_slice(M0, 1000, 1000, 1, true));
+	write_ckpt(st, cm_slice(M0, 500, 1000, 2, true));
+	write_ckpt(st, cm_slice(M0, 1400, 10, 3, true));
+	cr_expect_geq(count_keys(st, DTS__CF_CURRENT, CK_TIME "#"), 4, "the older copies are still there");
+	dts_storage_close(st); /* a crash: the minute never closed */
+
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	cr_assert_eq(dts_storage_restore(st, NULL, (T0 + 3600) * 1000), 2000, "one record per series");
+	for (int i = 0; i < 2000; i++) {
+		const double want = i >= 1400 && i < 1410 ? 3 : i >= 500 && i < 1500 ? 2 : 1;
+
+		cr_expect_eq(minute_sum(st, i, M0), want, "s%d", i);
+	}
+	dts_storage_close(st);
+}
+
+/* A full checkpoint replaces everything before it (the minute's older chunks are deleted); partial ones after it
+ * add to it. */
+Test(ckpt, full_checkpoint_then_partial)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+
+	write_ckpt(st, cm_slice(M0, 0, 3, 1, true)); /* s0 s1 s2 */
+	write_ckpt(st, cm_slice(M0, 0, 2, 2, false)); /* full: s0 s1 (s2 has no data any more) */
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, CK_TIME "#"), 1, "the older chunk is deleted");
+	write_ckpt(st, cm_slice(M0, 1, 1, 3, true)); /* s1 */
+	cr_assert_eq(dts_storage_restore(st, NULL, (T0 + 3600) * 1000), 2);
+	cr_expect_eq(minute_sum(st, 0, M0), 2);
+	cr_expect_eq(minute_sum(st, 1, M0), 3);
+	cr_expect(isnan(minute_sum(st, 2, M0)), "s2 was only in the replaced checkpoint");
+	dts_storage_close(st);
+}
+
+/* After a restart the writer continues above the SEQs a previous life stored, so its chunks are the newest; two open
+ * minutes checkpointed alternately keep their own order. */
+Test(ckpt, crash_restore_keeps_write_order)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+
+	for (int k = 1; k <= 40; k++) {
+		write_ckpt(st, cm_slice(M0, 0, 2, k, true));
+		write_ckpt(st, cm_slice(M0 + 1, 0, 2, 100 + k, true));
+	}
+	dts_storage_close(st); /* crash */
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	write_ckpt(st, cm_slice(M0 + 1, 1, 1, 999, true)); /* the next life's first chunk of the minute */
+	dts_storage_close(st); /* crash again */
+
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	cr_assert_eq(dts_storage_restore(st, NULL, (T0 + 3600) * 1000), 4);
+	cr_expect_eq(minute_sum(st, 0, M0), 40);
+	cr_expect_eq(minute_sum(st, 1, M0), 40);
+	cr_expect_eq(minute_sum(st, 0, M0 + 1), 140);
+	cr_expect_eq(minute_sum(st, 1, M0 + 1), 999, "the chunk written after the restart wins");
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "2023"), 0, "nothing is left to restore");
+	dts_storage_close(st);
+}
+
+/* A schema-1 store upgraded after a crash: its format-1 rows are restored; a chunk written after the upgrade wins
+ * over a row of the same series; the schema version is raised to 2 by the read-write open. */
+Test(ckpt, format1_rows_are_restored_after_an_upgrade)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	char *rerr = NULL, ver[16];
+
+	put_format1_row(st, CK_TIME, "u/api/s0/c", 5);
+	put_format1_row(st, CK_TIME, "u/api/s1/c", 6);
+	put_format1_row(st, "20231114T2215", "u/api/s0/c", 7);
+	rocksdb_put_cf(st->db, st->wo, st->cf[DTS__CF_META], "schema_version", 14, "1", 1, &rerr);
+	cr_assert_null(rerr);
+	dts_storage_close(st);
+
+	st = open_store(DTS_STORAGE_READ_ONLY);
+	meta_str(st, "schema_version", ver, sizeof(ver));
+	cr_expect_str_eq(ver, "1", "a read-only open changes nothing");
+	dts_storage_close(st);
+	st = open_store(DTS_STORAGE_READ_WRITE);
+	meta_str(st, "schema_version", ver, sizeof(ver));
+	cr_expect_str_eq(ver, "2");
+	write_ckpt(st, cm_slice(M0, 1, 2, 8, true)); /* s1 (also in a row) and s2 */
+	cr_assert_eq(dts_storage_restore(st, NULL, (T0 + 3600) * 1000), 4);
+	cr_expect_eq(minute_sum(st, 0, M0), 5, "from its format-1 row");
+	cr_expect_eq(minute_sum(st, 1, M0), 8, "the chunk is newer than the row");
+	cr_expect_eq(minute_sum(st, 2, M0), 8);
+	cr_expect_eq(minute_sum(st, 0, M0 + 1), 7);
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "2023"), 0, "rows and chunks of the stored minutes are deleted");
+	dts_storage_close(st);
+}
+
+/* The close of a minute deletes all of its checkpoint data (chunks and format-1 rows) in its batch, and only its. */
+Test(ckpt, close_deletes_the_minutes_checkpoint_data)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	const double v[] = { 1 };
+	struct dts_closed_minute *cm = cm_counter(M0, v, 1);
+
+	for (int k = 0; k < 5; k++)
+		write_ckpt(st, cm_slice(M0, k * 100, 100, 1, true));
+	write_ckpt(st, cm_slice(M0 + 1, 0, 10, 1, true));
+	put_format1_row(st, CK_TIME, "u/api/old/c", 1);
+	cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+	dts_closed_minute_release(cm);
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, CK_TIME), 0);
+	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "20231114T2215#"), 1, "the next minute's chunk stays");
+	cr_assert_eq(dts_storage_restore(st, NULL, (T0 + 3600) * 1000), 10);
+	dts_storage_close(st);
+}
+
+/* A damaged chunk is logged and skipped; the other chunks of its minute are restored. */
+Test(ckpt, damaged_chunk_is_skipped)
+{
+	struct dts_storage *st = open_store(DTS_STORAGE_READ_WRITE);
+	char key[64], *rerr = NULL;
+	static const uint8_t junk[] = { 2, 9, 0, 0, 0, 1 };
+
+	write_ckpt(st, cm_slice(M0, 0, 3, 1, true));
+	dts_storage_ckpt_chunk_key(key, sizeof(key), T0, 1000);
+	rocksdb_put_cf(st->db, st->wo, st->cf[DTS__CF_CURRENT], key, strlen(key), (const char *)junk, sizeof(junk),
+		       &rerr);
+	cr_assert_null(rerr);
+	cr_assert_eq(dts_storage_restore(st, NULL, (T0 + 3600) * 1000), 3);
+	for (int i = 0; i < 3; i++)
+		cr_expect_eq(minute_sum(st, i, M0), 1);
 	dts_storage_close(st);
 }

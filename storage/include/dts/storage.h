@@ -3,7 +3,7 @@
  *
  *   merger thread   dts_storage_sink: minute_closed / checkpoint  -> bounded queue (never blocks; full = counted drop)
  *   storage thread  one WriteBatch per closed minute: minutes CF + a marker per series new in a pending hour
- *                   + the minute's high-water mark in meta + deletion of the minute's checkpoint rows in current
+ *                   + the minute's high-water mark in meta + deletion of the minute's checkpoint data in current
  *                   (a large minute that only puts: parts of ~8 MB on two committer threads, hwm in the last);
  *                   between minutes, the roller: hours whose minutes are all stored, in bounded chunks, from the
  *                   minutes into the hours CF (dts_storage_roll_hours)
@@ -17,15 +17,19 @@
  *   hours     SERIES '|' YYYYMMDD 'T' HH           value table below        the roller, once per hour and series;
  *                                                                           read-merge-write by minutes that arrive
  *                                                                           after their hour was rolled up
- *   current   YYYYMMDD 'T' HHMM '|' SERIES         value table below        checkpoints of open minutes (deleted when
- *                                                                           the minute closes)
+ *   current   YYYYMMDD 'T' HHMM '#' SEQ            checkpoint chunk below   checkpoints of open minutes (the minute's
+ *                                                                           chunks and format-1 rows are deleted when
+ *                                                                           it closes)
+ *   current   YYYYMMDD 'T' HHMM '|' SERIES         value table below        format-1 checkpoint rows (schema 1; only
+ *                                                                           read and deleted now)
  *   current   "hourq|" YYYYMMDD 'T' HH '|' SERIES  empty                    rollup marker: the series has (or, pre-
  *                                                                           marked, may have) minutes in that hour,
  *                                                                           not yet rolled up (put by minute closes,
  *                                                                           range-deleted by the roller)
  *   events    USER '/' KIND '/' SEQ                event value (section "events and process states" below)
  *   current   "p/" USER '/' PROCESS                process state value (same section)
- *   meta      "schema_version"                     ASCII decimal ("1")      open (read-write), once
+ *   meta      "schema_version"                     ASCII decimal ("2")      open (read-write): created, or raised
+ *                                                                           from 1
  *             "hwm_minute"                         ASCII YYYYMMDDTHHMM      each closed minute (highest so far)
  *             "hour_done"                          ASCII YYYYMMDDTHH        the roller: every hour up to this one is
  *                                                                           complete in hours (later hours are read
@@ -55,6 +59,18 @@
  *   52      ...   timers: dts_sketch_encode() bytes (22 .. 2078); sets: dts_set_encode() bytes; counters and
  *                 gauges: nothing (the value is exactly 52 bytes)
  *
+ * Checkpoint chunk (format 2: the records of many series of one open minute in one value; ckpt.c):
+ *
+ *   key:    YYYYMMDD 'T' HHMM '#' SEQ     SEQ: 16 lower-case hex digits, increasing with every chunk the store writes
+ *                                         (so byte order is write order within a minute)
+ *   value:  offset  size  field
+ *           0       1     version = 2 (DTS_STORAGE_CKPT_VERSION; a format-1 value starts with 1)
+ *           1       4     n: records, u32 LE
+ *           5       ...   n records: varint32 slen, SERIES (slen bytes), varint32 vlen, value (vlen bytes, the
+ *                         value table above, first = last = 0); varints LEB128, minimal; no trailing byte
+ *   A series can be in several chunks of a minute (each partial checkpoint that saw it change): its state is its copy
+ *   in the chunk with the highest SEQ; format-1 rows of a minute (TIME '|' SERIES) are older than all its chunks.
+ *
  * Merge rule (dts_storage_value_merge): used when a closed minute meets a stored value of the same minute (data that
  * arrived after its minute was stored, or a minute closed again after a restart) and for every hourly rollup.
  * sum, count, min, max, the sketch and the set combine exactly; fst comes from the side whose `first` is earlier,
@@ -82,8 +98,10 @@
 #include "dts/tunables.h"
 
 /* Schema of the store as a whole (column families, key layouts); kept in meta "schema_version". A store with a
- * higher number is refused at open; a lower one would be migrated by the opening build (none exists yet). */
-#define DTS_STORAGE_SCHEMA_VERSION 1
+ * higher number is refused at open; a lower one is migrated by the opening build (read-write). 2: checkpoints as
+ * chunks (TIME '#' SEQ); a schema-1 store's checkpoint rows (TIME '|' SERIES) are still restored, so 1 -> 2 only
+ * raises the number, which keeps a schema-1 build (that would leave chunks behind forever) from opening the store. */
+#define DTS_STORAGE_SCHEMA_VERSION 2
 
 /* Version byte of every value (offset 0). */
 #define DTS_STORAGE_VALUE_VERSION 1
@@ -160,8 +178,35 @@ int dts_storage_key_encode(char *buf, size_t buf_len, const struct dts_series_id
 /* Parse a minutes (res = minute) or hours key. Returns 0 or -EINVAL. Pure. */
 int dts_storage_key_decode(const char *key, size_t len, enum dts_res res, struct dts_key_view *out);
 
-/* Parse a checkpoint key of the current CF (TIME '|' SERIES, minute resolution). Returns 0 or -EINVAL. Pure. */
+/* Parse a format-1 checkpoint key of the current CF (TIME '|' SERIES, minute resolution). Returns 0 or -EINVAL.
+ * Pure. */
 int dts_storage_ckpt_key_decode(const char *key, size_t len, struct dts_key_view *out);
+
+/* Checkpoint chunks (format 2, table above). */
+#define DTS_STORAGE_CKPT_VERSION 2
+#define DTS_STORAGE_CKPT_SEQ_LEN 16
+#define DTS_STORAGE_CKPT_KEY_LEN (DTS_STORAGE_TIME_LEN_MINUTE + 1 + DTS_STORAGE_CKPT_SEQ_LEN)
+
+/* TIME '#' SEQ of the minute holding t_s into buf (NUL-terminated). Returns DTS_STORAGE_CKPT_KEY_LEN, -EINVAL (time
+ * out of range), -ENOSPC (buf_len <= DTS_STORAGE_CKPT_KEY_LEN). Pure. */
+int dts_storage_ckpt_chunk_key(char *buf, size_t buf_len, int64_t t_s, uint64_t seq);
+/* Parse a chunk key: exactly TIME '#' and 16 lower-case hex digits. Returns 0 or -EINVAL. Pure. */
+int dts_storage_ckpt_chunk_key_decode(const char *key, size_t len, int64_t *t_s, uint64_t *seq);
+
+/* Walks the records of one chunk value (views into its bytes, which must outlive it). */
+struct dts_ckpt_reader {
+	const uint8_t *p, *end;
+	uint32_t left; /* records not yet returned */
+};
+/* Start reading a chunk value. Returns 0, -EINVAL (shorter than its header, or not a chunk), -EPROTONOSUPPORT (a
+ * newer chunk version). Pure. */
+int dts_storage_ckpt_chunk_open(struct dts_ckpt_reader *r, const uint8_t *buf, size_t len);
+/* The next record: its SERIES bytes (not validated: dts_storage_series_decode) and value bytes (not decoded:
+ * dts_storage_value_decode). Returns 1, 0 at the end (every record read, no byte left), -EINVAL (damaged: a length
+ * past the end, a non-minimal varint, an empty series, bytes after the last record); never reads outside the value.
+ * Pure. */
+int dts_storage_ckpt_chunk_next(struct dts_ckpt_reader *r, const char **series, size_t *slen, const uint8_t **val,
+				size_t *vlen);
 
 /* ---- values ---------------------------------------------------------------------------------------------------- */
 
@@ -182,8 +227,8 @@ void dts_stored_free(struct dts_stored *v);
 size_t dts_storage_value_size(const struct dts_stored *v);
 
 /*
- * Encode v into buf. Returns bytes written, -ENOSPC when buf_len < dts_storage_value_size(v), -EINVAL for an
- * unknown type or offsets outside 0 <= first <= last <= 59. Pure.
+ * Encode v into buf. Returns bytes written (= dts_storage_value_size(v)), -ENOSPC when buf_len is smaller (buf's
+ * bytes are then unspecified), -EINVAL for an unknown type or offsets outside 0 <= first <= last <= 59. Pure.
  */
 int dts_storage_value_encode(const struct dts_stored *v, uint8_t *buf, size_t buf_len);
 
@@ -269,7 +314,7 @@ int dts_storage_catch_up(struct dts_storage *st, char *err, size_t err_len);
 
 /*
  * Store one closed minute in one WriteBatch: each record's minute (merged into a stored value of that minute if one
- * exists), the high-water mark, and the deletion of the minute's checkpoint rows. The hour: when it is not rolled up
+ * exists), the high-water mark, and the deletion of the minute's checkpoint data. The hour: when it is not rolled up
  * yet, a rollup marker for each series that has none for that hour (the writer remembers which it stored); when it is
  * (late data), a read-merge-write of the hour value. cm->late changes nothing here: what to read follows from the
  * high-water mark and hour_done. Records whose identity cannot be a key are skipped and counted (DTS_SDROP_INVALID).
@@ -282,12 +327,16 @@ int dts_storage_catch_up(struct dts_storage *st, char *err, size_t err_len);
  */
 int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_minute *cm);
 
-/* Store a checkpoint of an open minute (cm->open) in the current CF, replacing the minute's previous checkpoint rows
- * for the same series. Returns 0, -EIO, -ENOMEM, -EROFS. As dts_storage_write_minute otherwise. */
+/* Store a checkpoint of an open minute (cm->open) in the current CF as chunks (format 2) after the minute's earlier
+ * ones: its copies of the series replace their earlier ones; the minute's other series keep theirs. A full checkpoint
+ * (!cm->partial) also deletes the minute's earlier chunks and format-1 rows. Committed in parts of ~8 MB: on error
+ * some of its series may be stored (each whole). Returns 0, -EIO, -ENOMEM, -EROFS. As dts_storage_write_minute
+ * otherwise. */
 int dts_storage_write_checkpoint(struct dts_storage *st, const struct dts_closed_minute *cm);
 
 /*
- * Startup: give back the checkpoints left by a crash. A checkpointed minute the merger still has a window for
+ * Startup: give back the checkpoints left by a crash, each series of a minute in its newest copy (chunks by SEQ, then
+ * format-1 rows; undecodable records are logged and skipped). A checkpointed minute the merger still has a window for
  * (now_minute - 1 .. now_minute + 1) is merged into it with dts_merger_restore; an older one is stored as a closed
  * minute (merge rule) and its rows deleted; m may be NULL, and then every checkpoint is stored that way. Returns the
  * records restored or stored, or -errno. Call on the merger thread (a registered RCU thread) before its first
