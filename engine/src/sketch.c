@@ -536,6 +536,20 @@ struct pair_walk {
 	int step;
 };
 
+/* Step *i (walking st by step) past the bins whose key, moved up d levels, is k; [*first, *last] is that run in
+ * ascending index order. */
+static void key_run(const struct dts_sketch_store *st, unsigned d, int step, int32_t k, int32_t *i, int32_t *first,
+		    int32_t *last)
+{
+	const int32_t start = *i;
+
+	while (*i + step >= 0 && *i + step < (int32_t)st->nbins && key_collapse(st->lo + *i + step, d) == k)
+		*i += step;
+	*first = start < *i ? start : *i;
+	*last = start < *i ? *i : start;
+	*i += step;
+}
+
 /* Next non-empty merged bin: its weight (the float sum merge_scaled would have made) and key; false at the end. */
 static bool pair_next(struct pair_walk *w, float *weight, int32_t *key)
 {
@@ -554,36 +568,16 @@ static bool pair_next(struct pair_walk *w, float *weight, int32_t *key)
 		k = !more_a ? kb : !more_b ? ka : (w->step > 0 ? (ka < kb ? ka : kb) : (ka > kb ? ka : kb));
 		/* a's bins of k in ascending index order (as store_collapse sums them), then b's scaled ones (store_merge) */
 		if (more_a && ka == k) {
-			int32_t first = w->ia, last = w->ia;
+			int32_t first, last;
 
-			while (w->ia + w->step >= 0 && w->ia + w->step < (int32_t)w->a->nbins &&
-			       key_collapse(w->a->lo + w->ia + w->step, w->da) == k)
-				w->ia += w->step;
-			last = w->ia;
-			w->ia += w->step;
-			if (first > last) {
-				int32_t t = first;
-
-				first = last;
-				last = t;
-			}
+			key_run(w->a, w->da, w->step, k, &w->ia, &first, &last);
 			for (int32_t i = first; i <= last; i++)
 				acc = i == first ? w->a->bins[i] : acc + w->a->bins[i];
 		}
 		if (more_b && kb == k) {
-			int32_t first = w->ib, last = w->ib;
+			int32_t first, last;
 
-			while (w->ib + w->step >= 0 && w->ib + w->step < (int32_t)w->b->nbins &&
-			       key_collapse(w->b->lo + w->ib + w->step, w->db) == k)
-				w->ib += w->step;
-			last = w->ib;
-			w->ib += w->step;
-			if (first > last) {
-				int32_t t = first;
-
-				first = last;
-				last = t;
-			}
+			key_run(w->b, w->db, w->step, k, &w->ib, &first, &last);
 			for (int32_t i = first; i <= last; i++)
 				acc += (float)((double)w->b->bins[i] * w->wb);
 		}
