@@ -1,11 +1,13 @@
 /*
  * bench_engine.c - decode + aggregate throughput of one RX core, from memory, through the public engine API.
  *
- * What is measured. One thread plays both roles the daemon gives to two: the RX core (dts_core_ingest on prebuilt
- * datagrams, dts_core_tick after each one) and the merger (dts_merger_step whenever a hand-over happened, and at
- * least every MERGE_PERIOD_MS so slots roll and minutes close as in dattssd). Time inside the ingest bursts and time
- * inside dts_merger_step are accumulated separately, so the SUMMARY line says how much of a line's cost is the RX
- * core's and how much is the merger's fold (which in the daemon runs on another thread, but on the same 2 cores).
+ * What is measured. One thread plays both roles the daemon gives to two: the RX core (dts_core_ingest_burst on --burst
+ * prebuilt datagrams at a time, as a receive burst in the daemon, and dts_core_tick after each call; --burst 1 calls
+ * dts_core_ingest and dts_core_tick once per datagram instead, the path before bursts) and the merger
+ * (dts_merger_step whenever a hand-over happened, and at least every MERGE_PERIOD_MS so slots roll and minutes close
+ * as in dattssd). Time inside the ingest bursts and time inside dts_merger_step are accumulated separately, so the
+ * SUMMARY line says how much of a line's cost is the RX core's and how much is the merger's fold (which in the daemon
+ * runs on another thread, but on the same 2 cores).
  *
  * What is not measured: sockets, the kernel, the generation of the traffic. The datagrams are generated once, before
  * the clock starts, into an in-memory pool (--pool-mb, cycled). Names are 'proc<k%50>.<type>_<k>', k drawn uniformly
@@ -18,10 +20,11 @@
  * folded once, also in a short --lines run under callgrind.
  *
  * The clock is real: now_s and now_ms follow CLOCK_REALTIME, so ticks, 5-second slots and minute closes happen at the
- * daemon's cadence. One clock read per burst of BURST datagrams keeps the timing overhead out of the per-line figure.
+ * daemon's cadence. One clock read per BURST datagrams (or per --burst call when larger) keeps the timing overhead out
+ * of the per-line figure.
  *
  * Output: progress on stderr once per second, then exactly one line on stdout:
- *   SUMMARY bench=engine names=K mix=... lines_per_datagram=N warmup=S lines=... seconds=... lines_per_sec=...
+ *   SUMMARY bench=engine names=K mix=... lines_per_datagram=N burst=B warmup=S lines=... seconds=... lines_per_sec=...
  *           ns_per_line=... ingest_ns_per_line=... merge_ns_per_line=... rejected=... dropped=... rss_mb=...
  *           rss_base_mb=... series_live=... bytes_per_series=...
  * Every figure after warmup= is for the measured run only (the --warmup seconds are fed first and not counted).
@@ -49,6 +52,7 @@
 
 #define PACK_BYTES 1400 /* packed datagrams: lines joined up to this size (a safe MTU-sized payload) */
 #define BURST 32 /* datagrams between two clock reads (a recvmmsg burst in the daemon is up to 64) */
+#define MAX_BURST 1024 /* largest --burst */
 #define MERGE_PERIOD_MS 20 /* dattssd's merger wakes this often (server/main.c MERGER_PERIOD_MS) */
 #define MAX_LINE_GEN 128 /* longest line the generator writes */
 
@@ -58,6 +62,7 @@ struct opts {
 	uint64_t names;
 	unsigned mix[DTS_NTYPES]; /* weights, indexed by enum dts_type */
 	unsigned lpd; /* lines per datagram, 0 = packed */
+	unsigned burst; /* datagrams per dts_core_ingest_burst call; 1 = dts_core_ingest per datagram */
 	double seconds;
 	double warmup; /* seconds fed before measuring (series creation is a one-off cost) */
 	uint64_t lines; /* 0 = run for seconds */
@@ -250,6 +255,8 @@ static void usage(FILE *out)
 		"  --names K               distinct names, drawn uniformly (default 10000)\n"
 		"  --mix c=70,ms=20,g=10   type weights: c counters, ms timers, g gauges, s sets (default c=70,ms=20,g=10)\n"
 		"  --lines-per-datagram N  lines per datagram; 0 = pack lines up to %d bytes (default 0)\n"
+		"  --burst N               datagrams per dts_core_ingest_burst call, 1..%d (default 32, as a\n"
+		"                          recvmmsg burst); 1 = one dts_core_ingest call per datagram\n"
 		"  --seconds S             run for S seconds (default 3)\n"
 		"  --warmup S              feed S seconds first, unmeasured, so that series exist (default 0)\n"
 		"  --lines N               run for N lines instead (at datagram granularity)\n"
@@ -259,7 +266,7 @@ static void usage(FILE *out)
 		"  --pool-mb MB            size of the pregenerated datagram pool, cycled (default 64)\n"
 		"  --quiet                 no progress on stderr\n"
 		"  --help\n",
-		PACK_BYTES);
+		PACK_BYTES, MAX_BURST);
 }
 
 
@@ -280,6 +287,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "names", required_argument, NULL, 'k' },
 		{ "mix", required_argument, NULL, 'm' },
 		{ "lines-per-datagram", required_argument, NULL, 'l' },
+		{ "burst", required_argument, NULL, 'b' },
 		{ "seconds", required_argument, NULL, 's' },
 		{ "warmup", required_argument, NULL, 'W' },
 		{ "lines", required_argument, NULL, 'n' },
@@ -297,6 +305,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->names = 10000;
 	parse_mix("c=70,ms=20,g=10", o->mix);
 	o->lpd = 0;
+	o->burst = 32;
 	o->seconds = 3;
 	o->warmup = 0;
 	o->lines = 0;
@@ -319,6 +328,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			if (parse_u64(optarg, &v) || v > 64)
 				goto bad;
 			o->lpd = (unsigned)v;
+			break;
+		case 'b':
+			if (parse_u64(optarg, &v) || v == 0 || v > MAX_BURST)
+				goto bad;
+			o->burst = (unsigned)v;
 			break;
 		case 's': {
 			char *e;
@@ -387,7 +401,7 @@ bad:
 struct run {
 	uint64_t lines; /* lines fed */
 	uint64_t dgrams;
-	int64_t ingest_ns; /* inside the ingest bursts (dts_core_ingest + dts_core_tick) */
+	int64_t ingest_ns; /* inside the ingest bursts (dts_core_ingest[_burst] + dts_core_tick) */
 	int64_t merge_ns; /* inside dts_merger_step */
 	int64_t wall_ns;
 	uint64_t steps;
@@ -402,8 +416,47 @@ static void step_merger(struct dts_merger *m, int64_t now_ms, struct run *r)
 	r->steps++;
 }
 
+/*
+ * Feed up to o->burst datagrams from pool index *i on (fewer at the pool's end or at --lines), then tick. Returns
+ * whether the tick handed the table over.
+ */
+static bool feed_burst(const struct opts *o, const struct pool *p, struct dts_core *c, int64_t now_ms, size_t *i,
+		       struct run *r)
+{
+	struct dts_dgram dd[MAX_BURST];
+	unsigned k = 0;
+
+	if (o->burst == 1) {
+		const struct dgram *d = &p->d[*i];
+
+		dts_core_ingest(c, p->buf + d->off, d->len, now_ms / 1000);
+		r->lines += d->lines;
+		r->dgrams++;
+		if (++*i == p->n)
+			*i = 0;
+		return dts_core_tick(c, now_ms);
+	}
+	while (k < o->burst) {
+		const struct dgram *d = &p->d[*i];
+
+		dd[k].buf = p->buf + d->off;
+		dd[k++].len = d->len;
+		r->lines += d->lines;
+		if (++*i == p->n) {
+			*i = 0;
+			break;
+		}
+		if (o->lines && r->lines >= o->lines)
+			break;
+	}
+	r->dgrams += k;
+	dts_core_ingest_burst(c, dd, k, now_ms / 1000);
+	return dts_core_tick(c, now_ms);
+}
+
 static void run(const struct opts *o, const struct pool *p, struct dts_merger *m, struct dts_core *c, struct run *r)
 {
+	const unsigned calls = o->burst >= BURST ? 1 : BURST / o->burst; /* ingest calls per clock read */
 	const int64_t t_start = mono_ns();
 	const int64_t t_end = t_start + (int64_t)(o->seconds * 1e9);
 	int64_t last_step_ms = real_ms(), next_report = t_start + 1000000000;
@@ -416,15 +469,8 @@ static void run(const struct opts *o, const struct pool *p, struct dts_merger *m
 		int64_t now_ms = real_ms();
 		bool handed = false;
 
-		for (int b = 0; b < BURST && !handed; b++) {
-			const struct dgram *d = &p->d[i];
-
-			dts_core_ingest(c, p->buf + d->off, d->len, now_ms / 1000);
-			handed = dts_core_tick(c, now_ms);
-			r->lines += d->lines;
-			r->dgrams++;
-			if (++i == p->n)
-				i = 0;
+		for (unsigned b = 0; b < calls && !handed; b++) {
+			handed = feed_burst(o, p, c, now_ms, &i, r);
 			if (o->lines && r->lines >= o->lines)
 				break;
 		}
@@ -533,11 +579,12 @@ int main(int argc, char **argv)
 	}
 	rss = rss_mb();
 
-	printf("SUMMARY bench=engine names=%" PRIu64 " mix=%s lines_per_datagram=%u warmup=%.0f lines=%" PRIu64
+	printf("SUMMARY bench=engine names=%" PRIu64 " mix=%s lines_per_datagram=%u burst=%u warmup=%.0f lines=%" PRIu64
 	       " seconds=%.3f lines_per_sec=%.0f ns_per_line=%.2f ingest_ns_per_line=%.2f merge_ns_per_line=%.2f"
 	       " rejected=%" PRIu64 " dropped=%" PRIu64 " rss_mb=%.1f rss_base_mb=%.1f series_live=%" PRIu64
 	       " bytes_per_series=%.0f\n",
-	       o.names, mixs, o.lpd, o.warmup, r.lines, (double)r.wall_ns / 1e9, (double)r.lines / ((double)r.wall_ns / 1e9),
+	       o.names, mixs, o.lpd, o.burst, o.warmup, r.lines, (double)r.wall_ns / 1e9,
+	       (double)r.lines / ((double)r.wall_ns / 1e9),
 	       (double)r.wall_ns / (double)r.lines, (double)r.ingest_ns / (double)r.lines,
 	       (double)r.merge_ns / (double)r.lines, rejected, dropped, rss, rss_base, ms.series_live,
 	       ms.series_live && rss >= 0 ? (rss - rss_base) * 1048576.0 / (double)ms.series_live : 0.0);

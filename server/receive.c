@@ -4,7 +4,9 @@
  * The kernel spreads datagrams over the workers' SO_REUSEPORT sockets by a hash of the 4-tuple, so one client's
  * datagrams always reach the same worker and each worker aggregates into its own engine core without sharing
  * anything. A worker's loop: one recvmmsg() burst (blocking at most DTS_RECV_WAKE_MS), ingest exactly the datagrams
- * that arrived (never the requested count), then dts_core_tick(). Buffers are allocated once at start.
+ * that arrived (never the requested count) with one dts_core_ingest_burst() call, so the engine's decode batch spans
+ * the burst's datagrams (one-line datagrams overlap their table misses as packed ones do), then dts_core_tick().
+ * Buffers are allocated once at start.
  *
  * Coalescing (recv_coalesce_us): a worker blocked in recvmmsg() is woken for each datagram, so at moderate rates every
  * call returns one or two datagrams and the context switch costs more than the lines. When a call returns fewer than a
@@ -73,6 +75,7 @@ struct udp_worker {
 	struct iovec *iov;
 	struct sockaddr_storage *names; /* batch source addresses; NULL when statsd_allow is empty */
 	char *bufs; /* batch x DGRAM_MAX */
+	struct dts_dgram *dgrams; /* batch: the allowed datagrams of the last burst, for dts_core_ingest_burst */
 	struct rx_stats stats;
 };
 
@@ -232,6 +235,8 @@ static void *udp_worker_main(void *arg)
 		int64_t now_ms = dts_now_ms();
 
 		if (n > 0) {
+			unsigned nd = 0;
+
 			STAT_ADD(w->stats.recv_calls, 1);
 			for (int i = 0; i < n; i++) {
 				if (w->names) {
@@ -245,8 +250,10 @@ static void *udp_worker_main(void *arg)
 				}
 				if (w->msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
 					STAT_ADD(w->stats.truncated, 1);
-				dts_core_ingest(w->core, w->iov[i].iov_base, w->msgs[i].msg_len, now_ms / 1000);
+				w->dgrams[nd].buf = w->iov[i].iov_base;
+				w->dgrams[nd++].len = w->msgs[i].msg_len;
 			}
+			dts_core_ingest_burst(w->core, w->dgrams, nd, now_ms / 1000);
 		} else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 			STAT_ADD(w->stats.recv_errors, 1);
 		}
@@ -432,9 +439,10 @@ static int worker_init(struct udp_worker *w, const struct dts_config *cfg, char 
 	w->msgs = calloc(w->batch, sizeof(*w->msgs));
 	w->iov = calloc(w->batch, sizeof(*w->iov));
 	w->bufs = malloc((size_t)w->batch * DGRAM_MAX);
+	w->dgrams = calloc(w->batch, sizeof(*w->dgrams));
 	if (w->r->allow.n)
 		w->names = calloc(w->batch, sizeof(*w->names));
-	if (!w->msgs || !w->iov || !w->bufs || (w->r->allow.n && !w->names)) {
+	if (!w->msgs || !w->iov || !w->bufs || !w->dgrams || (w->r->allow.n && !w->names)) {
 		snprintf(err, errlen, "worker %u: out of memory for %u receive buffers", w->id, w->batch);
 		return -ENOMEM;
 	}
@@ -534,6 +542,7 @@ void dts_receiver_stop(struct dts_receiver *r)
 		free(w->iov);
 		free(w->names);
 		free(w->bufs);
+		free(w->dgrams);
 	}
 	if (r->stream_started)
 		pthread_join(r->stream_thread, NULL);

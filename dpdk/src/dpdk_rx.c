@@ -9,6 +9,10 @@
  *   current one is parsed, and does one burst of work per iteration: one rx burst, at most one tx burst, freeing the
  *   reassembly death row, and dts_core_tick. Every DTS_DPDK_FRAG_SWEEP_MS it also expires stale fragments, bounded by
  *   the death row's capacity. So the hand-over tick is never late by more than one burst.
+ * - The UDP payloads of a burst are queued and given to the engine in one dts_core_ingest_burst call once the burst is
+ *   parsed (before its mbufs are freed), so the engine's decode batch spans the burst's datagrams: one-line datagrams
+ *   overlap their table misses as packed ones do. A payload copied into the queue's scratch buffer (a scattered frame,
+ *   a reassembled datagram) is ingested at once with those queued before it, as the next one would overwrite it.
  * - The parser (parse.c) works on a plain buffer; this file maps mbufs to buffers and verdicts to actions. A frame
  *   in several segments (or a reassembled datagram) is copied into the queue's scratch buffer first and is never
  *   answered (DTS_PKT_NO_REPLY): replies are built in place in single-segment mbufs only.
@@ -84,6 +88,8 @@ struct rxq {
 	uint64_t next_sweep;
 	unsigned ntx;
 	struct rte_mbuf *tx[DTS_DPDK_BURST];
+	unsigned ndg;
+	struct dts_dgram dg[DTS_DPDK_BURST]; /* UDP payloads of the burst being parsed, for dts_core_ingest_burst */
 	struct rte_ip_frag_death_row dr;
 	struct dts_dpdk_queue_stats w; /* working counters */
 	/* published once per burst */
@@ -398,6 +404,32 @@ static inline void count_drop(struct rxq *q, enum dts_pkt_verdict v)
 	}
 }
 
+/* Ingest the payloads queued since the last call (one decode batch across them); their mbufs are still held. */
+static inline void ingest_queued(struct rxq *q, int64_t now_s)
+{
+	if (q->ndg) {
+		dts_core_ingest_burst(q->core, q->dg, q->ndg, now_s);
+		q->ndg = 0;
+	}
+}
+
+/*
+ * Queue a UDP payload for the burst's dts_core_ingest_burst. One in q->scratch (in_scratch) is ingested at once, with
+ * those before it to keep the order: the next scattered frame or reassembled datagram would overwrite it. Every frame
+ * of a burst queues at most one payload, so the queue (DTS_DPDK_BURST) cannot overflow; the check is defensive.
+ */
+static inline void queue_payload(struct rxq *q, const uint8_t *p, uint32_t len, bool in_scratch, int64_t now_s)
+{
+	if (unlikely(q->ndg == DTS_DPDK_BURST))
+		ingest_queued(q, now_s);
+	q->dg[q->ndg].buf = (const char *)p;
+	q->dg[q->ndg++].len = len;
+	if (unlikely(in_scratch))
+		ingest_queued(q, now_s);
+	q->w.udp_datagrams++;
+	q->w.udp_bytes += len;
+}
+
 /* A datagram rte_ipv4_frag_reassemble_packet completed: copy it out of its segment chain and ingest it. */
 static void ingest_reassembled(struct rxq *q, struct rte_mbuf *mo, int64_t now_s)
 {
@@ -417,13 +449,10 @@ static void ingest_reassembled(struct rxq *q, struct rte_mbuf *mo, int64_t now_s
 		buf = q->scratch;
 	}
 	v = dts_pkt_parse(&q->pcfg, q->scratch, len, len, DTS_PKT_HW_IP4_GOOD | DTS_PKT_NO_REPLY, &info);
-	if (v == DTS_PKT_UDP) {
-		dts_core_ingest(q->core, (const char *)buf + info.payload_off, info.payload_len, now_s);
-		q->w.udp_datagrams++;
-		q->w.udp_bytes += info.payload_len;
-	} else {
+	if (v == DTS_PKT_UDP)
+		queue_payload(q, buf + info.payload_off, info.payload_len, true, now_s);
+	else
 		count_drop(q, v);
-	}
 }
 
 /*
@@ -457,9 +486,7 @@ static inline struct rte_mbuf *handle(struct rxq *q, struct rte_mbuf *m, int64_t
 	v = dts_pkt_parse(&q->pcfg, buf, len, cap, flags, &info);
 	switch (v) {
 	case DTS_PKT_UDP:
-		dts_core_ingest(q->core, (const char *)buf + info.payload_off, info.payload_len, now_s);
-		q->w.udp_datagrams++;
-		q->w.udp_bytes += info.payload_len;
+		queue_payload(q, buf + info.payload_off, info.payload_len, buf == q->scratch, now_s);
 		return m;
 	case DTS_PKT_ARP_REPLY:
 	case DTS_PKT_ICMP4_REPLY:
@@ -555,6 +582,7 @@ static int rxq_loop(void *arg)
 				if (f)
 					done[ndone++] = f;
 			}
+			ingest_queued(q, ts.tv_sec); /* before the mbufs holding the payloads are freed */
 			if (ndone)
 				rte_pktmbuf_free_bulk(done, ndone);
 			q->w.rx_packets += n;

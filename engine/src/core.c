@@ -9,6 +9,9 @@
  * The common line is decoded by the statsd fast path (statsd_fast.h) inline in the line loop, straight from the
  * datagram: it finds the line's end itself, and its name is hashed where it lies (ident_hash); only the other lines
  * are split off at their '\n' and go through the general decoders.
+ * dts_core_ingest_burst carries one batch across the datagrams of a receive burst, so that one-line datagrams (most
+ * statsd clients send one line per datagram) overlap their bucket misses too; samples are still applied in arrival
+ * order, so the results are those of one call per datagram.
  *
  * Native datagrams (docs/protocol.md) take the same table: dts_native_open verifies the whole datagram first (MAC,
  * replay window, contents; the key lookup under an RCU read-side critical section, the users registry being RCU
@@ -758,9 +761,90 @@ int dts_core_ingest_event(struct dts_core *c, const char *user, const char *proc
 	return add_event(c, c->active, &id, kind, ts_ms, text, (uint16_t)len, now_s * 1000) ? 0 : -ENOSPC;
 }
 
+/* What the line loop needs of the call: the receive clock, the table and the listener's user, read once per call. */
+struct line_env {
+	const struct dts_decode_cfg *cfg;
+	struct dts__table *t; /* only dts_core_tick replaces c->active: fixed for the call */
+	int64_t now_s;
+	uint64_t now_mix; /* dts__slot_mix(now_slot) */
+	uint64_t uh; /* c->user_hash */
+	uint32_t now_slot;
+	char sep; /* dts__statsd_sep(cfg) */
+};
+
+static inline void line_env_init(const struct dts_core *c, struct line_env *env, int64_t now_s)
+{
+	env->cfg = c->dcfg;
+	env->t = c->active;
+	env->now_s = now_s;
+	env->now_slot = (uint32_t)(now_s / DTS_SLOT_SECONDS);
+	env->now_mix = dts__slot_mix(env->now_slot);
+	env->uh = c->user_hash;
+	env->sep = dts__statsd_sep(c->dcfg);
+}
+
+/*
+ * The line loop: decode the lines of [buf, buf + len) into b, applying it whenever it holds DTS_INGEST_BATCH samples,
+ * and leave the rest of it pending (the caller applies it: at the end of the datagram, or of the burst). Returns the
+ * number of lines the fast path took (counted by the caller, once per call).
+ * Each line goes first to the statsd fast path (statsd_fast.h), which scans from the line's start towards the end of
+ * the datagram and, for the lines it takes, ends at the line's '\n' by itself: no separate search for line ends. Only
+ * the lines it does not take are split at their '\n' (memchr) and decoded the general way. Empty lines ("\n\n", which
+ * the fast path does not take) are skipped, as a line splitter would. A batch is applied when it holds
+ * DTS_INGEST_BATCH samples: room remains for one line of DTS_MAX_VALUES_PER_LINE, and lines that use a scratch buffer
+ * (b->lines) are never more than samples. The pending samples point into buf or into the core's scratch buffers, so
+ * buf must stay unchanged until the batch is applied.
+ */
+static inline __attribute__((always_inline)) uint64_t ingest_lines(struct dts_core *c, struct batch *b,
+								   const struct line_env *env, const char *buf,
+								   size_t len)
+{
+	const char *p = buf, *const end = buf + len;
+	uint64_t fast = 0;
+
+	while (p < end) {
+		struct dts_sample *s;
+		const char *next;
+		size_t joined;
+		int r;
+
+		if (b->n >= DTS_INGEST_BATCH)
+			flush_batch(c, b);
+		s = &b->s[b->n];
+		r = dts__statsd_fast(env->cfg, env->sep, p, end, s, &next, &joined, false);
+		if (__builtin_expect(r == DTS__FAST_DONE, 1)) {
+			/* The identity's bytes are the name, in the line, unless the process is the default one. */
+			uint64_t h = joined ? ident_hash(env->uh, s->type, s->process_len, p, joined, "", 0)
+					    : sample_hash(c, s);
+			struct pending *pd = &b->p[b->n++];
+
+			pd->hash = h;
+			pd->slot = env->now_slot;
+			pd->bucket = dts__table_bucket_at(env->t, h, env->now_mix);
+			__builtin_prefetch(&env->t->entries[pd->bucket], 1, 3);
+			fast++;
+		} else if (r == DTS__FAST_SECTIONS) {
+			next = sections_line(c, b, p, next, end, env->now_s);
+		} else if (*p == '\n') {
+			next = p; /* an empty line (the fast path takes no line that starts with '\n') */
+		} else {
+			next = memchr(p, '\n', (size_t)(end - p));
+			if (!next)
+				next = end;
+			decode_line(c, b, p, (size_t)(next - p), env->now_s);
+		}
+		if (next == end)
+			break;
+		p = next + 1;
+	}
+	return fast;
+}
+
 unsigned dts_core_ingest(struct dts_core *c, const char *buf, size_t len, int64_t now_s)
 {
+	struct line_env env;
 	struct batch b;
+	uint64_t fast;
 
 	c->now_s = now_s;
 	if (dts_native_is(buf, len)) {
@@ -773,57 +857,8 @@ unsigned dts_core_ingest(struct dts_core *c, const char *buf, size_t len, int64_
 	b.n = 0;
 	b.lines = 0;
 	b.applied = 0;
-	/*
-	 * The line loop. Each line goes first to the statsd fast path (statsd_fast.h), which scans from the line's start
-	 * towards the end of the datagram and, for the lines it takes, ends at the line's '\n' by itself: no separate
-	 * search for line ends. Only the lines it does not take are split at their '\n' (memchr) and decoded the
-	 * general way. Empty lines ("\n\n", which the fast path does not take) are skipped, as a line splitter would.
-	 * A batch is applied when it holds DTS_INGEST_BATCH samples: room remains for one line of
-	 * DTS_MAX_VALUES_PER_LINE, and lines that use a scratch buffer (b.lines) are never more than samples.
-	 */
-	const struct dts_decode_cfg *cfg = c->dcfg;
-	struct dts__table *const t = c->active; /* only dts_core_tick replaces it */
-	const char sep = dts__statsd_sep(cfg);
-	const char *p = buf, *const end = buf + len;
-	const uint32_t now_slot = (uint32_t)(now_s / DTS_SLOT_SECONDS);
-	const uint64_t now_mix = dts__slot_mix(now_slot);
-	const uint64_t uh = c->user_hash;
-	uint64_t fast = 0; /* lines the fast path took: counted once per datagram */
-
-	while (p < end) {
-		struct dts_sample *s;
-		const char *next;
-		size_t joined;
-		int r;
-
-		if (b.n >= DTS_INGEST_BATCH)
-			flush_batch(c, &b);
-		s = &b.s[b.n];
-		r = dts__statsd_fast(cfg, sep, p, end, s, &next, &joined, false);
-		if (__builtin_expect(r == DTS__FAST_DONE, 1)) {
-			/* The identity's bytes are the name, in the line, unless the process is the default one. */
-			uint64_t h = joined ? ident_hash(uh, s->type, s->process_len, p, joined, "", 0) : sample_hash(c, s);
-			struct pending *pd = &b.p[b.n++];
-
-			pd->hash = h;
-			pd->slot = now_slot;
-			pd->bucket = dts__table_bucket_at(t, h, now_mix);
-			__builtin_prefetch(&t->entries[pd->bucket], 1, 3);
-			fast++;
-		} else if (r == DTS__FAST_SECTIONS) {
-			next = sections_line(c, &b, p, next, end, now_s);
-		} else if (*p == '\n') {
-			next = p; /* an empty line (the fast path takes no line that starts with '\n') */
-		} else {
-			next = memchr(p, '\n', (size_t)(end - p));
-			if (!next)
-				next = end;
-			decode_line(c, &b, p, (size_t)(next - p), now_s);
-		}
-		if (next == end)
-			break;
-		p = next + 1;
-	}
+	line_env_init(c, &env, now_s);
+	fast = ingest_lines(c, &b, &env, buf, len);
 	flush_batch(c, &b);
 	/* The fast-path lines, counted once per datagram; the others were counted one by one. */
 	DTS__STAT_ADD(c->stats.lines, fast);
@@ -832,6 +867,45 @@ unsigned dts_core_ingest(struct dts_core *c, const char *buf, size_t len, int64_
 	DTS__STAT_ADD(c->stats.bytes, len);
 	DTS__STAT_ADD(c->stats.samples, b.applied);
 	return b.applied;
+}
+
+/*
+ * dts_core_ingest over n datagrams with one batch for all of them: the lines of the next datagrams are decoded and
+ * their buckets prefetched while the earlier ones' are still in flight, so small datagrams (one line each, the usual
+ * statsd client) get the same overlap as packed ones. The samples are applied in arrival order, as the batch always
+ * applies them, so every result is the one of n dts_core_ingest calls. A native datagram is verified and merged
+ * directly into the table (ingest_native): the lines before it are applied first, to keep that order.
+ */
+unsigned dts_core_ingest_burst(struct dts_core *c, const struct dts_dgram *d, unsigned n, int64_t now_s)
+{
+	struct line_env env;
+	struct batch b;
+	uint64_t fast = 0, bytes = 0;
+	unsigned partials = 0;
+
+	if (!n)
+		return 0;
+	c->now_s = now_s;
+	b.n = 0;
+	b.lines = 0;
+	b.applied = 0;
+	line_env_init(c, &env, now_s);
+	for (unsigned i = 0; i < n; i++) {
+		bytes += d[i].len;
+		if (__builtin_expect(dts_native_is(d[i].buf, d[i].len), 0)) {
+			flush_batch(c, &b);
+			partials += ingest_native(c, (const uint8_t *)d[i].buf, d[i].len, now_s);
+			continue;
+		}
+		fast += ingest_lines(c, &b, &env, d[i].buf, d[i].len);
+	}
+	flush_batch(c, &b);
+	DTS__STAT_ADD(c->stats.lines, fast);
+	DTS__STAT_ADD(c->stats.statsd_lines, fast);
+	DTS__STAT_ADD(c->stats.packets, n);
+	DTS__STAT_ADD(c->stats.bytes, bytes);
+	DTS__STAT_ADD(c->stats.samples, b.applied);
+	return b.applied + partials;
 }
 
 size_t dts_core_ingest_stream(struct dts_core *c, const char *buf, size_t len, int64_t now_s)

@@ -2,7 +2,8 @@
  * test_ingest.c - the engine taking native datagrams, partial aggregates, process statistics and events: what a client
  * sends comes out exactly in the merged minute and the current state; every reject reason is counted and nothing of a
  * rejected datagram is kept; process states (online, restarts) on a controlled clock; the last events per user and
- * kind; and the store round trip of events and process states (write, reopen, restore). Fake clock, no sleeps.
+ * kind; the store round trip of events and process states (write, reopen, restore); and dts_core_ingest_burst, whose
+ * results over a mixed stream must be those of one dts_core_ingest call per datagram. Fake clock, no sleeps.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -1288,4 +1289,338 @@ Test(ingest, stored_values_round_trip_and_refuse_garbage)
 	cr_expect_eq(dts_storage_process_key(key, sizeof(key), "alice", "api"), 11);
 	cr_expect_str_eq(key, "p/alice/api");
 	cr_expect_eq(dts_storage_process_key(key, 5, "alice", "api"), -ENOSPC);
+}
+
+/* ================================================================================================================ */
+/* dts_core_ingest_burst: one decode batch across datagrams, the results of one dts_core_ingest call per datagram     */
+
+#define BURST_NOW (T0 + 12)
+#define BURST_SLOT (T0 + 10) /* BURST_NOW's 5-second slot: native partials share the lines' table entries */
+#define STREAM_MAX 512
+
+/* A stream of datagrams, in arrival order; the bytes live in text. */
+struct stream {
+	struct dts_dgram d[STREAM_MAX];
+	unsigned n;
+	size_t used;
+	char text[1 << 18];
+};
+
+static void stream_add(struct stream *s, const void *bytes, size_t len)
+{
+	cr_assert_lt(s->n, STREAM_MAX);
+	cr_assert_leq(s->used + len, sizeof(s->text));
+	memcpy(s->text + s->used, bytes, len);
+	s->d[s->n].buf = s->text + s->used;
+	s->d[s->n++].len = len;
+	s->used += len;
+}
+
+/* One merger of one core, with the minutes closed into its own list. */
+struct bmerger {
+	struct dts_merger *m;
+	struct dts_closed_minute *cm[8];
+	int ncm;
+	unsigned taken; /* what the ingest calls returned, summed */
+	struct dts_core_stats st; /* the core's counters once fed */
+};
+
+static void bsink(void *ctx, struct dts_closed_minute *cm)
+{
+	struct bmerger *b = ctx;
+
+	cr_assert_lt(b->ncm, 8);
+	b->cm[b->ncm++] = cm;
+}
+
+static const uint8_t burst_secret[] = "burst-secret";
+
+static void bm_start(struct bmerger *b)
+{
+	struct dts_merger_cfg cfg;
+
+	memset(b, 0, sizeof(*b));
+	cfg_base(&cfg);
+	cfg.cores = 1;
+	cfg.decode.secret = burst_secret;
+	cfg.decode.secret_len = sizeof(burst_secret) - 1;
+	cfg.sink.minute_closed = bsink;
+	cfg.sink.events = NULL;
+	cfg.sink.ctx = b;
+	b->m = dts_merger_create(&cfg);
+	cr_assert_not_null(b->m);
+	dts_merger_step(b->m, BURST_NOW * 1000);
+}
+
+/* Feed s in calls of burst datagrams (0: one dts_core_ingest per datagram), hand over, close every minute. */
+static void bm_feed(struct bmerger *b, const struct stream *s, unsigned burst)
+{
+	struct dts_core *c = dts_merger_core(b->m, 0);
+
+	for (unsigned i = 0; i < s->n;) {
+		unsigned k = burst ? (s->n - i < burst ? s->n - i : burst) : 1;
+
+		if (burst)
+			b->taken += dts_core_ingest_burst(c, &s->d[i], k, BURST_NOW);
+		else
+			b->taken += dts_core_ingest(c, s->d[i].buf, s->d[i].len, BURST_NOW);
+		i += k;
+	}
+	cr_assert_eq(dts_core_ingest_burst(c, s->d, 0, BURST_NOW), 0, "an empty burst takes nothing");
+	dts_core_stats_read(c, &b->st);
+	dts_core_flush(c);
+	cr_assert(dts_core_tick(c, BURST_NOW * 1000), "hand-over must succeed");
+	dts_merger_step(b->m, BURST_NOW * 1000);
+	dts_merger_destroy(b->m, BURST_NOW * 1000); /* closes every open minute into bsink */
+	b->m = NULL;
+}
+
+static void bm_release(struct bmerger *b)
+{
+	for (int i = 0; i < b->ncm; i++)
+		dts_closed_minute_release(b->cm[i]);
+	b->ncm = 0;
+}
+
+static const struct dts_minute_rec *bm_rec(const struct bmerger *b, int64_t minute, const char *user,
+					   const char *process, const char *counter, const char *tags, uint8_t type)
+{
+	for (int i = 0; i < b->ncm; i++) {
+		if (b->cm[i]->minute != minute)
+			continue;
+		for (size_t k = 0; k < b->cm[i]->n; k++) {
+			const struct dts_minute_rec *r = &b->cm[i]->recs[k];
+
+			if (!strcmp(r->user, user) && !strcmp(r->process, process) && !strcmp(r->counter, counter) &&
+			    !strcmp(r->tags, tags) && r->type == type)
+				return r;
+		}
+	}
+	return NULL;
+}
+
+static size_t bm_nrecs(const struct bmerger *b)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < b->ncm; i++)
+		n += b->cm[i]->n;
+	return n;
+}
+
+/* Everything of got equals want: the ingest calls' total, every core counter, every record (aggregate, sketch, set). */
+static void assert_same_results(const struct bmerger *got, const struct bmerger *want, const char *what)
+{
+	const uint64_t *g = (const uint64_t *)&got->st, *w = (const uint64_t *)&want->st;
+	char msg[160];
+
+	cr_assert_eq(got->taken, want->taken, "%s: samples and partials taken %u, one at a time %u", what, got->taken,
+		     want->taken);
+	for (size_t i = 0; i < sizeof(got->st) / sizeof(uint64_t); i++)
+		cr_assert_eq(g[i], w[i], "%s: core counter #%zu is %llu, one at a time %llu", what, i,
+			     (unsigned long long)g[i], (unsigned long long)w[i]);
+	cr_assert_eq(bm_nrecs(got), bm_nrecs(want), "%s: records", what);
+	for (int i = 0; i < want->ncm; i++) {
+		for (size_t k = 0; k < want->cm[i]->n; k++) {
+			const struct dts_minute_rec *x = &want->cm[i]->recs[k];
+			const struct dts_minute_rec *y =
+				bm_rec(got, want->cm[i]->minute, x->user, x->process, x->counter, x->tags, x->type);
+
+			snprintf(msg, sizeof(msg), "%s: %s/%s/%s{%s} type %u", what, x->user, x->process, x->counter,
+				 x->tags, x->type);
+			cr_assert_not_null(y, "%s missing", msg);
+			assert_agg_eq(&y->agg, &x->agg, msg);
+			if (x->type == DTS_TIMER)
+				assert_sketch_eq(&y->sketch, &x->sketch, msg);
+			if (x->type == DTS_SET)
+				assert_set_eq(&y->set, &x->set, msg);
+		}
+	}
+}
+
+/* A native datagram of alice/api for BURST_SLOT: a gauge "temp" at gauge, a counter and a timer with its sketch. */
+static void native_dgram(struct batch *nb, uint64_t *seq, double gauge)
+{
+	struct dts_agg ca, ta, ga;
+	struct dts_sketch sk;
+	struct dts_native_partial p[3];
+	struct dts_native_hdr h = hdr("alice", 0xB1, BURST_SLOT, 100);
+
+	dts_agg_init(&ca);
+	dts_agg_add(&ca, 4, 1.0);
+	timer_values(&sk, &ta, 0, 50, 10.0);
+	dts_agg_init(&ga);
+	dts_agg_add(&ga, gauge, 1.0);
+	p[0] = partial("temp", DTS_GAUGE, &ga, NULL, NULL);
+	p[1] = partial("hits", DTS_COUNTER, &ca, NULL, NULL);
+	p[2] = partial("lat", DTS_TIMER, &ta, &sk, NULL);
+	encode(nb, &h, 7, seq, NULL, 0, p, 3);
+	cr_assert_eq(nb->n, 1, "one datagram");
+	dts_sketch_free(&sk);
+}
+
+/*
+ * Every kind of datagram dts_core_ingest takes, one to four lines each (so batch boundaries fall inside datagrams):
+ * statsd of every type, sampled, multi-value, tagged, |T-stamped, gauge deltas before and after an absolute value,
+ * blank, '\r'-ended, malformed and too long lines, DaTtSs lines (good, bad token), native datagrams (and a replay).
+ * 'l': statsd text; 'd': DaTtSs lines, "%1$s" is alice's AUTH token; 'n': a native datagram.
+ */
+static const struct {
+	char kind;
+	const char *text;
+} mixed[] = {
+	{ 'l', "api.hits:1|c" },
+	{ 'l', "api.hits:2|c|@0.5\napi.lat:12.5|ms\napi.lat:20|ms|@0.25" },
+	{ 'l', "api.g2:+5|g" },
+	{ 'd', "%1$s:api:temp:4g" },
+	{ 'l', "api.g2:10|g" },
+	{ 'n', NULL },
+	{ 'l', "api.g2:+2|g\napi.temp:50|g\n\napi.g2:-4|g" },
+	{ 'l', "api.users:alice|s\napi.users:bob|s\napi.users:alice|s" },
+	{ 'l', "api.multi:1:2:3|c\napi.mt:4.5:6|ms|@0.5" },
+	{ 'l', "api.tagged:1|c|#env:prod,az:b\napi.tagged:2|c|#az:b,env:prod\n" },
+	{ 'l', "nodot:3|c\napi.bad:x|c\napi.bad|c\n:1|c" },
+	{ 'l', "api.bad:1|zz\r\napi.crlf:1|c\r\napi.ts:1|c|T1700000041" },
+	{ 'd', "%1$s:api:hits:2c\n%1$s:api:lat:7ms\n%1$s:api:temp:-3g" },
+	{ 'd', "alice_0000000000000000000000000000000000000000:api:hits:1c" },
+	{ 'l', "api.gd:-1|g" },
+	{ 'l', "api.hits:3|c|#a:1\napi.hits:4|c" },
+	{ 'L', NULL }, /* a line longer than DTS_MAX_LINE, then a good one */
+	{ 'l', "api.g2:7|g\napi.g2:+1|g" },
+	{ 'l', "\n\n" },
+	{ 'l', "" },
+};
+
+static void build_mixed(struct stream *s, unsigned rounds)
+{
+	static struct batch nb;
+	static char big[DTS_MAX_LINE + 64];
+	char tok[128], line[512];
+	uint64_t seq = 1;
+
+	cr_assert_gt(dts_dattss_auth(burst_secret, sizeof(burst_secret) - 1, "alice", 5, tok, sizeof(tok)), 0);
+	memset(s, 0, sizeof(*s));
+	for (unsigned r = 0; r < rounds; r++) {
+		for (size_t i = 0; i < sizeof(mixed) / sizeof(mixed[0]); i++) {
+			switch (mixed[i].kind) {
+			case 'l':
+				stream_add(s, mixed[i].text, strlen(mixed[i].text));
+				break;
+			case 'd':
+				snprintf(line, sizeof(line), mixed[i].text, tok);
+				stream_add(s, line, strlen(line));
+				break;
+			case 'n':
+				/* a new datagram every other round; the others replay the last one (rejected) */
+				if (r % 2 == 0)
+					native_dgram(&nb, &seq, 9 + r);
+				stream_add(s, nb.d[0], nb.len[0]);
+				break;
+			case 'L':
+				memset(big, 'x', sizeof(big));
+				memcpy(big, "api.long:", 9);
+				memcpy(big + DTS_MAX_LINE + 8, ":1|c\napi.hits:5|c", 17);
+				stream_add(s, big, DTS_MAX_LINE + 25);
+				break;
+			}
+		}
+		/* single-line datagrams that each need a scratch buffer (tags), more than a batch of them in a row */
+		for (unsigned k = 0; k < 20; k++) {
+			int n = snprintf(line, sizeof(line), "api.t%u:%u|c|#k:v%u,a:r%u", k % 3, k + 1, k, r);
+
+			stream_add(s, line, (size_t)n);
+		}
+	}
+}
+
+Test(ingest, burst_gives_the_results_of_one_call_per_datagram)
+{
+	static const unsigned bursts[] = { 1, 2, 3, 17, 64 };
+	static struct stream s;
+	struct bmerger want, got;
+	char what[64];
+
+	build_mixed(&s, 4);
+	bm_start(&want);
+	bm_feed(&want, &s, 0);
+	/* the stream exercised what it is meant to */
+	cr_assert_gt(want.st.statsd_lines, 0);
+	cr_assert_gt(want.st.dattss_lines, 0);
+	cr_assert_gt(want.st.native_datagrams, 0);
+	cr_assert_gt(want.st.native_rejected[DTS_NREJ_REPLAYED], 0);
+	cr_assert_gt(want.st.rejected[DTS_REJ_AUTH_MAC], 0);
+	cr_assert_gt(want.st.rejected[DTS_REJ_LINE_TOO_LONG], 0);
+	cr_assert_eq(want.st.packets, s.n);
+	for (size_t i = 0; i < sizeof(bursts) / sizeof(bursts[0]); i++) {
+		snprintf(what, sizeof(what), "burst %u", bursts[i]);
+		bm_start(&got);
+		bm_feed(&got, &s, bursts[i]);
+		assert_same_results(&got, &want, what);
+		bm_release(&got);
+	}
+	bm_release(&want);
+}
+
+/*
+ * Order across the datagrams of one burst, with hand-computed results: a gauge's delta before its first absolute value
+ * (superseded), then absolute and delta values in separate datagrams; a DaTtSs gauge line then a native datagram's
+ * gauge partial for the same series and slot (the line first: the partial's value is the last); and one-line datagrams
+ * whose names and tags live in the core's scratch buffers until their batch is applied, more of them than a batch.
+ * A burst that reordered samples, applied a native datagram before the lines ahead of it, or reused a scratch buffer
+ * still pending would get other values.
+ */
+Test(ingest, burst_keeps_arrival_order_across_datagrams)
+{
+	static const unsigned bursts[] = { 0, 2, 5, 64 };
+	static struct stream s;
+	static struct batch nb;
+	struct bmerger b;
+	char tok[128], line[256];
+	uint64_t seq = 1;
+	const int64_t minute = BURST_NOW / 60;
+
+	cr_assert_gt(dts_dattss_auth(burst_secret, sizeof(burst_secret) - 1, "alice", 5, tok, sizeof(tok)), 0);
+	memset(&s, 0, sizeof(s));
+	stream_add(&s, "api.g:+5|g", 10);
+	snprintf(line, sizeof(line), "%s:api:temp:4g", tok);
+	stream_add(&s, line, strlen(line));
+	native_dgram(&nb, &seq, 9);
+	stream_add(&s, nb.d[0], nb.len[0]);
+	stream_add(&s, "api.g:10|g", 10);
+	stream_add(&s, "api.g:+2|g", 10);
+	for (unsigned k = 0; k < 40; k++) {
+		int n = snprintf(line, sizeof(line), "api.t:%u|c|#k:v%u,a:x", k + 1, k);
+
+		stream_add(&s, line, (size_t)n);
+	}
+	stream_add(&s, "api.g:-4|g", 10);
+
+	for (size_t i = 0; i < sizeof(bursts) / sizeof(bursts[0]); i++) {
+		const struct dts_minute_rec *r;
+
+		bm_start(&b);
+		bm_feed(&b, &s, bursts[i]);
+		cr_assert_eq(b.taken, 4 + 1 + 3 + 40, "burst %u: every line's sample, every partial", bursts[i]);
+		r = bm_rec(&b, minute, "default", "api", "g", "", DTS_GAUGE);
+		cr_assert_not_null(r, "burst %u", bursts[i]);
+		cr_expect_eq(r->agg.lst, 8, "burst %u: 10, +2, -4", bursts[i]);
+		cr_expect_eq(r->agg.fst, 10, "burst %u: the delta before it superseded", bursts[i]);
+		cr_expect_eq(r->agg.max, 12, "burst %u", bursts[i]);
+		cr_expect_eq(r->agg.count, 3, "burst %u", bursts[i]);
+		r = bm_rec(&b, minute, "alice", "api", "temp", "", DTS_GAUGE);
+		cr_assert_not_null(r, "burst %u", bursts[i]);
+		cr_expect_eq(r->agg.fst, 4, "burst %u: the DaTtSs line came first", bursts[i]);
+		cr_expect_eq(r->agg.lst, 9, "burst %u: the native partial came last", bursts[i]);
+		for (unsigned k = 0; k < 40; k++) {
+			char tags[32];
+
+			snprintf(tags, sizeof(tags), "a:x,k:v%u", k);
+			r = bm_rec(&b, minute, "default", "api", "t", tags, DTS_COUNTER);
+			cr_assert_not_null(r, "burst %u: api.t{%s}", bursts[i], tags);
+			cr_expect_eq(r->agg.sum, k + 1, "burst %u: api.t{%s}", bursts[i], tags);
+			cr_expect_eq(r->agg.count, 1, "burst %u: api.t{%s}", bursts[i], tags);
+		}
+		cr_expect_eq(bm_nrecs(&b), 1 + 3 + 40, "burst %u: no other series", bursts[i]);
+		bm_release(&b);
+	}
 }

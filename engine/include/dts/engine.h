@@ -277,6 +277,26 @@ struct dts_core *dts_merger_core(struct dts_merger *m, unsigned i);
  */
 unsigned dts_core_ingest(struct dts_core *c, const char *buf, size_t len, int64_t now_s);
 
+/* One datagram of a burst: its payload, read-only. */
+struct dts_dgram {
+	const char *buf;
+	size_t len;
+};
+
+/*
+ * Decode the n datagrams d[0..n) into core's table, as n calls of dts_core_ingest in that order would, with every
+ * result the same (samples and partials, counters, rejections by reason, drops, gauge/first/last order), but with the
+ * decode batch carried from one datagram to the next: the table buckets of the following lines are prefetched while
+ * the earlier ones are still in flight, so a burst of one-line datagrams aggregates as fast as one packed datagram.
+ * Native datagrams are taken as dts_core_ingest takes them (the lines before one are aggregated first).
+ * The datagrams' buffers are only read, during the call (the caller may reuse them on return); d may be reused too.
+ * Returns the sum of what dts_core_ingest would return for each datagram (samples aggregated plus native partials
+ * taken); all n datagrams are always consumed. n = 0 is a no-op.
+ * RX core only (the core's owner thread, a registered RCU thread when native datagrams can come); never blocks,
+ * never allocates; bounded work (O(total bytes), at most one HMAC per native datagram).
+ */
+unsigned dts_core_ingest_burst(struct dts_core *c, const struct dts_dgram *d, unsigned n, int64_t now_s);
+
 /*
  * A partial aggregate from a source without a datagram (the original HTTP protocol, PUT /agg). Strings are
  * NUL-terminated and only read during the call.
