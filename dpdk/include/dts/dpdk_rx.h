@@ -1,8 +1,10 @@
 /*
  * dpdk_rx.h - poll-mode UDP receive with DPDK: one receive queue per lcore, each lcore decoding straight into its own
- * engine core (the same dts_core_ingest/dts_core_tick the kernel-socket workers call: one engine, two receive paths).
+ * engine core (the same dts_core_ingest_burst/dts_core_tick the kernel-socket workers call: one engine, two receive
+ * paths).
  *
- *   lcore i (queue i)   rte_eth_rx_burst -> dts_pkt_parse -> dts_core_ingest(core first_core + i)
+ *   lcore i (queue i)   rte_eth_rx_burst -> dts_pkt_parse -> dts_core_ingest_burst(core first_core + i, the burst's
+ *                       UDP payloads)
  *                       ARP / ICMP echo / NS / ICMPv6 echo -> reply in place -> rte_eth_tx_burst(tx queue i)
  *                       IPv4 fragments -> rte_ipv4_frag_reassemble_packet (per-lcore table) -> ingest
  *                       dts_core_tick(core, now_ms) every loop; bounded work per loop (one burst)
