@@ -69,6 +69,7 @@ struct opts {
 	uint64_t seed;
 	unsigned tick_ms;
 	uint32_t table_capacity;
+	uint32_t table_capacity_max;
 	size_t pool_mb;
 	bool quiet;
 };
@@ -263,6 +264,8 @@ static void usage(FILE *out)
 		"  --seed N                traffic PRNG seed (default 1)\n"
 		"  --tick-ms MS            core hand-over period (default 1000, as dattssd)\n"
 		"  --table-capacity N      buckets per core table, power of two (default 65536, as dattssd)\n"
+		"  --table-capacity-max N  tables that fill before their tick grow up to N buckets (default 0: no growth;\n"
+		"                          dattssd's default is 524288)\n"
 		"  --pool-mb MB            size of the pregenerated datagram pool, cycled (default 64)\n"
 		"  --quiet                 no progress on stderr\n"
 		"  --help\n",
@@ -294,6 +297,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "seed", required_argument, NULL, 'S' },
 		{ "tick-ms", required_argument, NULL, 't' },
 		{ "table-capacity", required_argument, NULL, 'c' },
+		{ "table-capacity-max", required_argument, NULL, 'C' },
 		{ "pool-mb", required_argument, NULL, 'p' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -312,6 +316,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->seed = 1;
 	o->tick_ms = 1000;
 	o->table_capacity = 1u << 16;
+	o->table_capacity_max = 0;
 	o->pool_mb = 64;
 	o->quiet = false;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -364,9 +369,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->tick_ms = (unsigned)v;
 			break;
 		case 'c':
-			if (parse_u64(optarg, &v) || v < 1024 || v > (1u << 28) || (v & (v - 1)))
+			if (parse_u64(optarg, &v) || v < 1024 || v > (1u << 24) || (v & (v - 1)))
 				goto bad;
 			o->table_capacity = (uint32_t)v;
+			break;
+		case 'C':
+			if (parse_u64(optarg, &v) || v > (1u << 24) || (v & (v - 1)))
+				goto bad;
+			o->table_capacity_max = (uint32_t)v;
 			break;
 		case 'p':
 			if (parse_u64(optarg, &v) || v == 0 || v > 4095)
@@ -535,6 +545,7 @@ int main(int argc, char **argv)
 	mcfg.cores = 1;
 	mcfg.tick_ms = o.tick_ms;
 	mcfg.table_capacity = o.table_capacity;
+	mcfg.table_capacity_max = o.table_capacity_max > o.table_capacity ? o.table_capacity_max : 0;
 	m = dts_merger_create(&mcfg);
 	if (!m) {
 		fprintf(stderr, "bench_engine: dts_merger_create: %s\n", strerror(errno));
