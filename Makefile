@@ -52,7 +52,7 @@ fuzz: deps-test
 	@CC=clang cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=Debug -DDTS_FUZZ=ON -DDTS_SANITIZE=address \
 		-DDTS_WERROR=ON >/dev/null
 	@cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_statsd fuzz_dattss fuzz_sketch_decode fuzz_dpdk_parse fuzz_native \
-		fuzz_put_agg fuzz_alert_rule
+		fuzz_put_agg fuzz_alert_rule fuzz_storage fuzz_burst
 	@for f in $(BUILD)-fuzz/bin/fuzz_*; do \
 		n=$$(basename $$f); c=tests/fuzz/corpus/$${n#fuzz_}; \
 		echo "fuzz: $$n for $(FUZZ_SECONDS)s (seeds: $$c)"; \

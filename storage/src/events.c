@@ -117,8 +117,8 @@ int dts_storage_event_encode(const struct dts_event *ev, uint8_t *buf, size_t bu
 {
 	size_t plen = ev->process ? strlen(ev->process) : 0, need = DTS_STORAGE_EVENT_FIXED + plen + ev->text_len;
 
-	if (ev->kind > 1 || plen < 1 || plen > DTS_MAX_NAME || ev->text_len > DTS_NATIVE_MAX_TEXT ||
-	    (ev->text_len && !ev->text))
+	if (ev->kind > 1 || !part_valid(ev->process, plen, DTS_MAX_NAME) || ev->text_len > DTS_NATIVE_MAX_TEXT ||
+	    (ev->text_len && (!ev->text || memchr(ev->text, 0, ev->text_len))))
 		return -EINVAL;
 	if (buf_len < need)
 		return -ENOSPC;
@@ -151,6 +151,9 @@ int dts_storage_event_decode(const uint8_t *buf, size_t len, struct dts_stored_e
 		return -EINVAL;
 	tlen = dts_rd16(buf + 27 + plen);
 	if (tlen > DTS_NATIVE_MAX_TEXT || len != DTS_STORAGE_EVENT_FIXED + plen + tlen)
+		return -EINVAL;
+	/* what encode never writes: a process keys cannot carry, a NUL in the text (readers copy it as a C string) */
+	if (!part_valid((const char *)buf + 27, plen, DTS_MAX_NAME) || memchr(buf + 29 + plen, 0, tlen))
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	out->ev.kind = buf[1];

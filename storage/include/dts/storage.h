@@ -576,9 +576,11 @@ int dts_storage_event_key(char *buf, size_t buf_len, const char *user, unsigned 
 int dts_storage_process_key(char *buf, size_t buf_len, const char *user, const char *process);
 
 /*
- * Values. encode returns the bytes written or -ENOSPC / -EINVAL (a string too long or empty, kind unknown). decode
+ * Values. encode returns the bytes written or -ENOSPC / -EINVAL (a string too long or empty, kind unknown, an event's
+ * process with a byte keys cannot carry or its text with a NUL). decode
  * parses exactly len bytes; strings in *out point into buf (not NUL-terminated: lengths in the _len outputs), so copy
- * them before buf goes. Returns 0, -EPROTONOSUPPORT (newer version) or -EINVAL. Pure.
+ * them before buf goes. Returns 0, -EPROTONOSUPPORT (newer version) or -EINVAL (also for an event encode would refuse).
+ * Pure.
  */
 struct dts_stored_event {
 	struct dts_event ev; /* ev.user is NULL (the key has it); ev.process and ev.text point into the value */
