@@ -609,15 +609,40 @@ static bool pair_range(const struct dts_sketch_store *a, const struct dts_sketch
 	return true;
 }
 
+/* The quantiles being found while a walk goes up the merged bins (quantiles2). side: -1 negative bin, 1 the zero bin,
+ * 2 positive bin; 0 before the first. */
+struct qacc {
+	double rank[DTS_SKETCH_QUANTILES_MAX], cum;
+	unsigned order[DTS_SKETCH_QUANTILES_MAX], pending, next; /* indices of out by rank; next: the first not found */
+	unsigned level;
+	int last; /* side of the last non-empty bin */
+	int32_t lastk;
+	double *out;
+};
+
+static inline double side_value(int side, int32_t k, unsigned level)
+{
+	return side == 2 ? dts_sketch_key_value(k, level) : side == 1 ? 0.0 : -dts_sketch_key_value(k, level);
+}
+
+/* Add a non-empty bin of weight f; give its value to every quantile whose rank it passes. */
+static inline void qacc_add(struct qacc *qa, double f, int32_t k, int side)
+{
+	qa->last = side;
+	qa->lastk = k;
+	qa->cum += f;
+	for (; qa->next < qa->pending && qa->cum > qa->rank[qa->order[qa->next]]; qa->next++)
+		qa->out[qa->order[qa->next]] = side_value(side, k, qa->level);
+}
+
 void dts_sketch_quantiles2(const struct dts_sketch *a, const struct dts_sketch *b, double wb, const double *q, size_t n,
 			   double *out)
 {
 	static const struct dts_sketch none = { .count = 0.0 };
-	double rank[DTS_SKETCH_QUANTILES_MAX], count, zero, cum = 0.0;
-	unsigned order[DTS_SKETCH_QUANTILES_MAX], level, pending = 0, next = 0;
+	struct qacc qa = { .cum = 0.0, .pending = 0, .next = 0, .last = 0, .lastk = 0, .out = out };
+	double count, zero;
 	struct pair_walk w;
-	int last = 0; /* the last non-empty bin walked: -1 negative (at key lastk), 0 none, 1 zero, 2 positive */
-	int32_t lastk = 0, k;
+	int32_t k;
 	float f;
 
 	if (n > DTS_SKETCH_QUANTILES_MAX)
@@ -627,91 +652,57 @@ void dts_sketch_quantiles2(const struct dts_sketch *a, const struct dts_sketch *
 	if (!b || !(wb > 0.0))
 		b = &none;
 	/* the level merge_scaled would reach: an empty destination takes a's level, then b's merge may raise it */
-	level = a->level > b->level ? a->level : b->level;
-	while ((union_span(&a->pos, level - a->level, &b->pos, level - b->level) > DTS_SKETCH_MAX_BINS ||
-		union_span(&a->neg, level - a->level, &b->neg, level - b->level) > DTS_SKETCH_MAX_BINS) &&
-	       level < DTS__SKETCH_MAX_LEVEL)
-		level++;
+	qa.level = a->level > b->level ? a->level : b->level;
+	while ((union_span(&a->pos, qa.level - a->level, &b->pos, qa.level - b->level) > DTS_SKETCH_MAX_BINS ||
+		union_span(&a->neg, qa.level - a->level, &b->neg, qa.level - b->level) > DTS_SKETCH_MAX_BINS) &&
+	       qa.level < DTS__SKETCH_MAX_LEVEL)
+		qa.level++;
 	count = 0.0 + a->count * 1.0 + (b != &none ? b->count * wb : 0.0);
 	zero = 0.0 + a->zero * 1.0 + (b != &none ? b->zero * wb : 0.0);
 	for (size_t i = 0; i < n; i++) {
 		out[i] = NAN;
 		if (!(count > 0.0) || isnan(q[i]))
 			continue;
-		rank[i] = floor((q[i] < 0.0 ? 0.0 : q[i] > 1.0 ? 1.0 : q[i]) * (count - 1.0));
+		qa.rank[i] = floor((q[i] < 0.0 ? 0.0 : q[i] > 1.0 ? 1.0 : q[i]) * (count - 1.0));
 		/* insertion into order[], by rank */
-		unsigned j = pending++;
+		unsigned j = qa.pending++;
 
-		for (; j > 0 && rank[order[j - 1]] > rank[i]; j--)
-			order[j] = order[j - 1];
-		order[j] = (unsigned)i;
+		for (; j > 0 && qa.rank[qa.order[j - 1]] > qa.rank[i]; j--)
+			qa.order[j] = qa.order[j - 1];
+		qa.order[j] = (unsigned)i;
 	}
-	if (!pending)
+	if (!qa.pending)
 		return;
-	if ((level == a->level || (!a->pos.nbins && !a->neg.nbins)) &&
-	    (level == b->level || (!b->pos.nbins && !b->neg.nbins))) {
+	if ((qa.level == a->level || (!a->pos.nbins && !a->neg.nbins)) &&
+	    (qa.level == b->level || (!b->pos.nbins && !b->neg.nbins))) {
 		/* no collapse (the usual case): both stores' bins line up key for key; a missing bin adds 0.0f, which is
 		 * exactly what merge_scaled's zeroed and zero bins add */
 		int32_t lo, hi;
 
 		if (pair_range(&a->neg, &b->neg, &lo, &hi))
-			for (k = hi; k >= lo && next < pending; k--) {
-				f = bin_at(&a->neg, k) + (float)((double)bin_at(&b->neg, k) * wb);
-				if (!(f > 0.0f))
-					continue;
-				last = -1;
-				lastk = k;
-				cum += f;
-				for (; next < pending && cum > rank[order[next]]; next++)
-					out[order[next]] = -dts_sketch_key_value(k, level);
-			}
-		if (next < pending && zero > 0.0) {
-			last = 1;
-			cum += zero;
-			for (; next < pending && cum > rank[order[next]]; next++)
-				out[order[next]] = 0.0;
-		}
-		if (next < pending && pair_range(&a->pos, &b->pos, &lo, &hi))
-			for (k = lo; k <= hi && next < pending; k++) {
-				f = bin_at(&a->pos, k) + (float)((double)bin_at(&b->pos, k) * wb);
-				if (!(f > 0.0f))
-					continue;
-				last = 2;
-				lastk = k;
-				cum += f;
-				for (; next < pending && cum > rank[order[next]]; next++)
-					out[order[next]] = dts_sketch_key_value(k, level);
-			}
-		goto rest;
+			for (k = hi; k >= lo && qa.next < qa.pending; k--)
+				if ((f = bin_at(&a->neg, k) + (float)((double)bin_at(&b->neg, k) * wb)) > 0.0f)
+					qacc_add(&qa, f, k, -1);
+		if (qa.next < qa.pending && zero > 0.0)
+			qacc_add(&qa, zero, 0, 1);
+		if (qa.next < qa.pending && pair_range(&a->pos, &b->pos, &lo, &hi))
+			for (k = lo; k <= hi && qa.next < qa.pending; k++)
+				if ((f = bin_at(&a->pos, k) + (float)((double)bin_at(&b->pos, k) * wb)) > 0.0f)
+					qacc_add(&qa, f, k, 2);
+	} else {
+		w = (struct pair_walk){ &a->neg, &b->neg, qa.level - a->level, qa.level - b->level, wb,
+					(int32_t)a->neg.nbins - 1, (int32_t)b->neg.nbins - 1, -1 };
+		while (qa.next < qa.pending && pair_next(&w, &f, &k))
+			qacc_add(&qa, f, k, -1);
+		if (qa.next < qa.pending && zero > 0.0)
+			qacc_add(&qa, zero, 0, 1);
+		w = (struct pair_walk){ &a->pos, &b->pos, qa.level - a->level, qa.level - b->level, wb, 0, 0, 1 };
+		while (qa.next < qa.pending && pair_next(&w, &f, &k))
+			qacc_add(&qa, f, k, 2);
 	}
-	w = (struct pair_walk){ &a->neg, &b->neg, level - a->level, level - b->level, wb,
-				(int32_t)a->neg.nbins - 1, (int32_t)b->neg.nbins - 1, -1 };
-	while (next < pending && pair_next(&w, &f, &k)) {
-		last = -1;
-		lastk = k;
-		cum += f;
-		for (; next < pending && cum > rank[order[next]]; next++)
-			out[order[next]] = -dts_sketch_key_value(k, level);
-	}
-	if (next < pending && zero > 0.0) {
-		last = 1;
-		cum += zero;
-		for (; next < pending && cum > rank[order[next]]; next++)
-			out[order[next]] = 0.0;
-	}
-	w = (struct pair_walk){ &a->pos, &b->pos, level - a->level, level - b->level, wb, 0, 0, 1 };
-	while (next < pending && pair_next(&w, &f, &k)) {
-		last = 2;
-		lastk = k;
-		cum += f;
-		for (; next < pending && cum > rank[order[next]]; next++)
-			out[order[next]] = dts_sketch_key_value(k, level);
-	}
-rest:
 	/* rounding left cum at or below a rank: the last non-empty bin, as dts_sketch_quantile does */
-	for (; next < pending; next++)
-		out[order[next]] = last == 2 ? dts_sketch_key_value(lastk, level)
-				   : last == 1 ? 0.0 : last == -1 ? -dts_sketch_key_value(lastk, level) : NAN;
+	for (; qa.next < qa.pending; qa.next++)
+		out[qa.order[qa.next]] = qa.last ? side_value(qa.last, qa.lastk, qa.level) : NAN;
 }
 
 /* Read a minimal LEB128 varint of at most 32 bits at *pos (writers and little-endian fields: dts/bytes.h).
