@@ -1960,7 +1960,7 @@ static unsigned fold_pending(struct dts_merger *m, int64_t now_ms)
 			break;
 		t = dts__ring_pop(&c->full, &stamp);
 		fold_table(m, t, now_ms / 1000);
-		grow = t->n_used >= t->max_used; /* filled before its tick */
+		grow = dts__table_wants_handover(t); /* filled before its tick: its entries, a log or an arena */
 		dts__table_reset(t);
 		if (grow && dts__table_grow(t, (t->mask + 1) * 2)) {
 			DTS__STAT_ADD(m->stats.tables_grown, 1);

@@ -165,11 +165,22 @@ void dts__table_reset(struct dts__table *t);
  * Owner only. */
 bool dts__table_grow(struct dts__table *t, uint32_t capacity);
 
+/* Room kept free in a log or arena of cap units after its early hand-over mark: a sixteenth of it, at least lo. A core
+ * ticks once per receive burst, and a burst of 64 packed datagrams of short timer lines carries ~7,000 values: with
+ * the default table's 262,144-entry timer log that fits in the 16,384 kept free, where a fixed 1,024 let the log
+ * overflow (values dropped as table_full) while a clean table was waiting. */
+static inline uint32_t dts__table_margin(uint32_t cap, uint32_t lo)
+{
+	return cap / 16 > lo ? cap / 16 : lo;
+}
+
 /* True when one of the capacities is past its early hand-over mark. */
 static inline bool dts__table_wants_handover(const struct dts__table *t)
 {
-	return t->n_used >= t->max_used || t->keys_used + 1024 > t->keys_cap || t->n_tlog + 1024 > t->tlog_cap ||
-	       t->n_slog + 256 > t->slog_cap || (t->blob_cap && t->blob_used + DTS__BLOB_MARK > t->blob_cap) ||
+	return t->n_used >= t->max_used || t->keys_used + dts__table_margin(t->keys_cap, 1024) > t->keys_cap ||
+	       t->n_tlog + dts__table_margin(t->tlog_cap, 1024) > t->tlog_cap ||
+	       t->n_slog + dts__table_margin(t->slog_cap, 256) > t->slog_cap ||
+	       (t->blob_cap && t->blob_used + DTS__BLOB_MARK > t->blob_cap) ||
 	       (t->proc_cap && t->n_proc + DTS__PROC_MARK > t->proc_cap) ||
 	       (t->ev_cap && t->ev_used + DTS__EVENT_MARK > t->ev_cap);
 }

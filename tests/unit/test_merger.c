@@ -655,6 +655,48 @@ Test(merger, tables_that_fill_before_their_tick_grow_up_to_the_maximum)
 	cr_expect_eq(cs1.dropped[DTS_DROP_TABLE_FULL], 0);
 }
 
+/* Timer values of one series fill a table's timer log long before its buckets: that table grows too (its log with
+ * it), and the values are all in the minute. */
+Test(merger, a_table_whose_timer_log_fills_grows)
+{
+	static char dgram[400 * 16];
+	struct dts_merger_cfg cfg;
+	struct dts_merger_stats st;
+	struct dts_core *c;
+	const int64_t now_s = T0 + 1;
+	unsigned sent = 0;
+
+	dts_merger_destroy(m, T0 * 1000);
+	m = NULL;
+	dts_merger_cfg_defaults(&cfg);
+	cfg.cores = 1;
+	cfg.grace_s = 5;
+	cfg.table_capacity = 1024; /* a 4,096-value timer log, handed over past 3,072 */
+	cfg.table_capacity_max = 4096;
+	cfg.sink.minute_closed = sink;
+	m = dts_merger_create(&cfg);
+	cr_assert_not_null(m);
+	c = dts_merger_core(m, 0);
+	dts_merger_step(m, T0 * 1000);
+	for (unsigned round = 0; round < 10; round++) {
+		size_t len = 0;
+
+		for (unsigned j = 0; j < 400; j++, sent++)
+			len += (size_t)snprintf(dgram + len, sizeof(dgram) - len, "api.lat:%u|ms\n", 1 + sent % 100);
+		dts_core_ingest(c, dgram, len, now_s);
+		if (dts_core_tick(c, now_s * 1000))
+			dts_merger_step(m, now_s * 1000);
+	}
+	dts_merger_stats_read(m, &st);
+	cr_expect_geq(st.tables_grown, 1, "a table handed over for its timer log grows");
+	dts_core_flush(c);
+	dts_core_tick(c, now_s * 1000);
+	dts_merger_step(m, (T0 + 66) * 1000); /* the minute closes */
+	cr_assert_eq(nclosed, 1);
+	cr_expect_float_eq(closed_rec(T0 / 60, "api", "lat")->agg.count, 4000, 1e-9, "no value dropped");
+	cr_expect_float_eq(closed_rec(T0 / 60, "api", "lat")->sketch.count, 4000, 1e-9);
+}
+
 Test(merger, destroy_closes_the_open_minute)
 {
 	dts_merger_step(m, T0 * 1000);

@@ -213,8 +213,9 @@ struct dts_merger_cfg {
 	unsigned tick_ms; /* hand-over period of each core */
 	unsigned grace_s; /* close minute M at (M + 1) * 60 + grace_s; 0..60 */
 	uint32_t table_capacity; /* buckets per core table (power of two) */
-	/* Growth: a table whose entries filled up before its tick (more distinct series and slots per tick than half
-	 * its buckets) gets twice the buckets once the merger has folded and emptied it, up to this many (a power of
+	/* Growth: a table that filled up before its tick (more distinct series and slots per tick than half its
+	 * buckets, or more timer values, set members or identity bytes than its logs and arena hold: they scale with
+	 * the buckets) gets twice the buckets once the merger has folded and emptied it, up to this many (a power of
 	 * two >= table_capacity; 0: table_capacity, no growth). Each table is mapped at this size at creation and
 	 * touches only what its current capacity uses, so growing allocates nothing; a core only ever takes a ready
 	 * table from its ring. Tables never shrink. */
