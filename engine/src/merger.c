@@ -1832,6 +1832,7 @@ static void merger_free(struct dts_merger *m)
 
 struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 {
+	const uint32_t room = cfg->table_capacity_max ? cfg->table_capacity_max : cfg->table_capacity; /* largest table */
 	struct dts__table_cfg tcfg;
 	struct dts_merger *m;
 	unsigned per = cfg->tables_per_core;
@@ -1894,11 +1895,11 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	m->cores = calloc(cfg->cores, sizeof(*m->cores));
 	m->pool = calloc((size_t)cfg->cores * per, sizeof(*m->pool));
 	/* per bucket of the largest table; only as much as the tables have grown to is touched */
-	m->fold_map = calloc(cfg->table_capacity_max ? cfg->table_capacity_max : cfg->table_capacity, sizeof(*m->fold_map));
+	m->fold_map = calloc(room, sizeof(*m->fold_map));
 	if (!m->ix || !m->dir || !m->ser_free || !m->recpool || !m->cores || !m->pool || !m->fold_map || !m->procs)
 		goto out_free_merger;
 
-	table_cfg(&tcfg, cfg->table_capacity_max ? cfg->table_capacity_max : cfg->table_capacity);
+	table_cfg(&tcfg, room);
 	tcfg.initial = cfg->table_capacity;
 	for (unsigned i = 0; i < cfg->cores; i++) {
 		struct dts_core *c = core_new(m, i);

@@ -649,16 +649,19 @@ void dts_sketch_quantiles2(const struct dts_sketch *a, const struct dts_sketch *
 		n = DTS_SKETCH_QUANTILES_MAX;
 	if (!a)
 		a = &none;
-	if (!b || !(wb > 0.0))
+	if (!b || !(wb > 0.0)) {
 		b = &none;
+		wb = 0.0;
+	}
 	/* the level merge_scaled would reach: an empty destination takes a's level, then b's merge may raise it */
 	qa.level = a->level > b->level ? a->level : b->level;
 	while ((union_span(&a->pos, qa.level - a->level, &b->pos, qa.level - b->level) > DTS_SKETCH_MAX_BINS ||
 		union_span(&a->neg, qa.level - a->level, &b->neg, qa.level - b->level) > DTS_SKETCH_MAX_BINS) &&
 	       qa.level < DTS__SKETCH_MAX_LEVEL)
 		qa.level++;
-	count = 0.0 + a->count * 1.0 + (b != &none ? b->count * wb : 0.0);
-	zero = 0.0 + a->zero * 1.0 + (b != &none ? b->zero * wb : 0.0);
+	/* as merge_scaled sums them (with no b, + 0.0 changes nothing) */
+	count = a->count + b->count * wb;
+	zero = a->zero + b->zero * wb;
 	for (size_t i = 0; i < n; i++) {
 		out[i] = NAN;
 		if (!(count > 0.0) || isnan(q[i]))

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dts/bytes.h"
 #include "dts/native.h"
 #include "dts/storage.h"
 
@@ -357,18 +358,6 @@ static void fuzz_series(const char *s, size_t len)
 
 /* ---- checkpoint chunks ----------------------------------------------------------------------------------------- */
 
-static size_t put_varint(uint8_t *p, uint32_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
 static void fuzz_chunk(const uint8_t *data, size_t size)
 {
 	struct dts_ckpt_reader r;
@@ -395,11 +384,11 @@ static void fuzz_chunk(const uint8_t *data, size_t size)
 		CHECK(slen >= 1 && (const uint8_t *)series >= prev && inside(series, slen, (const char *)data, size));
 		CHECK(val >= (const uint8_t *)series + slen && val + vlen <= data + size);
 		prev = val + vlen;
-		w += put_varint(out + w, (uint32_t)slen);
+		w += dts_put_varint(out + w, slen);
 		CHECK(w + slen <= size);
 		memcpy(out + w, series, slen);
 		w += slen;
-		w += put_varint(out + w, (uint32_t)vlen);
+		w += dts_put_varint(out + w, vlen);
 		CHECK(w + vlen <= size);
 		memcpy(out + w, val, vlen);
 		w += vlen;

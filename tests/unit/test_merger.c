@@ -602,27 +602,34 @@ static void feed_names(int64_t now_s, unsigned base, unsigned n)
 	}
 }
 
-/* A table that fills before its tick comes back from the merger with twice the buckets, up to table_capacity_max;
- * after growing, a core aggregates more distinct series per tick without an early hand-over, and nothing is lost. */
-Test(merger, tables_that_fill_before_their_tick_grow_up_to_the_maximum)
+/* Replace the suite's merger with one core whose 1,024-bucket tables may grow to 4,096; stepped once at T0. */
+static struct dts_core *start_growing(unsigned grace)
 {
 	struct dts_merger_cfg cfg;
-	struct dts_merger_stats st;
-	struct dts_core_stats cs0, cs1;
-	struct dts_core *c;
-	int64_t now_ms = (T0 + 1) * 1000;
 
 	dts_merger_destroy(m, T0 * 1000);
 	m = NULL;
 	dts_merger_cfg_defaults(&cfg);
 	cfg.cores = 1;
-	cfg.table_capacity = 1024; /* early hand-over at 512 entries */
+	cfg.grace_s = grace;
+	cfg.table_capacity = 1024; /* early hand-over at 512 entries or 3,072 timer values */
 	cfg.table_capacity_max = 4096;
 	cfg.sink.minute_closed = sink;
 	m = dts_merger_create(&cfg);
 	cr_assert_not_null(m);
-	c = dts_merger_core(m, 0);
 	dts_merger_step(m, T0 * 1000);
+	return dts_merger_core(m, 0);
+}
+
+/* A table that fills before its tick comes back from the merger with twice the buckets, up to table_capacity_max;
+ * after growing, a core aggregates more distinct series per tick without an early hand-over, and nothing is lost. */
+Test(merger, tables_that_fill_before_their_tick_grow_up_to_the_maximum)
+{
+	struct dts_merger_stats st;
+	struct dts_core_stats cs0, cs1;
+	struct dts_core *c = start_growing(10);
+	int64_t now_ms = (T0 + 1) * 1000;
+
 	dts_merger_stats_read(m, &st);
 	cr_expect_eq(st.table_buckets, 3 * 1024);
 
@@ -660,24 +667,11 @@ Test(merger, tables_that_fill_before_their_tick_grow_up_to_the_maximum)
 Test(merger, a_table_whose_timer_log_fills_grows)
 {
 	static char dgram[400 * 16];
-	struct dts_merger_cfg cfg;
 	struct dts_merger_stats st;
-	struct dts_core *c;
+	struct dts_core *c = start_growing(5); /* a 4,096-value timer log, handed over past 3,072 */
 	const int64_t now_s = T0 + 1;
 	unsigned sent = 0;
 
-	dts_merger_destroy(m, T0 * 1000);
-	m = NULL;
-	dts_merger_cfg_defaults(&cfg);
-	cfg.cores = 1;
-	cfg.grace_s = 5;
-	cfg.table_capacity = 1024; /* a 4,096-value timer log, handed over past 3,072 */
-	cfg.table_capacity_max = 4096;
-	cfg.sink.minute_closed = sink;
-	m = dts_merger_create(&cfg);
-	cr_assert_not_null(m);
-	c = dts_merger_core(m, 0);
-	dts_merger_step(m, T0 * 1000);
 	for (unsigned round = 0; round < 10; round++) {
 		size_t len = 0;
 

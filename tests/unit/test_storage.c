@@ -146,6 +146,19 @@ static struct dts_closed_minute *cm_counter(int64_t minute, const double *vals, 
 	return cm;
 }
 
+/* Write a late part of minute holding one count of the counter u/api/<counter>. */
+static void write_late_one(struct dts_storage *st, int64_t minute, const char *counter)
+{
+	struct dts_closed_minute *cm = cm_new(minute, 1);
+
+	rec_init(&cm->recs[0], "u", "api", counter, "", DTS_COUNTER);
+	rec_add(&cm->recs[0], 1);
+	cm->n = 1;
+	cm->late = true;
+	cr_assert_eq(dts_storage_write_minute(st, cm), 0);
+	dts_closed_minute_release(cm);
+}
+
 /* Points collected by dts_storage_read. */
 struct point {
 	int64_t t;
@@ -2036,16 +2049,7 @@ Test(rollup, premarking_spreads_markers_over_the_hour)
 	}
 	cr_expect_lt(per_minute_max, SERIES / 2, "no minute after the first puts a marker for most series");
 	/* a late part of minute 22:45 (not the newest minute) does not pre-mark */
-	{
-		struct dts_closed_minute *cm = cm_new(H0 * 60 + 45, 1);
-
-		rec_init(&cm->recs[0], "u", "api", "late-only", "", DTS_COUNTER);
-		rec_add(&cm->recs[0], 1);
-		cm->n = 1;
-		cm->late = true;
-		cr_assert_eq(dts_storage_write_minute(st, cm), 0);
-		dts_closed_minute_release(cm);
-	}
+	write_late_one(st, H0 * 60 + 45, "late-only");
 	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|u/api/late-only"), 1);
 	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T23|u/api/late-only"), 0);
 	cr_assert_eq(dts_storage_roll_hours(st, H0 + 1, 0), 2 * SERIES + 1);
@@ -2080,16 +2084,7 @@ Test(rollup, restart_loads_markers_so_the_next_close_puts_none)
 	cr_expect_eq(s.markers_written, (uint64_t)count_keys(st, DTS__CF_CURRENT, "hourq|20231114T23|"),
 		     "after the restart only the next hour's pre-marks are put, none for hour 22");
 	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|"), N_MIXED);
-	{
-		struct dts_closed_minute *cm = cm_new(H0 * 60 + 59, 1);
-
-		rec_init(&cm->recs[0], "u", "api", "newcomer", "", DTS_COUNTER);
-		rec_add(&cm->recs[0], 1);
-		cm->n = 1;
-		cm->late = true;
-		cr_assert_eq(dts_storage_write_minute(st, cm), 0);
-		dts_closed_minute_release(cm);
-	}
+	write_late_one(st, H0 * 60 + 59, "newcomer");
 	cr_expect_eq(count_keys(st, DTS__CF_CURRENT, "hourq|20231114T22|u/api/newcomer"), 1, "a new series: a marker");
 	cr_assert_eq(dts_storage_roll_hours(st, H0, 0), N_MIXED + 1);
 	read_mixed_hours(st, T0 - 86400, T0 + 86400, ps);
