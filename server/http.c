@@ -388,6 +388,12 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 	dts_sb_printf(&b, "dattss_minutes_closed_total %" PRIu64 "\n", ms.minutes_closed);
 	metric_head(&b, "dattss_minute_close_seconds", "gauge", "Duration of the last minute close.");
 	dts_sb_printf(&b, "dattss_minute_close_seconds %.6f\n", (double)ms.close_ns_last / 1e9);
+	metric_head(&b, "dattss_publish_seconds", "gauge",
+		    "Duration of the last 5-second publication walk over every series (folds between slices included).");
+	dts_sb_printf(&b, "dattss_publish_seconds %.6f\n", (double)ms.publish_ns_last / 1e9);
+	metric_head(&b, "dattss_checkpoint_copy_seconds", "gauge",
+		    "Duration of the merger's last checkpoint walk (folds between slices included).");
+	dts_sb_printf(&b, "dattss_checkpoint_copy_seconds %.6f\n", (double)ms.checkpoint_ns_last / 1e9);
 	metric_head(&b, "dattss_tables_grown_total", "counter",
 		    "Worker tables given twice the buckets after filling before their tick.");
 	dts_sb_printf(&b, "dattss_tables_grown_total %" PRIu64 "\n", ms.tables_grown);

@@ -1991,17 +1991,23 @@ unsigned dts_merger_step(struct dts_merger *m, int64_t now_ms)
 		close_minute(m, m->closed_upto);
 	/* The walks below take a slice of the directory at a time and fold what the cores handed over in between. */
 	if (cur_slot != m->pub_slot) {
+		const int64_t t0 = mono_ns();
+
 		publish_begin(m, cur_slot, now_s);
 		while (publish_slice(m))
 			n += fold_pending(m, now_ms);
 		m->pub_slot = cur_slot;
+		__atomic_store_n(&m->stats.publish_ns_last, (uint64_t)(mono_ns() - t0), __ATOMIC_RELAXED);
 	}
 	dts__procs_step(m->procs, now_ms, &m->cfg.sink, false);
 	if (m->cfg.checkpoint_ms && m->cfg.sink.checkpoint && now_ms >= m->next_checkpoint_ms) {
+		const int64_t t0 = mono_ns();
+
 		checkpoint_begin(m, now_s);
 		while (checkpoint_slice(m))
 			n += fold_pending(m, now_ms);
 		m->next_checkpoint_ms = now_ms + m->cfg.checkpoint_ms;
+		__atomic_store_n(&m->stats.checkpoint_ns_last, (uint64_t)(mono_ns() - t0), __ATOMIC_RELAXED);
 	}
 	return n;
 }
