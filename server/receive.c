@@ -44,6 +44,10 @@
 #include "receive.h"
 
 #define DGRAM_MAX 65536 /* largest UDP payload */
+/* Datagrams per recvmmsg on the Unix socket (1 MiB of buffers), and calls per wake-up: at most 64 datagrams, then
+ * the TCP connections get their turn. */
+#define UNIX_BATCH 16
+#define UNIX_ROUNDS 4
 
 struct rx_stats {
 	_Alignas(64) uint64_t recv_calls;
@@ -98,7 +102,10 @@ struct dts_receiver {
 	int unix_fd; /* -1 when off */
 	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct tcp_conn *conns[DTS_RECV_MAX_TCP];
-	char *unix_buf;
+	char *unix_buf; /* UNIX_BATCH x DGRAM_MAX */
+	struct mmsghdr unix_msgs[UNIX_BATCH];
+	struct iovec unix_iov[UNIX_BATCH];
+	struct dts_dgram unix_dgrams[UNIX_BATCH];
 	struct rx_stats stream_stats;
 };
 
@@ -332,6 +339,29 @@ static void tcp_read(struct dts_receiver *r, int i, int64_t now_ms)
 	}
 }
 
+/* Up to UNIX_ROUNDS bursts of the Unix datagram socket into the stream core, each in one engine call. */
+static void unix_read(struct dts_receiver *r, int64_t now_ms)
+{
+	for (int round = 0; round < UNIX_ROUNDS; round++) {
+		int n = recvmmsg(r->unix_fd, r->unix_msgs, UNIX_BATCH, MSG_DONTWAIT, NULL);
+
+		if (n <= 0) {
+			if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				STAT_ADD(r->stream_stats.recv_errors, 1);
+			return;
+		}
+		STAT_ADD(r->stream_stats.recv_calls, 1);
+		for (int i = 0; i < n; i++) {
+			if (r->unix_msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
+				STAT_ADD(r->stream_stats.truncated, 1);
+			r->unix_dgrams[i].len = r->unix_msgs[i].msg_len;
+		}
+		dts_core_ingest_burst(r->stream_core, r->unix_dgrams, (unsigned)n, now_ms / 1000);
+		if (n < UNIX_BATCH)
+			return;
+	}
+}
+
 static void *stream_main(void *arg)
 {
 	struct dts_receiver *r = arg;
@@ -369,14 +399,7 @@ static void *stream_main(void *arg)
 			if (map[k] == -1) {
 				tcp_accept(r);
 			} else if (map[k] == -2) {
-				for (int d = 0; d < 64; d++) { /* bounded burst */
-					ssize_t len = recv(r->unix_fd, r->unix_buf, DGRAM_MAX, MSG_DONTWAIT);
-
-					if (len < 0)
-						break;
-					STAT_ADD(r->stream_stats.recv_calls, 1);
-					dts_core_ingest(r->stream_core, r->unix_buf, (size_t)len, now_ms / 1000);
-				}
+				unix_read(r, now_ms);
 			} else {
 				tcp_read(r, map[k], now_ms);
 			}
@@ -476,7 +499,12 @@ struct dts_receiver *dts_receiver_start(const struct dts_config *cfg, struct dts
 	r->nworkers = cfg->statsd_port ? udp_workers : 0;
 	r->stream_core = dts_merger_core(m, stream_core);
 	r->workers = calloc(udp_workers ? udp_workers : 1, sizeof(*r->workers));
-	r->unix_buf = malloc(DGRAM_MAX);
+	r->unix_buf = malloc((size_t)UNIX_BATCH * DGRAM_MAX);
+	for (unsigned i = 0; r->unix_buf && i < UNIX_BATCH; i++) {
+		r->unix_iov[i] = (struct iovec){ .iov_base = r->unix_buf + (size_t)i * DGRAM_MAX, .iov_len = DGRAM_MAX };
+		r->unix_msgs[i].msg_hdr = (struct msghdr){ .msg_iov = &r->unix_iov[i], .msg_iovlen = 1 };
+		r->unix_dgrams[i].buf = r->unix_iov[i].iov_base;
+	}
 	if (!r->workers || !r->unix_buf || !r->stream_core) {
 		snprintf(err, errlen, "out of memory (or the engine has fewer than workers + 1 cores)");
 		goto out_stop;

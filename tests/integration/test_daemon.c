@@ -267,6 +267,27 @@ Test(daemon, counters_over_unix_datagram_socket)
 	passed();
 }
 
+/* Many datagrams in a row: read in bursts, every one counted once and in the order sent (the gauge's last value). */
+Test(daemon, unix_socket_bursts_keep_every_datagram_in_order)
+{
+	const char *stream[] = { "worker=\"stream\"", NULL };
+	enum { N = 300 };
+	char d[64];
+	json_t *s;
+
+	for (int i = 1; i <= N; i++) {
+		snprintf(d, sizeof(d), "unb.req:%d|c\nunb.level:%d|g", i, i);
+		send_unix(d);
+	}
+	s = expect_series(CURRENT, "unb", "req", "c", NULL, "sum", N * (N + 1) / 2);
+	expect_field(s, "unb.req", "count", N);
+	json_decref(s);
+	s = expect_series(CURRENT, "unb", "level", "g", NULL, "last", N);
+	json_decref(s);
+	cr_expect_eq(dh_metric(&dmn, "dattss_received_packets_total", stream, NULL), N);
+	passed();
+}
+
 /* ---- gauges and timers ------------------------------------------------------------------------------------------ */
 
 Test(daemon, gauge_absolute_then_deltas)
