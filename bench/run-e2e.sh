@@ -11,7 +11,11 @@
 #   SUMMARY bench=e2e names=... rate=... lines_sent=... lines_counted=... loss_pct=... server_cpu_s=...
 #           cpu_s_per_million_lines=... dropped=... rejected=... (then samples, aggregated_loss_pct, kernel_rcvbuf_errors,
 #           server_rss_mb, server_rss_idle_mb, series_live, send_rate, mix, lines_per_datagram, sender_threads,
-#           workers_hit, server_user_s, server_sys_s, server_ctx_switches, lines_per_ctx_switch)
+#           workers_hit, server_user_s, server_sys_s, server_ctx_switches, lines_per_ctx_switch, rx_cpu_s,
+#           merger_cpu_s, storage_cpu_s)
+# rx_cpu_s, merger_cpu_s and storage_cpu_s split server_cpu_s by thread (/proc/PID/task/*/stat, by thread name): the
+# UDP receive workers (their recvmmsg system time included), the merger, and the storage thread with RocksDB's
+# background threads; the rest is the stream, HTTP, alert and main threads. They tell which side bounds a run.
 # server_ctx_switches counts the context switches of all of dattssd's threads (/proc/PID/task/*/status, voluntary and
 # involuntary) over the load and the settle time: mostly receive-worker wake-ups, the cost recv_coalesce_us cuts.
 # lines_counted is what the workers received and decoded; samples is what was aggregated, which is less when the
@@ -145,6 +149,23 @@ cpu_ticks() { # "utime stime" of $pid in clock ticks (fields 14, 15; counted aft
 	awk '{ print $12, $13 }' <<<"$stat"
 }
 
+thread_cpu() { # "rx merger storage" CPU ticks (utime + stime) of $pid's threads by name: dts-rx*, dts-merger,
+	# dts-storage + rocksdb:* (the rest is the stream, HTTP, alert and main threads)
+	local t comm stat rx=0 mg=0 st=0 c
+	for t in /proc/"$pid"/task/*; do
+		comm=$(<"$t/comm") 2>/dev/null || continue
+		stat=$(<"$t/stat") 2>/dev/null || continue
+		stat=${stat##*) }
+		c=$(awk '{ print $12 + $13 }' <<<"$stat")
+		case $comm in
+		dts-rx*) rx=$((rx + c)) ;;
+		dts-merger) mg=$((mg + c)) ;;
+		dts-storage | rocksdb:*) st=$((st + c)) ;;
+		esac
+	done
+	echo "$rx $mg $st"
+}
+
 ctx_switches() { # context switches of all of $pid's threads so far (voluntary + involuntary): its wake-ups
 	cat /proc/"$pid"/task/*/status 2>/dev/null |
 		awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'
@@ -193,6 +214,7 @@ m0=$(http_get /metrics)
 lines0=$(metric_sum dattss_received_lines_total <<<"$m0")
 samples0=$(metric_sum dattss_samples_total <<<"$m0")
 cpu0=$(cpu_ticks)
+thr0=$(thread_cpu)
 ctx0=$(ctx_switches)
 rss_idle=$(rss_mb)
 rcv0=$(rcvbuf_errors)
@@ -229,6 +251,7 @@ while :; do
 done
 
 cpu1=$(cpu_ticks)
+thr1=$(thread_cpu)
 ctx1=$(ctx_switches)
 rss=$(rss_mb)
 rcv1=$(rcvbuf_errors)
@@ -244,8 +267,8 @@ clk=$(getconf CLK_TCK)
 awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_counted" -v c0="$cpu0" -v c1="$cpu1" \
 	-v clk="$clk" -v dropped="$dropped" -v rejected="$rejected" -v samples="$samples" -v rcv=$((rcv1 - rcv0)) \
 	-v rss="$rss" -v rss_idle="$rss_idle" -v series="$series" -v srate="$send_rate" -v mix="$mix" -v lpd="$lpd" \
-	-v threads="$threads" -v hit="$workers_hit" -v ctx=$((ctx1 - ctx0)) 'BEGIN {
-	split(c0, a, " "); split(c1, b, " ")
+	-v threads="$threads" -v hit="$workers_hit" -v ctx=$((ctx1 - ctx0)) -v t0="$thr0" -v t1="$thr1" 'BEGIN {
+	split(c0, a, " "); split(c1, b, " "); split(t0, ta, " "); split(t1, tb, " ")
 	user = (b[1] - a[1]) / clk; sys = (b[2] - a[2]) / clk; cpu = user + sys
 	loss = sent > 0 ? (sent - counted) * 100 / sent : 0
 	aloss = sent > 0 ? (sent - samples) * 100 / sent : 0
@@ -258,7 +281,9 @@ awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_c
 	printf " server_rss_mb=%s server_rss_idle_mb=%s series_live=%s send_rate=%s mix=%s lines_per_datagram=%s", \
 		rss, rss_idle, series, srate, mix, lpd
 	printf " sender_threads=%s workers_hit=%s server_user_s=%.2f server_sys_s=%.2f", threads, hit, user, sys
-	printf " server_ctx_switches=%s lines_per_ctx_switch=%.0f\n", ctx, (ctx > 0 ? counted / ctx : 0)
+	printf " server_ctx_switches=%s lines_per_ctx_switch=%.0f", ctx, (ctx > 0 ? counted / ctx : 0)
+	printf " rx_cpu_s=%.2f merger_cpu_s=%.2f storage_cpu_s=%.2f\n", (tb[1] - ta[1]) / clk, (tb[2] - ta[2]) / clk, \
+		(tb[3] - ta[3]) / clk
 }'
 if [ "$dropped" != 0 ]; then
 	echo "run-e2e: dropped by reason: $(awk '/^dattss_dropped_total\{/ && $NF > 0 { printf "%s%s=%s", sep, $1, $NF; sep = " " }' <<<"$m1")" >&2
