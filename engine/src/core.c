@@ -53,25 +53,31 @@ struct batch {
 };
 
 /*
- * The identity hash of a series: the user's hash, the type and the process length in the seed, then the bytes
- * "process SEP counter" joined (n bytes, the process being plen of them), then the canonical tags. plen in the seed
- * tells "a.b"+"c" from "a"+"b.c", whose joined bytes are equal. Every path that keys a table entry - statsd and
- * DaTtSs lines, native datagrams, PUT /agg partials, and the merger restoring closed minutes (dts__sample_hash) -
- * computes it here, so a series gets the same hash whichever way it arrives (test_table checks the paths against
- * each other); the merger compares full identities after the hash.
+ * The identity hash of a series: the user's hash as the seed (ident_seed), the bytes "process SEP counter" joined
+ * (n bytes, the process being plen of them) with n, the type and plen in the last block's mix, then the canonical
+ * tags. plen tells "a.b"+"c" from "a"+"b.c", whose joined bytes are equal. Every path that keys a table entry -
+ * statsd and DaTtSs lines, native datagrams, PUT /agg partials, and the merger restoring closed minutes
+ * (dts__sample_hash) - computes it here, so a series gets the same hash whichever way it arrives (test_table
+ * checks the paths against each other); the merger compares full identities after the hash.
  * Built for the names statsd lines carry (10-60 bytes) rather than on dts_hash64: 32 bytes per round, the tail as
- * two overlapping 16-byte halves (17..32 bytes: no branch per length class), two multiplications for a 20-byte name.
+ * two overlapping 16-byte halves (17..32 bytes: no branch per length class), three multiplications for a 20-byte
+ * name (the length, type and plen go into the last block's multiplication rather than a seed round of their own).
  * Its value is not stored anywhere: tables and the merger recompute it.
  */
-static inline __attribute__((always_inline)) uint64_t ident_hash(uint64_t uh, uint8_t type, size_t plen,
+static inline uint64_t ident_seed(uint64_t uh)
+{
+	return uh ^ 0x2d358dccaa6c78a5ULL;
+}
+
+static inline __attribute__((always_inline)) uint64_t ident_hash(uint64_t seed, uint8_t type, size_t plen,
 								  const char *joined, size_t n, const char *tags,
 								  size_t tags_len)
 {
 	const uint64_t k0 = 0xa0761d6478bd642fULL, k1 = 0xe7037ed1a0b428dbULL, k2 = 0x8ebc6af09c88c6e3ULL,
 		       k3 = 0x589965cc75374cc3ULL;
 	const unsigned char *p = (const unsigned char *)joined;
-	uint64_t h = dts__mix(uh ^ ((uint64_t)type << 56) ^ ((uint64_t)plen << 40) ^ k0, (uint64_t)n ^ k1);
-	uint64_t a, b;
+	const uint64_t meta = (uint64_t)n ^ ((uint64_t)type << 56) ^ ((uint64_t)plen << 40);
+	uint64_t h = seed, a, b;
 	size_t left = n;
 
 	if (__builtin_expect(left > 32, 0)) {
@@ -96,7 +102,7 @@ static inline __attribute__((always_inline)) uint64_t ident_hash(uint64_t uh, ui
 		a = left ? ((uint64_t)p[0] << 16) | ((uint64_t)p[left >> 1] << 8) | p[left - 1] : 0;
 		b = 0;
 	}
-	h = dts__mix(a ^ k2 ^ h, b ^ k3 ^ n);
+	h = dts__mix(a ^ k2 ^ h, b ^ k3 ^ meta);
 	h ^= dts__mix(h, 0x9e3779b97f4a7c15ULL);
 	if (tags_len)
 		h = dts_hash64(tags, tags_len, h);
@@ -115,13 +121,13 @@ static inline __attribute__((always_inline)) uint64_t sample_hash(const struct d
 	size_t n = (size_t)s->process_len + 1 + s->counter_len;
 
 	if (s->counter == s->process + s->process_len + 1 && s->process[s->process_len] == sep)
-		return ident_hash(uh, s->type, s->process_len, s->process, n, s->tags, s->tags_len);
+		return ident_hash(ident_seed(uh), s->type, s->process_len, s->process, n, s->tags, s->tags_len);
 	if (n > sizeof(buf))
 		n = sizeof(buf); /* defensive: decoders bound both parts by DTS_MAX_NAME */
 	memcpy(buf, s->process, s->process_len);
 	buf[s->process_len] = sep;
 	memcpy(buf + s->process_len + 1, s->counter, n - s->process_len - 1);
-	return ident_hash(uh, s->type, s->process_len, buf, n, s->tags, s->tags_len);
+	return ident_hash(ident_seed(uh), s->type, s->process_len, buf, n, s->tags, s->tags_len);
 }
 
 uint64_t dts__sample_hash(const struct dts_core *c, const struct dts_sample *s)
@@ -652,7 +658,7 @@ static unsigned ingest_native(struct dts_core *c, const uint8_t *buf, size_t len
 		size_t jn = (size_t)msg.process_len + 1 + p->name_len; /* <= DTS_MAX_NAME: checked by dts_native_open */
 
 		memcpy(joined + msg.process_len + 1, p->name, p->name_len);
-		np[n].pd.hash = ident_hash(uh, p->type, msg.process_len, joined, jn, p->tags, p->tags_len);
+		np[n].pd.hash = ident_hash(ident_seed(uh), p->type, msg.process_len, joined, jn, p->tags, p->tags_len);
 		np[n].pd.slot = slot;
 		np[n].pd.bucket = dts__table_bucket(t, np[n].pd.hash, slot);
 		__builtin_prefetch(&t->entries[np[n].pd.bucket], 1, 3);
@@ -728,8 +734,8 @@ int dts_core_ingest_partial(struct dts_core *c, const struct dts_partial_in *p, 
 	memcpy(joined, id.process, id.process_len);
 	joined[id.process_len] = c->dcfg->process_sep;
 	memcpy(joined + id.process_len + 1, p->counter, clen);
-	pd.hash = ident_hash(dts_hash64(id.user, id.user_len, DTS_HASH_SEED), id.type, id.process_len, joined,
-			     (size_t)id.process_len + 1 + clen, id.tags, id.tags_len);
+	pd.hash = ident_hash(ident_seed(dts_hash64(id.user, id.user_len, DTS_HASH_SEED)), id.type, id.process_len,
+			     joined, (size_t)id.process_len + 1 + clen, id.tags, id.tags_len);
 	pd.slot = (uint32_t)(p->slot_s / DTS_SLOT_SECONDS);
 	pd.bucket = dts__table_bucket(t, pd.hash, pd.slot);
 	if (!table_rel(c, t, pd.slot, &rel))
@@ -767,7 +773,7 @@ struct line_env {
 	struct dts__table *t; /* only dts_core_tick replaces c->active: fixed for the call */
 	int64_t now_s;
 	uint64_t now_mix; /* dts__slot_mix(now_slot) */
-	uint64_t uh; /* c->user_hash */
+	uint64_t seed; /* ident_seed(c->user_hash) */
 	uint32_t now_slot;
 	char sep; /* dts__statsd_sep(cfg) */
 };
@@ -779,7 +785,7 @@ static inline void line_env_init(const struct dts_core *c, struct line_env *env,
 	env->now_s = now_s;
 	env->now_slot = (uint32_t)(now_s / DTS_SLOT_SECONDS);
 	env->now_mix = dts__slot_mix(env->now_slot);
-	env->uh = c->user_hash;
+	env->seed = ident_seed(c->user_hash);
 	env->sep = dts__statsd_sep(c->dcfg);
 }
 
@@ -800,43 +806,59 @@ static inline __attribute__((always_inline)) uint64_t ingest_lines(struct dts_co
 								   size_t len)
 {
 	const char *p = buf, *const end = buf + len;
+	/* The next free sample and pending record (b->n of each in use), kept in registers: b->n is written back
+	 * before every call that takes b, and read again after it. */
+	struct dts_sample *s = &b->s[b->n];
+	struct pending *pd = &b->p[b->n];
 	uint64_t fast = 0;
 
-	while (p < end) {
-		struct dts_sample *s;
+	if (len == 0)
+		return 0;
+	for (;;) {
 		const char *next;
-		size_t joined;
+		size_t joined, plen;
+		uint8_t type;
 		int r;
 
-		if (b->n >= DTS_INGEST_BATCH)
+		if (pd >= &b->p[DTS_INGEST_BATCH]) {
+			b->n = (unsigned)(pd - b->p);
 			flush_batch(c, b);
-		s = &b->s[b->n];
-		r = dts__statsd_fast(env->cfg, env->sep, p, end, s, &next, &joined, false);
+			s = b->s;
+			pd = b->p;
+		}
+		r = dts__statsd_fast_id(env->cfg, env->sep, p, end, s, &next, &joined, &plen, &type, false);
 		if (__builtin_expect(r == DTS__FAST_DONE, 1)) {
 			/* The identity's bytes are the name, in the line, unless the process is the default one. */
-			uint64_t h = joined ? ident_hash(env->uh, s->type, s->process_len, p, joined, "", 0)
-					    : sample_hash(c, s);
-			struct pending *pd = &b->p[b->n++];
+			uint64_t h = joined ? ident_hash(env->seed, type, plen, p, joined, "", 0) : sample_hash(c, s);
 
 			pd->hash = h;
 			pd->slot = env->now_slot;
 			pd->bucket = dts__table_bucket_at(env->t, h, env->now_mix);
 			__builtin_prefetch(&env->t->entries[pd->bucket], 1, 3);
+			s++;
+			pd++;
 			fast++;
-		} else if (r == DTS__FAST_SECTIONS) {
-			next = sections_line(c, b, p, next, end, env->now_s);
-		} else if (*p == '\n') {
-			next = p; /* an empty line (the fast path takes no line that starts with '\n') */
 		} else {
-			next = memchr(p, '\n', (size_t)(end - p));
-			if (!next)
-				next = end;
-			decode_line(c, b, p, (size_t)(next - p), env->now_s);
+			b->n = (unsigned)(pd - b->p);
+			if (r == DTS__FAST_SECTIONS) {
+				next = sections_line(c, b, p, next, end, env->now_s);
+			} else if (*p == '\n') {
+				next = p; /* an empty line (the fast path takes no line that starts with '\n') */
+			} else {
+				next = memchr(p, '\n', (size_t)(end - p));
+				if (!next)
+					next = end;
+				decode_line(c, b, p, (size_t)(next - p), env->now_s);
+			}
+			s = &b->s[b->n];
+			pd = &b->p[b->n];
 		}
-		if (next == end)
+		/* next is the line's '\n' or end: the datagram goes on past it unless that is its last byte. */
+		if (next >= end - 1)
 			break;
 		p = next + 1;
 	}
+	b->n = (unsigned)(pd - b->p);
 	return fast;
 }
 

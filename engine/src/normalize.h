@@ -84,7 +84,8 @@ static inline size_t dts__keep_span_scalar(const char *p, size_t n, char sep, si
  * pshufb gives 0 for an index byte >= 0x80, so bytes >= 0x80 are never kept. Spans of 8..32 bytes take no loop and
  * no branch: the first and the last 8 or 16 bytes are loaded (they overlap; a byte seen twice gets the same class)
  * and their masks are merged. Longer spans (a name scanned up to the end of its datagram, see statsd_fast.h) load
- * 16 bytes, then the next 16 if the span goes on, then 16 at a time, the last load again ending at p + n.
+ * the first 32 bytes at once (most names are 16-32 bytes long: one test, not one per half), then 16 at a time, the
+ * last load again ending at p + n.
  * dts__nonkeep16 returns a mask with bit j set when byte j is not kept, and in *sepm bit j set when byte j is sep.
  */
 static inline unsigned dts__nonkeep16(__m128i x, __m128i sepv, unsigned *sepm)
@@ -126,14 +127,10 @@ static inline __attribute__((always_inline)) size_t dts__keep_span(const char *p
 		*sep_at = (unsigned)__builtin_ctzll(sm | bad);
 		return (unsigned)__builtin_ctzll(bad);
 	}
-	/* Longer spans (and a name scanned up to a datagram's end): 16 bytes, the next 16, then a loop. */
+	/* Longer spans (and a name scanned up to a datagram's end): 32 bytes, then a loop. */
 	b0 = dts__nonkeep16(_mm_loadu_si128((const __m128i *)p), sv, &s0);
-	if (b0 != 0) {
-		*sep_at = (unsigned)__builtin_ctz(s0 | b0);
-		return (unsigned)__builtin_ctz(b0);
-	}
 	b1 = dts__nonkeep16(_mm_loadu_si128((const __m128i *)(p + 16)), sv, &s1);
-	bad = (uint64_t)b1 << 16;
+	bad = b0 | (uint64_t)b1 << 16;
 	sm = s0 | (uint64_t)s1 << 16;
 	if (bad != 0) {
 		*sep_at = (unsigned)__builtin_ctzll(sm | bad);
