@@ -18,8 +18,8 @@
  * a minute already closed goes to the sink as a late part, which the store merges into the stored minute.
  *
  * Current state is republished for every changed series when the clock enters a new slot: the aggregate of the last 12
- * closed slots (exact for count, sum, rate, min, max, avg) and, for timers, quantiles of the sketch of the open minute
- * plus the previous minute weighted by the share of it still inside the 60 s window.
+ * closed slots (exact for count, sum, rate, avg, and the min and max of gauges and timers) and, for timers, quantiles
+ * of the sketch of the open minute plus the previous minute weighted by the share of it still inside the 60 s window.
  *
  * Partial aggregates (native datagrams, PUT /agg) arrive as table entries like lines, plus their sketch or set
  * encodings in the table's blob arena: after the entries, each encoding is decoded into the merger's scratch and
@@ -41,7 +41,8 @@
 
 #define NWIN 3
 /* The fold prefetches, FOLD_AHEAD table entries ahead, the index slot of an entry's hash, and FOLD_AHEAD/2 ahead the
- * cache lines of the series found there (header, name, the window and the 5-second slot the entry goes to). */
+ * cache lines of the series found there (header, name, ring_newest, the window and the 5-second slot the entry goes
+ * to). */
 #define FOLD_AHEAD 16
 #define WALK_AHEAD 8 /* series prefetched ahead in walks of the directory */
 /* Directory positions per slice of a publication or checkpoint walk. dts_merger_step folds the tables the cores
@@ -68,10 +69,26 @@ struct win {
 	struct dts_agg agg;
 };
 
-/* A 5-second slot of the moving window (its slot number is in struct series' ring_slot[], to avoid padding). */
-struct slotagg {
-	double sum, count, min, max, lst;
-};
+/*
+ * The 5-second slots of the moving window: a ring of DTS_SLOTS_PER_MINUTE positions in struct series (ring[]), slot S
+ * at position S % 12, each position as many doubles as its type's current state needs: counters and sets sum and
+ * count (16 B), gauges and timers sum, count, min and max (32 B). No slot keeps a last value: a gauge's is
+ * gauge_value, and counters, timers and sets publish none. The positions' slot numbers follow from the series'
+ * ring_newest and ring_prev (see slot_merge).
+ */
+enum { RS_SUM, RS_COUNT, RS_MIN, RS_MAX };
+
+/* Doubles per ring position of a series of type t. */
+static inline unsigned ring_width(uint8_t t)
+{
+	return t == DTS_GAUGE || t == DTS_TIMER ? 4 : 2;
+}
+
+/* Bytes of the ring of a series of type t: 192 (counters, sets) or 384 (gauges, timers). */
+static inline size_t ring_bytes(uint8_t t)
+{
+	return DTS_SLOTS_PER_MINUTE * ring_width(t) * sizeof(double);
+}
 
 /*
  * The published current state of a series, inside it (one cache line; timers' quantiles and sets' distinct count are
@@ -100,14 +117,18 @@ struct set_ext {
 };
 
 /*
- * A series: 808 bytes + its name for every type (docs/architecture.md "Memory"). Timers and sets add one allocation
- * of NWIN sketches or sets (ext), which counters and gauges do not pay for.
+ * A series: 336 bytes (published state, header, windows), then its ring of 5-second slots (192 bytes for counters and
+ * sets, 384 for gauges and timers), then its name; rounded up to SER_GRAIN (docs/architecture.md "Memory"). Timers
+ * and sets add one allocation of NWIN sketches or sets (ext), which counters and gauges do not pay for. The ring is at
+ * a fixed offset and the name after it, at an offset given by the type (ser_name), so a fold finds both from its
+ * entry's type without reading the record first.
  */
 struct series {
 	struct pubstate pub; /* readers: through the sequence lock */
 	/*
 	 * Merger-private from here, except the identity (type, lengths, name) and ext: immutable. Everything a fold
-	 * reads of the header is in this second cache line (up to the gauge fields), which the fold prefetches.
+	 * reads of the header but ring_newest is in this second cache line (up to the gauge fields); the fold prefetches
+	 * it and ring_newest's line.
 	 */
 	uint8_t type;
 	bool gauge_known;
@@ -123,38 +144,56 @@ struct series {
 		struct {
 			double gauge_value;
 			int64_t gauge_slot; /* slot of gauge_value's absolute value */
+			int64_t ring_newest; /* newest slot merged into ring[], -1 before any (third cache line) */
+			uint16_t ring_prev; /* bit p: ring position p holds the slot 12 before its own, or nothing */
 		};
-		struct { /* used only once the series has left the directory, when the gauge is dead */
+		struct { /* used only once the series has left the directory, when the gauge and the ring are dead */
 			struct rcu_head rcu;
 			struct dts_merger *home; /* whose recycle stack takes the record after the grace period */
 			struct cds_lfs_node lfs;
 		};
 	};
 	struct win win[NWIN];
-	int32_t ring_slot[DTS_SLOTS_PER_MINUTE]; /* slot of ring[i], -1 when unused (slots fit until the year 2310) */
-	struct slotagg ring[DTS_SLOTS_PER_MINUTE];
-	char name[]; /* user\0process\0counter\0tags\0 */
+	/* ring_bytes(type) bytes of slots (ring_width(type) doubles per position), then the name: user\0process\0
+	 * counter\0tags\0 */
+	double ring[];
 };
 
-/* The identity parts, in name[]. */
+_Static_assert(offsetof(struct series, type) == 64 && offsetof(struct series, ring_newest) == 128,
+	       "published state in the first cache line, the fold's header in the second");
+_Static_assert(sizeof(struct series) == 336, "docs/architecture.md \"Memory\" gives the record's size");
+_Static_assert(offsetof(struct series, win) == 144, "fold_prefetch takes a window for two cache lines");
+
+/* The name of a series of type t whose record is at s (the type passed, so a prefetch need not read the record). */
+static inline char *ser_name_of(const struct series *s, uint8_t t)
+{
+	return (char *)s->ring + ring_bytes(t);
+}
+
+static inline char *ser_name(const struct series *s)
+{
+	return ser_name_of(s, s->type);
+}
+
+/* The identity parts, in the name. */
 static inline const char *ser_user(const struct series *s)
 {
-	return s->name;
+	return ser_name(s);
 }
 
 static inline const char *ser_process(const struct series *s)
 {
-	return s->name + s->user_len + 1;
+	return ser_name(s) + s->user_len + 1;
 }
 
 static inline const char *ser_counter(const struct series *s)
 {
-	return s->name + s->user_len + s->process_len + 2;
+	return ser_name(s) + s->user_len + s->process_len + 2;
 }
 
 static inline const char *ser_tags(const struct series *s)
 {
-	return s->name + s->user_len + s->process_len + s->counter_len + 3;
+	return ser_name(s) + s->user_len + s->process_len + s->counter_len + 3;
 }
 
 /* The sketch of window w of s (timers), or NULL. */
@@ -292,21 +331,24 @@ struct match_key {
 static bool series_match(const struct series *s, const struct match_key *k)
 {
 	const struct dts__ident *id = k->id;
-	const char *b = id->bytes;
+	const char *b = id->bytes, *n = ser_name_of(s, k->type); /* user\0process\0counter\0tags\0 */
 
 	if (s->type != k->type || s->user_len != id->user_len || s->process_len != id->process_len ||
 	    s->counter_len != id->counter_len || s->tags_len != id->tags_len)
 		return 0;
-	if (memcmp(ser_user(s), b, id->user_len) != 0)
+	if (memcmp(n, b, id->user_len) != 0)
 		return 0;
+	n += id->user_len + 1;
 	b += id->user_len;
-	if (memcmp(ser_process(s), b, id->process_len) != 0)
+	if (memcmp(n, b, id->process_len) != 0)
 		return 0;
+	n += id->process_len + 1;
 	b += id->process_len;
-	if (memcmp(ser_counter(s), b, id->counter_len) != 0)
+	if (memcmp(n, b, id->counter_len) != 0)
 		return 0;
+	n += id->counter_len + 1;
 	b += id->counter_len;
-	return memcmp(ser_tags(s), b, id->tags_len) == 0;
+	return memcmp(n, b, id->tags_len) == 0;
 }
 
 static void win_reset(struct series *s, struct win *w, int64_t minute)
@@ -344,10 +386,13 @@ static void win_release(struct series *s, struct win *w)
 #define SLAB_BYTES ((size_t)2 << 20)
 #define SER_GRAIN 64
 
-/* Bytes of the record of a series whose name[] holds n bytes, rounded to the grain; its class is that / SER_GRAIN. */
-static inline size_t ser_bytes(size_t n)
+/*
+ * Bytes of the record of a series of type t whose name holds n bytes, rounded to the grain; its class is that /
+ * SER_GRAIN. With the ~31-byte names of bench_engine: 576 B for counters and sets, 768 B for gauges and timers.
+ */
+static inline size_t ser_bytes(uint8_t t, size_t n)
 {
-	return (sizeof(struct series) + n + SER_GRAIN - 1) & ~(size_t)(SER_GRAIN - 1);
+	return (sizeof(struct series) + ring_bytes(t) + n + SER_GRAIN - 1) & ~(size_t)(SER_GRAIN - 1);
 }
 
 /* Move every record past its grace period to the free list of its class. Merger thread. */
@@ -448,7 +493,7 @@ static void series_free_rcu(struct rcu_head *head)
 static struct series *series_new(struct dts_merger *m, const struct dts__ident *id, uint8_t type, uint64_t hash)
 {
 	size_t n = (size_t)id->user_len + id->process_len + id->counter_len + id->tags_len + 4;
-	struct series *s = ser_alloc(m, ser_bytes(n));
+	struct series *s = ser_alloc(m, ser_bytes(type, n));
 	const char *src = id->bytes;
 	char *p;
 
@@ -460,7 +505,7 @@ static struct series *series_new(struct dts_merger *m, const struct dts__ident *
 	s->process_len = id->process_len;
 	s->counter_len = id->counter_len;
 	s->tags_len = id->tags_len;
-	p = s->name;
+	p = ser_name(s);
 #define COPY_PART(len)                     \
 	do {                               \
 		memcpy(p, src, (len));     \
@@ -494,8 +539,7 @@ static struct series *series_new(struct dts_merger *m, const struct dts__ident *
 		s->win[i].minute = -1;
 		dts_agg_init(&s->win[i].agg);
 	}
-	for (int i = 0; i < DTS_SLOTS_PER_MINUTE; i++)
-		s->ring_slot[i] = -1;
+	s->ring_newest = -1; /* the first slot merged clears every position */
 	return s;
 
 out_free_series:
@@ -806,27 +850,80 @@ static struct win *series_win(struct dts_merger *m, struct series *s, int64_t mi
 	return w;
 }
 
+/* Empty ring position r of a series whose positions keep min and max when extremes. */
+static inline void slot_clear(double *r, bool extremes)
+{
+	r[RS_SUM] = 0;
+	r[RS_COUNT] = 0;
+	if (extremes) {
+		r[RS_MIN] = INFINITY;
+		r[RS_MAX] = -INFINITY;
+	}
+}
+
+/*
+ * The slot ring. Its invariant: N = ring_newest is the newest slot ever merged (-1 before the first). Ring position p
+ * belongs to slot D(p) = N - ((N - p) mod 12), the one slot of (N - 12, N] at p. Bit p of ring_prev clear: p holds
+ * the values merged for D(p). Bit set: p holds those of D(p) - 12 (a slot that data stamped after it pushed out of
+ * (N - 12, N], and that can still be inside a published window), or nothing. Positions without data have count 0.
+ *
+ * So each position holds the newest slot merged at it, and a slot older than that is not merged, exactly as with a
+ * slot number per position, except for slots 24 or more before N: those are dropped, which only changes a
+ * publication whose window [P - 12, P) reaches 24 slots before N, i.e. after data stamped 12 slots (60 s) or more
+ * ahead of the publication slot P was merged.
+ * Merging slot S:
+ *   - S > N: the positions of slots N + 1 .. S (the last 12 of them) move to their new slot k and get their bit set:
+ *     each keeps its values if it held k - 12 (bit clear and k - 12 <= N), else it is emptied; N becomes S;
+ *   - then, with j = (D(S % 12) - S) / 12: j = 0 merges at S % 12 (emptied first if its bit was set: it held an older
+ *     slot, or nothing), j = 1 merges there if its bit is set (it holds S or nothing), else not (it holds D, newer);
+ *     j >= 2 is not merged. A slot not merged still counts in its minute window.
+ * current_publish adds the positions whose slot (D(p), or D(p) - 12 when the bit is set) is in the window [P - 12, P)
+ * of the publication slot P.
+ */
 static void slot_merge(struct series *s, int64_t slot, const struct dts_agg *a)
 {
+	const unsigned w = ring_width(s->type);
+	const bool extremes = w > RS_MAX; /* gauges and timers keep min and max */
 	const int i = (int)(slot % DTS_SLOTS_PER_MINUTE);
-	struct slotagg *r = &s->ring[i];
+	const uint16_t bit = (uint16_t)(1u << i);
+	double *r = s->ring + (unsigned)i * w;
+	int64_t n = s->ring_newest;
 
-	if (s->ring_slot[i] != slot) {
-		if (s->ring_slot[i] > slot || slot > INT32_MAX)
-			return; /* older than the 60 s window: counts in its minute, not in the current state */
-		s->ring_slot[i] = (int32_t)slot;
-		r->sum = 0;
-		r->count = 0;
-		r->min = INFINITY;
-		r->max = -INFINITY;
-		r->lst = 0;
+	if (slot > n) {
+		int64_t k = slot - n > DTS_SLOTS_PER_MINUTE ? slot - DTS_SLOTS_PER_MINUTE + 1 : n + 1;
+		unsigned q = (unsigned)(k % DTS_SLOTS_PER_MINUTE);
+		unsigned prev = s->ring_prev;
+
+		for (; k <= slot; k++) {
+			if (k - DTS_SLOTS_PER_MINUTE > n || (prev >> q & 1))
+				slot_clear(s->ring + q * w, extremes); /* it held a slot older than k - 12, or nothing */
+			prev |= 1u << q;
+			q = q + 1 == DTS_SLOTS_PER_MINUTE ? 0 : q + 1;
+		}
+		s->ring_prev = (uint16_t)prev;
+		s->ring_newest = n = slot;
 	}
-	r->sum += a->sum;
-	r->count += a->count;
-	r->min = a->min < r->min ? a->min : r->min;
-	r->max = a->max > r->max ? a->max : r->max;
-	if (a->count > 0)
-		r->lst = a->lst;
+	/* j: D(i) is the newest slot <= n at i, so n - D(i) < 12 and (n - slot) / 12 = (D(i) - slot) / 12 */
+	switch ((uint64_t)(n - slot) / DTS_SLOTS_PER_MINUTE) {
+	case 0: /* slot is D(i) */
+		if (s->ring_prev & bit) {
+			s->ring_prev &= (uint16_t)~bit;
+			slot_clear(r, extremes);
+		}
+		break;
+	case 1: /* slot is D(i) - 12 */
+		if (s->ring_prev & bit)
+			break; /* the position holds that slot, or nothing */
+		return; /* the position holds D(i), newer */
+	default:
+		return; /* older than the ring: counts in its minute, not in the current state */
+	}
+	r[RS_SUM] += a->sum;
+	r[RS_COUNT] += a->count;
+	if (extremes) {
+		r[RS_MIN] = a->min < r[RS_MIN] ? a->min : r[RS_MIN];
+		r[RS_MAX] = a->max > r[RS_MAX] ? a->max : r[RS_MAX];
+	}
 }
 
 /* Fold one entry's scalar aggregate into window w and the slot ring; the process was heard at heard_ms. */
@@ -864,7 +961,7 @@ static void fold_entry(struct dts_merger *m, struct series *s, struct win *w, co
 static char *dup_ident(const struct series *s);
 
 /* A closed minute's record of s with aggregate agg, its identity at id (user\0process\0counter\0tags\0, as in
- * s->name), and an empty sketch and set. */
+ * the series' name), and an empty sketch and set. */
 static void rec_fill(struct dts_minute_rec *r, const char *id, const struct series *s, const struct dts_agg *agg)
 {
 	r->user = id;
@@ -1059,8 +1156,14 @@ static void fold_blobs(struct dts_merger *m, const struct dts__table *t)
 /*
  * Prefetch what folding e will touch: its identity, and the series of the first index slot on its probe path whose
  * hash is e's (the index line was prefetched earlier; at half load about 40% of series are not in their home slot).
+ * Always inlined, and it must stay so: a function whose only effects are prefetches is "pure" to gcc (12), which
+ * then deletes the call as having no use for its result. Until session 6 that is what happened: the release builds
+ * never prefetched a series, and the fold waited on every header and name (docs/performance.md, "Session 6: the
+ * fold's prefetches").
  */
-static inline void fold_prefetch(const struct dts_merger *m, const struct dts__table *t, const struct dts__entry *e)
+static inline __attribute__((always_inline)) void fold_prefetch(const struct dts_merger *m,
+								 const struct dts__table *t,
+								 const struct dts__entry *e)
 {
 	const struct series *s = NULL;
 	int64_t slot = (int64_t)t->base_slot + e->slot_rel;
@@ -1075,10 +1178,19 @@ static inline void fold_prefetch(const struct dts_merger *m, const struct dts__t
 	if (!s)
 		return;
 	__builtin_prefetch(&s->type); /* the merger's header, the line after the published state */
-	__builtin_prefetch(s->name);
-	__builtin_prefetch(&s->win[(slot / DTS_SLOTS_PER_MINUTE) % NWIN]);
-	__builtin_prefetch(s->ring_slot);
-	__builtin_prefetch(&s->ring[slot % DTS_SLOTS_PER_MINUTE]);
+	__builtin_prefetch(ser_name_of(s, e->type)); /* s is e's series when its type is e's (series_match) */
+	/* the window: 64 bytes at offset 144 + 64 k, so over two lines */
+	const char *w = (const char *)&s->win[(slot / DTS_SLOTS_PER_MINUTE) % NWIN];
+
+	__builtin_prefetch(w);
+	__builtin_prefetch(w + sizeof(struct win) - 1);
+	__builtin_prefetch(&s->ring_newest);
+	/* the slot's position: 16 or 32 bytes, which a 32-byte position at an odd index splits over two lines */
+	const size_t len = ring_width(e->type) * sizeof(double);
+	const char *r = (const char *)s->ring + (size_t)(slot % DTS_SLOTS_PER_MINUTE) * len;
+
+	__builtin_prefetch(r);
+	__builtin_prefetch(r + len - 1);
 }
 
 static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s)
@@ -1184,27 +1296,31 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 static void current_publish(struct series *s, int64_t cur_slot, int64_t now_s)
 {
 	struct dts_current cv, *v = &cv;
-	int64_t newest = -1;
+	const unsigned w = ring_width(s->type);
+	const bool extremes = w > RS_MAX; /* gauges and timers */
+	const int64_t newest = s->ring_newest;
+	const int nq = (int)(newest % DTS_SLOTS_PER_MINUTE); /* newest's position */
+	const int64_t base = newest - nq; /* position p's slot D(p) is base + p, or base + p - 12 past nq */
 
 	memset(v, 0, sizeof(*v));
 	v->as_of_ms = cur_slot * DTS_SLOT_SECONDS * 1000;
 	v->last_seen_s = s->last_seen_s;
 	v->min = INFINITY;
 	v->max = -INFINITY;
-	v->bot10 = v->top10 = v->p50 = v->p99 = v->distinct = NAN;
-	for (int i = 0; i < DTS_SLOTS_PER_MINUTE; i++) {
-		const struct slotagg *r = &s->ring[i];
-		const int64_t rslot = s->ring_slot[i];
+	v->last = v->bot10 = v->top10 = v->p50 = v->p99 = v->distinct = NAN;
+	/* positions in index order (the order of the sums); their slots as slot_merge describes */
+	for (int i = 0; i < DTS_SLOTS_PER_MINUTE && newest >= 0; i++) {
+		const double *r = s->ring + (unsigned)i * w;
+		const int64_t rslot = base + i - (i > nq ? DTS_SLOTS_PER_MINUTE : 0) -
+				      (s->ring_prev >> i & 1 ? DTS_SLOTS_PER_MINUTE : 0);
 
-		if (rslot < cur_slot - DTS_SLOTS_PER_MINUTE || rslot >= cur_slot || r->count <= 0)
+		if (rslot < cur_slot - DTS_SLOTS_PER_MINUTE || rslot >= cur_slot || r[RS_COUNT] <= 0)
 			continue;
-		v->sum += r->sum;
-		v->count += r->count;
-		v->min = r->min < v->min ? r->min : v->min;
-		v->max = r->max > v->max ? r->max : v->max;
-		if (rslot > newest) {
-			newest = rslot;
-			v->last = r->lst;
+		v->sum += r[RS_SUM];
+		v->count += r[RS_COUNT];
+		if (extremes) {
+			v->min = r[RS_MIN] < v->min ? r[RS_MIN] : v->min;
+			v->max = r[RS_MAX] > v->max ? r[RS_MAX] : v->max;
 		}
 	}
 	if (v->count == 0) {
@@ -1212,6 +1328,8 @@ static void current_publish(struct series *s, int64_t cur_slot, int64_t now_s)
 	} else {
 		v->avg = v->sum / v->count;
 	}
+	if (!extremes) /* counters and sets keep none */
+		v->min = v->max = NAN;
 	v->rate = v->sum / 60.0;
 	if (s->type == DTS_GAUGE)
 		v->last = s->gauge_known ? s->gauge_value : NAN;
@@ -1278,14 +1396,18 @@ static bool publish_slice(struct dts_merger *m)
 	for (uint32_t i = pw->pos; i < end; i++) {
 		struct series *s = dir_get(m, i, memory_order_relaxed), *ahead;
 
+		/* what current_publish reads: WALK_AHEAD ahead the published state, the header and ring_newest; half as
+		 * far ahead, once its header (the type) has arrived, the ring */
 		if (i + WALK_AHEAD < hw && (ahead = dir_get(m, i + WALK_AHEAD, memory_order_relaxed)) != NULL) {
-			/* what current_publish reads: the published state, the header, the slot numbers and slots */
 			__builtin_prefetch(ahead);
 			__builtin_prefetch(&ahead->type);
-			const char *p = (const char *)ahead->ring_slot;
-			const char *pend = (const char *)(ahead->ring + DTS_SLOTS_PER_MINUTE);
+			__builtin_prefetch(&ahead->ring_newest);
+		}
+		if (i + WALK_AHEAD / 2 < hw && (ahead = dir_get(m, i + WALK_AHEAD / 2, memory_order_relaxed)) != NULL) {
+			const char *p = (const char *)ahead->ring;
+			const char *pend = p + ring_bytes(ahead->type);
 
-			for (; p < pend; p += 64)
+			for (p = (const char *)((uintptr_t)p & ~(uintptr_t)63); p < pend; p += 64)
 				__builtin_prefetch(p);
 		}
 		if (!s)
@@ -1332,7 +1454,7 @@ static char *dup_ident(const struct series *s)
 	char *p = malloc(n);
 
 	if (p)
-		memcpy(p, s->name, n);
+		memcpy(p, ser_name(s), n);
 	return p;
 }
 
@@ -1364,7 +1486,7 @@ static char *arena_ident(struct dts_closed_minute *cm, const struct series *s)
 		cm->arena = c;
 	}
 	p = c->data + c->used;
-	memcpy(p, s->name, n);
+	memcpy(p, ser_name(s), n);
 	c->used += n;
 	return p;
 }
@@ -1565,8 +1687,10 @@ static void collect_range(struct dts_merger *m, int64_t lo, int64_t hi, bool clo
 			__builtin_prefetch(&ahead->type);
 			__builtin_prefetch(&ahead->win[lo % NWIN]);
 			__builtin_prefetch(&ahead->win[hi % NWIN]);
-			__builtin_prefetch(ahead->name);
 		}
+		/* the name follows the ring, whose length is the type's: half as far ahead, once the header is in */
+		if (i + WALK_AHEAD / 2 < to && (ahead = dir_get(m, i + WALK_AHEAD / 2, memory_order_relaxed)) != NULL)
+			__builtin_prefetch(ser_name(ahead));
 		if (!s)
 			continue;
 		if (close && s->ext) {
@@ -1877,7 +2001,8 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	m->pub_slot = -1;
 	m->ckpt_full = true;
 	__cds_lfs_init(&m->ser_recycled);
-	m->ser_classes = (unsigned)(ser_bytes(2 * DTS_MAX_USER + 2 * DTS_MAX_NAME + DTS_MAX_TAGS_LEN + 8) / SER_GRAIN);
+	m->ser_classes = (unsigned)(ser_bytes(DTS_GAUGE, 2 * DTS_MAX_USER + 2 * DTS_MAX_NAME + DTS_MAX_TAGS_LEN + 8) /
+				    SER_GRAIN); /* the widest ring (gauges, timers) and the longest name */
 	m->ser_classes++;
 	m->ser_free = calloc(m->ser_classes, sizeof(*m->ser_free));
 	m->recpool = calloc(1, sizeof(*m->recpool));

@@ -3,8 +3,10 @@
  * minute close into the sink, late data, users, expiry, shutdown. Driven with a fake clock (no sleeps).
  */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -853,4 +855,304 @@ Test(merger, restore_refuses_closed_minutes)
 	cr_expect_eq(dts_merger_restore(m, &cm, T0 * 1000), 0);
 	dts_merger_stats_read(m, &st);
 	cr_expect_eq(st.dropped[DTS_DROP_LATE], 1);
+}
+
+/* ---- the 5-second slot ring behind the current state ------------------------------------------------------------ */
+
+/* Ingest a datagram built from fmt on core at now_s and hand the table over. */
+static void feedf(unsigned core, int64_t now_s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void feedf(unsigned core, int64_t now_s, const char *fmt, ...)
+{
+	char dgram[4096];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(dgram, sizeof(dgram), fmt, ap);
+	va_end(ap);
+	cr_assert(n > 0 && (size_t)n < sizeof(dgram));
+	feed(core, now_s, dgram);
+}
+
+/* What each type publishes: counters and sets no extremes and no last value, timers no last value; gauges their
+ * value (after deltas), and the extremes of the window. */
+Test(merger, current_state_fields_per_type)
+{
+	const struct dts_current *c;
+
+	dts_merger_step(m, T0 * 1000);
+	feed(0, T0 + 1, "api.hits:3|c\napi.hits:5|c|@0.5\napi.lat:20|ms\napi.lat:4|ms\napi.lvl:9|g\napi.lvl:-2|g\n"
+			"api.who:x|s\napi.who:y|s\napi.who:x|s");
+	dts_merger_step(m, (T0 + 5) * 1000);
+	c = current(NULL, "api", "hits", DTS_COUNTER);
+	cr_assert_not_null(c);
+	cr_expect_eq(c->sum, 13);
+	cr_expect_eq(c->count, 3);
+	cr_expect_eq(c->rate, 13.0 / 60);
+	cr_expect(isnan(c->min) && isnan(c->max) && isnan(c->last), "a counter publishes no min, max or last");
+	c = current(NULL, "api", "lat", DTS_TIMER);
+	cr_assert_not_null(c);
+	cr_expect_eq(c->count, 2);
+	cr_expect_eq(c->avg, 12);
+	cr_expect_eq(c->min, 4);
+	cr_expect_eq(c->max, 20);
+	cr_expect(isnan(c->last), "a timer publishes no last value");
+	c = current(NULL, "api", "lvl", DTS_GAUGE);
+	cr_assert_not_null(c);
+	cr_expect_eq(c->last, 7, "the value with the delta applied");
+	cr_expect_eq(c->min, 7);
+	cr_expect_eq(c->max, 9);
+	c = current(NULL, "api", "who", DTS_SET);
+	cr_assert_not_null(c);
+	cr_expect_eq(c->distinct, 2);
+	cr_expect(isnan(c->min) && isnan(c->max) && isnan(c->last));
+	/* the window empties: no extremes; the gauge keeps its value */
+	dts_merger_step(m, (T0 + 65) * 1000);
+	c = current(NULL, "api", "lat", DTS_TIMER);
+	cr_expect(c->count == 0 && isnan(c->min) && isnan(c->max) && isnan(c->avg));
+	c = current(NULL, "api", "lvl", DTS_GAUGE);
+	cr_expect(c->count == 0 && isnan(c->min) && isnan(c->max));
+	cr_expect_eq(c->last, 7);
+}
+
+/*
+ * One event of a ring scenario: at T0 + t, feed "api.c:V|c|Tts", "api.t:V|ms|Tts" and "api.g:V|g|Tts" (v != 0; ts =
+ * T0 + stamp) and step the merger, or (v == 0) step and expect the current state: count values of sum, for the timer
+ * and the gauge min and max too (NAN: none).
+ */
+struct ring_ev {
+	int t;
+	int stamp;
+	double v;
+	double count, sum, min, max;
+	const char *why;
+};
+
+static void ring_run(const struct ring_ev *ev, size_t n)
+{
+	static const struct {
+		const char *name;
+		uint8_t type;
+	} ser[] = { { "c", DTS_COUNTER }, { "t", DTS_TIMER }, { "g", DTS_GAUGE } };
+
+	dts_merger_step(m, T0 * 1000);
+	for (size_t i = 0; i < n; i++) {
+		const struct ring_ev *e = &ev[i];
+		const long long ts = T0 + e->stamp;
+
+		if (e->v != 0) {
+			feedf((unsigned)i % 2, T0 + e->t, "api.c:%g|c|T%lld\napi.t:%g|ms|T%lld\napi.g:%g|g|T%lld", e->v, ts,
+			      e->v, ts, e->v, ts);
+			dts_merger_step(m, (T0 + e->t) * 1000);
+			continue;
+		}
+		dts_merger_step(m, (T0 + e->t) * 1000);
+		for (size_t k = 0; k < 3; k++) {
+			const struct dts_current *c = current(NULL, "api", ser[k].name, ser[k].type);
+
+			cr_assert_not_null(c, "event %zu", i);
+			cr_expect_eq(c->as_of_ms, (T0 + e->t) / 5 * 5 * 1000);
+			cr_expect_eq(c->count, e->count, "%s at T0+%d (%s): count %g, want %g", ser[k].name, e->t, e->why,
+				     c->count, e->count);
+			cr_expect_eq(c->sum, e->sum, "%s at T0+%d (%s): sum %g, want %g", ser[k].name, e->t, e->why, c->sum,
+				     e->sum);
+			if (ser[k].type == DTS_COUNTER)
+				continue;
+			cr_expect(isnan(e->min) ? isnan(c->min) : c->min == e->min, "%s at T0+%d (%s): min %g, want %g",
+				  ser[k].name, e->t, e->why, c->min, e->min);
+			cr_expect(isnan(e->max) ? isnan(c->max) : c->max == e->max, "%s at T0+%d (%s): max %g, want %g",
+				  ser[k].name, e->t, e->why, c->max, e->max);
+		}
+	}
+}
+
+/* Data at slots S, S+3 and S+20 (S = T0 / 5): each publication holds exactly the slots of its 60 s window, also after
+ * the ring moved 17 slots at once. */
+Test(merger, ring_publishes_the_slots_inside_the_window)
+{
+	static const struct ring_ev ev[] = {
+		{ 1, 1, 1, 0, 0, 0, 0, "" },
+		{ 5, 0, 0, 1, 1, 1, 1, "slot S closed" },
+		{ 16, 16, 10, 0, 0, 0, 0, "" },
+		{ 17, 0, 0, 1, 1, 1, 1, "slot S+3 still open" },
+		{ 20, 0, 0, 2, 11, 1, 10, "S and S+3" },
+		{ 60, 0, 0, 2, 11, 1, 10, "window [S, S+12)" },
+		{ 65, 0, 0, 1, 10, 10, 10, "S left" },
+		{ 80, 0, 0, 0, 0, NAN, NAN, "S+3 left" },
+		{ 101, 101, 100, 0, 0, 0, 0, "" },
+		{ 105, 0, 0, 1, 100, 100, 100, "S+20 alone (S and S+3's positions now stand for S+12 and S+15)" },
+		{ 160, 0, 0, 1, 100, 100, 100, "window [S+20, S+32)" },
+		{ 165, 0, 0, 0, 0, NAN, NAN, "S+20 left" },
+	};
+
+	ring_run(ev, sizeof(ev) / sizeof(ev[0]));
+}
+
+/* Late data: a slot the ring still holds is in the current state; a slot 12 or more before the newest one with data
+ * (its position holds that newer slot) is not, and must not disturb the newer slot, but is in its minute. */
+Test(merger, late_data_older_than_the_ring_is_only_in_its_minute)
+{
+	static const struct ring_ev ev[] = {
+		{ 61, 61, 1, 0, 0, 0, 0, "" }, /* S+12: minute T0/60 + 1 */
+		{ 121, 121, 1000, 0, 0, 0, 0, "" }, /* S+24 */
+		{ 122, 91, 30, 0, 0, 0, 0, "late by 30 s: S+18" },
+		{ 123, 61, 2, 0, 0, 0, 0, "late by 60 s: S+12, the position of S+24" },
+		{ 123, 66, 4, 0, 0, 0, 0, "S+13: 11 before S+24" },
+		{ 125, 0, 0, 3, 1034, 4, 1000, "window [S+13, S+25): S+13, S+18, S+24" },
+	};
+	const struct dts_minute_rec *r;
+
+	ring_run(ev, sizeof(ev) / sizeof(ev[0]));
+	/* minute T0/60 + 1 closed at T0 + 125 with every value stamped in it */
+	r = closed_rec(T0 / 60 + 1, "api", "c");
+	cr_assert_not_null(r);
+	cr_expect_eq(r->agg.sum, 1 + 30 + 2 + 4);
+	cr_expect_eq(r->agg.count, 4);
+	r = closed_rec(T0 / 60 + 1, "api", "t");
+	cr_assert_not_null(r);
+	cr_expect_eq(r->agg.min, 1);
+	cr_expect_eq(r->sketch.count, 4);
+}
+
+/*
+ * Data stamped ahead of the server's clock (here folded in the step that publishes slot P = S+12, whose window is
+ * [S, S+12)): it is published once its own slot has closed, and does not push the oldest slots of the window out
+ * while it is less than 12 slots ahead.
+ */
+ParameterizedTestParameters(merger, data_ahead_of_the_publication_slot)
+{
+	static int ahead[] = { 0, 1, 2, 5, 11 };
+
+	return cr_make_param_array(int, ahead, sizeof(ahead) / sizeof(ahead[0]));
+}
+
+ParameterizedTest(int *ahead, merger, data_ahead_of_the_publication_slot)
+{
+	const int k = *ahead, t = 60 + 5 * k; /* stamped in slot S+12+k, which shares its ring position with S+k */
+	const struct ring_ev ev[] = {
+		{ 1, 1, 1, 0, 0, 0, 0, "" }, /* slot S */
+		{ 36, 36, 7, 0, 0, 0, 0, "" }, /* slot S+7 */
+		{ 60, t, 100, 0, 0, 0, 0, "" },
+		{ 60, 0, 0, k ? 2 : 1, k ? 8 : 7, k ? 1 : 7, 7, "P = S+12: S and S+7, but S+12 takes S's position" },
+		{ 65, 0, 0, k ? 1 : 2, k ? 7 : 107, 7, k ? 7 : 100, "P = S+13: S left" },
+		{ t + 5, 0, 0, k <= 6 ? 2 : 1, k <= 6 ? 107 : 100, k <= 6 ? 7 : 100, 100, "its slot closed" },
+	};
+
+	ring_run(ev, sizeof(ev) / sizeof(ev[0]));
+}
+
+/*
+ * The ring against a model that keeps a slot number per position (each position holds the newest slot merged at it;
+ * an older slot is not merged): random values over 20 minutes, stamped from 70 s late to 55 s ahead, with gaps;
+ * every publication's count, sum, min and max must be the model's.
+ */
+struct ring_model {
+	int64_t slot[DTS_SLOTS_PER_MINUTE];
+	double sum[DTS_SLOTS_PER_MINUTE], count[DTS_SLOTS_PER_MINUTE], min[DTS_SLOTS_PER_MINUTE],
+		max[DTS_SLOTS_PER_MINUTE];
+};
+
+static void model_merge(struct ring_model *r, int64_t slot, double v)
+{
+	const int i = (int)(slot % DTS_SLOTS_PER_MINUTE);
+
+	if (r->slot[i] != slot) {
+		if (r->slot[i] > slot)
+			return;
+		r->slot[i] = slot;
+		r->sum[i] = r->count[i] = 0;
+		r->min[i] = INFINITY;
+		r->max[i] = -INFINITY;
+	}
+	r->sum[i] += v;
+	r->count[i] += 1;
+	r->min[i] = v < r->min[i] ? v : r->min[i];
+	r->max[i] = v > r->max[i] ? v : r->max[i];
+}
+
+static void model_publish(const struct ring_model *r, int64_t p, struct dts_current *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->min = INFINITY;
+	v->max = -INFINITY;
+	for (int i = 0; i < DTS_SLOTS_PER_MINUTE; i++) {
+		if (r->slot[i] < p - DTS_SLOTS_PER_MINUTE || r->slot[i] >= p || r->count[i] <= 0)
+			continue;
+		v->sum += r->sum[i];
+		v->count += r->count[i];
+		v->min = r->min[i] < v->min ? r->min[i] : v->min;
+		v->max = r->max[i] > v->max ? r->max[i] : v->max;
+	}
+	if (v->count == 0)
+		v->min = v->max = NAN;
+}
+
+Test(merger, ring_matches_a_slot_number_per_position)
+{
+	static const struct {
+		const char *name, *suffix;
+		uint8_t type;
+	} ser[] = { { "c", "c", DTS_COUNTER }, { "t", "ms", DTS_TIMER }, { "g", "g", DTS_GAUGE } };
+	struct ring_model model[3];
+	uint64_t rng = 0x9e3779b97f4a7c15ULL;
+	int64_t closed_upto = T0 / 60 - 1, pub = T0 / 5;
+	unsigned checks = 0, wrong = 0;
+
+	for (int k = 0; k < 3; k++)
+		for (int i = 0; i < DTS_SLOTS_PER_MINUTE; i++)
+			model[k].slot[i] = -1;
+	dts_merger_step(m, T0 * 1000);
+	for (int64_t t = T0 + 1; t < T0 + 1200; t += 1 + (int64_t)(rng >> 33) % 7) {
+		char dgram[4096];
+		size_t len = 0;
+
+		for (int k = 0; k < 3; k++) {
+			rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+			for (int n = t == T0 + 1 ? 1 : (int)((rng >> 40) % 4); n > 0; n--) {
+				int64_t ts;
+				int v;
+
+				rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+				ts = t - 70 + (int64_t)((rng >> 20) % 126);
+				v = 1 + (int)((rng >> 50) % 100);
+				if (ts / 60 < closed_upto)
+					continue; /* its minute is closed: a late part, never in the ring */
+				len += (size_t)snprintf(dgram + len, sizeof(dgram) - len, "api.%s:%d|%s|T%lld\n", ser[k].name,
+							v, ser[k].suffix, (long long)ts);
+				model_merge(&model[k], ts / DTS_SLOT_SECONDS, v);
+			}
+		}
+		if (len)
+			feed((unsigned)(t % 2), t, dgram);
+		dts_merger_step(m, t * 1000);
+		for (int i = 0; i < nclosed; i++)
+			dts_closed_minute_release(closed[i]);
+		for (int i = 0; i < nckpt; i++)
+			dts_closed_minute_release(ckpt[i]);
+		nclosed = nckpt = 0;
+		while ((closed_upto + 1) * 60 + 5 <= t)
+			closed_upto++;
+		if (t / DTS_SLOT_SECONDS == pub)
+			continue;
+		pub = t / DTS_SLOT_SECONDS;
+		for (int k = 0; k < 3; k++) {
+			const struct dts_current *c = current(NULL, "api", ser[k].name, ser[k].type);
+			struct dts_current want;
+			bool ok;
+
+			model_publish(&model[k], pub, &want);
+			cr_assert_not_null(c);
+			ok = c->count == want.count && c->sum == want.sum;
+			if (ser[k].type != DTS_COUNTER)
+				ok = ok && (isnan(want.min) ? isnan(c->min) && isnan(c->max)
+							    : c->min == want.min && c->max == want.max);
+			if (!ok && !wrong++)
+				cr_expect(false, "%s at T0+%lld: count %g sum %g min %g max %g, want %g %g %g %g", ser[k].name,
+					  (long long)(t - T0), c->count, c->sum, c->min, c->max, want.count, want.sum,
+					  want.min, want.max);
+			checks++;
+		}
+	}
+	cr_expect_eq(wrong, 0, "%u of %u publications differ", wrong, checks);
+	cr_expect_gt(checks, 3 * 200);
 }

@@ -400,8 +400,8 @@ struct dts_current {
 	double sum;
 	double rate; /* counters: sum / 60 per second */
 	double avg; /* sum / count */
-	double min, max;
-	double last; /* gauges: the value; others: last value seen */
+	double min, max; /* gauges and timers (NAN otherwise) */
+	double last; /* gauges: the value (NAN otherwise) */
 	double bot10, top10, p50, p99; /* timers: quantiles over the window (NAN otherwise) */
 	double distinct; /* sets: distinct members in the current minute (NAN otherwise) */
 };
