@@ -1280,6 +1280,21 @@ struct walk {
 	int64_t now_ms;
 };
 
+/*
+ * Whether a threshold rule reads the engine's live state (window_min 1) or the store's closed minutes. The live state
+ * keeps per 5-second slot only what each type publishes (docs/architecture.md, "Current state"): no min, max or last
+ * value of a counter's increments, and no last value of a timer. Rules on those stats with window_min 1 read the last
+ * closed minute instead (docs/alerts.md).
+ */
+static bool reads_live_state(const struct dts_alert_rule *r)
+{
+	if (r->window_min > 1)
+		return false;
+	if (r->type == DTS_COUNTER)
+		return r->stat != DTS_STAT_MIN && r->stat != DTS_STAT_MAX && r->stat != DTS_STAT_LST;
+	return r->type != DTS_TIMER || r->stat != DTS_STAT_LST;
+}
+
 /* The statistic of a current state; false when it has no value (see struct dts_alert_obs). */
 static bool current_value(const struct dts_alert_rule *r, const struct dts_current *c, double *out)
 {
@@ -1358,7 +1373,7 @@ static int walk_series(void *arg, const struct dts_series_view *v)
 
 			o->last_ms = v->cur->last_seen_s > 0 ? (end_ms < w->now_ms ? end_ms : w->now_ms) : 0;
 		}
-		else if (r->window_min <= 1)
+		else if (reads_live_state(r))
 			o->has_value = current_value(r, v->cur, &o->value);
 	}
 	return 0;
@@ -1506,7 +1521,7 @@ static void default_observe(void *ctx, const struct dts_alert_rule *rules, size_
 
 		if (r->kind == DTS_ALERT_STOPPED_RESPONDING)
 			procs[w.nprocs++] = (struct hidx){ process_hash(r->user, r->process), i };
-		else if (r->kind == DTS_ALERT_STOPPED_WORKING || r->window_min <= 1)
+		else if (r->kind == DTS_ALERT_STOPPED_WORKING || reads_live_state(r))
 			series[w.nseries++] =
 				(struct hidx){ series_hash(r->user, r->process, r->counter, r->tags, r->type), i };
 	}
@@ -1520,7 +1535,7 @@ static void default_observe(void *ctx, const struct dts_alert_rule *rules, size_
 		const struct dts_alert_rule *r = &rules[i];
 		bool threshold = r->kind == DTS_ALERT_ABOVE || r->kind == DTS_ALERT_BELOW;
 
-		if (threshold && r->window_min > 1)
+		if (threshold && !reads_live_state(r))
 			observe_store_window(a, r, now_ms, &obs[i]);
 		else if (threshold && !seen[i] &&
 			 (r->stat == DTS_STAT_SUM || r->stat == DTS_STAT_COUNT || r->stat == DTS_STAT_RATE))

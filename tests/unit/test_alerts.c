@@ -719,6 +719,65 @@ Test(engine, windows_and_last_data_from_the_store)
 	dts_alerts_close(a);
 }
 
+/*
+ * The live state keeps no min, max or last value of a counter (nor a timer's last value): rules on those with
+ * window_min 1 read the last closed minute, while a counter's sum still comes from the live state (here: no engine,
+ * so nothing live, 0).
+ */
+Test(engine, live_window_stats_the_live_state_lacks_come_from_the_last_closed_minute)
+{
+	const int64_t m = 28333333;
+	struct dts_minute_rec rec = { .user = "u", .process = "api", .counter = "q", .tags = "", .type = DTS_COUNTER };
+	struct dts_closed_minute cm = { .n = 1, .recs = &rec };
+	const struct dts_agg aggs[] = { { 10, 2, 4, 6, 4, 6 }, { 30, 3, 5, 15, 10, 5 } }; /* minutes m, m + 1 */
+	const struct {
+		const char *stat;
+		double want;
+	} stats[] = { { "min", 5 }, { "max", 15 }, { "lst", 5 }, { "sum", 0 } };
+	struct dts_alerts_cfg cfg;
+	struct dts_alerts *a;
+	char err[256], rule[256], ids[4][16];
+	json_t *l, *r;
+	size_t i, found = 0;
+
+	for (i = 0; i < 2; i++) {
+		cm.minute = m + (int64_t)i;
+		rec.agg = aggs[i];
+		cr_assert_eq(dts_storage_write_minute(st, &cm), 0);
+	}
+	dts_alerts_cfg_defaults(&cfg);
+	cfg.st = st;
+	cfg.clock = test_clock;
+	cfg.grace_s = 10;
+	a = dts_alerts_open(&cfg, err, sizeof(err));
+	cr_assert_not_null(a, "%s", err);
+	for (i = 0; i < sizeof(stats) / sizeof(stats[0]); i++) {
+		snprintf(rule, sizeof(rule), "{\"kind\":\"above\",\"process\":\"api\",\"counter\":\"q\",\"type\":\"c\","
+					     "\"stat\":\"%s\",\"limit\":1e9}", stats[i].stat);
+		add(a, "u", rule, ids[i]);
+	}
+	/* Minute m + 1 is the last closed one at (m + 2) * 60 + 20 with a 10 s grace. */
+	now_ms = ((m + 2) * 60 + 20) * 1000;
+	dts_alerts_round(a, now_ms);
+	l = dts_alerts_list(a, "u");
+	json_array_foreach(json_object_get(l, "rules"), i, r) {
+		const char *id = json_string_value(json_object_get(r, "id"));
+		const json_t *v = json_object_get(r, "value");
+
+		for (size_t k = 0; k < sizeof(stats) / sizeof(stats[0]); k++) {
+			if (strcmp(id, ids[k]) != 0)
+				continue;
+			found++;
+			cr_expect(json_is_number(v), "%s: no value", stats[k].stat);
+			cr_expect_float_eq(json_number_value(v), stats[k].want, 1e-9, "%s with window_min 1: %g, want %g",
+					   stats[k].stat, json_number_value(v), stats[k].want);
+		}
+	}
+	cr_expect_eq(found, sizeof(stats) / sizeof(stats[0]));
+	json_decref(l);
+	dts_alerts_close(a);
+}
+
 /* ---- the notifier ---------------------------------------------------------------------------------------------- */
 
 struct sent {
