@@ -24,7 +24,8 @@
  * of the per-line figure.
  *
  * Output: progress on stderr once per second, then exactly one line on stdout:
- *   SUMMARY bench=engine names=K mix=... lines_per_datagram=N burst=B warmup=S lines=... seconds=... lines_per_sec=...
+ *   SUMMARY bench=engine names=K mix=... lines_per_datagram=N burst=B table_capacity=C table_capacity_max=M warmup=S
+ *           lines=... seconds=... lines_per_sec=...
  *           ns_per_line=... ingest_ns_per_line=... merge_ns_per_line=... rejected=... dropped=... rss_mb=...
  *           rss_base_mb=... series_live=... bytes_per_series=...
  * Every figure after warmup= is for the measured run only (the --warmup seconds are fed first and not counted).
@@ -264,8 +265,8 @@ static void usage(FILE *out)
 		"  --seed N                traffic PRNG seed (default 1)\n"
 		"  --tick-ms MS            core hand-over period (default 1000, as dattssd)\n"
 		"  --table-capacity N      buckets per core table, power of two (default 65536, as dattssd)\n"
-		"  --table-capacity-max N  tables that fill before their tick grow up to N buckets (default 0: no growth;\n"
-		"                          dattssd's default is 524288)\n"
+		"  --table-capacity-max N  tables that fill before their tick grow up to N buckets (default 524288, as\n"
+		"                          dattssd; 0: no growth)\n"
 		"  --pool-mb MB            size of the pregenerated datagram pool, cycled (default 64)\n"
 		"  --quiet                 no progress on stderr\n"
 		"  --help\n",
@@ -316,7 +317,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->seed = 1;
 	o->tick_ms = 1000;
 	o->table_capacity = 1u << 16;
-	o->table_capacity_max = 0;
+	o->table_capacity_max = 1u << 19;
 	o->pool_mb = 64;
 	o->quiet = false;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -590,11 +591,11 @@ int main(int argc, char **argv)
 	}
 	rss = rss_mb();
 
-	printf("SUMMARY bench=engine names=%" PRIu64 " mix=%s lines_per_datagram=%u burst=%u warmup=%.0f lines=%" PRIu64
-	       " seconds=%.3f lines_per_sec=%.0f ns_per_line=%.2f ingest_ns_per_line=%.2f merge_ns_per_line=%.2f"
+	printf("SUMMARY bench=engine names=%" PRIu64 " mix=%s lines_per_datagram=%u burst=%u table_capacity=%u"
+	       " table_capacity_max=%u warmup=%.0f lines=%" PRIu64 " seconds=%.3f lines_per_sec=%.0f ns_per_line=%.2f ingest_ns_per_line=%.2f merge_ns_per_line=%.2f"
 	       " rejected=%" PRIu64 " dropped=%" PRIu64 " rss_mb=%.1f rss_base_mb=%.1f series_live=%" PRIu64
 	       " bytes_per_series=%.0f\n",
-	       o.names, mixs, o.lpd, o.burst, o.warmup, r.lines, (double)r.wall_ns / 1e9,
+	       o.names, mixs, o.lpd, o.burst, o.table_capacity, o.table_capacity_max, o.warmup, r.lines, (double)r.wall_ns / 1e9,
 	       (double)r.lines / ((double)r.wall_ns / 1e9),
 	       (double)r.wall_ns / (double)r.lines, (double)r.ingest_ns / (double)r.lines,
 	       (double)r.merge_ns / (double)r.lines, rejected, dropped, rss, rss_base, ms.series_live,
