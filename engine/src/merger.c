@@ -41,8 +41,7 @@
 
 #define NWIN 3
 /* The fold prefetches, FOLD_AHEAD table entries ahead, the index slot of an entry's hash, and FOLD_AHEAD/2 ahead the
- * cache lines of the series found there (header, name, ring_newest, the window and the 5-second slot the entry goes
- * to). */
+ * cache lines of the series found there (header, name, the window and the 5-second slot the entry goes to). */
 #define FOLD_AHEAD 16
 #define WALK_AHEAD 8 /* series prefetched ahead in walks of the directory */
 /* Directory positions per slice of a publication or checkpoint walk. dts_merger_step folds the tables the cores
@@ -117,18 +116,19 @@ struct set_ext {
 };
 
 /*
- * A series: 336 bytes (published state, header, windows), then its ring of 5-second slots (192 bytes for counters and
- * sets, 384 for gauges and timers), then its name; rounded up to SER_GRAIN (docs/architecture.md "Memory"). Timers
- * and sets add one allocation of NWIN sketches or sets (ext), which counters and gauges do not pay for. The ring is at
- * a fixed offset and the name after it, at an offset given by the type (ser_name), so a fold finds both from its
- * entry's type without reading the record first.
+ * A series: 320 bytes (published state, header, windows: five cache lines), then its ring of 5-second slots (192
+ * bytes for counters and sets, 384 for gauges and timers), then its name; rounded up to SER_GRAIN
+ * (docs/architecture.md "Memory"). Timers and sets add one allocation of NWIN sketches or sets (ext), which counters
+ * and gauges do not pay for. The ring is at a fixed offset and the name after it, at an offset given by the type
+ * (ser_name), so a fold finds both from its entry's type without reading the record first.
+ * A fold touches four lines of it: the header, its window, its slot's position and the name (series_match).
  */
 struct series {
 	struct pubstate pub; /* readers: through the sequence lock */
 	/*
 	 * Merger-private from here, except the identity (type, lengths, name) and ext: immutable. Everything a fold
-	 * reads of the header but ring_newest is in this second cache line (up to the gauge fields); the fold prefetches
-	 * it and ring_newest's line.
+	 * reads of the header is in this second cache line, which the fold prefetches. Slot numbers are int32: they
+	 * fit until the year 2310; last_seen_s is unsigned 32-bit seconds: until 2106.
 	 */
 	uint8_t type;
 	bool gauge_known;
@@ -136,33 +136,31 @@ struct series {
 	uint8_t cls; /* size class of the record (series memory) */
 	uint32_t dir_slot; /* its position in the merger's directory */
 	uint16_t user_len, process_len, counter_len, tags_len;
-	int64_t last_seen_s;
+	uint32_t last_seen_s; /* unix seconds of the newest data: the start of its slot */
+	int32_t gauge_slot; /* slot of gauge_value's absolute value */
 	struct dts__pstate *proc; /* the state of (user, process), NULL when it could not be created; holds a ref */
 	void *ext; /* timers: struct timer_ext, sets: struct set_ext; else NULL */
 	uint64_t hash;
+	double gauge_value;
+	int32_t ring_newest; /* newest slot merged into ring[], -1 before any */
+	uint16_t ring_prev; /* bit p: ring position p holds the slot 12 before its own, or nothing */
 	union {
-		struct {
-			double gauge_value;
-			int64_t gauge_slot; /* slot of gauge_value's absolute value */
-			int64_t ring_newest; /* newest slot merged into ring[], -1 before any (third cache line) */
-			uint16_t ring_prev; /* bit p: ring position p holds the slot 12 before its own, or nothing */
-		};
-		struct { /* used only once the series has left the directory, when the gauge and the ring are dead */
+		struct win win[NWIN]; /* one cache line each */
+		struct { /* used only once the series has left the directory, when its windows are dead */
 			struct rcu_head rcu;
 			struct dts_merger *home; /* whose recycle stack takes the record after the grace period */
 			struct cds_lfs_node lfs;
 		};
 	};
-	struct win win[NWIN];
 	/* ring_bytes(type) bytes of slots (ring_width(type) doubles per position), then the name: user\0process\0
 	 * counter\0tags\0 */
 	double ring[];
 };
 
-_Static_assert(offsetof(struct series, type) == 64 && offsetof(struct series, ring_newest) == 128,
-	       "published state in the first cache line, the fold's header in the second");
-_Static_assert(sizeof(struct series) == 336, "docs/architecture.md \"Memory\" gives the record's size");
-_Static_assert(offsetof(struct series, win) == 144, "fold_prefetch takes a window for two cache lines");
+_Static_assert(offsetof(struct series, type) == 64 && offsetof(struct series, win) == 128,
+	       "published state in the first cache line, the fold's header in the second, windows aligned after it");
+_Static_assert(sizeof(struct series) == 320, "docs/architecture.md \"Memory\" gives the record's size");
+_Static_assert(sizeof(struct win) == 64, "a window is one cache line");
 
 /* The name of a series of type t whose record is at s (the type passed, so a prefetch need not read the record). */
 static inline char *ser_name_of(const struct series *s, uint8_t t)
@@ -889,6 +887,8 @@ static void slot_merge(struct series *s, int64_t slot, const struct dts_agg *a)
 	double *r = s->ring + (unsigned)i * w;
 	int64_t n = s->ring_newest;
 
+	if (slot > INT32_MAX)
+		return; /* after the year 2310: in its minute only */
 	if (slot > n) {
 		int64_t k = slot - n > DTS_SLOTS_PER_MINUTE ? slot - DTS_SLOTS_PER_MINUTE + 1 : n + 1;
 		unsigned q = (unsigned)(k % DTS_SLOTS_PER_MINUTE);
@@ -901,7 +901,8 @@ static void slot_merge(struct series *s, int64_t slot, const struct dts_agg *a)
 			q = q + 1 == DTS_SLOTS_PER_MINUTE ? 0 : q + 1;
 		}
 		s->ring_prev = (uint16_t)prev;
-		s->ring_newest = n = slot;
+		s->ring_newest = (int32_t)slot;
+		n = slot;
 	}
 	/* j: D(i) is the newest slot <= n at i, so n - D(i) < 12 and (n - slot) / 12 = (D(i) - slot) / 12 */
 	switch ((uint64_t)(n - slot) / DTS_SLOTS_PER_MINUTE) {
@@ -937,7 +938,7 @@ static void fold_entry(struct dts_merger *m, struct series *s, struct win *w, co
 		if (e->flags & DTS__ENT_GAUGE_ABS) {
 			if (!s->gauge_known || slot >= s->gauge_slot) { /* an older slot's value arriving late is not news */
 				s->gauge_value = e->agg.lst;
-				s->gauge_slot = slot;
+				s->gauge_slot = (int32_t)slot;
 			}
 		} else {
 			/* only deltas arrived in this entry: apply them to the known value (0 if none yet) */
@@ -953,7 +954,7 @@ static void fold_entry(struct dts_merger *m, struct series *s, struct win *w, co
 	slot_merge(s, slot, a);
 	s->pub_dirty = true;
 	if (slot * DTS_SLOT_SECONDS > s->last_seen_s)
-		s->last_seen_s = slot * DTS_SLOT_SECONDS;
+		s->last_seen_s = (uint32_t)(slot * DTS_SLOT_SECONDS);
 	if (s->proc)
 		dts__pstate_data(m->procs, s->proc, heard_ms);
 }
@@ -1179,18 +1180,9 @@ static inline __attribute__((always_inline)) void fold_prefetch(const struct dts
 		return;
 	__builtin_prefetch(&s->type); /* the merger's header, the line after the published state */
 	__builtin_prefetch(ser_name_of(s, e->type)); /* s is e's series when its type is e's (series_match) */
-	/* the window: 64 bytes at offset 144 + 64 k, so over two lines */
-	const char *w = (const char *)&s->win[(slot / DTS_SLOTS_PER_MINUTE) % NWIN];
-
-	__builtin_prefetch(w);
-	__builtin_prefetch(w + sizeof(struct win) - 1);
-	__builtin_prefetch(&s->ring_newest);
-	/* the slot's position: 16 or 32 bytes, which a 32-byte position at an odd index splits over two lines */
-	const size_t len = ring_width(e->type) * sizeof(double);
-	const char *r = (const char *)s->ring + (size_t)(slot % DTS_SLOTS_PER_MINUTE) * len;
-
-	__builtin_prefetch(r);
-	__builtin_prefetch(r + len - 1);
+	__builtin_prefetch(&s->win[(slot / DTS_SLOTS_PER_MINUTE) % NWIN]);
+	/* the slot's position: 16 or 32 bytes at a 64-byte aligned ring, so within one line */
+	__builtin_prefetch((const char *)s->ring + (size_t)(slot % DTS_SLOTS_PER_MINUTE) * ring_width(e->type) * 8);
 }
 
 static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s)
@@ -1396,12 +1388,11 @@ static bool publish_slice(struct dts_merger *m)
 	for (uint32_t i = pw->pos; i < end; i++) {
 		struct series *s = dir_get(m, i, memory_order_relaxed), *ahead;
 
-		/* what current_publish reads: WALK_AHEAD ahead the published state, the header and ring_newest; half as
-		 * far ahead, once its header (the type) has arrived, the ring */
+		/* what current_publish reads: WALK_AHEAD ahead the published state and the header; half as far ahead,
+		 * once its header (the type) has arrived, the ring */
 		if (i + WALK_AHEAD < hw && (ahead = dir_get(m, i + WALK_AHEAD, memory_order_relaxed)) != NULL) {
 			__builtin_prefetch(ahead);
 			__builtin_prefetch(&ahead->type);
-			__builtin_prefetch(&ahead->ring_newest);
 		}
 		if (i + WALK_AHEAD / 2 < hw && (ahead = dir_get(m, i + WALK_AHEAD / 2, memory_order_relaxed)) != NULL) {
 			const char *p = (const char *)ahead->ring;
@@ -1848,7 +1839,7 @@ int dts_merger_restore(struct dts_merger *m, const struct dts_closed_minute *cm,
 		win_merge(w, &r->agg, cm->minute * DTS_SLOTS_PER_MINUTE);
 		if (s->type == DTS_GAUGE && r->agg.count > 0) {
 			s->gauge_value = r->agg.lst;
-			s->gauge_slot = cm->minute * DTS_SLOTS_PER_MINUTE;
+			s->gauge_slot = (int32_t)(cm->minute * DTS_SLOTS_PER_MINUTE);
 			s->gauge_known = true;
 		}
 		if ((win_sk(s, w) && dts_sketch_merge(win_sk(s, w), &r->sketch) != 0) ||
@@ -1859,7 +1850,7 @@ int dts_merger_restore(struct dts_merger *m, const struct dts_closed_minute *cm,
 		}
 		int64_t seen = cm->minute * 60 < now_s ? cm->minute * 60 : now_s;
 		if (seen > s->last_seen_s)
-			s->last_seen_s = seen;
+			s->last_seen_s = (uint32_t)seen;
 		restored++;
 	}
 	dts__read_unlock();
