@@ -653,6 +653,22 @@ Test(engine, history_is_pruned)
 
 /* The default observer on the store alone (no engine): windows of closed minutes, and the last data of a series
  * that is not live. */
+/* Alerts on the suite's store, without an engine (nothing live), with a 10 s grace. */
+static struct dts_alerts *alerts_on_store(void)
+{
+	struct dts_alerts_cfg cfg;
+	struct dts_alerts *a;
+	char err[256];
+
+	dts_alerts_cfg_defaults(&cfg);
+	cfg.st = st;
+	cfg.clock = test_clock;
+	cfg.grace_s = 10;
+	a = dts_alerts_open(&cfg, err, sizeof(err));
+	cr_assert_not_null(a, "%s", err);
+	return a;
+}
+
 Test(engine, windows_and_last_data_from_the_store)
 {
 	const int64_t m = 28333333; /* a minute number */
@@ -672,9 +688,8 @@ Test(engine, windows_and_last_data_from_the_store)
 		double want;
 	} stats[] = { { "avg", 8 }, { "sum", 40 }, { "count", 5 }, { "min", 4 }, { "max", 15 }, { "lst", 5 },
 		      { "rate", 40.0 / 180 } };
-	struct dts_alerts_cfg cfg;
 	struct dts_alerts *a;
-	char err[256], rule[256], ids[8][16], sw[16];
+	char rule[256], ids[8][16], sw[16];
 	json_t *l, *r;
 	size_t i;
 
@@ -683,12 +698,7 @@ Test(engine, windows_and_last_data_from_the_store)
 		rec.agg = minutes[i].agg;
 		cr_assert_eq(dts_storage_write_minute(st, &cm), 0);
 	}
-	dts_alerts_cfg_defaults(&cfg);
-	cfg.st = st;
-	cfg.clock = test_clock;
-	cfg.grace_s = 10;
-	a = dts_alerts_open(&cfg, err, sizeof(err));
-	cr_assert_not_null(a, "%s", err);
+	a = alerts_on_store();
 	for (i = 0; i < sizeof(stats) / sizeof(stats[0]); i++) {
 		snprintf(rule, sizeof(rule), "{\"kind\":\"above\",\"process\":\"api\",\"counter\":\"q\",\"type\":\"c\","
 					     "\"stat\":\"%s\",\"limit\":1e9,\"window_min\":3}", stats[i].stat);
@@ -734,9 +744,8 @@ Test(engine, live_window_stats_the_live_state_lacks_come_from_the_last_closed_mi
 		const char *stat;
 		double want;
 	} stats[] = { { "min", 5 }, { "max", 15 }, { "lst", 5 }, { "sum", 0 } };
-	struct dts_alerts_cfg cfg;
 	struct dts_alerts *a;
-	char err[256], rule[256], ids[4][16];
+	char rule[256], ids[4][16];
 	json_t *l, *r;
 	size_t i, found = 0;
 
@@ -745,12 +754,7 @@ Test(engine, live_window_stats_the_live_state_lacks_come_from_the_last_closed_mi
 		rec.agg = aggs[i];
 		cr_assert_eq(dts_storage_write_minute(st, &cm), 0);
 	}
-	dts_alerts_cfg_defaults(&cfg);
-	cfg.st = st;
-	cfg.clock = test_clock;
-	cfg.grace_s = 10;
-	a = dts_alerts_open(&cfg, err, sizeof(err));
-	cr_assert_not_null(a, "%s", err);
+	a = alerts_on_store();
 	for (i = 0; i < sizeof(stats) / sizeof(stats[0]); i++) {
 		snprintf(rule, sizeof(rule), "{\"kind\":\"above\",\"process\":\"api\",\"counter\":\"q\",\"type\":\"c\","
 					     "\"stat\":\"%s\",\"limit\":1e9}", stats[i].stat);
