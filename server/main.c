@@ -34,6 +34,15 @@
 /* The merger wakes this often to fold hand-overs: well under the default 1 s tick so lag stays small. */
 #define MERGER_PERIOD_MS 20
 
+/* Seconds on the monotonic clock: the shutdown logs how long each of its steps took. */
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 struct merger_thread {
 	struct dts_merger *m;
 	struct dts_storage *st; /* checkpoints of a previous life are restored from it before the first step */
@@ -216,6 +225,7 @@ int main(int argc, char **argv)
 	size_t server_secret_len;
 	char err[512], path[4096];
 	sigset_t sigs;
+	double t_stop = mono_s(), t;
 	int rc, sig = 0;
 
 	dts_config_defaults(&cfg);
@@ -417,6 +427,7 @@ int main(int argc, char **argv)
 	dts_info("main", "%s received: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	rc = 0;
 
+	t_stop = mono_s();
 	dts_http_stop(http);
 out_stop_receiver:
 	dts_alerts_close(alerts); /* no more rounds: it reads the engine and the store */
@@ -424,13 +435,24 @@ out_stop_receiver:
 	dts_receiver_stop(rx);
 out_stop_dpdk:
 	dts_dpdk_stop(dpdk); /* before the merger folds the cores' tables */
+	if (rc == 0)
+		dts_info("main", "HTTP, alerts and receivers stopped in %.2f s; closing the open minutes",
+			 mono_s() - t_stop);
 out_stop_merger:
+	t = mono_s();
+	dts_storage_stopping(mt.st); /* the minutes the merger closes now are the last: no memtable flush after them */
 	atomic_store(&mt.stop, true);
 	pthread_join(mt.thread, NULL); /* its destroy closed the open minutes into the sink */
+	dts_info("main", "engine stopped in %.2f s (open minutes handed to the store)", mono_s() - t);
 	dts_graphite_stop(mt.graphite); /* sends what is queued, for a few seconds at most */
 	dts_users_close(users); /* no reader left: HTTP, receivers and cores are stopped */
+	t = mono_s();
 	dts_storage_sink_stop(sink); /* writes what is queued */
+	dts_info("main", "store queue written in %.2f s", mono_s() - t);
+	t = mono_s();
 	dts_storage_close(mt.st);
-	dts_info("main", "stopped");
+	dts_info("main", "store closed in %.2f s; stopped%s", mono_s() - t, rc == 0 ? "" : " (after an error)");
+	if (rc == 0)
+		dts_info("main", "shutdown took %.2f s", mono_s() - t_stop);
 	return rc;
 }

@@ -628,6 +628,12 @@ out_free:
 	return NULL;
 }
 
+void dts_storage_stopping(struct dts_storage *st)
+{
+	if (st)
+		atomic_store_explicit(&st->stopping, true, memory_order_relaxed);
+}
+
 void dts_storage_close(struct dts_storage *st)
 {
 	if (!st)
@@ -639,6 +645,17 @@ void dts_storage_close(struct dts_storage *st)
 	for (size_t i = 0; i < st->n_extra_cf; i++)
 		rocksdb_column_family_handle_destroy(st->extra_cf[i]);
 	free(st->extra_cf);
+	if (st->db && st->cfg.mode == DTS_STORAGE_READ_WRITE && atomic_load(&st->stopping)) {
+		/* The last minutes are in the WAL and the memtables, not in SST files (no flush at a stop): make the WAL
+		 * durable now rather than when the kernel writes it back. */
+		char *rerr = NULL;
+
+		rocksdb_flush_wal(st->db, 1, &rerr);
+		if (rerr) {
+			dts__log(st, 0, "store '%s': syncing the WAL at close: %s", st->data_dir, rerr);
+			rocksdb_free(rerr);
+		}
+	}
 	if (st->db)
 		rocksdb_close(st->db);
 	free_options(st);

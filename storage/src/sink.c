@@ -18,6 +18,11 @@
  * the hours that are due (roll.c) in chunks of about DTS_STORAGE_ROLL_BUDGET_US, looking at the queue between chunks,
  * so a closed minute waits at most one chunk for the roller.
  *
+ * Once the daemon stops (dts_storage_stopping), the minutes family's memtable is switched for a flush after a large
+ * close only when another closed minute is queued behind it: that flush completes during the next close, while one
+ * started after the last close would only delay rocksdb_close, which waits for it and then discards its output (the
+ * WAL holds those minutes; the next open replays them).
+ *
  * Ownership: an entry belongs to the queue from a successful push until the consumer releases it after writing
  * (or skipping, or dropping) it; a refused push is released by the producer at once.
  */
@@ -158,6 +163,17 @@ static bool superseded(const struct dts_storage_sink *s, uint64_t h, uint64_t t)
 	return false;
 }
 
+/* Is a closed minute (not a checkpoint) queued after the entry at h? Storage thread. */
+static bool closed_follows(const struct dts_storage_sink *s, uint64_t h)
+{
+	const uint64_t t = atomic_load_explicit(&s->tail, memory_order_acquire);
+
+	for (uint64_t j = h + 1; j < t; j++)
+		if (!s->ring[j & (s->cap - 1)]->open)
+			return true;
+	return false;
+}
+
 /* Write the closed minute cm, retrying with backoff. Returns true when written, false when given up (stopping, past the deadline). */
 static bool write_with_retry(struct dts_storage_sink *s, struct dts_closed_minute *cm, int64_t *fail_logged_ns)
 {
@@ -216,6 +232,20 @@ static bool write_with_retry(struct dts_storage_sink *s, struct dts_closed_minut
 	}
 }
 
+/* One line per closed minute stored: info while the daemon stops (the operator waits for these), else debug. */
+static void log_stored(const struct dts_storage_sink *s, const struct dts_closed_minute *cm, int64_t t0,
+		       uint64_t queued)
+{
+	struct dts_storage *st = s->st;
+	char when[DTS_STORAGE_TIME_LEN_MINUTE + 1];
+
+	if (dts_storage_time_encode(when, sizeof(when), DTS_RES_MINUTE, cm->minute * 60) < 0)
+		snprintf(when, sizeof(when), "?");
+	dts__log(st, atomic_load_explicit(&st->stopping, memory_order_relaxed) ? 2 : 3,
+		 "minute %s stored: %zu series in %.2f s (%llu more queued)", when, cm->n,
+		 (double)(dts__mono_ns() - t0) / 1e9, (unsigned long long)queued);
+}
+
 static void *sink_main(void *arg)
 {
 	struct dts_storage_sink *s = arg;
@@ -252,6 +282,7 @@ static void *sink_main(void *arg)
 		}
 		struct dts_closed_minute *cm = s->ring[h & (s->cap - 1)];
 		const size_t n = cm->n;
+		const int64_t t0 = dts__mono_ns();
 
 		if (cm->open && superseded(s, h, t)) {
 			DTS__SSTAT_ADD(st->stats.checkpoints_skipped, 1);
@@ -265,6 +296,14 @@ static void *sink_main(void *arg)
 		} else if (!write_with_retry(s, cm, &fail_logged)) {
 			DTS__SSTAT_ADD(st->stats.dropped_minutes[DTS_SDROP_WRITE_FAILED], 1);
 			DTS__SSTAT_ADD(st->stats.dropped_records[DTS_SDROP_WRITE_FAILED], n);
+		} else {
+			const uint64_t more = atomic_load_explicit(&s->tail, memory_order_acquire) - h - 1;
+
+			log_stored(s, cm, t0, more);
+			/* stopping: the memtable is switched only for a close that is not the last (its flush runs during
+			 * the next one and completes; one started after the last close would be thrown away at close) */
+			if (atomic_load_explicit(&st->stopping, memory_order_relaxed) && closed_follows(s, h))
+				dts__flush_after_close(st);
 		}
 		dts_closed_minute_release(cm);
 		DTS__SSTAT_ADD(st->q_deq_records, n);

@@ -105,6 +105,7 @@ struct dts_storage {
 			     * the writer waits for it) */
 	struct dts__committer *committer; /* commits a closed minute's parts (write.c); started by the first split
 					   * minute, stopped by dts_storage_close; under write_lock */
+	_Atomic bool stopping; /* dts_storage_stopping was called: no memtable switch after a close, WAL synced at close */
 	/* Checkpoints (ckpt.c), under write_lock: the chunk being built, the batch of a checkpoint's part (kept: its
 	 * buffer is reused), the next chunk SEQ, and the minutes whose stored SEQs are known to be below it. */
 	uint8_t *ck_buf;
@@ -148,6 +149,11 @@ int dts__write(struct dts_storage *st, rocksdb_writebatch_t *b, size_t len);
 
 /* Stop and free the committer thread (dts_storage_close; no writer running). */
 void dts__committer_stop(struct dts_storage *st);
+
+/* After a large close: switch the minutes family's memtable for a flush when it holds more than write_buffer_bytes,
+ * without waiting (write.c). dts_storage_write_minute calls it, except while stopping: then the sink does, only when
+ * another closed minute is queued (a flush started after the last close would be discarded by rocksdb_close). */
+void dts__flush_after_close(struct dts_storage *st);
 
 /* Account the build + commit time of a closed minute or a checkpoint that began at t0 (batch_ns_*); under write_lock. */
 void dts__account_latency(struct dts_storage *st, int64_t t0);

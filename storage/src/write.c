@@ -331,7 +331,7 @@ static int commit_async(struct dts_storage *st, struct dts__batch *bb)
  * between two closes instead of competing for the CPUs during the next one (a memtable that fills mid-close switches
  * there, and its flush overlaps the rest of the close). A failure only leaves the switch to RocksDB.
  */
-static void flush_after_close(struct dts_storage *st)
+void dts__flush_after_close(struct dts_storage *st)
 {
 	uint64_t active = 0;
 	char *rerr = NULL;
@@ -779,8 +779,8 @@ int dts_storage_write_minute(struct dts_storage *st, const struct dts_closed_min
 	DTS__SSTAT_ADD(st->stats.markers_written, x.markers);
 	DTS__SSTAT_ADD(st->stats.hours_late, x.hours_late);
 	dts__account_latency(st, t0);
-	if (parts > 1)
-		flush_after_close(st);
+	if (parts > 1 && !atomic_load_explicit(&st->stopping, memory_order_relaxed))
+		dts__flush_after_close(st); /* stopping: the sink decides (sink.c, sink_main) */
 out:
 	if (rc < 0 && first_hour_done && parts)
 		st->scan_hour = scan; /* a committed part may hold hour_scan: the next first close keeps it */

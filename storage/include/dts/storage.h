@@ -407,6 +407,16 @@ struct dts_sink dts_storage_sink_get(struct dts_storage_sink *s);
  */
 void dts_storage_sink_stop(struct dts_storage_sink *s);
 
+/*
+ * The daemon is stopping: the closed minutes still to be written are the last ones before dts_storage_close. From now
+ * on the sink switches the minutes family's memtable for a flush after a large close only when another closed minute
+ * is queued behind it (a flush still running when RocksDB closes is waited for, then thrown away: the last closes stay
+ * in the memtable and the WAL, which the next open replays), each closed minute written is logged at info level
+ * (otherwise debug), and dts_storage_close syncs the WAL before closing. Any thread; idempotent. Call it before the
+ * merger's destroy hands over the open minutes.
+ */
+void dts_storage_stopping(struct dts_storage *st);
+
 /* ---- statistics ------------------------------------------------------------------------------------------------ */
 
 /*
