@@ -651,9 +651,7 @@ Test(engine, history_is_pruned)
 	dts_alerts_close(a);
 }
 
-/* The default observer on the store alone (no engine): windows of closed minutes, and the last data of a series
- * that is not live. */
-/* Alerts on the suite's store, without an engine (nothing live), with a 10 s grace. */
+/* Alerts on the suite's store with the default observer and no engine (nothing live), and a 10 s grace. */
 static struct dts_alerts *alerts_on_store(void)
 {
 	struct dts_alerts_cfg cfg;
@@ -669,6 +667,8 @@ static struct dts_alerts *alerts_on_store(void)
 	return a;
 }
 
+/* The default observer on the store alone (no engine): windows of closed minutes, and the last data of a series
+ * that is not live. */
 Test(engine, windows_and_last_data_from_the_store)
 {
 	const int64_t m = 28333333; /* a minute number */
