@@ -2149,14 +2149,27 @@ void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
 	/* Hand the last events and every unsaved process state to the sink. */
 	dts__procs_step(m->procs, now_ms, &m->cfg.sink, true);
 
-	for (uint32_t i = 0, hw = atomic_load_explicit(&m->dir_hw, memory_order_relaxed); i < hw; i++) {
+	/*
+	 * Free every series at once rather than retiring each (an index deletion and a call_rcu per series: 0.6-1.5 s of
+	 * CPU at a million series while the store writes the last minutes). Readers find series only through the
+	 * directory, up to dir_hw: with dir_hw 0 no new walk sees one, and after one grace period no walk that started
+	 * before holds one. The index and the process states' references go with the merger.
+	 */
+	const uint32_t hw = atomic_load_explicit(&m->dir_hw, memory_order_relaxed);
+
+	atomic_store_explicit(&m->dir_hw, 0, memory_order_release);
+	urcu_memb_synchronize_rcu();
+	dts__reclaim_begin(); /* the readers' critical sections happen before the frees (rcu.h) */
+	for (uint32_t i = 0; i < hw; i++) {
 		struct series *s = dir_get(m, i, memory_order_relaxed);
 
 		if (s)
-			series_retire(m, s);
+			series_free_ext(s);
 	}
+	m->nseries = 0;
+	__atomic_store_n(&m->stats.series_live, 0, __ATOMIC_RELAXED);
 	dts__procs_clear(m->procs);
-	urcu_memb_barrier(); /* every retired series' callback has run: the slabs can go */
+	urcu_memb_barrier(); /* every callback queued before (series retired earlier, process states) has run */
 	merger_free(m);
 }
 

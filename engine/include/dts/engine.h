@@ -259,8 +259,9 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg);
 
 /*
  * Destroy: fold what the cores handed over, close every open minute into the sink, hand the last events and every
- * unsaved process state to sink.events, free everything. The cores must have stopped calling into the engine. Call
- * from the merger thread.
+ * unsaved process state to sink.events, free everything. The cores must have stopped calling into the engine, and no
+ * reader may start a read once this is called (one still inside dts_merger_read_* is waited for, one grace period,
+ * before the series are freed). Call from the merger thread.
  */
 void dts_merger_destroy(struct dts_merger *m, int64_t now_ms);
 
