@@ -53,20 +53,18 @@ struct batch {
 };
 
 /*
- * The identity hash of a series: the user's hash as the seed (ident_seed), the bytes "process SEP counter" joined
- * (n bytes, the process being plen of them) with n, the type and plen in the last block's mix, then the canonical
- * tags. plen tells "a.b"+"c" from "a"+"b.c", whose joined bytes are equal. Every path that keys a table entry -
+ * The identity hash of a series: the user's hash (ident_seed), the type and plen mixed with n in a first round, then
+ * the bytes "process SEP counter" joined (n bytes, the process being plen of them), then the canonical tags. plen tells "a.b"+"c" from "a"+"b.c", whose joined bytes are equal. Every path that keys a table entry -
  * statsd and DaTtSs lines, native datagrams, PUT /agg partials, and the merger restoring closed minutes
  * (dts__sample_hash) - computes it here, so a series gets the same hash whichever way it arrives (test_table
  * checks the paths against each other); the merger compares full identities after the hash.
  * Built for the names statsd lines carry (10-60 bytes) rather than on dts_hash64: 32 bytes per round, the tail as
  * two overlapping 16-byte halves (17..32 bytes: no branch per length class), three multiplications for a 20-byte
- * name (the length, type and plen go into the last block's multiplication rather than a seed round of their own).
- * Its value is not stored anywhere: tables and the merger recompute it.
+ * name. Its value is not stored anywhere: tables and the merger recompute it.
  */
 static inline uint64_t ident_seed(uint64_t uh)
 {
-	return uh ^ 0x2d358dccaa6c78a5ULL;
+	return uh ^ 0xa0761d6478bd642fULL; /* k0 of ident_hash's first round, applied once per call */
 }
 
 static inline __attribute__((always_inline)) uint64_t ident_hash(uint64_t seed, uint8_t type, size_t plen,
@@ -76,8 +74,9 @@ static inline __attribute__((always_inline)) uint64_t ident_hash(uint64_t seed, 
 	const uint64_t k0 = 0xa0761d6478bd642fULL, k1 = 0xe7037ed1a0b428dbULL, k2 = 0x8ebc6af09c88c6e3ULL,
 		       k3 = 0x589965cc75374cc3ULL;
 	const unsigned char *p = (const unsigned char *)joined;
-	const uint64_t meta = (uint64_t)n ^ ((uint64_t)type << 56) ^ ((uint64_t)plen << 40);
-	uint64_t h = seed, a, b;
+	/* type, plen and n go through a multiplication of their own: XORed into a data word, they could cancel a
+	 * difference in the name (a counter "x.aaaaaaac" and a timer "x.aaaaaaab" had one hash that way) */
+	uint64_t h = dts__mix(seed ^ ((uint64_t)type << 56) ^ ((uint64_t)plen << 40), (uint64_t)n ^ k1), a, b;
 	size_t left = n;
 
 	if (__builtin_expect(left > 32, 0)) {
@@ -102,7 +101,7 @@ static inline __attribute__((always_inline)) uint64_t ident_hash(uint64_t seed, 
 		a = left ? ((uint64_t)p[0] << 16) | ((uint64_t)p[left >> 1] << 8) | p[left - 1] : 0;
 		b = 0;
 	}
-	h = dts__mix(a ^ k2 ^ h, b ^ k3 ^ meta);
+	h = dts__mix(a ^ k2 ^ h, b ^ k3 ^ n);
 	h ^= dts__mix(h, 0x9e3779b97f4a7c15ULL);
 	if (tags_len)
 		h = dts_hash64(tags, tags_len, h);

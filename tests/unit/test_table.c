@@ -382,6 +382,35 @@ Test(table, identity_hash_sees_every_byte)
 	}
 }
 
+Test(table, identity_hash_type_does_not_cancel_a_byte)
+{
+	/* A type XORed into a word of the name could cancel a byte that differs by as much: a counter "x.aaaaaaac" and
+	 * a timer "x.aaaaaaab" once had one hash, which put a set member into a timer's entry. Every type pair, every
+	 * byte of names of 1..40 bytes, every byte difference equal to the types' difference. */
+	char name[41], other[41];
+
+	for (size_t n = 1; n <= 40; n++) {
+		memset(name, 'a', n);
+		for (unsigned t1 = 0; t1 < DTS_NTYPES; t1++)
+			for (unsigned t2 = 0; t2 < DTS_NTYPES; t2++) {
+				if (t1 == t2)
+					continue;
+				for (size_t i = 0; i < n; i++) {
+					struct dts_sample s1 = { .process = "x", .process_len = 1, .counter = name,
+								 .counter_len = (uint16_t)n, .tags = "", .type = (uint8_t)t1 };
+					struct dts_sample s2 = s1;
+
+					memcpy(other, name, n);
+					other[i] = (char)(other[i] ^ (t1 ^ t2));
+					s2.counter = other;
+					s2.type = (uint8_t)t2;
+					cr_assert_neq(dts__sample_hash(c, &s1), dts__sample_hash(c, &s2),
+						      "length %zu, byte %zu, types %u and %u", n, i, t1, t2);
+				}
+			}
+	}
+}
+
 /* One entry of a table, for comparing two tables: identity hash, slot and the scalar aggregate. */
 static const struct dts__entry *entry_of(const struct dts__table *t, uint64_t hash, int16_t rel)
 {
