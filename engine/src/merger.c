@@ -1182,7 +1182,7 @@ static inline __attribute__((always_inline)) void fold_prefetch(const struct dts
 	__builtin_prefetch(ser_name_of(s, e->type)); /* s is e's series when its type is e's (series_match) */
 	__builtin_prefetch(&s->win[(slot / DTS_SLOTS_PER_MINUTE) % NWIN]);
 	/* the slot's position: 16 or 32 bytes at a 64-byte aligned ring, so within one line */
-	__builtin_prefetch((const char *)s->ring + (size_t)(slot % DTS_SLOTS_PER_MINUTE) * ring_width(e->type) * 8);
+	__builtin_prefetch(s->ring + (size_t)(slot % DTS_SLOTS_PER_MINUTE) * ring_width(e->type));
 }
 
 static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s)
@@ -1398,7 +1398,7 @@ static bool publish_slice(struct dts_merger *m)
 			const char *p = (const char *)ahead->ring;
 			const char *pend = p + ring_bytes(ahead->type);
 
-			for (p = (const char *)((uintptr_t)p & ~(uintptr_t)63); p < pend; p += 64)
+			for (; p < pend; p += 64) /* the ring starts a cache line (sizeof(struct series) is 320) */
 				__builtin_prefetch(p);
 		}
 		if (!s)

@@ -296,7 +296,7 @@ static void *sink_main(void *arg)
 		} else if (!write_with_retry(s, cm, &fail_logged)) {
 			DTS__SSTAT_ADD(st->stats.dropped_minutes[DTS_SDROP_WRITE_FAILED], 1);
 			DTS__SSTAT_ADD(st->stats.dropped_records[DTS_SDROP_WRITE_FAILED], n);
-		} else {
+		} else if (!cm->open) { /* a closed minute (or late part) written; checkpoints are neither logged nor flushed */
 			const uint64_t more = atomic_load_explicit(&s->tail, memory_order_acquire) - h - 1;
 
 			log_stored(s, cm, t0, more);
