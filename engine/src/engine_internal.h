@@ -78,6 +78,7 @@ struct dts_core {
 	_Alignas(DTS__CACHELINE) struct dts__table *active;
 	const struct dts_decode_cfg *dcfg; /* read-only, the merger's copy */
 	uint64_t user_hash; /* hash of the listener's user */
+	uint64_t ident_key; /* the merger's secret key of identity hashes (dts_merger_cfg.ident_key) */
 	int64_t now_s; /* receive clock of the datagram being ingested (set by each dts_core_ingest* entry point) */
 	const char *user;
 	uint16_t user_len;

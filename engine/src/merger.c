@@ -28,11 +28,14 @@
  * slot's data. Process reports and events of a table go to procs.c; every series points at its process's state,
  * so statsd-only processes are "heard" through their data.
  */
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bigmem.h"
 #include "dts/hash.h"
@@ -121,7 +124,8 @@ struct set_ext {
  * (docs/architecture.md "Memory"). Timers and sets add one allocation of NWIN sketches or sets (ext), which counters
  * and gauges do not pay for. The ring is at a fixed offset and the name after it, at an offset given by the type
  * (ser_name), so a fold finds both from its entry's type without reading the record first.
- * A fold touches four lines of it: the header, its window, its slot's position and the name (series_match).
+ * A fold touches three lines of it: the header, its window and its slot's position (series_get does not read the
+ * name).
  */
 struct series {
 	struct pubstate pub; /* readers: through the sequence lock */
@@ -224,6 +228,7 @@ struct dts_merger {
 		struct series *s; /* NULL: free slot */
 	} *ix;
 	uint64_t ix_mask;
+	unsigned ix_shift; /* 64 - log2(slots): ix_home */
 	uint64_t nseries; /* series in the index and the directory */
 	_Atomic(_Atomic(struct series *) *) *dir; /* dir_nchunks chunk pointers */
 	uint32_t dir_nchunks;
@@ -235,6 +240,7 @@ struct dts_merger {
 	unsigned npool;
 	void **fold_map; /* per bucket of the table being folded: the sketch or set of its target window (NULL for
 			  * other types and dropped entries), or (tag bit 1) a late record */
+	uint64_t *fold_bits; /* a bit per bucket of the largest table, all clear between folds (used_sort) */
 	struct dts_closed_minute *late[LATE_MINUTES]; /* late data of the table being folded, one per closed minute */
 	struct late_index *late_ix[LATE_MINUTES]; /* for each late[k]: series -> its record (one record per series) */
 	int64_t closed_upto; /* minutes < closed_upto are closed; INT64_MIN before the first step */
@@ -321,17 +327,16 @@ static int64_t mono_ns(void)
 
 /* ---- series ---------------------------------------------------------------------------------------------------- */
 
-struct match_key {
-	const struct dts__ident *id;
-	uint8_t type;
-};
-
-static bool series_match(const struct series *s, const struct match_key *k)
+/*
+ * Whether s is the series of identity id and type t, byte for byte. The fold does not call it: a series is found by
+ * its identity hash and type alone (series_get), as the per-core tables find their entries. Debug builds check the
+ * full identity with it after every lookup.
+ */
+static bool __attribute__((unused)) series_match(const struct series *s, const struct dts__ident *id, uint8_t t)
 {
-	const struct dts__ident *id = k->id;
-	const char *b = id->bytes, *n = ser_name_of(s, k->type); /* user\0process\0counter\0tags\0 */
+	const char *b = id->bytes, *n = ser_name_of(s, t); /* user\0process\0counter\0tags\0 */
 
-	if (s->type != k->type || s->user_len != id->user_len || s->process_len != id->process_len ||
+	if (s->type != t || s->user_len != id->user_len || s->process_len != id->process_len ||
 	    s->counter_len != id->counter_len || s->tags_len != id->tags_len)
 		return 0;
 	if (memcmp(n, b, id->user_len) != 0)
@@ -723,10 +728,20 @@ static void dir_del(struct dts_merger *m, struct series *s)
 	m->dir_free[m->dir_nfree++] = s->dir_slot;
 }
 
+/*
+ * The home slot of a hash: its top bits, as a table's home bucket is (dts__table_bucket_at), so a fold in bucket
+ * order (used_sort) walks the index in order, and series created by one fold are laid out in that order.
+ */
+static inline uint64_t ix_home(const struct dts_merger *m, uint64_t hash)
+{
+	return hash >> m->ix_shift;
+}
+
 /* Double the index (rehash). 0 or -ENOMEM (the index is unchanged). */
 static int ix_grow(struct dts_merger *m)
 {
 	uint64_t cap = (m->ix_mask + 1) * 2, mask = cap - 1;
+	const unsigned shift = m->ix_shift - 1;
 	struct ix_ent *ix = dts__big_alloc(cap * sizeof(*ix));
 
 	if (!ix)
@@ -736,20 +751,21 @@ static int ix_grow(struct dts_merger *m)
 
 		if (!m->ix[i].s)
 			continue;
-		for (j = m->ix[i].hash & mask; ix[j].s; j = (j + 1) & mask)
+		for (j = m->ix[i].hash >> shift; ix[j].s; j = (j + 1) & mask)
 			;
 		ix[j] = m->ix[i];
 	}
 	dts__big_free(m->ix, (m->ix_mask + 1) * sizeof(*ix));
 	m->ix = ix;
 	m->ix_mask = mask;
+	m->ix_shift = shift;
 	return 0;
 }
 
 /* Remove s from the index: backward-shift deletion keeps every other entry reachable from its home slot. */
 static void ix_del(struct dts_merger *m, const struct series *s)
 {
-	uint64_t i = s->hash & m->ix_mask, j;
+	uint64_t i = ix_home(m, s->hash), j;
 
 	while (m->ix[i].s != s) {
 		if (!m->ix[i].s)
@@ -762,7 +778,7 @@ static void ix_del(struct dts_merger *m, const struct series *s)
 		j = (j + 1) & m->ix_mask;
 		if (!m->ix[j].s)
 			break;
-		home = m->ix[j].hash & m->ix_mask;
+		home = ix_home(m, m->ix[j].hash);
 		/* the entry at j may move to the hole at i unless its home lies cyclically in (i, j] */
 		if (i <= j ? (home > i && home <= j) : (home > i || home <= j))
 			continue;
@@ -784,16 +800,26 @@ static void series_retire(struct dts_merger *m, struct series *s)
 	dts__call_rcu(&s->rcu, series_free_rcu);
 }
 
-/* Find the series of a table entry, creating it if needed. Merger thread. */
+/*
+ * Find the series of a table entry, creating it if needed. Merger thread.
+ * A series is its identity hash and type, as a table entry is: two identities of one type with one hash are one
+ * series here as they already are in the per-core tables. The hash is keyed with a secret drawn at creation
+ * (dts_merger_cfg.ident_key), so nobody can aim for that, and by chance it takes ~4e9 series of one type for an even
+ * chance of one such pair (~3e-8 at a million). Comparing the names as well would cost two cache lines per folded
+ * entry (the table's copy of the identity and the series' name) and could not undo a merge the tables have already
+ * done. The type is compared: it decides what the entry's logs and encodings are merged into.
+ */
 static struct series *series_get(struct dts_merger *m, const struct dts__table *t, const struct dts__entry *e)
 {
-	struct match_key key = { dts__table_ident(t, e), e->type };
-	uint64_t i = e->hash & m->ix_mask;
+	uint64_t i = ix_home(m, e->hash);
 	struct series *s;
 
-	for (; m->ix[i].s; i = (i + 1) & m->ix_mask)
-		if (m->ix[i].hash == e->hash && series_match(m->ix[i].s, &key))
-			return m->ix[i].s;
+	for (; (s = m->ix[i].s) != NULL; i = (i + 1) & m->ix_mask) {
+		if (m->ix[i].hash == e->hash && s->type == e->type) {
+			assert(series_match(s, dts__table_ident(t, e), e->type));
+			return s;
+		}
+	}
 	if (m->nseries >= m->cfg.max_series) {
 		DTS__STAT_ADD(m->stats.dropped[DTS_DROP_SERIES_LIMIT], 1);
 		return NULL;
@@ -803,10 +829,10 @@ static struct series *series_get(struct dts_merger *m, const struct dts__table *
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_NOMEM], 1);
 			return NULL;
 		}
-		for (i = e->hash & m->ix_mask; m->ix[i].s; i = (i + 1) & m->ix_mask)
+		for (i = ix_home(m, e->hash); m->ix[i].s; i = (i + 1) & m->ix_mask)
 			;
 	}
-	s = series_new(m, key.id, e->type, e->hash);
+	s = series_new(m, dts__table_ident(t, e), e->type, e->hash);
 	if (!s || dir_add(m, s) != 0) {
 		if (s)
 			series_free_now(m, s);
@@ -1155,8 +1181,9 @@ static void fold_blobs(struct dts_merger *m, const struct dts__table *t)
 }
 
 /*
- * Prefetch what folding e will touch: its identity, and the series of the first index slot on its probe path whose
- * hash is e's (the index line was prefetched earlier; at half load about 40% of series are not in their home slot).
+ * Prefetch what folding e will touch: the series of the first index slot on its probe path whose hash is e's (the
+ * index line was prefetched earlier; at half load about 40% of series are not in their home slot): its header, and
+ * the window and the slot's position e goes to.
  * Always inlined, and it must stay so: a function whose only effects are prefetches is "pure" to gcc (12), which
  * then deletes the call as having no use for its result. Until session 6 that is what happened: the release builds
  * never prefetched a series, and the fold waited on every header and name (docs/performance.md, "Session 6: the
@@ -1169,8 +1196,7 @@ static inline __attribute__((always_inline)) void fold_prefetch(const struct dts
 	const struct series *s = NULL;
 	int64_t slot = (int64_t)t->base_slot + e->slot_rel;
 
-	__builtin_prefetch(dts__table_ident(t, e));
-	for (uint64_t i = e->hash & m->ix_mask, n = 0; n < 4 && m->ix[i].s; i = (i + 1) & m->ix_mask, n++) {
+	for (uint64_t i = ix_home(m, e->hash), n = 0; n < 4 && m->ix[i].s; i = (i + 1) & m->ix_mask, n++) {
 		if (m->ix[i].hash == e->hash) {
 			s = m->ix[i].s;
 			break;
@@ -1179,10 +1205,36 @@ static inline __attribute__((always_inline)) void fold_prefetch(const struct dts
 	if (!s)
 		return;
 	__builtin_prefetch(&s->type); /* the merger's header, the line after the published state */
-	__builtin_prefetch(ser_name_of(s, e->type)); /* s is e's series when its type is e's (series_match) */
 	__builtin_prefetch(&s->win[(slot / DTS_SLOTS_PER_MINUTE) % NWIN]);
 	/* the slot's position: 16 or 32 bytes at a 64-byte aligned ring, so within one line */
 	__builtin_prefetch(s->ring + (size_t)(slot % DTS_SLOTS_PER_MINUTE) * ring_width(e->type));
+}
+
+/*
+ * Put the table's used buckets in bucket order, so the fold reads the entries as a stream instead of one random
+ * line each in the order they were inserted. Through a bit per bucket: n_used bit sets in 64 KiB (2^19 buckets),
+ * then one pass over the words, which it clears again. The insertion order is not needed after the RX core: logs
+ * and encodings name their entry by bucket, and the fold's result does not depend on the order of the entries.
+ */
+static void used_sort(struct dts_merger *m, struct dts__table *t)
+{
+	uint64_t *bits = m->fold_bits;
+	const uint32_t words = (t->mask + 64) / 64;
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < t->n_used; i++)
+		bits[t->used[i] / 64] |= 1ull << (t->used[i] % 64);
+	for (uint32_t w = 0; w < words; w++) {
+		uint64_t b = bits[w];
+
+		if (!b)
+			continue;
+		bits[w] = 0;
+		do {
+			t->used[n++] = w * 64 + (uint32_t)__builtin_ctzll(b);
+			b &= b - 1;
+		} while (b);
+	}
 }
 
 static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s)
@@ -1190,6 +1242,7 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 	const int64_t now_min = now_s / 60;
 	uint64_t n = 0;
 
+	used_sort(m, t);
 	dts__read_lock();
 	for (uint32_t i = 0; i < t->n_used; i++) {
 		uint32_t idx = t->used[i];
@@ -1198,7 +1251,7 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 		if (i + 2 * FOLD_AHEAD < t->n_used)
 			__builtin_prefetch(&t->entries[t->used[i + 2 * FOLD_AHEAD]]);
 		if (i + FOLD_AHEAD < t->n_used)
-			__builtin_prefetch(&m->ix[t->entries[t->used[i + FOLD_AHEAD]].hash & m->ix_mask]);
+			__builtin_prefetch(&m->ix[ix_home(m, t->entries[t->used[i + FOLD_AHEAD]].hash)]);
 		if (i + FOLD_AHEAD / 2 < t->n_used)
 			fold_prefetch(m, t, &t->entries[t->used[i + FOLD_AHEAD / 2]]);
 		int64_t slot = (int64_t)t->base_slot + e->slot_rel;
@@ -1871,6 +1924,7 @@ static struct dts_core *core_new(struct dts_merger *m, unsigned id)
 	c->user = m->user;
 	c->user_len = (uint16_t)strlen(m->user);
 	c->user_hash = dts_hash64(m->user, c->user_len, DTS_HASH_SEED);
+	c->ident_key = m->cfg.ident_key;
 	c->tick_ms = m->cfg.tick_ms;
 	c->id = id;
 	c->ncfg = &m->cfg.native;
@@ -1939,10 +1993,36 @@ static void merger_free(struct dts_merger *m)
 	free(m->pool);
 	free(m->cores);
 	free(m->fold_map);
+	free(m->fold_bits);
 	free(m->secret);
 	free(m->default_process);
 	free(m->user);
 	free(m);
+}
+
+/*
+ * A secret key for identity hashes. getrandom does not fail for 8 bytes on Linux >= 3.17 once the pool is ready (it
+ * waits until then, early in boot); where it does fail, the clock, the process id and an address are mixed instead,
+ * which still keeps the key from being known in advance.
+ */
+static uint64_t draw_ident_key(void)
+{
+	uint64_t k = 0;
+	struct {
+		struct timespec rt, mono;
+		pid_t pid;
+		const void *where;
+	} fallback;
+
+	if (getrandom(&k, sizeof(k), 0) == (ssize_t)sizeof(k) && k)
+		return k;
+	memset(&fallback, 0, sizeof(fallback));
+	clock_gettime(CLOCK_REALTIME, &fallback.rt);
+	clock_gettime(CLOCK_MONOTONIC, &fallback.mono);
+	fallback.pid = getpid();
+	fallback.where = &fallback;
+	k = dts_hash64(&fallback, sizeof(fallback), DTS_HASH_SEED);
+	return k ? k : 1;
 }
 
 struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
@@ -1969,6 +2049,8 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	if (!m)
 		goto out_nomem;
 	m->cfg = *cfg;
+	if (!m->cfg.ident_key)
+		m->cfg.ident_key = draw_ident_key();
 	m->dcfg = cfg->decode;
 	m->user = strdup(cfg->user);
 	m->default_process = strndup(cfg->decode.default_process ? cfg->decode.default_process : "default",
@@ -2005,6 +2087,7 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	dts_set_init(&m->dec_set);
 	m->procs = dts__procs_create(&m->cfg, &m->stats);
 	m->ix_mask = (1u << IX_MIN_BITS) - 1;
+	m->ix_shift = 64 - IX_MIN_BITS;
 	m->ix = dts__big_alloc((m->ix_mask + 1) * sizeof(*m->ix));
 	m->dir_nchunks = (uint32_t)((cfg->max_series + DIR_CHUNK - 1) / DIR_CHUNK);
 	m->dir = calloc(m->dir_nchunks, sizeof(*m->dir));
@@ -2012,7 +2095,9 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	m->pool = calloc((size_t)cfg->cores * per, sizeof(*m->pool));
 	/* per bucket of the largest table; only as much as the tables have grown to is touched */
 	m->fold_map = calloc(room, sizeof(*m->fold_map));
-	if (!m->ix || !m->dir || !m->ser_free || !m->recpool || !m->cores || !m->pool || !m->fold_map || !m->procs)
+	m->fold_bits = calloc((room + 63) / 64, sizeof(*m->fold_bits));
+	if (!m->ix || !m->dir || !m->ser_free || !m->recpool || !m->cores || !m->pool || !m->fold_map ||
+	    !m->fold_bits || !m->procs)
 		goto out_free_merger;
 
 	table_cfg(&tcfg, room);

@@ -26,6 +26,7 @@ static void set_capacity(struct dts__table *t, uint32_t capacity)
 	const struct dts__table_cfg_sizes *r = &t->room;
 
 	t->mask = capacity - 1;
+	t->shift = (uint32_t)__builtin_clz(capacity) + 1; /* capacity = 2^(31 - clz) */
 	/* Linear probing stays short below 1/2 load; the rest is headroom while a hand-over is pending. */
 	t->max_used = capacity / 2;
 	t->keys_cap = share(r->keys_bytes, r->capacity, capacity, 4096, 1);

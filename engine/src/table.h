@@ -116,6 +116,7 @@ struct dts__table {
 	struct dts__proc *proc;
 	uint8_t *ev; /* struct dts__event records */
 	uint32_t mask; /* capacity - 1 */
+	uint32_t shift; /* 32 - log2(capacity): a home bucket is top bits (dts__table_bucket_at) */
 	uint32_t max_used; /* hand over beyond this many entries (load factor bound) */
 	uint32_t n_used;
 	uint32_t keys_cap, keys_used;
@@ -202,9 +203,14 @@ static inline uint64_t dts__slot_mix(uint32_t slot)
 	return (uint64_t)slot * 0x9e3779b1u;
 }
 
+/*
+ * The top bits of the hash, XORed with the slot's mix: the merger's index also homes a series at the top bits of its
+ * hash (merger.c, ix_home), so folding a table in bucket order walks the index in order too, block by block (an XOR
+ * with one slot's mix only permutes aligned blocks of buckets). The XOR keeps one series' slots apart.
+ */
 static inline uint32_t dts__table_bucket_at(const struct dts__table *t, uint64_t hash, uint64_t slot_mix)
 {
-	return (uint32_t)(hash ^ (hash >> 29) ^ slot_mix) & t->mask;
+	return ((uint32_t)(hash >> 32) ^ (uint32_t)slot_mix) >> t->shift;
 }
 
 static inline uint32_t dts__table_bucket(const struct dts__table *t, uint64_t hash, uint32_t slot)

@@ -239,6 +239,13 @@ struct dts_merger_cfg {
 				       * accepted slot window (also for dts_core_ingest_partial); copied */
 	unsigned client_period_s; /* the clients' send period: a process is online while heard within 2.5 periods */
 	unsigned process_expire_s; /* a process not heard for this long and without live series is forgotten */
+	/*
+	 * Secret key of the series identity hash, which the per-core tables and the merger trust as the identity (two
+	 * identities of one type with one hash are one series). 0 (the default): drawn from getrandom at creation, so
+	 * that senders can neither aim names at one bucket nor make two series collide. Set it only to reproduce a
+	 * table layout (tests, fuzz targets). Hashes are never stored, so a new key at each start changes nothing else.
+	 */
+	uint64_t ident_key;
 };
 
 /* Documented defaults: 1 core, tick 1000 ms, grace 10 s, 2^16 buckets (no growth), 3 tables per core, 4M series,

@@ -1,9 +1,11 @@
 /*
  * hash.h - the 64-bit hash used for series identity, set members and the AUTH cache.
  *
- * Not cryptographic. It must be fast on short keys (20-80 bytes) and well mixed in its low bits, because tables index
- * with (hash & mask). Collisions between two live series are treated as the same series by per-core tables
- * (probability ~ n^2 / 2^65: 3e-8 at a million series); the merger compares full identities.
+ * Not cryptographic. It must be fast on short keys (20-80 bytes) and well mixed in every bit: the per-core tables
+ * and the merger's index home an identity at its top bits, the sets and the AUTH cache at its low bits. The series
+ * identity hash (engine/src/core.c, ident_hash) builds on the same mixing with a secret key; the tables and the
+ * merger take two identities of one type with one such hash to be one series (probability ~ n^2 / 2^65: 3e-8 at a
+ * million series; docs/architecture.md, "Identity by hash").
  */
 #ifndef DTS_HASH_H
 #define DTS_HASH_H
