@@ -1,0 +1,189 @@
+/*
+ * bench_mem.c - what a random cache-line access costs on this machine, by how far the lines are spread.
+ *
+ * The engine's costs at a million series are random accesses to large tables and to series records. On bare metal
+ * with huge pages such an access costs a cache miss, which prefetching hides. In a virtual machine whose host maps
+ * guest memory with 4 KiB pages, every access to a page outside the TLB's reach also needs a two-dimensional page
+ * walk, whatever the guest's huge pages. This program tells the two apart: for each span S it reads the same number
+ * of distinct lines (S / 4160) in the same random order, prefetched AHEAD accesses ahead as the engine does, once
+ * packed together ("dense": 64 bytes apart, fits the caches and the TLB) and once spread over S ("spread": one line
+ * every 4,160 bytes, a line of its own page with a changing cache set). spread minus dense is what the spread costs:
+ * cache misses beyond the caches, and page walks beyond the TLB.
+ *
+ * Output: one line per span (unless --quiet), then one SUMMARY line. Exit 1 if the reads did not all happen (their
+ * sum is checked, which also keeps the compiler from leaving them out).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "bench_common.h"
+
+#define STRIDE 4160 /* a page and a line: each line on a page of its own, in a different cache set */
+#define SPANS_MAX 16
+
+struct opts {
+	uint64_t spans_mb[SPANS_MAX];
+	unsigned nspans;
+	uint64_t accesses;
+	unsigned ahead;
+	int huge;
+	int quiet;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: bench_mem [--spans MB,MB,...] [--accesses N] [--ahead N] [--no-huge] [--quiet]\n"
+		   "Random cache-line reads, packed vs spread over each span (see the header of bench/bench_mem.c).\n"
+		   "  --spans LIST    spans in MiB, comma-separated, 1..65536 each (default 4,16,64,256,1024)\n"
+		   "  --accesses N    reads per pattern and span (default 8388608)\n"
+		   "  --ahead N       prefetch distance in accesses, 0..64 (default 16, as the merger's fold)\n"
+		   "  --no-huge       advise against transparent huge pages (default: advise for them)\n"
+		   "  --quiet         only the SUMMARY line\n"
+		   "  --help          this text\n");
+}
+
+static int parse_spans(const char *s, struct opts *o)
+{
+	char buf[256], *save = NULL;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	o->nspans = 0;
+	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		uint64_t v;
+
+		if (o->nspans == SPANS_MAX || parse_u64(tok, &v) != 0 || v < 1 || v > 65536)
+			return -EINVAL;
+		o->spans_mb[o->nspans++] = v;
+	}
+	return o->nspans ? 0 : -EINVAL;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = { { "spans", required_argument, NULL, 's' },
+					    { "accesses", required_argument, NULL, 'n' },
+					    { "ahead", required_argument, NULL, 'a' },
+					    { "no-huge", no_argument, NULL, 'H' },
+					    { "quiet", no_argument, NULL, 'q' },
+					    { "help", no_argument, NULL, 'h' },
+					    { NULL, 0, NULL, 0 } };
+	uint64_t v;
+	int ch;
+
+	*o = (struct opts){ .spans_mb = { 4, 16, 64, 256, 1024 }, .nspans = 5, .accesses = 8u << 20, .ahead = 16,
+			    .huge = 1 };
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			if (parse_spans(optarg, o) != 0) {
+				fprintf(stderr, "bench_mem: --spans: '%s' is not a list of 1..16 spans of 1..65536 MiB\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'n':
+			if (parse_u64(optarg, &v) != 0 || v < 1024 || v > (1ull << 32)) {
+				fprintf(stderr, "bench_mem: --accesses: '%s' is not a number in 1024..4294967296\n", optarg);
+				return 2;
+			}
+			o->accesses = v;
+			break;
+		case 'a':
+			if (parse_u64(optarg, &v) != 0 || v > 64) {
+				fprintf(stderr, "bench_mem: --ahead: '%s' is not a number in 0..64\n", optarg);
+				return 2;
+			}
+			o->ahead = (unsigned)v;
+			break;
+		case 'H':
+			o->huge = 0;
+			break;
+		case 'q':
+			o->quiet = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "bench_mem: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	return 0;
+}
+
+/* Nanoseconds per read of base + idx[i] * step, prefetching ahead reads ahead. */
+static double run(const uint8_t *base, size_t step, const uint32_t *idx, uint64_t n, unsigned ahead, uint64_t *sink)
+{
+	uint64_t sum = 0;
+	int64_t t0 = mono_ns();
+
+	for (uint64_t i = 0; i < n; i++) {
+		if (ahead && i + ahead < n)
+			__builtin_prefetch(base + (size_t)idx[i + ahead] * step);
+		sum += base[(size_t)idx[i] * step];
+	}
+	*sink += sum;
+	return (double)(mono_ns() - t0) / (double)n;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	double spread[SPANS_MAX], dense[SPANS_MAX];
+	uint64_t rng = 0x243f6a8885a308d3ull, sink = 0;
+	uint32_t *idx;
+	int rc = parse_args(argc, argv, &o);
+
+	if (rc)
+		return rc == 1 ? 0 : rc;
+	idx = malloc(o.accesses * sizeof(*idx));
+	if (!idx) {
+		fprintf(stderr, "bench_mem: out of memory for %llu accesses\n", (unsigned long long)o.accesses);
+		return 1;
+	}
+	for (unsigned k = 0; k < o.nspans; k++) {
+		const size_t bytes = (size_t)o.spans_mb[k] << 20, lines = bytes / STRIDE;
+		uint8_t *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED) {
+			fprintf(stderr, "bench_mem: mmap of %llu MiB: %s\n", (unsigned long long)o.spans_mb[k],
+				strerror(errno));
+			free(idx);
+			return 1;
+		}
+		(void)madvise(p, bytes, o.huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+		memset(p, 1, bytes);
+		for (uint64_t i = 0; i < o.accesses; i++)
+			idx[i] = (uint32_t)rng_below(&rng, lines ? lines : 1);
+		dense[k] = run(p, 64, idx, o.accesses, o.ahead, &sink);
+		spread[k] = run(p, STRIDE, idx, o.accesses, o.ahead, &sink);
+		munmap(p, bytes);
+		if (!o.quiet)
+			printf("span_mb=%llu lines=%zu dense_ns=%.2f spread_ns=%.2f\n", (unsigned long long)o.spans_mb[k],
+			       lines, dense[k], spread[k]);
+	}
+	free(idx);
+	if (sink != 2 * o.accesses * o.nspans) { /* every byte is 1: the sum is the number of reads */
+		fprintf(stderr, "bench_mem: read %llu bytes of value 1, expected %llu\n", (unsigned long long)sink,
+			(unsigned long long)(2 * o.accesses * o.nspans));
+		return 1;
+	}
+	printf("SUMMARY bench=mem accesses=%llu ahead=%u huge=%d", (unsigned long long)o.accesses, o.ahead, o.huge);
+	for (unsigned k = 0; k < o.nspans; k++)
+		printf(" spread_ns_%llumb=%.2f dense_ns_%llumb=%.2f", (unsigned long long)o.spans_mb[k], spread[k],
+		       (unsigned long long)o.spans_mb[k], dense[k]);
+	printf("\n");
+	return 0;
+}
