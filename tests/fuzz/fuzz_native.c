@@ -237,6 +237,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		mc.table_capacity = 1024;
 		mc.max_series = 100000; /* bounded memory over a long fuzzing run (beyond: counted drops) */
 		mc.native = cfg;
+		mc.ident_key = 0x6a09e667f3bcc908ULL; /* fixed: an input replays alike in every run */
 		merger = dts_merger_create(&mc);
 		CHECK(merger);
 	}
