@@ -572,3 +572,93 @@ Test(table, an_entry_of_another_type_is_another_entry)
 	cr_expect_float_eq(e->agg.count, 1, 1e-9, "the retyped entry took nothing more");
 	e->type = DTS_TIMER;
 }
+
+/* A core whose active table has `tlog_room` timer-log and `slog_room` set-log records left. */
+static struct dts_merger *logs_nearly_full(uint32_t tlog_room, uint32_t slog_room, struct dts_core **core)
+{
+	struct dts_merger_cfg cfg;
+	struct dts_merger *mm;
+	struct dts__table *t;
+
+	dts_merger_cfg_defaults(&cfg);
+	cfg.cores = 1;
+	cfg.table_capacity = 1024;
+	cfg.tables_per_core = 2;
+	cfg.ident_key = c->ident_key; /* the suite's buckets */
+	mm = dts_merger_create(&cfg);
+	cr_assert_not_null(mm);
+	*core = dts_merger_core(mm, 0);
+	t = (*core)->active;
+	if (tlog_room != UINT32_MAX)
+		t->n_tlog = t->tlog_cap - tlog_room;
+	if (slog_room != UINT32_MAX)
+		t->n_slog = t->slog_cap - slog_room;
+	return mm;
+}
+
+/*
+ * A batch is applied one sample at a time, testing each log's room, only when a log has less room than the batch
+ * (flush_batch); otherwise in one pass with the timers' log records written after it. Both must give the same
+ * entries and log records, and a full log drops (and counts) exactly the values it cannot hold, which then count
+ * nowhere: an entry's scalar aggregate never has a value its sketch or set lacks.
+ */
+Test(table, a_nearly_full_log_applies_like_a_roomy_one)
+{
+	char dg[4096];
+	size_t len = 0;
+	struct dts_core *tight, *none;
+	struct dts_merger *mt, *mn;
+	struct dts_core_stats st;
+	const struct dts__table *a = c->active, *b;
+
+	/* 7 timer values and 10 set members among 47 lines, in a mixed order (several batches of 16) */
+	for (int i = 0; i < 10; i++)
+		len += (size_t)snprintf(dg + len, sizeof(dg) - len, "p.c%d:%d|c|@0.5\np.s:u%d|s\np.g:%s%d|g\n%s", i % 3,
+					i, i, i % 4 ? "+" : "", i, i < 7 ? "" : "p.c9:1|c\n");
+	for (int i = 0; i < 7; i++)
+		len += (size_t)snprintf(dg + len, sizeof(dg) - len, "p.t%d:%d.5|ms%s\np.c%d:1|c\n", i % 2, i,
+					i % 3 ? "" : "|@0.1", i);
+	cr_assert_lt(len, sizeof(dg));
+
+	cr_assert_eq(dts_core_ingest(c, dg, len, 1700000000), 47, "roomy logs: every value");
+	mt = logs_nearly_full(7, 10, &tight);
+	cr_assert_eq(dts_core_ingest(tight, dg, len, 1700000000), 47, "logs with exactly the room needed");
+	b = tight->active;
+	cr_assert_eq(b->n_used, a->n_used);
+	for (uint32_t i = 0; i < a->n_used; i++) {
+		const struct dts__entry *x = &a->entries[a->used[i]];
+		const struct dts__entry *y = entry_of(b, x->hash, x->slot_rel, x->type);
+
+		cr_assert_not_null(y);
+		cr_expect_eq(x->flags, y->flags);
+		cr_expect(memcmp(&x->agg, &y->agg, sizeof(x->agg)) == 0, "entry %u: aggregates differ", i);
+	}
+	cr_assert_eq(a->n_tlog, 7);
+	cr_assert_eq(a->n_slog, 10);
+	cr_expect(memcmp(a->tlog, b->tlog + b->tlog_cap - 7, 7 * sizeof(*a->tlog)) == 0, "the same timer records");
+	cr_expect(memcmp(a->slog, b->slog + b->slog_cap - 10, 10 * sizeof(*a->slog)) == 0, "the same set records");
+	dts__table_reset(tight->active); /* the logs' skipped records were never written: nothing for destroy to fold */
+	dts_merger_destroy(mt, 1700000000000LL);
+
+	/* room for 3 timer values and 4 members: 4 + 6 values dropped and counted, and nowhere in the aggregates */
+	mn = logs_nearly_full(3, 4, &none);
+	cr_assert_eq(dts_core_ingest(none, dg, len, 1700000000), 37);
+	dts_core_stats_read(none, &st);
+	cr_expect_eq(st.dropped[DTS_DROP_TABLE_FULL], 10);
+	b = none->active;
+	double timer_values = 0, set_ops = 0, logged = 0;
+
+	for (uint32_t i = b->tlog_cap - 3; i < b->tlog_cap; i++)
+		logged += b->tlog[i].weight;
+	for (uint32_t i = 0; i < b->n_used; i++) {
+		const struct dts__entry *y = &b->entries[b->used[i]];
+
+		timer_values += y->type == DTS_TIMER ? y->agg.count : 0;
+		set_ops += y->type == DTS_SET ? y->agg.count : 0;
+	}
+	cr_expect_float_eq(timer_values, logged, 1e-9, "the timers' counts are the weights of the values logged");
+	cr_expect_float_eq(logged, 10 + 1 + 1, 1e-9, "the first three: one sampled at 0.1, two not");
+	cr_expect_float_eq(set_ops, 4, 1e-9);
+	dts__table_reset(none->active);
+	dts_merger_destroy(mn, 1700000000000LL);
+}
