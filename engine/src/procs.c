@@ -91,6 +91,7 @@ struct chunk {
 struct dts__procs {
 	struct cds_lfht *procs;
 	struct cds_lfht *users;
+	uint64_t key; /* the merger's secret identity key: senders name processes, so they must not aim at a chain */
 	int64_t online_ms; /* 2.5 client periods */
 	int64_t expire_ms;
 	uint64_t seq; /* last event seq given */
@@ -231,9 +232,9 @@ static uint64_t user_hash(const char *user, size_t len)
 	return dts_hash64(user, len, DTS_HASH_SEED);
 }
 
-static uint64_t proc_hash(const struct pkey *k)
+static uint64_t proc_hash(const struct dts__procs *p, const struct pkey *k)
 {
-	return dts_hash64(k->process, k->process_len, user_hash(k->user, k->user_len));
+	return dts_hash64(k->process, k->process_len, user_hash(k->user, k->user_len) ^ p->key);
 }
 
 static int pstate_match(struct cds_lfht_node *node, const void *key)
@@ -294,6 +295,7 @@ struct dts__procs *dts__procs_create(const struct dts_merger_cfg *cfg, struct dt
 
 	if (!p)
 		goto out_nomem;
+	p->key = cfg->ident_key;
 	p->online_ms = (int64_t)cfg->client_period_s * 2500;
 	p->expire_ms = (int64_t)cfg->process_expire_s * 1000;
 	p->stats = stats;
@@ -326,7 +328,7 @@ static void mark_dirty(struct dts__procs *p, struct dts__pstate *ps)
 /* Find the state of k; with create, make it when missing. Caller holds the read side. */
 static struct dts__pstate *pstate_lookup(struct dts__procs *p, const struct pkey *k, bool create)
 {
-	uint64_t h = proc_hash(k);
+	uint64_t h = proc_hash(p, k);
 	struct cds_lfht_iter it;
 	struct cds_lfht_node *node;
 	struct dts__pstate *ps;
