@@ -395,7 +395,7 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 		    "Duration of the merger's last checkpoint walk (folds between slices included).");
 	dts_sb_printf(&b, "dattss_checkpoint_copy_seconds %.6f\n", (double)ms.checkpoint_ns_last / 1e9);
 	metric_head(&b, "dattss_tables_grown_total", "counter",
-		    "Worker tables given twice the buckets after filling before their tick.");
+		    "Worker tables given more buckets after their worker's table filled before its tick.");
 	dts_sb_printf(&b, "dattss_tables_grown_total %" PRIu64 "\n", ms.tables_grown);
 	metric_head(&b, "dattss_table_buckets", "gauge", "Buckets of all worker tables together.");
 	dts_sb_printf(&b, "dattss_table_buckets %" PRIu64 "\n", ms.table_buckets);

@@ -236,6 +236,10 @@ struct dts_merger {
 	uint32_t *dir_free; /* free positions below dir_hw (stack) */
 	uint32_t dir_nfree, dir_free_cap;
 	struct dts_core **cores;
+	struct core_growth { /* per core, merger-private: how big its tables should be (fold_pending) */
+		int64_t last_stamp_ms; /* hand-over time of its last folded table, 0 before the first */
+		uint32_t want; /* buckets its tables grow to when they come back empty */
+	} *growth;
 	struct dts__table **pool;
 	unsigned npool;
 	void **fold_map; /* per bucket of the table being folded: the sketch or set of its target window (NULL for
@@ -1992,6 +1996,7 @@ static void merger_free(struct dts_merger *m)
 	dts_set_free(&m->dec_set);
 	free(m->pool);
 	free(m->cores);
+	free(m->growth);
 	free(m->fold_map);
 	free(m->fold_bits);
 	free(m->secret);
@@ -2092,12 +2097,13 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	m->dir_nchunks = (uint32_t)((cfg->max_series + DIR_CHUNK - 1) / DIR_CHUNK);
 	m->dir = calloc(m->dir_nchunks, sizeof(*m->dir));
 	m->cores = calloc(cfg->cores, sizeof(*m->cores));
+	m->growth = calloc(cfg->cores, sizeof(*m->growth));
 	m->pool = calloc((size_t)cfg->cores * per, sizeof(*m->pool));
 	/* per bucket of the largest table; only as much as the tables have grown to is touched */
 	m->fold_map = calloc(room, sizeof(*m->fold_map));
 	m->fold_bits = calloc((room + 63) / 64, sizeof(*m->fold_bits));
 	if (!m->ix || !m->dir || !m->ser_free || !m->recpool || !m->cores || !m->pool || !m->fold_map ||
-	    !m->fold_bits || !m->procs)
+	    !m->fold_bits || !m->growth || !m->procs)
 		goto out_free_merger;
 
 	table_cfg(&tcfg, room);
@@ -2136,8 +2142,28 @@ struct dts_core *dts_merger_core(struct dts_merger *m, unsigned i)
 }
 
 /*
+ * The buckets a core's tables should have, given that t, handed over at stamp_ms, filled before its tick: enough
+ * for a whole tick at the rate it filled, measured from the core's previous hand-over. A table that lasted a quarter
+ * of its tick wants four times its buckets (rounded up to a power of two, at least twice), so a core that starts
+ * under a million series reaches its size in a fold or two instead of one doubling per table and fold, dropping
+ * values meanwhile. Twice, when there was no previous hand-over to measure from. Up to table_capacity_max.
+ */
+static uint32_t growth_want(const struct dts_merger *m, const struct core_growth *g, const struct dts__table *t,
+			    int64_t stamp_ms)
+{
+	const uint64_t room = m->cfg.table_capacity_max, cap = (uint64_t)t->mask + 1;
+	const int64_t lasted = stamp_ms > g->last_stamp_ms ? stamp_ms - g->last_stamp_ms : 1;
+	uint64_t want = cap * 2;
+
+	while (g->last_stamp_ms && want < room && want * (uint64_t)lasted < cap * m->cfg.tick_ms)
+		want *= 2;
+	return want > room ? (uint32_t)room : (uint32_t)want;
+}
+
+/*
  * Fold every handed-over table, oldest hand-over first across all cores, so that order-sensitive aggregates (gauges,
- * first/last values) see the cores' data in the order it was handed over. Bounded by the pool size.
+ * first/last values) see the cores' data in the order it was handed over. Bounded by the pool size. A table comes
+ * back grown to what its core's tables want (growth_want), whether it was the one that filled or not.
  */
 static unsigned fold_pending(struct dts_merger *m, int64_t now_ms)
 {
@@ -2146,9 +2172,10 @@ static unsigned fold_pending(struct dts_merger *m, int64_t now_ms)
 
 	for (;;) {
 		struct dts_core *c = NULL;
+		struct core_growth *g = NULL;
 		struct dts__table *t;
 		int64_t best = INT64_MAX, stamp = 0;
-		bool grow;
+		uint32_t before;
 
 		for (unsigned i = 0; i < m->cfg.cores; i++) {
 			int64_t st = dts__ring_peek_stamp(&m->cores[i]->full);
@@ -2156,17 +2183,25 @@ static unsigned fold_pending(struct dts_merger *m, int64_t now_ms)
 			if (st < best) {
 				best = st;
 				c = m->cores[i];
+				g = &m->growth[i];
 			}
 		}
 		if (!c)
 			break;
 		t = dts__ring_pop(&c->full, &stamp);
 		fold_table(m, t, now_ms / 1000);
-		grow = dts__table_wants_handover(t); /* filled before its tick: its entries, a log or an arena */
+		/* filled before its tick (its entries, a log or an arena): the core's tables want more buckets */
+		if (dts__table_wants_handover(t) && t->mask + 1 < m->cfg.table_capacity_max) {
+			uint32_t want = growth_want(m, g, t, stamp);
+
+			g->want = want > g->want ? want : g->want;
+		}
+		g->last_stamp_ms = stamp;
 		dts__table_reset(t);
-		if (grow && dts__table_grow(t, (t->mask + 1) * 2)) {
+		before = t->mask + 1;
+		if (g->want > before && dts__table_grow(t, g->want)) {
 			DTS__STAT_ADD(m->stats.tables_grown, 1);
-			DTS__STAT_ADD(m->stats.table_buckets, t->mask / 2 + 1);
+			DTS__STAT_ADD(m->stats.table_buckets, g->want - before);
 		}
 		dts__ring_push(&c->free, t, now_ms);
 		oldest = stamp < oldest ? stamp : oldest;

@@ -623,8 +623,9 @@ static struct dts_core *start_growing(unsigned grace)
 	return dts_merger_core(m, 0);
 }
 
-/* A table that fills before its tick comes back from the merger with twice the buckets, up to table_capacity_max;
- * after growing, a core aggregates more distinct series per tick without an early hand-over, and nothing is lost. */
+/* A table that fills before its tick comes back from the merger with more buckets, up to table_capacity_max, and so
+ * do the core's other tables; after growing, a core aggregates more distinct series per tick without an early
+ * hand-over, and nothing is lost. */
 Test(merger, tables_that_fill_before_their_tick_grow_up_to_the_maximum)
 {
 	struct dts_merger_stats st;
@@ -642,7 +643,9 @@ Test(merger, tables_that_fill_before_their_tick_grow_up_to_the_maximum)
 			dts_merger_step(m, now_ms);
 	}
 	dts_merger_stats_read(m, &st);
-	cr_expect_eq(st.tables_grown, 6, "each of the 3 tables doubled twice: 1024 -> 2048 -> 4096");
+	/* the first fill has no rate to go by: 1024 -> 2048; the next fill, within the same millisecond, wants the
+	 * maximum, and every table gets it when it comes back: 2048 -> 4096 and 1024 -> 4096 twice */
+	cr_expect_eq(st.tables_grown, 4);
 	cr_expect_eq(st.table_buckets, 3 * 4096, "never beyond table_capacity_max");
 
 	/* now 2,000 distinct series per tick fit without an early hand-over (starting from an empty table) */
@@ -662,6 +665,68 @@ Test(merger, tables_that_fill_before_their_tick_grow_up_to_the_maximum)
 	cr_expect_eq(st.dropped[DTS_DROP_TABLE_FULL], 0);
 	dts_core_stats_read(c, &cs1);
 	cr_expect_eq(cs1.dropped[DTS_DROP_TABLE_FULL], 0);
+}
+
+/* Tables grow by the rate at which they filled: a table that lasted a quarter of its tick comes back with four times
+ * the buckets, not twice, and so do the core's other tables when they come back; one that lasted half a tick, twice. */
+Test(merger, tables_grow_by_how_fast_they_filled)
+{
+	struct dts_merger_cfg cfg;
+	struct dts_merger_stats st;
+	struct dts_core *c;
+	int64_t now_ms = (T0 + 1) * 1000;
+	unsigned base = 0;
+
+	dts_merger_destroy(m, T0 * 1000);
+	dts_merger_cfg_defaults(&cfg);
+	cfg.cores = 1;
+	cfg.tick_ms = 1000;
+	cfg.table_capacity = 1024; /* handed over past 512 entries */
+	cfg.table_capacity_max = 65536;
+	cfg.sink.minute_closed = sink;
+	m = dts_merger_create(&cfg);
+	cr_assert_not_null(m);
+	c = dts_merger_core(m, 0);
+	dts_merger_step(m, T0 * 1000);
+
+	/* the first table fills with nothing to measure from: twice */
+	feed_names(now_ms / 1000, base, 520);
+	base += 520;
+	cr_assert(dts_core_tick(c, now_ms));
+	dts_merger_step(m, now_ms);
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.table_buckets, 2048 + 2 * 1024);
+
+	/* the second (1,024 buckets) fills 250 ms after the first hand-over: four times, 4,096 */
+	now_ms += 250;
+	feed_names(now_ms / 1000, base, 520);
+	base += 520;
+	cr_assert(dts_core_tick(c, now_ms));
+	dts_merger_step(m, now_ms);
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.table_buckets, 2048 + 4096 + 1024);
+
+	/* the third comes back after its tick without filling: it takes the core's 4,096 all the same */
+	now_ms += 1000;
+	feed_names(now_ms / 1000, base, 100);
+	base += 100;
+	cr_assert(dts_core_tick(c, now_ms));
+	dts_merger_step(m, now_ms);
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.table_buckets, 2048 + 4096 + 4096);
+
+	/* the first (2,048 buckets) is active again and fills 500 ms after the last hand-over: twice is enough, and the
+	 * core already wants more, 4,096 */
+	now_ms += 500;
+	feed_names(now_ms / 1000, base, 1030);
+	base += 1030;
+	cr_assert(dts_core_tick(c, now_ms));
+	dts_merger_step(m, now_ms);
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.table_buckets, 3 * 4096);
+	cr_expect_eq(st.tables_grown, 4);
+	cr_expect_eq(st.dropped[DTS_DROP_TABLE_FULL], 0);
+	cr_expect_eq(st.series_live, base);
 }
 
 /* Timer values of one series fill a table's timer log long before its buckets: that table grows too (its log with

@@ -87,7 +87,7 @@ struct dts_merger_stats {
 	uint64_t events_total; /* errors and warnings taken (each got a sequence number) */
 	uint64_t event_seq; /* gauge: the last sequence number given */
 	uint64_t event_batches_dropped; /* batches of events/process states not handed over: no memory */
-	uint64_t tables_grown; /* core tables given twice the buckets (dts_merger_cfg.table_capacity_max) */
+	uint64_t tables_grown; /* core tables given more buckets (dts_merger_cfg.table_capacity_max) */
 	uint64_t table_buckets; /* gauge: buckets of every core's tables together */
 	uint64_t publish_ns_last; /* duration of the last current-state publication walk (folds between slices included) */
 	uint64_t checkpoint_ns_last; /* duration of the last checkpoint walk (the same) */
@@ -215,10 +215,11 @@ struct dts_merger_cfg {
 	unsigned tick_ms; /* hand-over period of each core */
 	unsigned grace_s; /* close minute M at (M + 1) * 60 + grace_s; 0..60 */
 	uint32_t table_capacity; /* buckets per core table (power of two) */
-	/* Growth: a table that filled up before its tick (more distinct series and slots per tick than half its
+	/* Growth: when a table fills up before its tick (more distinct series and slots per tick than half its
 	 * buckets, or more timer values, set members or identity bytes than its logs and arena hold: they scale with
-	 * the buckets) gets twice the buckets once the merger has folded and emptied it, up to this many (a power of
-	 * two >= table_capacity; 0: table_capacity, no growth). Each table is mapped at this size at creation and
+	 * the buckets), its core's tables are sized for a whole tick at the rate it filled (at least twice its buckets)
+	 * and each gets that size once the merger has folded and emptied it, up to this many (a power of two >=
+	 * table_capacity; 0: table_capacity, no growth). Each table is mapped at this size at creation and
 	 * touches only what its current capacity uses, so growing allocates nothing; a core only ever takes a ready
 	 * table from its ring. Tables never shrink. */
 	uint32_t table_capacity_max;
