@@ -153,6 +153,37 @@ static void count_drop(struct dts_core *c, enum dts_drop d)
 }
 
 /* Copy the identity of s into the key arena. Returns the record's offset, or UINT32_MAX when the arena is full. */
+/*
+ * Copy n bytes (names: most under 32) without a call to memcpy, whose call and size dispatch cost more than the copy:
+ * fixed-size moves that overlap at the tail, never reading or writing past either end.
+ */
+static inline __attribute__((always_inline)) void copy_name(char *dst, const char *src, size_t n)
+{
+	if (n >= 16) {
+		for (size_t i = 0; i + 16 < n; i += 16)
+			memcpy(dst + i, src + i, 16);
+		memcpy(dst + n - 16, src + n - 16, 16);
+	} else if (n >= 8) {
+		uint64_t a, b;
+
+		memcpy(&a, src, 8);
+		memcpy(&b, src + n - 8, 8);
+		memcpy(dst, &a, 8);
+		memcpy(dst + n - 8, &b, 8);
+	} else if (n >= 4) {
+		uint32_t a, b;
+
+		memcpy(&a, src, 4);
+		memcpy(&b, src + n - 4, 4);
+		memcpy(dst, &a, 4);
+		memcpy(dst + n - 4, &b, 4);
+	} else if (n) {
+		dst[0] = src[0];
+		dst[n / 2] = src[n / 2];
+		dst[n - 1] = src[n - 1];
+	}
+}
+
 static __attribute__((noinline)) uint32_t store_ident(struct dts_core *c, struct dts__table *t,
 						       const struct dts_sample *s)
 {
@@ -172,11 +203,11 @@ static __attribute__((noinline)) uint32_t store_ident(struct dts_core *c, struct
 	id->counter_len = s->counter_len;
 	id->tags_len = s->tags_len;
 	p = id->bytes;
-	memcpy(p, user, ulen);
+	copy_name(p, user, ulen);
 	p += ulen;
-	memcpy(p, s->process, s->process_len);
+	copy_name(p, s->process, s->process_len);
 	p += s->process_len;
-	memcpy(p, s->counter, s->counter_len);
+	copy_name(p, s->counter, s->counter_len);
 	p += s->counter_len;
 	if (s->tags_len)
 		memcpy(p, s->tags, s->tags_len); /* a fast-path sample's tags pointer is not set (statsd_fast.h) */
@@ -220,6 +251,8 @@ static inline __attribute__((always_inline)) struct dts__entry *lookup_insert(st
 	e->flags = 0;
 	dts_agg_init(&e->agg);
 	t->used[t->n_used++] = i;
+	t->gauges[t->n_gauges] = i; /* kept only for a gauge: no branch (n_gauges < n_used <= capacity) */
+	t->n_gauges += s->type == DTS_GAUGE;
 	*idx_out = i;
 	return e;
 }

@@ -59,6 +59,7 @@ struct dts__table *dts__table_create(const struct dts__table_cfg *cfg)
 	set_capacity(t, initial);
 	t->entries = dts__big_alloc((size_t)cfg->capacity * sizeof(struct dts__entry)); /* zeroed */
 	t->used = malloc((size_t)cfg->capacity * sizeof(uint32_t));
+	t->gauges = malloc((size_t)cfg->capacity * sizeof(uint32_t));
 	t->keys = aligned_alloc(64, cfg->keys_bytes);
 	t->tlog = malloc((size_t)cfg->tlog_entries * sizeof(struct dts__tlog));
 	t->slog = malloc((size_t)cfg->slog_entries * sizeof(struct dts__slog));
@@ -68,7 +69,7 @@ struct dts__table *dts__table_create(const struct dts__table_cfg *cfg)
 		t->proc = malloc((size_t)cfg->proc_entries * sizeof(struct dts__proc));
 	if (cfg->event_bytes)
 		t->ev = aligned_alloc(64, ((size_t)cfg->event_bytes + 63) & ~(size_t)63);
-	if (!t->entries || !t->used || !t->keys || !t->tlog || !t->slog || (cfg->blob_bytes && !t->blob) ||
+	if (!t->entries || !t->used || !t->gauges || !t->keys || !t->tlog || !t->slog || (cfg->blob_bytes && !t->blob) ||
 	    (cfg->proc_entries && !t->proc) || (cfg->event_bytes && !t->ev))
 		goto out_free_table;
 	return t;
@@ -86,6 +87,7 @@ void dts__table_destroy(struct dts__table *t)
 		return;
 	dts__big_free(t->entries, (size_t)t->room.capacity * sizeof(struct dts__entry));
 	free(t->used);
+	free(t->gauges);
 	free(t->keys);
 	free(t->tlog);
 	free(t->slog);
@@ -100,6 +102,7 @@ void dts__table_reset(struct dts__table *t)
 	for (uint32_t i = 0; i < t->n_used; i++)
 		t->entries[t->used[i]].hash = 0;
 	t->n_used = 0;
+	t->n_gauges = 0;
 	t->keys_used = 0;
 	t->n_tlog = 0;
 	t->n_slog = 0;

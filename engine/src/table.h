@@ -108,7 +108,8 @@ struct dts__event {
 
 struct dts__table {
 	struct dts__entry *entries; /* mask + 1 buckets in use, room for cfg.capacity */
-	uint32_t *used; /* indices of occupied buckets, in insertion order (n_used of them) */
+	uint32_t *used; /* indices of occupied buckets, in insertion order (n_used of them; the merger reorders them) */
+	uint32_t *gauges; /* the buckets of gauge entries among them, in insertion order (n_gauges of them) */
 	char *keys; /* identity arena */
 	struct dts__tlog *tlog;
 	struct dts__slog *slog;
@@ -119,6 +120,7 @@ struct dts__table {
 	uint32_t shift; /* 32 - log2(capacity): a home bucket is top bits (dts__table_bucket_at) */
 	uint32_t max_used; /* hand over beyond this many entries (load factor bound) */
 	uint32_t n_used;
+	uint32_t n_gauges;
 	uint32_t keys_cap, keys_used;
 	uint32_t tlog_cap, n_tlog;
 	uint32_t slog_cap, n_slog;

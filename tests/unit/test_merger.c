@@ -667,6 +667,91 @@ Test(merger, tables_that_fill_before_their_tick_grow_up_to_the_maximum)
 	cr_expect_eq(cs1.dropped[DTS_DROP_TABLE_FULL], 0);
 }
 
+/* Replace the suite's merger with a one-core merger whose identity key is key (1 s tick, 4,096 buckets, grace 5). */
+static struct dts_core *start_keyed(uint64_t key, uint32_t capacity)
+{
+	struct dts_merger_cfg cfg;
+
+	dts_merger_destroy(m, T0 * 1000);
+	for (int i = 0; i < nclosed; i++)
+		dts_closed_minute_release(closed[i]);
+	nclosed = 0;
+	dts_merger_cfg_defaults(&cfg);
+	cfg.cores = 1;
+	cfg.grace_s = 5;
+	cfg.tick_ms = 1000;
+	cfg.table_capacity = capacity;
+	cfg.sink.minute_closed = sink;
+	cfg.ident_key = key;
+	m = dts_merger_create(&cfg);
+	cr_assert_not_null(m);
+	dts_merger_step(m, T0 * 1000);
+	return dts_merger_core(m, 0);
+}
+
+/*
+ * A gauge set in one 5-second slot and moved by a delta in the next, both in one table, is 105 afterwards: the fold
+ * takes a gauge's entries in the order they came, whatever the order of their buckets (the fold takes the other
+ * entries in bucket order, which depends on the identity key: so sixteen keys, each a different bucket order).
+ */
+Test(merger, a_gauge_delta_in_the_next_slot_of_one_table_adds_to_the_value)
+{
+	for (uint64_t k = 1; k <= 16; k++) {
+		struct dts_core *c = start_keyed(0x9e3779b97f4a7c15ULL * k, 4096);
+		const struct dts_minute_rec *r;
+		const struct dts_current *cur;
+
+		dts_core_ingest(c, "api.g:100|g", 11, T0 + 4); /* slot T0/5 */
+		dts_core_ingest(c, "api.d:10|g\napi.d:+1|g", 21, T0 + 4);
+		dts_core_ingest(c, "api.g:+5|g", 10, T0 + 5); /* the next slot, the same table */
+		dts_core_ingest(c, "api.d:+2|g", 10, T0 + 5);
+		dts_core_flush(c);
+		cr_assert(dts_core_tick(c, (T0 + 5) * 1000));
+		dts_merger_step(m, (T0 + 10) * 1000);
+		cur = current(NULL, "api", "g", DTS_GAUGE);
+		cr_assert_not_null(cur);
+		cr_expect_float_eq(cur->last, 105, 1e-9, "key %llu", (unsigned long long)k);
+		cur = current(NULL, "api", "d", DTS_GAUGE);
+		cr_assert_not_null(cur);
+		cr_expect_float_eq(cur->last, 13, 1e-9, "key %llu", (unsigned long long)k);
+		dts_merger_step(m, (T0 + 70) * 1000); /* the minute closes */
+		r = closed_rec(T0 / 60, "api", "g");
+		cr_assert_not_null(r);
+		cr_expect_float_eq(r->agg.lst, 105, 1e-9, "key %llu", (unsigned long long)k);
+		r = closed_rec(T0 / 60, "api", "d");
+		cr_assert_not_null(r);
+		cr_expect_float_eq(r->agg.lst, 13, 1e-9, "key %llu", (unsigned long long)k);
+	}
+}
+
+/*
+ * The fold visits hashes in order, so the new series of one table all home below the point it has reached: many of
+ * them at once into a small index must not pile up into one cluster that every addition walks. 100,000 new series
+ * in one table, into a fresh index of 65,536 slots: a few slots stepped over per series, not thousands.
+ */
+Test(merger, many_new_series_in_one_fold_do_not_crowd_the_index)
+{
+	static char dgram[1000 * 24];
+	struct dts_core *c = start_keyed(0, 1u << 18);
+	struct dts_merger_stats st;
+
+	for (unsigned k = 0; k < 100000;) {
+		size_t len = 0;
+
+		for (unsigned j = 0; j < 1000; j++, k++)
+			len += (size_t)snprintf(dgram + len, sizeof(dgram) - len, "p.n%u:1|c\n", k);
+		cr_assert_eq(dts_core_ingest(c, dgram, len, T0 + 1), 1000);
+	}
+	dts_core_flush(c);
+	cr_assert(dts_core_tick(c, (T0 + 1) * 1000));
+	dts_merger_step(m, (T0 + 1) * 1000);
+	dts_merger_stats_read(m, &st);
+	cr_assert_eq(st.series_created, 100000, "one table, one fold");
+	cr_expect_lt(st.index_probes, 8 * st.series_created, "%llu slots stepped over",
+		     (unsigned long long)st.index_probes);
+	cr_expect_geq(st.index_slots, 2 * 100000);
+}
+
 /* Tables grow by the rate at which they filled: a table that lasted a quarter of its tick comes back with four times
  * the buckets, not twice, and so do the core's other tables when they come back; one that lasted half a tick, twice. */
 Test(merger, tables_grow_by_how_fast_they_filled)

@@ -74,6 +74,9 @@ struct dts_merger_stats {
 	uint64_t minutes_closed;
 	uint64_t series_live; /* gauge: series in the map */
 	uint64_t series_created;
+	uint64_t index_slots; /* gauge: slots of the merger's series index (16 B each; at most half are used) */
+	uint64_t index_probes; /* index slots stepped over past a series' home slot, finding or adding it: at half load
+				* about 0.5 per lookup; many more per series created says the index is crowded */
 	uint64_t series_expired;
 	uint64_t merge_lag_ms; /* gauge: age of the oldest table folded in the last step */
 	uint64_t fold_ns_total; /* time spent folding, for CPU accounting */
