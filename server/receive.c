@@ -3,19 +3,24 @@
  *
  * The kernel spreads datagrams over the workers' SO_REUSEPORT sockets by a hash of the 4-tuple, so one client's
  * datagrams always reach the same worker and each worker aggregates into its own engine core without sharing
- * anything. A worker's loop: one recvmmsg() burst (blocking at most DTS_RECV_WAKE_MS), ingest exactly the datagrams
- * that arrived (never the requested count) with one dts_core_ingest_burst() call, so the engine's decode batch spans
- * the burst's datagrams (one-line datagrams overlap their table misses as packed ones do), then dts_core_tick().
- * Buffers are allocated once at start.
+ * anything. A worker's loop, one wake-up: a recvmmsg() burst (blocking at most DTS_RECV_WAKE_MS), ingest exactly the
+ * datagrams that arrived (never the requested count) with one dts_core_ingest_burst() call, so the engine's decode
+ * batch spans the burst's datagrams (one-line datagrams overlap their table misses as packed ones do), then
+ * dts_core_tick(); while a call returns a full batch, the next one (MSG_DONTWAIT) follows at once, up to DRAIN_ROUNDS
+ * calls, so a wake-up takes everything that queued up. Buffers are allocated once at start.
  *
- * Coalescing (recv_coalesce_us): a worker blocked in recvmmsg() is woken for each datagram, so at moderate rates every
- * call returns one or two datagrams and the context switch costs more than the lines. When a call returns fewer than a
- * full batch and the worker's measured arrival rate says at least two more datagrams will come within
- * recv_coalesce_us, the worker sleeps (clock_nanosleep, off the socket's wait queue) for about the time half a batch
- * takes to arrive, capped at recv_coalesce_us, and the next recvmmsg() then takes what queued up meanwhile. One extra
- * system call per burst, none per datagram. A full batch means the socket is not keeping up: no sleep. A slow or idle
- * socket is never slept on: the worker blocks in recvmmsg() as before (idle CPU stays ~0). Values are at most
- * recv_coalesce_us late; the socket buffer (rcvbuf_bytes) absorbs what arrives meanwhile.
+ * Coalescing (recv_coalesce_us): a worker blocked in recvmmsg() is woken for each datagram, and a wake-up (a context
+ * switch in and out) costs ~13-19 us of CPU in the paravirtualised test VM: at 1M lines/s, 1,000 wake-ups per second
+ * are 15 ns per line, as much as the engine's work on a line. So after a wake-up that emptied the socket, a worker
+ * whose measured arrival rate says at least two datagrams will come within recv_coalesce_us sleeps (clock_nanosleep,
+ * off the socket's wait queue) and the next wake-up takes what queued up meanwhile. The sleep is recv_coalesce_us, or
+ * less when at the measured rate half of what one wake-up can take (DRAIN_ROUNDS x recv_batch datagrams) or a quarter
+ * of the socket buffer (SO_RCVBUF as granted, in the kernel's per-datagram charge) would arrive sooner. The rate is
+ * measured over COALESCE_WINDOW_NS windows; a wake-up that finds more than twice what its sleep was sized for, or whose
+ * calls all returned full batches, ends the window early. One extra system call per wake-up, none per datagram. A
+ * wake-up that did not empty the socket is followed by no sleep, and a slow or idle socket is never slept on: the
+ * worker blocks in recvmmsg() as before (idle CPU stays ~0). Values reach the table at most recv_coalesce_us late;
+ * the socket buffer (rcvbuf_bytes) absorbs what arrives meanwhile.
  *
  * statsd_allow: when set, every UDP datagram's source address (recvmmsg's msg_name, filled by the same call) is checked
  * against the allowed networks before anything else reads the datagram, and every TCP connection's at accept; a
@@ -33,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -72,9 +78,12 @@ struct udp_worker {
 	unsigned batch;
 	int cpu; /* -1: not pinned */
 	int64_t coalesce_max_ns; /* recv_coalesce_us in ns; 0 = never sleep between calls */
+	int64_t rcvbuf; /* the socket's receive buffer limit as the kernel charges it (getsockopt SO_RCVBUF) */
 	int64_t win_start_ns; /* arrival-rate window: start (CLOCK_MONOTONIC) */
 	uint64_t win_dgrams; /* datagrams received since win_start_ns */
-	int64_t ns_per_dgram; /* mean gap between datagrams over the last window; INT64_MAX = none seen */
+	uint64_t win_bytes; /* their payload bytes */
+	int64_t sleep_ns; /* sleep after a wake-up that emptied the socket (last window's rate); 0 = block instead */
+	uint64_t sleep_dgrams; /* datagrams expected during sleep_ns: a wake-up that takes more ends the window early */
 	struct mmsghdr *msgs;
 	struct iovec *iov;
 	struct sockaddr_storage *names; /* batch source addresses; NULL when statsd_allow is empty */
@@ -98,6 +107,9 @@ struct dts_receiver {
 	pthread_t stream_thread;
 	bool stream_started;
 	struct dts_core *stream_core;
+	int wake_fd; /* eventfd that dts_receiver_stop writes to end the stream thread's poll at once; -1 when none */
+	int64_t stream_hold_ms; /* how long after an ingest the stream core may still hold data to hand over */
+	int64_t stream_last_ms; /* when the stream thread last ingested anything */
 	int tcp_fd; /* -1 when off */
 	int unix_fd; /* -1 when off */
 	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -187,35 +199,101 @@ static int64_t mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Shortest window over which a worker measures its arrival rate. */
-#define COALESCE_WINDOW_NS 10000000
+/*
+ * recvmmsg() calls per wake-up at most: while the calls return full batches, the worker calls again at once
+ * (MSG_DONTWAIT), so that one wake-up takes everything that queued up during a sleep, even when that is more than one
+ * batch. Bounds the work of one loop to DRAIN_ROUNDS x recv_batch datagrams (with a dts_core_tick() after each call).
+ */
+#define DRAIN_ROUNDS 16
+/* Window over which a worker measures its arrival rate (a wake-up that takes more than expected ends it early). */
+#define COALESCE_WINDOW_NS 50000000
+/*
+ * Socket-buffer charge assumed per datagram when a sleep is sized, from its mean payload: the kernel charges each
+ * queued datagram's skb truesize (its payload rounded up to an allocation size, plus the sk_buff): 2304 B for a
+ * 1400 B loopback datagram, 832 B for a 60 B one. 2 x payload + 1 KiB is above both.
+ */
+#define TRUESIZE_EST(payload) (2 * (payload) + 1024)
 
 /*
- * After a recvmmsg() that returned n (< 0: none), decide whether to sleep before the next call so that it takes a
- * bigger batch (see the file comment). Bounded: at most one clock_nanosleep of at most coalesce_max_ns.
+ * At the end of a rate window: decide how long the worker sleeps after a wake-up that emptied its socket (sleep_ns;
+ * 0 = none: block in recvmmsg). It sleeps only when at least two datagrams are expected within
+ * recv_coalesce_us, for the time in which at most half of what one wake-up takes (DRAIN_ROUNDS x recv_batch) and a
+ * quarter of the socket buffer arrive at the measured rate, and at most recv_coalesce_us.
  */
-static void coalesce(struct udp_worker *w, int n)
+static void coalesce_window(struct udp_worker *w, int64_t now)
 {
-	int64_t now = mono_ns(), elapsed = now - w->win_start_ns, wait;
+	int64_t elapsed = now - w->win_start_ns, ns_per_dgram, room, rcv_room;
 
-	if (n > 0)
-		w->win_dgrams += (unsigned)n;
-	if (elapsed >= COALESCE_WINDOW_NS) {
-		w->ns_per_dgram = w->win_dgrams ? elapsed / (int64_t)w->win_dgrams : INT64_MAX;
-		w->win_start_ns = now;
-		w->win_dgrams = 0;
+	if (!w->win_dgrams) {
+		w->sleep_ns = 0;
+	} else {
+		ns_per_dgram = elapsed / (int64_t)w->win_dgrams;
+		room = (int64_t)w->batch * DRAIN_ROUNDS / 2;
+		rcv_room = w->rcvbuf / 4 / TRUESIZE_EST((int64_t)(w->win_bytes / w->win_dgrams));
+		if (rcv_room < room)
+			room = rcv_room > 1 ? rcv_room : 1;
+		/* Under two datagrams expected within the cap: blocking in recvmmsg() wakes no more often than sleeping. */
+		if (ns_per_dgram > w->coalesce_max_ns / 2) {
+			w->sleep_ns = 0;
+		} else {
+			w->sleep_ns = ns_per_dgram * room;
+			if (w->sleep_ns > w->coalesce_max_ns)
+				w->sleep_ns = w->coalesce_max_ns;
+			w->sleep_dgrams = (uint64_t)(w->sleep_ns / (ns_per_dgram > 0 ? ns_per_dgram : 1)) + 1;
+		}
 	}
-	/* Nothing came (timeout), or a full batch (more is queued): go straight back to recvmmsg(). */
-	if (n <= 0 || (unsigned)n >= w->batch)
+	w->win_start_ns = now;
+	w->win_dgrams = 0;
+	w->win_bytes = 0;
+}
+
+/*
+ * After a wake-up that took got datagrams (drained: its last call returned a full batch, so more are queued), sleep
+ * before the next recvmmsg() so that it takes a bigger burst (see the file comment). Bounded: at most one
+ * clock_nanosleep of at most recv_coalesce_us; two vDSO clock reads.
+ */
+static void coalesce(struct udp_worker *w, uint64_t got, uint64_t bytes, bool drained)
+{
+	int64_t now = mono_ns();
+
+	w->win_dgrams += got;
+	w->win_bytes += bytes;
+	/* A wake-up that found more than the sleep was sized for: the rate rose, size the next sleep from it now. */
+	if (now - w->win_start_ns >= COALESCE_WINDOW_NS || drained || (w->sleep_ns && got > 2 * w->sleep_dgrams))
+		coalesce_window(w, now);
+	/* Nothing came (timeout), or more is queued: go straight back to recvmmsg(). */
+	if (!got || drained || !w->sleep_ns)
 		return;
-	/* Under two datagrams expected within the cap: blocking in recvmmsg() wakes no more often than sleeping. */
-	if (w->ns_per_dgram > w->coalesce_max_ns / 2)
-		return;
-	wait = w->ns_per_dgram * (int64_t)(w->batch / 2);
-	if (wait > w->coalesce_max_ns)
-		wait = w->coalesce_max_ns;
 	/* An EINTR just ends the sleep early. */
-	clock_nanosleep(CLOCK_MONOTONIC, 0, &(struct timespec){ .tv_sec = 0, .tv_nsec = wait }, NULL);
+	clock_nanosleep(CLOCK_MONOTONIC, 0, &(struct timespec){ .tv_sec = 0, .tv_nsec = w->sleep_ns }, NULL);
+}
+
+/* Hand the n datagrams of the last recvmmsg() to the engine in one burst; returns their payload bytes. */
+static uint64_t udp_ingest(struct udp_worker *w, int n, int64_t now_ms)
+{
+	struct dts_receiver *r = w->r;
+	uint64_t bytes = 0;
+	unsigned nd = 0;
+
+	STAT_ADD(w->stats.recv_calls, 1);
+	for (int i = 0; i < n; i++) {
+		bytes += w->msgs[i].msg_len;
+		if (w->names) {
+			bool ok = dts_netacl_allows(&r->allow, &w->names[i]);
+
+			w->msgs[i].msg_hdr.msg_namelen = sizeof(w->names[i]); /* value-result: reset */
+			if (!ok) {
+				STAT_ADD(w->stats.denied, 1);
+				continue;
+			}
+		}
+		if (w->msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
+			STAT_ADD(w->stats.truncated, 1);
+		w->dgrams[nd].buf = w->iov[i].iov_base;
+		w->dgrams[nd++].len = w->msgs[i].msg_len;
+	}
+	dts_core_ingest_burst(w->core, w->dgrams, nd, now_ms / 1000);
+	return bytes;
 }
 
 static void *udp_worker_main(void *arg)
@@ -235,38 +313,31 @@ static void *udp_worker_main(void *arg)
 		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
 			dts_warn("receive", "worker %u: could not pin to cpu %d", w->id, w->cpu);
 	}
-	w->ns_per_dgram = INT64_MAX;
 	w->win_start_ns = mono_ns();
 	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
-		int n = recvmmsg(w->fd, w->msgs, w->batch, MSG_WAITFORONE, NULL);
-		int64_t now_ms = dts_now_ms();
+		uint64_t got = 0, bytes = 0;
+		bool drained = false;
 
-		if (n > 0) {
-			unsigned nd = 0;
+		/* One wake-up: the first call blocks (up to DTS_RECV_WAKE_MS) until a datagram is there; the next ones
+		 * take what is queued, while the calls return full batches. The tick after each call hands a full
+		 * table over before the next burst. */
+		for (unsigned round = 0; round < DRAIN_ROUNDS; round++) {
+			int n = recvmmsg(w->fd, w->msgs, w->batch, round ? MSG_DONTWAIT : MSG_WAITFORONE, NULL);
+			int64_t now_ms = dts_now_ms();
 
-			STAT_ADD(w->stats.recv_calls, 1);
-			for (int i = 0; i < n; i++) {
-				if (w->names) {
-					bool ok = dts_netacl_allows(&r->allow, &w->names[i]);
-
-					w->msgs[i].msg_hdr.msg_namelen = sizeof(w->names[i]); /* value-result: reset */
-					if (!ok) {
-						STAT_ADD(w->stats.denied, 1);
-						continue;
-					}
-				}
-				if (w->msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
-					STAT_ADD(w->stats.truncated, 1);
-				w->dgrams[nd].buf = w->iov[i].iov_base;
-				w->dgrams[nd++].len = w->msgs[i].msg_len;
+			if (n > 0) {
+				got += (unsigned)n;
+				bytes += udp_ingest(w, n, now_ms);
+			} else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+				STAT_ADD(w->stats.recv_errors, 1);
 			}
-			dts_core_ingest_burst(w->core, w->dgrams, nd, now_ms / 1000);
-		} else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-			STAT_ADD(w->stats.recv_errors, 1);
+			dts_core_tick(w->core, now_ms);
+			drained = n == (int)w->batch;
+			if (!drained)
+				break;
 		}
-		dts_core_tick(w->core, now_ms);
 		if (w->coalesce_max_ns)
-			coalesce(w, n);
+			coalesce(w, got, bytes, drained);
 	}
 	dts_rcu_unregister_thread();
 	return NULL;
@@ -365,15 +436,21 @@ static void unix_read(struct dts_receiver *r, int64_t now_ms)
 static void *stream_main(void *arg)
 {
 	struct dts_receiver *r = arg;
-	struct pollfd pfd[2 + DTS_RECV_MAX_TCP];
-	int map[2 + DTS_RECV_MAX_TCP];
+	struct pollfd pfd[3 + DTS_RECV_MAX_TCP];
+	int map[3 + DTS_RECV_MAX_TCP];
 
 	pthread_setname_np(pthread_self(), "dts-stream");
 	dts_rcu_register_thread(); /* native datagrams on the Unix socket look their key up under RCU */
+	r->stream_last_ms = INT64_MIN / 2;
 	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
 		nfds_t n = 0;
-		int64_t now_ms;
+		int64_t now_ms = dts_now_ms();
+		int wait_ms;
 
+		if (r->wake_fd >= 0) {
+			pfd[n] = (struct pollfd){ .fd = r->wake_fd, .events = POLLIN };
+			map[n++] = -3;
+		}
 		if (r->tcp_fd >= 0) {
 			pfd[n] = (struct pollfd){ .fd = r->tcp_fd, .events = POLLIN };
 			map[n++] = -1;
@@ -391,18 +468,27 @@ static void *stream_main(void *arg)
 				pfd[n] = (struct pollfd){ .fd = r->conns[i]->fd, .events = POLLIN };
 				map[n++] = i;
 			}
-		int rc = poll(pfd, n, DTS_RECV_WAKE_MS);
+		/* Wake on the tick while the core may hold data to hand over (or is saturated), else rarely: a quiet
+		 * stream thread costs next to nothing, and the eventfd ends the wait at a stop. */
+		wait_ms = tcp_paused || now_ms - r->stream_last_ms <= r->stream_hold_ms ? DTS_RECV_WAKE_MS
+										 : DTS_RECV_IDLE_WAKE_MS;
+		int rc = poll(pfd, n, r->wake_fd >= 0 ? wait_ms : DTS_RECV_WAKE_MS);
+
 		now_ms = dts_now_ms();
 		for (nfds_t k = 0; rc > 0 && k < n; k++) {
 			if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
+			if (map[k] == -3)
+				continue; /* stop: the loop condition sees it */
 			if (map[k] == -1) {
 				tcp_accept(r);
-			} else if (map[k] == -2) {
-				unix_read(r, now_ms);
-			} else {
-				tcp_read(r, map[k], now_ms);
+				continue;
 			}
+			if (map[k] == -2)
+				unix_read(r, now_ms);
+			else
+				tcp_read(r, map[k], now_ms);
+			r->stream_last_ms = now_ms;
 		}
 		dts_core_tick(r->stream_core, now_ms);
 	}
@@ -451,6 +537,8 @@ static int worker_init(struct udp_worker *w, const struct dts_config *cfg, char 
 {
 	struct timeval tv = { .tv_sec = 0, .tv_usec = DTS_RECV_WAKE_MS * 1000 };
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int v = 0;
+	socklen_t vlen = sizeof(v);
 
 	w->batch = cfg->recv_batch;
 	w->coalesce_max_ns = (int64_t)cfg->recv_coalesce_us * 1000;
@@ -459,6 +547,10 @@ static int worker_init(struct udp_worker *w, const struct dts_config *cfg, char 
 	if (w->fd < 0)
 		return w->fd;
 	setsockopt(w->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	/* What the kernel grants (rcvbuf_bytes may be capped by net.core.rmem_max), as it charges it: sizes the sleeps. */
+	if (getsockopt(w->fd, SOL_SOCKET, SO_RCVBUF, &v, &vlen) != 0 || v <= 0)
+		v = 212992; /* Linux's usual net.core.rmem_default */
+	w->rcvbuf = v;
 	w->msgs = calloc(w->batch, sizeof(*w->msgs));
 	w->iov = calloc(w->batch, sizeof(*w->iov));
 	w->bufs = malloc((size_t)w->batch * DGRAM_MAX);
@@ -494,6 +586,10 @@ struct dts_receiver *dts_receiver_start(const struct dts_config *cfg, struct dts
 	}
 	r->tcp_fd = -1;
 	r->unix_fd = -1;
+	/* Without the eventfd the stream thread just keeps waking every DTS_RECV_WAKE_MS: no reason to fail. */
+	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	/* A table handed over at most one tick after its first line; two ticks and a second leave room for a late one. */
+	r->stream_hold_ms = 2 * (int64_t)cfg->tick_ms + 1000;
 	if (dts_netacl_parse(cfg->statsd_allow, &r->allow, err, errlen) != 0) /* validated by config.c: defensive */
 		goto out_stop;
 	r->nworkers = cfg->statsd_port ? udp_workers : 0;
@@ -559,6 +655,8 @@ void dts_receiver_stop(struct dts_receiver *r)
 	if (!r)
 		return;
 	atomic_store(&r->stop, true);
+	if (r->wake_fd >= 0 && write(r->wake_fd, &(uint64_t){ 1 }, sizeof(uint64_t)) < 0)
+		dts_warn("receive", "waking the stream thread: %s", strerror(errno));
 	for (unsigned i = 0; r->workers && i < r->nworkers; i++) {
 		struct udp_worker *w = &r->workers[i];
 
@@ -583,6 +681,8 @@ void dts_receiver_stop(struct dts_receiver *r)
 		close(r->unix_fd);
 		unlink(r->unix_path);
 	}
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
 	free(r->unix_buf);
 	free(r->workers);
 	free(r);

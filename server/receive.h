@@ -5,9 +5,12 @@
  *   udp worker i (0 <= i < workers)  own SO_REUSEPORT UDP socket, recvmmsg() bursts, engine core i, pinned to a CPU
  *   stream thread                    TCP listener + connections and the Unix datagram socket, engine core `workers`
  * Each thread is the only writer of its engine core (struct dts_core). None of them takes a lock or allocates on the
- * receive path; each wakes at least every DTS_RECV_WAKE_MS to hand its table over on time and to notice shutdown.
+ * receive path. A UDP worker wakes at least every DTS_RECV_WAKE_MS to hand its table over on time and to notice
+ * shutdown; the stream thread does so while its core may hold data (2 x tick_ms + 1 s after its last ingest) or is
+ * saturated, and otherwise every DTS_RECV_IDLE_WAKE_MS (dts_receiver_stop wakes it at once through an eventfd), so a
+ * hand-over deferred for longer than that (no free table: the merger far behind) can be that much later.
  * So the merger must be created with at least udp_workers + 1 cores (DPDK lcores take the first ones when io = dpdk).
- * A UDP worker that got a short burst at a high arrival rate sleeps up to cfg->recv_coalesce_us before its next
+ * A UDP worker that emptied its socket at a high arrival rate sleeps up to cfg->recv_coalesce_us before its next
  * recvmmsg(), so that it takes more datagrams per wake-up (receive.c); stopping can take that much longer too.
  */
 #ifndef DTS_RECEIVE_H
@@ -21,6 +24,8 @@
 
 /* Longest a receive thread sleeps in recvmmsg()/poll() before it checks its tick and the stop flag. */
 #define DTS_RECV_WAKE_MS 50
+/* Longest the stream thread sleeps in poll() when its core holds nothing to hand over. */
+#define DTS_RECV_IDLE_WAKE_MS 1000
 /* Concurrent TCP connections served by the stream thread; more are accepted and closed at once (counted). */
 #define DTS_RECV_MAX_TCP 256
 /* Per-connection buffer: one maximal line plus room to keep reading. */

@@ -720,7 +720,7 @@ Test(daemon, ten_thousand_datagrams_in_bursts_are_all_counted)
 
 /*
  * After a burst has taught the workers a high arrival rate, single datagrams sent one at a time must each be taken
- * from the socket promptly: the coalescing sleep is bounded by recv_coalesce_us (1 ms by default), a quiet worker
+ * from the socket promptly: the coalescing sleep is bounded by recv_coalesce_us (10 ms by default), a quiet worker
  * blocks in recvmmsg and is woken by the datagram. The median bound is the real one; the maximum only catches a
  * datagram stuck until the next one or until a timeout, with room for the shared test machine.
  */
