@@ -90,6 +90,12 @@ _Static_assert(DTS_SKETCH_MAX_BINS >= 4 && DTS_SKETCH_MAX_BINS <= 65535, "nbins 
 #define HEADER_BYTES 18
 #define MIN_CAP 8
 
+/* GCC/clang vectors (any target; SSE2 here) for arithmetic done lane by lane exactly as the scalar code would:
+ * quantile values (two Newton solves at once) and quantiles2's scaling of bins that line up. */
+typedef double v2d __attribute__((vector_size(16)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+
 int32_t dts_sketch_key(double v)
 {
 	uint64_t b;
@@ -126,38 +132,66 @@ static inline int32_t key_collapse(int32_t k, unsigned d)
 	return (int32_t)(((int64_t)k + (((int64_t)1 << d) - 1)) >> d);
 }
 
-/* The value whose L is y: y = e + P(s) with P(s) = A s^3 + B s^2 + C s increasing on [0, 1] (P' >= 26/35), solved by
- * Newton from s = frac(y) (P(s) stays within 0.09 of s); 6 steps reach full double precision. Cold path. */
-static double cubic_inverse(double y)
+/* 2^e for -1022 <= e <= 1023, from its bits: multiplying by it is exactly ldexp while the product is normal. */
+static inline double pow2(int e)
 {
-	double e = floor(y);
-	double f = y - e;
-	double s = f;
+	const uint64_t b = (uint64_t)(e + 1023) << 52;
+	double r;
 
-	for (int i = 0; i < 6; i++) {
-		double p = ((CUB_A * s + CUB_B) * s + CUB_C) * s - f;
-		double dp = (3.0 * CUB_A * s + 2.0 * CUB_B) * s + CUB_C;
+	memcpy(&r, &b, sizeof(r));
+	return r;
+}
 
-		s -= p / dp;
+/*
+ * dts_sketch_key_value of n (1 .. DTS_SKETCH_QUANTILES_MAX) keys at one level (<= 62), into v[]. A bin's value is
+ * the harmonic mean of its bounds lo and hi, the values whose L are (key - 1) 2^level / m and key 2^level / m: with
+ * y = e + P(s), P(s) = A s^3 + B s^2 + C s increasing on [0, 1] (P' >= 26/35), solved by Newton from s = frac(y)
+ * (P(s) stays within 0.09 of s); 6 steps reach full double precision. The 2n solves run side by side, lo and hi in
+ * the two lanes of a vector, so that they share instructions and the divisions' latency; each lane does exactly the
+ * scalar arithmetic. Quantile results only (quantiles2 computes one per quantile of every timer it publishes).
+ */
+static void key_values(const int32_t *key, unsigned n, unsigned level, double *v)
+{
+	v2d e[DTS_SKETCH_QUANTILES_MAX], f[DTS_SKETCH_QUANTILES_MAX], s[DTS_SKETCH_QUANTILES_MAX];
+	const double scale = pow2((int)level); /* key * 2^level is exact (|key| <= 2^31): the same as ldexp */
+
+	for (unsigned i = 0; i < n; i++) {
+		const v2d y = { ((double)key[i] - 1.0) * scale / KEY_MULT, (double)key[i] * scale / KEY_MULT };
+
+		e[i] = (v2d){ floor(y[0]), floor(y[1]) };
+		s[i] = f[i] = y - e[i];
 	}
-	if (s < 0.0)
-		s = 0.0;
-	if (s > 1.0)
-		s = 1.0;
-	return ldexp(1.0 + s, (int)e);
+	for (int step = 0; step < 6; step++)
+		for (unsigned i = 0; i < n; i++) {
+			const v2d p = ((CUB_A * s[i] + CUB_B) * s[i] + CUB_C) * s[i] - f[i];
+			const v2d dp = (3.0 * CUB_A * s[i] + 2.0 * CUB_B) * s[i] + CUB_C;
+
+			s[i] -= p / dp;
+		}
+	for (unsigned i = 0; i < n; i++) {
+		double b[2];
+
+		for (int l = 0; l < 2; l++) {
+			const double sl = s[i][l] < 0.0 ? 0.0 : s[i][l] > 1.0 ? 1.0 : s[i][l];
+
+			/* 1 + s is in [1, 2], so for |e| <= 1022 the product is normal and the multiplication exact, as
+			 * ldexp */
+			b[l] = e[i][l] >= -1022.0 && e[i][l] <= 1022.0 ? (1.0 + sl) * pow2((int)e[i][l])
+								      : ldexp(1.0 + sl, (int)e[i][l]);
+		}
+		/* = 2 lo hi / (lo + hi) without overflowing lo * hi */
+		v[i] = !(b[0] > 0.0) ? 0.0 : 2.0 / (1.0 / b[0] + 1.0 / b[1]);
+	}
 }
 
 double dts_sketch_key_value(int32_t key, unsigned level)
 {
-	double lo, hi;
+	double v;
 
 	if (level > 62)
 		return NAN;
-	lo = cubic_inverse(ldexp((double)key - 1.0, (int)level) / KEY_MULT);
-	hi = cubic_inverse(ldexp((double)key, (int)level) / KEY_MULT);
-	if (!(lo > 0.0))
-		return 0.0;
-	return 2.0 / (1.0 / lo + 1.0 / hi); /* = 2 lo hi / (lo + hi) without overflowing lo * hi */
+	key_values(&key, 1, level, &v);
+	return v;
 }
 
 double dts_sketch_level_alpha(unsigned level)
@@ -527,86 +561,82 @@ double dts_sketch_quantile(const struct dts_sketch *s, double q)
 			 : last == 1 ? 0.0 : last == -1 ? -dts_sketch_key_value(lastk, s->level) : NAN;
 }
 
-/* One store of each of two sketches walked together in key order at a common level (quantiles2). */
-struct pair_walk {
-	const struct dts_sketch_store *a, *b;
-	unsigned da, db; /* levels each store's keys move up */
-	double wb;
-	int32_t ia, ib; /* next bin index of each, walking up (step 1) or down (step -1) */
-	int step;
-};
-
-/* Step *i (walking st by step) past the bins whose key, moved up d levels, is k; [*first, *last] is that run in
- * ascending index order. */
-static void key_run(const struct dts_sketch_store *st, unsigned d, int step, int32_t k, int32_t *i, int32_t *first,
-		    int32_t *last)
-{
-	const int32_t start = *i;
-
-	while (*i + step >= 0 && *i + step < (int32_t)st->nbins && key_collapse(st->lo + *i + step, d) == k)
-		*i += step;
-	*first = start < *i ? start : *i;
-	*last = start < *i ? *i : start;
-	*i += step;
-}
-
-/* Next non-empty merged bin: its weight (the float sum merge_scaled would have made) and key; false at the end. */
-static bool pair_next(struct pair_walk *w, float *weight, int32_t *key)
-{
-	for (;;) {
-		const bool more_a = w->ia >= 0 && w->ia < (int32_t)w->a->nbins;
-		const bool more_b = w->ib >= 0 && w->ib < (int32_t)w->b->nbins;
-		int32_t ka = 0, kb = 0, k;
-		float acc = 0.0f;
-
-		if (!more_a && !more_b)
-			return false;
-		if (more_a)
-			ka = key_collapse(w->a->lo + w->ia, w->da);
-		if (more_b)
-			kb = key_collapse(w->b->lo + w->ib, w->db);
-		k = !more_a ? kb : !more_b ? ka : (w->step > 0 ? (ka < kb ? ka : kb) : (ka > kb ? ka : kb));
-		/* a's bins of k in ascending index order (as store_collapse sums them), then b's scaled ones (store_merge) */
-		if (more_a && ka == k) {
-			int32_t first, last;
-
-			key_run(w->a, w->da, w->step, k, &w->ia, &first, &last);
-			for (int32_t i = first; i <= last; i++)
-				acc = i == first ? w->a->bins[i] : acc + w->a->bins[i];
-		}
-		if (more_b && kb == k) {
-			int32_t first, last;
-
-			key_run(w->b, w->db, w->step, k, &w->ib, &first, &last);
-			for (int32_t i = first; i <= last; i++)
-				acc += (float)((double)w->b->bins[i] * w->wb);
-		}
-		if (acc > 0.0f) {
-			*weight = acc;
-			*key = k;
-			return true;
-		}
-	}
-}
-
-/* Bin k of a store (0 outside it). */
-static inline float bin_at(const struct dts_sketch_store *st, int32_t k)
-{
-	uint32_t i = (uint32_t)(k - st->lo);
-
-	return i < st->nbins ? st->bins[i] : 0.0f;
-}
-
-/* Key range [*lo, *hi] of two stores at the same level; false when both are empty. */
-static bool pair_range(const struct dts_sketch_store *a, const struct dts_sketch_store *b, int32_t *lo, int32_t *hi)
+/* Key range [*lo, *hi] of two stores once moved up da and db levels (to quantiles2's level); false when both are
+ * empty. */
+static bool pair_range(const struct dts_sketch_store *a, unsigned da, const struct dts_sketch_store *b, unsigned db,
+		       int32_t *lo, int32_t *hi)
 {
 	if (!a->nbins && !b->nbins)
 		return false;
-	*lo = !a->nbins ? b->lo : !b->nbins ? a->lo : a->lo < b->lo ? a->lo : b->lo;
-	*hi = !a->nbins ? b->lo + b->nbins - 1
-	      : !b->nbins ? a->lo + a->nbins - 1
-	      : (a->lo + a->nbins > b->lo + b->nbins ? a->lo + a->nbins - 1 : b->lo + b->nbins - 1);
+	if (a->nbins) {
+		*lo = key_collapse(a->lo, da);
+		*hi = key_collapse(a->lo + a->nbins - 1, da);
+	}
+	if (b->nbins) {
+		int32_t blo = key_collapse(b->lo, db), bhi = key_collapse(b->lo + b->nbins - 1, db);
+
+		*lo = a->nbins && *lo < blo ? *lo : blo;
+		*hi = a->nbins && *hi > bhi ? *hi : bhi;
+	}
 	return true;
+}
+
+/* t[j] += (float)((double)bin * w) for each bin of st in index order, its key moved up d levels being base + dir * j:
+ * what store_merge adds. With w = 1 that is the bin itself, as store_collapse adds it. */
+static void merge_into(float *t, int32_t base, int dir, const struct dts_sketch_store *st, unsigned d, double w)
+{
+	const float *bins = st->bins;
+	const uint32_t nb = st->nbins;
+	const int32_t lo = st->lo;
+	uint32_t i = 0;
+
+	if (nb == 0)
+		return;
+	if (d == 0 && dir > 0) {
+		float *dst = t + (lo - base);
+
+		/* four at a time in vectors: each lane converted, scaled, rounded and added as below */
+		for (; i + 4 <= nb; i += 4) {
+			v4f x, y;
+
+			memcpy(&x, bins + i, sizeof(x));
+			memcpy(&y, dst + i, sizeof(y));
+			y += __builtin_convertvector(__builtin_convertvector(x, v4d) * w, v4f);
+			memcpy(dst + i, &y, sizeof(y));
+		}
+		for (; i < nb; i++)
+			dst[i] += (float)((double)bins[i] * w);
+	} else if (dir > 0) {
+		for (; i < nb; i++)
+			t[key_collapse(lo + (int32_t)i, d) - base] += (float)((double)bins[i] * w);
+	} else {
+		for (; i < nb; i++)
+			t[base - key_collapse(lo + (int32_t)i, d)] += (float)((double)bins[i] * w);
+	}
+}
+
+/*
+ * One sign's store of the merged sketch, as merge_scaled builds it at quantiles2's level, into t[] in walking order:
+ * dir 1 puts key lo + j at t[j] (positive store, walked up), dir -1 puts key hi - j there (negative store, walked
+ * down). Bin for bin the same float sums in the same order: a's bins moved up da levels and added in index order
+ * (store_collapse), then b's moved up db levels, each scaled by wb and added in index order (store_merge). A bin
+ * starts at 0.0f, and 0.0f + x is x for every weight (-0.0f becomes 0.0f: still empty). Returns the number of bins
+ * (0 when both are empty) and the key of t[0] in *base.
+ */
+static uint32_t pair_merge(const struct dts_sketch_store *a, unsigned da, const struct dts_sketch_store *b, unsigned db,
+			   double wb, int dir, float t[DTS_SKETCH_MAX_BINS], int32_t *base)
+{
+	int32_t lo, hi;
+	uint32_t n;
+
+	if (!pair_range(a, da, b, db, &lo, &hi))
+		return 0;
+	n = (uint32_t)(hi - lo) + 1; /* <= DTS_SKETCH_MAX_BINS at quantiles2's level */
+	*base = dir > 0 ? lo : hi;
+	memset(t, 0, (size_t)n * sizeof(float));
+	merge_into(t, *base, dir, a, da, 1.0);
+	merge_into(t, *base, dir, b, db, wb);
+	return n;
 }
 
 /* The quantiles being found while a walk goes up the merged bins (quantiles2). side: -1 negative bin, 1 the zero bin,
@@ -614,36 +644,118 @@ static bool pair_range(const struct dts_sketch_store *a, const struct dts_sketch
 struct qacc {
 	double rank[DTS_SKETCH_QUANTILES_MAX], cum;
 	unsigned order[DTS_SKETCH_QUANTILES_MAX], pending, next; /* indices of out by rank; next: the first not found */
-	unsigned level;
-	int last; /* side of the last non-empty bin */
+	int side[DTS_SKETCH_QUANTILES_MAX]; /* the bin found for order[p]: side[p] (0: none), key[p] */
+	int32_t key[DTS_SKETCH_QUANTILES_MAX];
+	int last; /* side of the last non-empty bin (kept up to date only while it may be needed: see qacc_walk) */
 	int32_t lastk;
-	double *out;
 };
 
-static inline double side_value(int side, int32_t k, unsigned level)
+/* Give bin (side, k) to the next quantile by rank. */
+static inline void qacc_found(struct qacc *qa, int side, int32_t k)
 {
-	return side == 2 ? dts_sketch_key_value(k, level) : side == 1 ? 0.0 : -dts_sketch_key_value(k, level);
+	qa->side[qa->next] = side;
+	qa->key[qa->next] = k;
+	qa->next++;
 }
 
-/* Add a non-empty bin of weight f; give its value to every quantile whose rank it passes. */
+/* Add a non-empty bin of weight f; give it to every quantile whose rank it passes. */
 static inline void qacc_add(struct qacc *qa, double f, int32_t k, int side)
 {
 	qa->last = side;
 	qa->lastk = k;
 	qa->cum += f;
-	for (; qa->next < qa->pending && qa->cum > qa->rank[qa->order[qa->next]]; qa->next++)
-		qa->out[qa->order[qa->next]] = side_value(side, k, qa->level);
+	while (qa->next < qa->pending && qa->cum > qa->rank[qa->order[qa->next]])
+		qacc_found(qa, side, k);
+}
+
+/* out[] for the bins found: each distinct bin's value once (the quantiles of one bin are next to each other by rank),
+ * all solved together. */
+static void qacc_values(const struct qacc *qa, unsigned level, double *out)
+{
+	int32_t keys[DTS_SKETCH_QUANTILES_MAX];
+	unsigned idx[DTS_SKETCH_QUANTILES_MAX];
+	double v[DTS_SKETCH_QUANTILES_MAX];
+	unsigned nk = 0;
+
+	for (unsigned p = 0; p < qa->pending; p++) {
+		if (qa->side[p] != -1 && qa->side[p] != 2)
+			continue;
+		if (!nk || qa->side[p] != qa->side[p - 1] || qa->key[p] != keys[nk - 1])
+			keys[nk++] = qa->key[p];
+		idx[p] = nk - 1;
+	}
+	if (nk)
+		key_values(keys, nk, level, v);
+	for (unsigned p = 0; p < qa->pending; p++)
+		out[qa->order[p]] = qa->side[p] == 2 ? v[idx[p]] : qa->side[p] == -1 ? -v[idx[p]]
+								 : qa->side[p] == 1 ? 0.0 : NAN;
+}
+
+/*
+ * qacc_add for each non-empty bin of t[0 .. n) in order (key base + dir * j), with the same result and fewer steps
+ * (qa->next < qa->pending on entry). An empty bin adds 0.0 to cum, which changes nothing, so every bin is added
+ * without a test. cum never decreases (weights >= 0), so a block of 8 bins whose sum, added one by one as the walk
+ * would, stays at or below the next rank passes no rank and the walk goes on from that sum; otherwise the block is
+ * walked again bin by bin from where it started. A rank is passed only at a non-empty bin: before the first one cum is
+ * 0 and may exceed a negative rank (count < 1). The last non-empty bin is found only when the walk ends with quantiles
+ * left (qacc_add keeps it at every bin).
+ */
+static void qacc_walk(struct qacc *qa, const float *t, uint32_t n, int32_t base, int dir, int side)
+{
+	double cum = qa->cum, rank = qa->rank[qa->order[qa->next]];
+	uint32_t j = 0;
+
+	for (;;) {
+		for (; j + 8 <= n; j += 8) {
+			double c = cum;
+
+			c += t[j];
+			c += t[j + 1];
+			c += t[j + 2];
+			c += t[j + 3];
+			c += t[j + 4];
+			c += t[j + 5];
+			c += t[j + 6];
+			c += t[j + 7];
+			if (c > rank)
+				break;
+			cum = c;
+		}
+		for (; j < n; j++) {
+			cum += t[j];
+			if (cum > rank && t[j] > 0.0f)
+				break;
+		}
+		if (j == n)
+			break;
+		do
+			qacc_found(qa, side, base + dir * (int32_t)j);
+		while (qa->next < qa->pending && cum > qa->rank[qa->order[qa->next]]);
+		j++;
+		if (qa->next == qa->pending)
+			break;
+		rank = qa->rank[qa->order[qa->next]];
+	}
+	qa->cum = cum;
+	if (qa->next < qa->pending)
+		for (uint32_t i = n; i-- > 0;)
+			if (t[i] > 0.0f) {
+				qa->last = side;
+				qa->lastk = base + dir * (int32_t)i;
+				break;
+			}
 }
 
 void dts_sketch_quantiles2(const struct dts_sketch *a, const struct dts_sketch *b, double wb, const double *q, size_t n,
 			   double *out)
 {
 	static const struct dts_sketch none = { .count = 0.0 };
-	struct qacc qa = { .cum = 0.0, .pending = 0, .next = 0, .last = 0, .lastk = 0, .out = out };
+	struct qacc qa = { .cum = 0.0, .pending = 0, .next = 0, .last = 0, .lastk = 0 };
+	float t[DTS_SKETCH_MAX_BINS];
+	unsigned level, da, db;
 	double count, zero;
-	struct pair_walk w;
-	int32_t k;
-	float f;
+	uint32_t pspan, nspan, nb;
+	int32_t base = 0;
 
 	if (n > DTS_SKETCH_QUANTILES_MAX)
 		n = DTS_SKETCH_QUANTILES_MAX;
@@ -654,11 +766,14 @@ void dts_sketch_quantiles2(const struct dts_sketch *a, const struct dts_sketch *
 		wb = 0.0;
 	}
 	/* the level merge_scaled would reach: an empty destination takes a's level, then b's merge may raise it */
-	qa.level = a->level > b->level ? a->level : b->level;
-	while ((union_span(&a->pos, qa.level - a->level, &b->pos, qa.level - b->level) > DTS_SKETCH_MAX_BINS ||
-		union_span(&a->neg, qa.level - a->level, &b->neg, qa.level - b->level) > DTS_SKETCH_MAX_BINS) &&
-	       qa.level < DTS__SKETCH_MAX_LEVEL)
-		qa.level++;
+	for (level = a->level > b->level ? a->level : b->level;; level++) {
+		pspan = union_span(&a->pos, level - a->level, &b->pos, level - b->level);
+		nspan = union_span(&a->neg, level - a->level, &b->neg, level - b->level);
+		if ((pspan <= DTS_SKETCH_MAX_BINS && nspan <= DTS_SKETCH_MAX_BINS) || level >= DTS__SKETCH_MAX_LEVEL)
+			break;
+	}
+	da = level - a->level;
+	db = level - b->level;
 	/* as merge_scaled sums them (with no b, + 0.0 changes nothing) */
 	count = a->count + b->count * wb;
 	zero = a->zero + b->zero * wb;
@@ -676,36 +791,19 @@ void dts_sketch_quantiles2(const struct dts_sketch *a, const struct dts_sketch *
 	}
 	if (!qa.pending)
 		return;
-	if ((qa.level == a->level || (!a->pos.nbins && !a->neg.nbins)) &&
-	    (qa.level == b->level || (!b->pos.nbins && !b->neg.nbins))) {
-		/* no collapse (the usual case): both stores' bins line up key for key; a missing bin adds 0.0f, which is
-		 * exactly what merge_scaled's zeroed and zero bins add */
-		int32_t lo, hi;
-
-		if (pair_range(&a->neg, &b->neg, &lo, &hi))
-			for (k = hi; k >= lo && qa.next < qa.pending; k--)
-				if ((f = bin_at(&a->neg, k) + (float)((double)bin_at(&b->neg, k) * wb)) > 0.0f)
-					qacc_add(&qa, f, k, -1);
-		if (qa.next < qa.pending && zero > 0.0)
-			qacc_add(&qa, zero, 0, 1);
-		if (qa.next < qa.pending && pair_range(&a->pos, &b->pos, &lo, &hi))
-			for (k = lo; k <= hi && qa.next < qa.pending; k++)
-				if ((f = bin_at(&a->pos, k) + (float)((double)bin_at(&b->pos, k) * wb)) > 0.0f)
-					qacc_add(&qa, f, k, 2);
-	} else {
-		w = (struct pair_walk){ &a->neg, &b->neg, qa.level - a->level, qa.level - b->level, wb,
-					(int32_t)a->neg.nbins - 1, (int32_t)b->neg.nbins - 1, -1 };
-		while (qa.next < qa.pending && pair_next(&w, &f, &k))
-			qacc_add(&qa, f, k, -1);
-		if (qa.next < qa.pending && zero > 0.0)
-			qacc_add(&qa, zero, 0, 1);
-		w = (struct pair_walk){ &a->pos, &b->pos, qa.level - a->level, qa.level - b->level, wb, 0, 0, 1 };
-		while (qa.next < qa.pending && pair_next(&w, &f, &k))
-			qacc_add(&qa, f, k, 2);
-	}
-	/* rounding left cum at or below a rank: the last non-empty bin, as dts_sketch_quantile does */
-	for (; qa.next < qa.pending; qa.next++)
-		out[qa.order[qa.next]] = qa.last ? side_value(qa.last, qa.lastk, qa.level) : NAN;
+	if (pspan > DTS_SKETCH_MAX_BINS || nspan > DTS_SKETCH_MAX_BINS) /* defensive: keys out of range (merge fails) */
+		return;
+	/* the negative store from its highest key down, the zero bin, the positive store up */
+	if ((nb = pair_merge(&a->neg, da, &b->neg, db, wb, -1, t, &base)) > 0)
+		qacc_walk(&qa, t, nb, base, -1, -1);
+	if (qa.next < qa.pending && zero > 0.0)
+		qacc_add(&qa, zero, 0, 1);
+	if (qa.next < qa.pending && (nb = pair_merge(&a->pos, da, &b->pos, db, wb, 1, t, &base)) > 0)
+		qacc_walk(&qa, t, nb, base, 1, 2);
+	/* rounding left cum at or below a rank: the last non-empty bin, as dts_sketch_quantile does (0: none) */
+	while (qa.next < qa.pending)
+		qacc_found(&qa, qa.last, qa.lastk);
+	qacc_values(&qa, level, out);
 }
 
 /* Read a minimal LEB128 varint of at most 32 bits at *pos (writers and little-endian fields: dts/bytes.h).

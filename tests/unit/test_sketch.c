@@ -616,6 +616,139 @@ Test(sketch_quantiles2, equal_to_merging_then_quantile, .timeout = 60)
 	}
 }
 
+/* One random sketch for the differential test below: `kind` picks the shape (see the table in the test). */
+static void random_sketch(struct dts_sketch *s, int kind)
+{
+	const int n = kind == 0 ? 0 : kind == 1 ? 1 + (int)(rng_next() % 3) : 50 + (int)(rng_next() % 451);
+	const double median = exp(6.0 * rng_normal()), sigma = 3.0 * rng_uniform();
+
+	dts_sketch_init(s);
+	for (int i = 0; i < n; i++) {
+		double v = median * exp(sigma * rng_normal());
+		double w = kind == 7 ? 1e-3 * rng_uniform() : rng_next() % 4 == 0 ? 4.0 * rng_uniform() : 1.0;
+
+		if (kind == 3 || (kind == 4 && rng_next() % 3 == 0))
+			v = -v;
+		if (kind == 5 && rng_next() % 4 == 0)
+			v = rng_next() % 2 ? 0.0 : -1e-12; /* the zero bin */
+		if (kind == 6)
+			v = exp(40.0 * rng_normal()); /* 1e-17 .. 1e17 and more: collapsed a few levels */
+		if (kind == 8)
+			v = 20.0 * exp(rng_normal()); /* a timer: lognormal, median 20 ms, sigma 1 */
+		cr_assert_eq(dts_sketch_add(s, v, w), 0);
+	}
+}
+
+static void assert_same_quantiles_n(const struct dts_sketch *a, const struct dts_sketch *b, double wb, const double *q,
+				    size_t n, const char *what)
+{
+	double want[DTS_SKETCH_QUANTILES_MAX], got[DTS_SKETCH_QUANTILES_MAX];
+
+	quantiles_by_merging(a, b, wb, q, n, want);
+	dts_sketch_quantiles2(a, b, wb, q, n, got);
+	for (size_t i = 0; i < n; i++)
+		cr_assert(memcmp(&want[i], &got[i], sizeof(double)) == 0 || (isnan(want[i]) && isnan(got[i])),
+			  "%s, wb %g, q[%zu] = %g of %zu: %.17g by merging, %.17g in one walk", what, wb, i, q[i], n,
+			  want[i], got[i]);
+}
+
+/* quantiles2 equals merging then dts_sketch_quantile, bit for bit, on random pairs of every shape: either side empty,
+ * a few values, only negatives, both signs, zero bins, levels collapsed differently on each side, fractional and tiny
+ * weights (a total below 1 makes the ranks negative), timer minutes; shares of the previous minute 0, below the
+ * smallest float, 1/60ths and random; 1 to DTS_SKETCH_QUANTILES_MAX quantiles in any order, NaN and outside [0, 1]. */
+Test(sketch_quantiles2, random_pairs_equal_merging_then_quantile, .timeout = 60)
+{
+	static const char *const kinds[] = { "empty", "1..3 values", "positive", "negative", "signed",
+					     "with zero bin", "very wide", "tiny weights", "timer" };
+	static const double fixed_q[] = { 0.1, 0.9, 0.5, 0.99, 0.0, 1.0, NAN, -0.5, 1.5, 0.999, 0.01, 0.25 };
+	const int nkinds = (int)(sizeof(kinds) / sizeof(kinds[0]));
+
+	rng_seed(4242);
+	for (int it = 0; it < 3000; it++) {
+		const int ka = (int)(rng_next() % (uint64_t)nkinds), kb = (int)(rng_next() % (uint64_t)nkinds);
+		const uint64_t r = rng_next() % 6;
+		const double wb = r == 0 ? 0.0 : r == 1 ? 1e-46 : r == 2 ? (double)(rng_next() % 61) / 60.0
+							 : r == 3 ? 1.0 : rng_uniform();
+		const size_t n = 1 + rng_next() % DTS_SKETCH_QUANTILES_MAX;
+		struct dts_sketch a, b;
+		double q[DTS_SKETCH_QUANTILES_MAX];
+		char what[96];
+
+		random_sketch(&a, ka);
+		random_sketch(&b, kb);
+		for (size_t i = 0; i < n; i++)
+			q[i] = rng_next() % 2 ? fixed_q[rng_next() % (sizeof(fixed_q) / sizeof(fixed_q[0]))]
+					      : rng_uniform();
+		snprintf(what, sizeof(what), "#%d: %s (level %u) + %s (level %u)", it, kinds[ka], a.level, kinds[kb],
+			 b.level);
+		assert_same_quantiles_n(&a, &b, wb, q, n, what);
+		assert_same_quantiles_n(&b, &a, wb, q, n, what);
+		assert_same_quantiles_n(NULL, &b, wb, q, n, what);
+		assert_same_quantiles_n(&a, NULL, wb, q, n, what);
+		assert_same_quantiles_n(&a, &a, wb, q, n, what);
+		dts_sketch_free(&a);
+		dts_sketch_free(&b);
+	}
+}
+
+/* The walk's edges: a total weight below 1 makes the rank negative, and the merged store's first bin can be empty (b's
+ * bin scaled below the smallest float), so the answer is the first non-empty bin, not the first bin; many quantiles
+ * in one bin; a rank reached exactly at a block of 8 bins' end; every rank past the end (the last non-empty bin). */
+Test(sketch_quantiles2, walk_edges)
+{
+	static const double q[] = { 0.0, 0.5, 1.0, 0.25, 0.75, 0.1, 0.9, 0.99,
+				    0.999, 0.01, 0.3, 0.6, 0.7, 0.8, 0.2, 0.4 };
+	struct dts_sketch a, b;
+
+	dts_sketch_init(&a);
+	dts_sketch_init(&b);
+	cr_assert_eq(dts_sketch_add(&a, 100.0, 0.5), 0);
+	cr_assert_eq(dts_sketch_add(&b, 1.0, 1.0), 0); /* below a's bin; x 1e-46 is 0.0f */
+	for (size_t n = 1; n <= DTS_SKETCH_QUANTILES_MAX; n++) {
+		double got[DTS_SKETCH_QUANTILES_MAX];
+
+		dts_sketch_quantiles2(&a, &b, 1e-46, q, n, got);
+		for (size_t i = 0; i < n; i++)
+			cr_assert_eq(got[i], dts_sketch_key_value(dts_sketch_key(100.0), 0), "n %zu q %g: %.17g", n,
+				     q[i], got[i]);
+		assert_same_quantiles_n(&a, &b, 1e-46, q, n, "negative ranks");
+	}
+	dts_sketch_free(&a);
+	dts_sketch_free(&b);
+	/* keys 0..15 at weight 1 each, b empty: rank r (= floor(q * 15)) is passed at key r, 8 and 16 bins being block
+	 * ends */
+	dts_sketch_init(&a);
+	add_keys(&a, 0, 15, false, 1.0);
+	for (int r = 0; r <= 15; r++) {
+		const double qr[2] = { (r + 0.5) / 15.0, (15 - r + 0.5) / 15.0 };
+		double got[2];
+
+		dts_sketch_quantiles2(&a, NULL, 0.0, qr, 2, got);
+		cr_assert_eq(got[0], dts_sketch_key_value(r, 0), "rank %d: %.17g", r, got[0]);
+		cr_assert_eq(got[1], dts_sketch_key_value(15 - r, 0), "rank %d: %.17g", 15 - r, got[1]);
+		assert_same_quantiles_n(&a, NULL, 0.0, qr, 2, "ranks at block ends");
+	}
+	dts_sketch_free(&a);
+	/* weights that sum to a little less than count in float: ranks near count - 1 run off the end, and the answer
+	 * is the last non-empty bin, below b's bin scaled to 0.0f */
+	dts_sketch_init(&a);
+	dts_sketch_init(&b);
+	cr_assert_eq(dts_sketch_add(&a, 5.0, 16777216.0), 0);
+	cr_assert_eq(dts_sketch_add(&a, 5.0, 1.0), 0); /* 2^24 + 1 rounds to 2^24 in the float bin */
+	cr_assert_eq(dts_sketch_add(&a, -3.0, 1.0), 0);
+	cr_assert_eq(dts_sketch_add(&b, 50.0, 1.0), 0); /* within 256 bins of 5.0: level 0 */
+	assert_same_quantiles_n(&a, &b, 1e-46, q, DTS_SKETCH_QUANTILES_MAX, "off the end");
+	{
+		const double one = 1.0;
+		double got;
+
+		dts_sketch_quantiles2(&a, &b, 1e-46, &one, 1, &got);
+		cr_assert_eq(got, dts_sketch_key_value(dts_sketch_key(5.0), 0), "off the end: %.17g", got);
+	}
+	dts_sketch_free(&a);
+	dts_sketch_free(&b);
+}
+
 /* Halving is exact in float: 0.5 x a sketch of fractional weights (collapsed, both signs, zero bin) is bin for bin the
  * sketch of the halved weights; merging a sketch into itself with factor 0.5 multiplies it by 1.5. */
 Test(sketch_merge_scaled, half_halves_every_count)
