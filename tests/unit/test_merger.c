@@ -752,6 +752,19 @@ Test(merger, many_new_series_in_one_fold_do_not_crowd_the_index)
 	cr_expect_geq(st.index_slots, 2 * 100000);
 }
 
+/* Feed n new names to core c at now_ms, hand its table over and fold it; returns the buckets of all tables then. */
+static uint64_t handover_names(struct dts_core *c, int64_t now_ms, unsigned *base, unsigned n)
+{
+	struct dts_merger_stats st;
+
+	feed_names(now_ms / 1000, *base, n);
+	*base += n;
+	cr_assert(dts_core_tick(c, now_ms));
+	dts_merger_step(m, now_ms);
+	dts_merger_stats_read(m, &st);
+	return st.table_buckets;
+}
+
 /* Tables grow by the rate at which they filled: a table that lasted a quarter of its tick comes back with four times
  * the buckets, not twice, and so do the core's other tables when they come back; one that lasted half a tick, twice. */
 Test(merger, tables_grow_by_how_fast_they_filled)
@@ -775,40 +788,18 @@ Test(merger, tables_grow_by_how_fast_they_filled)
 	dts_merger_step(m, T0 * 1000);
 
 	/* the first table fills with nothing to measure from: twice */
-	feed_names(now_ms / 1000, base, 520);
-	base += 520;
-	cr_assert(dts_core_tick(c, now_ms));
-	dts_merger_step(m, now_ms);
-	dts_merger_stats_read(m, &st);
-	cr_expect_eq(st.table_buckets, 2048 + 2 * 1024);
-
+	cr_expect_eq(handover_names(c, now_ms, &base, 520), 2048 + 2 * 1024);
 	/* the second (1,024 buckets) fills 250 ms after the first hand-over: four times, 4,096 */
 	now_ms += 250;
-	feed_names(now_ms / 1000, base, 520);
-	base += 520;
-	cr_assert(dts_core_tick(c, now_ms));
-	dts_merger_step(m, now_ms);
-	dts_merger_stats_read(m, &st);
-	cr_expect_eq(st.table_buckets, 2048 + 4096 + 1024);
-
+	cr_expect_eq(handover_names(c, now_ms, &base, 520), 2048 + 4096 + 1024);
 	/* the third comes back after its tick without filling: it takes the core's 4,096 all the same */
 	now_ms += 1000;
-	feed_names(now_ms / 1000, base, 100);
-	base += 100;
-	cr_assert(dts_core_tick(c, now_ms));
-	dts_merger_step(m, now_ms);
-	dts_merger_stats_read(m, &st);
-	cr_expect_eq(st.table_buckets, 2048 + 4096 + 4096);
-
+	cr_expect_eq(handover_names(c, now_ms, &base, 100), 2048 + 4096 + 4096);
 	/* the first (2,048 buckets) is active again and fills 500 ms after the last hand-over: twice is enough, and the
 	 * core already wants more, 4,096 */
 	now_ms += 500;
-	feed_names(now_ms / 1000, base, 1030);
-	base += 1030;
-	cr_assert(dts_core_tick(c, now_ms));
-	dts_merger_step(m, now_ms);
+	cr_expect_eq(handover_names(c, now_ms, &base, 1030), 3 * 4096);
 	dts_merger_stats_read(m, &st);
-	cr_expect_eq(st.table_buckets, 3 * 4096);
 	cr_expect_eq(st.tables_grown, 4);
 	cr_expect_eq(st.dropped[DTS_DROP_TABLE_FULL], 0);
 	cr_expect_eq(st.series_live, base);
