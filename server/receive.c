@@ -14,7 +14,7 @@
  * are 15 ns per line, as much as the engine's work on a line. So after a wake-up that emptied the socket, a worker
  * whose measured arrival rate says at least two datagrams will come within recv_coalesce_us sleeps (clock_nanosleep,
  * off the socket's wait queue) and the next wake-up takes what queued up meanwhile. The sleep is recv_coalesce_us, or
- * less when at the measured rate half of what one wake-up can take (DRAIN_ROUNDS x recv_batch datagrams) or a quarter
+ * less when at the measured rate half of what one wake-up can take (DRAIN_ROUNDS x recv_batch datagrams) or an eighth
  * of the socket buffer (SO_RCVBUF as granted, in the kernel's per-datagram charge) would arrive sooner. The rate is
  * measured over COALESCE_WINDOW_NS windows; a wake-up that finds more than twice what its sleep was sized for, or whose
  * calls all returned full batches, ends the window early. One extra system call per wake-up, none per datagram. A
@@ -210,7 +210,8 @@ static int64_t mono_ns(void)
 /*
  * Socket-buffer charge assumed per datagram when a sleep is sized, from its mean payload: the kernel charges each
  * queued datagram's skb truesize (its payload rounded up to an allocation size, plus the sk_buff): 2304 B for a
- * 1400 B loopback datagram, 832 B for a 60 B one. 2 x payload + 1 KiB is above both.
+ * 1400 B loopback datagram, 832 B for a 60 B one. 2 x payload + 1 KiB is above both, but a NIC driver's buffers can
+ * charge a small datagram 2.3-4.9 KiB: hence an eighth of the buffer, not more, for what arrives during a sleep.
  */
 #define TRUESIZE_EST(payload) (2 * (payload) + 1024)
 
@@ -218,7 +219,7 @@ static int64_t mono_ns(void)
  * At the end of a rate window: decide how long the worker sleeps after a wake-up that emptied its socket (sleep_ns;
  * 0 = none: block in recvmmsg). It sleeps only when at least two datagrams are expected within
  * recv_coalesce_us, for the time in which at most half of what one wake-up takes (DRAIN_ROUNDS x recv_batch) and a
- * quarter of the socket buffer arrive at the measured rate, and at most recv_coalesce_us.
+ * eighth of the socket buffer arrive at the measured rate, and at most recv_coalesce_us.
  */
 static void coalesce_window(struct udp_worker *w, int64_t now)
 {
@@ -229,7 +230,7 @@ static void coalesce_window(struct udp_worker *w, int64_t now)
 	} else {
 		ns_per_dgram = elapsed / (int64_t)w->win_dgrams;
 		room = (int64_t)w->batch * DRAIN_ROUNDS / 2;
-		rcv_room = w->rcvbuf / 4 / TRUESIZE_EST((int64_t)(w->win_bytes / w->win_dgrams));
+		rcv_room = w->rcvbuf / 8 / TRUESIZE_EST((int64_t)(w->win_bytes / w->win_dgrams));
 		if (rcv_room < room)
 			room = rcv_room > 1 ? rcv_room : 1;
 		/* Under two datagrams expected within the cap: blocking in recvmmsg() wakes no more often than sleeping. */
@@ -248,21 +249,21 @@ static void coalesce_window(struct udp_worker *w, int64_t now)
 }
 
 /*
- * After a wake-up that took got datagrams (drained: its last call returned a full batch, so more are queued), sleep
+ * After a wake-up that took got datagrams (more_queued: its last call returned a full batch), sleep
  * before the next recvmmsg() so that it takes a bigger burst (see the file comment). Bounded: at most one
  * clock_nanosleep of at most recv_coalesce_us; two vDSO clock reads.
  */
-static void coalesce(struct udp_worker *w, uint64_t got, uint64_t bytes, bool drained)
+static void coalesce(struct udp_worker *w, uint64_t got, uint64_t bytes, bool more_queued)
 {
 	int64_t now = mono_ns();
 
 	w->win_dgrams += got;
 	w->win_bytes += bytes;
 	/* A wake-up that found more than the sleep was sized for: the rate rose, size the next sleep from it now. */
-	if (now - w->win_start_ns >= COALESCE_WINDOW_NS || drained || (w->sleep_ns && got > 2 * w->sleep_dgrams))
+	if (now - w->win_start_ns >= COALESCE_WINDOW_NS || more_queued || (w->sleep_ns && got > 2 * w->sleep_dgrams))
 		coalesce_window(w, now);
 	/* Nothing came (timeout), or more is queued: go straight back to recvmmsg(). */
-	if (!got || drained || !w->sleep_ns)
+	if (!got || more_queued || !w->sleep_ns)
 		return;
 	/* An EINTR just ends the sleep early. */
 	clock_nanosleep(CLOCK_MONOTONIC, 0, &(struct timespec){ .tv_sec = 0, .tv_nsec = w->sleep_ns }, NULL);
@@ -316,7 +317,7 @@ static void *udp_worker_main(void *arg)
 	w->win_start_ns = mono_ns();
 	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
 		uint64_t got = 0, bytes = 0;
-		bool drained = false;
+		bool more_queued = false;
 
 		/* One wake-up: the first call blocks (up to DTS_RECV_WAKE_MS) until a datagram is there; the next ones
 		 * take what is queued, while the calls return full batches. The tick after each call hands a full
@@ -332,12 +333,12 @@ static void *udp_worker_main(void *arg)
 				STAT_ADD(w->stats.recv_errors, 1);
 			}
 			dts_core_tick(w->core, now_ms);
-			drained = n == (int)w->batch;
-			if (!drained)
+			more_queued = n == (int)w->batch;
+			if (!more_queued)
 				break;
 		}
 		if (w->coalesce_max_ns)
-			coalesce(w, got, bytes, drained);
+			coalesce(w, got, bytes, more_queued);
 	}
 	dts_rcu_unregister_thread();
 	return NULL;
@@ -595,6 +596,8 @@ struct dts_receiver *dts_receiver_start(const struct dts_config *cfg, struct dts
 	r->nworkers = cfg->statsd_port ? udp_workers : 0;
 	r->stream_core = dts_merger_core(m, stream_core);
 	r->workers = calloc(udp_workers ? udp_workers : 1, sizeof(*r->workers));
+	for (unsigned i = 0; r->workers && i < udp_workers; i++)
+		r->workers[i].fd = -1; /* before any way out: dts_receiver_stop closes the workers' fds */
 	r->unix_buf = malloc((size_t)UNIX_BATCH * DGRAM_MAX);
 	for (unsigned i = 0; r->unix_buf && i < UNIX_BATCH; i++) {
 		r->unix_iov[i] = (struct iovec){ .iov_base = r->unix_buf + (size_t)i * DGRAM_MAX, .iov_len = DGRAM_MAX };
@@ -605,8 +608,6 @@ struct dts_receiver *dts_receiver_start(const struct dts_config *cfg, struct dts
 		snprintf(err, errlen, "out of memory (or the engine has fewer than workers + 1 cores)");
 		goto out_stop;
 	}
-	for (unsigned i = 0; i < udp_workers; i++)
-		r->workers[i].fd = -1;
 	for (unsigned i = 0; i < r->nworkers; i++) {
 		struct udp_worker *w = &r->workers[i];
 
