@@ -44,7 +44,7 @@
 
 #define NWIN 3
 /* The fold prefetches, FOLD_AHEAD table entries ahead, the index slot of an entry's hash, and FOLD_AHEAD/2 ahead the
- * cache lines of the series found there (header, name, the window and the 5-second slot the entry goes to). */
+ * cache lines of the series found there (header, and the window and 5-second slot the entry goes to). */
 #define FOLD_AHEAD 32
 #define WALK_AHEAD 8 /* series prefetched ahead in walks of the directory */
 /* Directory positions per slice of a publication or checkpoint walk. dts_merger_step folds the tables the cores
