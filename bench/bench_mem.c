@@ -82,14 +82,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		switch (ch) {
 		case 's':
 			if (parse_spans(optarg, o) != 0) {
-				fprintf(stderr, "bench_mem: --spans: '%s' is not a list of 1..16 spans of 1..65536 MiB\n",
+				fprintf(stderr,
+					"bench_mem: --spans: '%s' is not a list of 1..16 spans of 1..65536 MiB\n",
 					optarg);
 				return 2;
 			}
 			break;
 		case 'n':
 			if (parse_u64(optarg, &v) != 0 || v < 1024 || v > (1ull << 32)) {
-				fprintf(stderr, "bench_mem: --accesses: '%s' is not a number in 1024..4294967296\n", optarg);
+				fprintf(stderr, "bench_mem: --accesses: '%s' is not a number in 1024..4294967296\n",
+					optarg);
 				return 2;
 			}
 			o->accesses = v;
@@ -171,8 +173,8 @@ int main(int argc, char **argv)
 		spread[k] = run(p, STRIDE, idx, o.accesses, o.ahead, &sink);
 		munmap(p, bytes);
 		if (!o.quiet)
-			printf("span_mb=%llu lines=%zu dense_ns=%.2f spread_ns=%.2f\n", (unsigned long long)o.spans_mb[k],
-			       lines, dense[k], spread[k]);
+			printf("span_mb=%llu lines=%zu dense_ns=%.2f spread_ns=%.2f\n",
+			       (unsigned long long)o.spans_mb[k], lines, dense[k], spread[k]);
 	}
 	free(idx);
 	if (sink != 2 * o.accesses * o.nspans) { /* every byte is 1: the sum is the number of reads */

@@ -106,7 +106,7 @@ static const struct key keys[] = {
 	{ "cpu_pin", K_BOOL, FIELD(cpu_pin), 0, 0, false, NULL, "pin worker i to CPU i mod ncpu" },
 	{ "recv_batch", K_UINT, FIELD(recv_batch), 1, 1024, false, "N", "datagrams per recvmmsg() call, 1..1024" },
 	{ "recv_coalesce_us", K_UINT, FIELD(recv_coalesce_us), 0, 10000, false, "US",
-	  "longest sleep after a wake-up that emptied the socket, to take more datagrams per wake-up, 0..10000; 0 = off" },
+	  "longest sleep after a wake-up that emptied the socket, for more datagrams per wake-up, 0..10000; 0 = off" },
 	{ "rcvbuf_bytes", K_BYTES, FIELD(rcvbuf_bytes), 0, RCVBUF_MAX, false, "BYTES",
 	  "SO_RCVBUF per socket (K/M/G suffix ok), up to 1G; 0 = system default" },
 	{ "tick_ms", K_UINT, FIELD(tick_ms), 10, 60000, false, "MS", "table hand-over period to the merger, 10..60000" },

@@ -33,11 +33,11 @@
 
 /*
  * The merger wakes this often while the cores hand tables over: well under the default 1 s tick so lag stays small.
- * After a step that folded nothing it sleeps twice as long each time, up to MERGER_IDLE_MS: at 50 wake-ups a second a
- * quiet merger cost ~3 ms of CPU per second in the test VM (a wake-up costs 13-19 us there), a fifth of the CPU the
- * whole daemon may spend per million lines (issue 2). A table handed over meanwhile waits at most that long; 50 ms
- * keeps a burst from idle from running a core out of tables: at a million names a new 65,536-bucket table fills in
- * ~20 ms, and a core has three, the last of which takes ~75% more before it drops anything.
+ * After a step that folded nothing it sleeps twice as long each time, up to MERGER_IDLE_MS: a quiet merger pays for
+ * every wake-up and step with nothing to fold (a wake-up alone costs ~10 us of CPU in the test VM: bench/bench_wake.c),
+ * and the daemon's budget is 15 us per thousand lines (issue 2). A table handed over meanwhile waits at most that
+ * long; 50 ms keeps a burst from idle from running a core out of tables: at a million names a new 65,536-bucket table
+ * fills in ~20 ms, and a core has three, the last of which takes ~75% more before it drops anything.
  */
 #define MERGER_PERIOD_MS 20
 #define MERGER_IDLE_MS 50

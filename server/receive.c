@@ -10,17 +10,17 @@
  * calls, so a wake-up takes everything that queued up. Buffers are allocated once at start.
  *
  * Coalescing (recv_coalesce_us): a worker blocked in recvmmsg() is woken for each datagram, and a wake-up (a context
- * switch in and out) costs ~13-19 us of CPU in the paravirtualised test VM: at 1M lines/s, 1,000 wake-ups per second
- * are 15 ns per line, as much as the engine's work on a line. So after a wake-up that emptied the socket, a worker
- * whose measured arrival rate says at least two datagrams will come within recv_coalesce_us sleeps (clock_nanosleep,
- * off the socket's wait queue) and the next wake-up takes what queued up meanwhile. The sleep is recv_coalesce_us, or
- * less when at the measured rate half of what one wake-up can take (DRAIN_ROUNDS x recv_batch datagrams) or an eighth
- * of the socket buffer (SO_RCVBUF as granted, in the kernel's per-datagram charge) would arrive sooner. The rate is
- * measured over COALESCE_WINDOW_NS windows; a wake-up that finds more than twice what its sleep was sized for, or whose
- * calls all returned full batches, ends the window early. One extra system call per wake-up, none per datagram. A
- * wake-up that did not empty the socket is followed by no sleep, and a slow or idle socket is never slept on: the
- * worker blocks in recvmmsg() as before (idle CPU stays ~0). Values reach the table at most recv_coalesce_us late;
- * the socket buffer (rcvbuf_bytes) absorbs what arrives meanwhile.
+ * switch in and out) costs ~9-12 us of CPU in the paravirtualised test VM (bench/bench_wake.c): at 1M lines/s, 1,000
+ * wake-ups per second are ~10 ns per line, half the engine's work on a line. So after a wake-up that emptied the
+ * socket, a worker whose measured arrival rate says at least two datagrams will come within recv_coalesce_us sleeps
+ * (clock_nanosleep, off the socket's wait queue) and the next wake-up takes what queued up meanwhile. The sleep is
+ * recv_coalesce_us, or less when at the measured rate half of what one wake-up can take (DRAIN_ROUNDS x recv_batch
+ * datagrams) or an eighth of the socket buffer (SO_RCVBUF as granted, in the kernel's per-datagram charge) would arrive
+ * sooner. The rate is measured over COALESCE_WINDOW_NS windows; a wake-up that finds more than twice what its sleep was
+ * sized for, or whose calls all returned full batches, ends the window early. One extra system call per wake-up, none
+ * per datagram. A wake-up that did not empty the socket is followed by no sleep, and a slow or idle socket is never
+ * slept on: the worker blocks in recvmmsg() as before (idle CPU stays ~0). Values reach the table at most
+ * recv_coalesce_us late; the socket buffer (rcvbuf_bytes) absorbs what arrives meanwhile.
  *
  * statsd_allow: when set, every UDP datagram's source address (recvmmsg's msg_name, filled by the same call) is checked
  * against the allowed networks before anything else reads the datagram, and every TCP connection's at accept; a
@@ -233,7 +233,8 @@ static void coalesce_window(struct udp_worker *w, int64_t now)
 		rcv_room = w->rcvbuf / 8 / TRUESIZE_EST((int64_t)(w->win_bytes / w->win_dgrams));
 		if (rcv_room < room)
 			room = rcv_room > 1 ? rcv_room : 1;
-		/* Under two datagrams expected within the cap: blocking in recvmmsg() wakes no more often than sleeping. */
+		/* Under two datagrams expected within the cap: blocking in recvmmsg() wakes no more often than
+		 * sleeping. */
 		if (ns_per_dgram > w->coalesce_max_ns / 2) {
 			w->sleep_ns = 0;
 		} else {
@@ -548,7 +549,8 @@ static int worker_init(struct udp_worker *w, const struct dts_config *cfg, char 
 	if (w->fd < 0)
 		return w->fd;
 	setsockopt(w->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	/* What the kernel grants (rcvbuf_bytes may be capped by net.core.rmem_max), as it charges it: sizes the sleeps. */
+	/* What the kernel grants (rcvbuf_bytes may be capped by net.core.rmem_max), as it charges it: sizes the
+	 * sleeps. */
 	if (getsockopt(w->fd, SOL_SOCKET, SO_RCVBUF, &v, &vlen) != 0 || v <= 0)
 		v = 212992; /* Linux's usual net.core.rmem_default */
 	w->rcvbuf = v;

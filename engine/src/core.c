@@ -152,7 +152,6 @@ static void count_drop(struct dts_core *c, enum dts_drop d)
 	DTS__STAT_ADD(c->stats.dropped[d], 1);
 }
 
-/* Copy the identity of s into the key arena. Returns the record's offset, or UINT32_MAX when the arena is full. */
 /*
  * Copy n bytes (names: most under 32) without a call to memcpy, whose call and size dispatch cost more than the copy:
  * fixed-size moves that overlap at the tail, never reading or writing past either end.
@@ -184,6 +183,7 @@ static inline __attribute__((always_inline)) void copy_name(char *dst, const cha
 	}
 }
 
+/* Copy the identity of s into the key arena. Returns the record's offset, or UINT32_MAX when the arena is full. */
 static __attribute__((noinline)) uint32_t store_ident(struct dts_core *c, struct dts__table *t,
 						       const struct dts_sample *s)
 {
@@ -768,7 +768,8 @@ static unsigned ingest_native(struct dts_core *c, const uint8_t *buf, size_t len
 		size_t jn = (size_t)msg.process_len + 1 + p->name_len; /* <= DTS_MAX_NAME: checked by dts_native_open */
 
 		memcpy(joined + msg.process_len + 1, p->name, p->name_len);
-		np[n].pd.hash = ident_hash(ident_seed(c, uh), p->type, msg.process_len, joined, jn, p->tags, p->tags_len);
+		np[n].pd.hash =
+			ident_hash(ident_seed(c, uh), p->type, msg.process_len, joined, jn, p->tags, p->tags_len);
 		np[n].pd.slot = slot;
 		np[n].pd.bucket = dts__table_bucket(t, np[n].pd.hash, slot);
 		__builtin_prefetch(&t->entries[np[n].pd.bucket], 1, 3);

@@ -843,8 +843,8 @@ static struct series *series_get(struct dts_merger *m, const struct dts__table *
 	 * Grow at half load, or sooner when the fold's new series crowd the part of the index it has reached. A fold
 	 * visits hashes in order (used_sort), so the series it adds all home below the point it has reached: with more
 	 * of them in this fold than the index has slots, that part fills up and every addition walks one long cluster
-	 * (260,000 new series into a fresh index took 1.5 s instead of 0.12). A long walk with an index smaller than
-	 * 4 * (series + entries left in this table) grows it to twice that at once, after which additions land
+	 * (100,000 new series into a fresh index walked 168M slots: test_merger). A long walk with an index smaller
+	 * than 4 * (series + entries left in this table) grows it to twice that at once, after which additions land
 	 * where they belong.
 	 */
 	if ((m->nseries + 1) * 2 > m->ix_mask + 1 ||
@@ -2299,10 +2299,10 @@ void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
 	dts__procs_step(m->procs, now_ms, &m->cfg.sink, true);
 
 	/*
-	 * Free every series at once rather than retiring each (an index deletion and a call_rcu per series: 0.6-1.5 s of
-	 * CPU at a million series while the store writes the last minutes). Readers find series only through the
-	 * directory, up to dir_hw: with dir_hw 0 no new walk sees one, and after one grace period no walk that started
-	 * before holds one. The index and the process states' references go with the merger.
+	 * Free every series at once rather than retiring each (an index deletion and a call_rcu per series: 0.6-1.5 s
+	 * of CPU at a million series while the store writes the last minutes). Readers find series only through the
+	 * directory, up to dir_hw: with dir_hw 0 no new walk sees one, and after one grace period no walk that
+	 * started before holds one. The index and the process states' references go with the merger.
 	 */
 	const uint32_t hw = atomic_load_explicit(&m->dir_hw, memory_order_relaxed);
 
@@ -2315,8 +2315,6 @@ void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
 		if (s)
 			series_free_ext(s);
 	}
-	m->nseries = 0;
-	__atomic_store_n(&m->stats.series_live, 0, __ATOMIC_RELAXED);
 	dts__procs_clear(m->procs);
 	urcu_memb_barrier(); /* every callback queued before (series retired earlier, process states) has run */
 	merger_free(m);

@@ -214,12 +214,12 @@ static inline __attribute__((always_inline)) int dts__statsd_fast_id(const struc
 	out[0].counter = counter;
 	dts__sample_lens(&out[0], process_len, (size_t)(line + k - counter));
 
-	/* The commonest line of all, a one-digit counter ("...:1|c\n", or "...:1|c|@0.1" with a section), is one 4-byte
-	 * word: d ^ '0' is the digit exactly when d is one (0..9), and the two bytes after it must be "|c". One test for
-	 * both ends, then the byte after the type: with the types of a mix in random order, each test of the line's
-	 * shape is a mispredicted branch for a good share of the lines, so the shape takes one test and the line's end
-	 * ('\n' for most) is told apart once the line is known to be a one-digit counter. Any other byte there goes
-	 * the general way ("1|cx" is the full decoder's bad_type). */
+	/* The commonest line of all, a one-digit counter ("...:1|c\n", or "...:1|c|@0.1" with a section), is one
+	 * 4-byte word: d ^ '0' is the digit exactly when d is one (0..9), and the two bytes after it must be "|c". One
+	 * test for both ends, then the byte after the type: with the types of a mix in random order, each test of the
+	 * line's shape is a mispredicted branch for a good share of the lines, so the shape takes one test and the
+	 * line's end ('\n' for most) is told apart once the line is known to be a one-digit counter. Any other byte
+	 * there goes the general way ("1|cx" is the full decoder's bad_type). */
 	const char *v = line + k + 1, *s;
 	enum dts_type type;
 	uint8_t flags = 0;

@@ -69,8 +69,8 @@ struct dts__table *dts__table_create(const struct dts__table_cfg *cfg)
 		t->proc = malloc((size_t)cfg->proc_entries * sizeof(struct dts__proc));
 	if (cfg->event_bytes)
 		t->ev = aligned_alloc(64, ((size_t)cfg->event_bytes + 63) & ~(size_t)63);
-	if (!t->entries || !t->used || !t->gauges || !t->keys || !t->tlog || !t->slog || (cfg->blob_bytes && !t->blob) ||
-	    (cfg->proc_entries && !t->proc) || (cfg->event_bytes && !t->ev))
+	if (!t->entries || !t->used || !t->gauges || !t->keys || !t->tlog || !t->slog ||
+	    (cfg->blob_bytes && !t->blob) || (cfg->proc_entries && !t->proc) || (cfg->event_bytes && !t->ev))
 		goto out_free_table;
 	return t;
 

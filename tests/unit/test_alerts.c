@@ -470,22 +470,33 @@ static void store_teardown(void)
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* The defaults on the suite's store and clock. */
+static void cfg_on_store(struct dts_alerts_cfg *cfg)
+{
+	dts_alerts_cfg_defaults(cfg);
+	cfg->st = st;
+	cfg->clock = test_clock;
+}
+
+static struct dts_alerts *open_or_fail(const struct dts_alerts_cfg *cfg)
+{
+	char err[256];
+	struct dts_alerts *a = dts_alerts_open(cfg, err, sizeof(err));
+
+	cr_assert_not_null(a, "%s", err);
+	return a;
+}
+
 static struct dts_alerts *alerts_open(struct dts_notifier *n, unsigned max_rules)
 {
 	struct dts_alerts_cfg cfg;
-	struct dts_alerts *a;
-	char err[256];
 
-	dts_alerts_cfg_defaults(&cfg);
-	cfg.st = st;
-	cfg.clock = test_clock;
+	cfg_on_store(&cfg);
 	cfg.observe = test_observe;
 	cfg.notifier = n;
 	cfg.timing = timing;
 	cfg.max_rules = max_rules;
-	a = dts_alerts_open(&cfg, err, sizeof(err));
-	cr_assert_not_null(a, "%s", err);
-	return a;
+	return open_or_fail(&cfg);
 }
 
 /* Add a rule from JSON text; returns its id (static buffer per call site is not needed: copied into out). */
@@ -655,16 +666,10 @@ Test(engine, history_is_pruned)
 static struct dts_alerts *alerts_on_store(void)
 {
 	struct dts_alerts_cfg cfg;
-	struct dts_alerts *a;
-	char err[256];
 
-	dts_alerts_cfg_defaults(&cfg);
-	cfg.st = st;
-	cfg.clock = test_clock;
+	cfg_on_store(&cfg);
 	cfg.grace_s = 10;
-	a = dts_alerts_open(&cfg, err, sizeof(err));
-	cr_assert_not_null(a, "%s", err);
-	return a;
+	return open_or_fail(&cfg);
 }
 
 /* The default observer on the store alone (no engine): windows of closed minutes, and the last data of a series

@@ -1,0 +1,144 @@
+/*
+ * bench_wake.c - what one wake-up of a sleeping thread costs in CPU on this machine.
+ *
+ * dattssd's receive workers and merger sleep and wake many times a second (recv_coalesce_us, the merger's period),
+ * and in a virtual machine a context switch in and out can cost more CPU than the lines a wake-up takes. This thread
+ * sleeps --sleep-us with clock_nanosleep, --wakes times, and divides its own CPU time (CLOCK_THREAD_CPUTIME_ID: the
+ * system call, the switch out and back, the timer) by the number of wake-ups. With --busy N, N other threads spin
+ * meanwhile, so that the CPU is otherwise busy as under load (the wake-up then also preempts one of them).
+ * Prints one SUMMARY line.
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench_common.h"
+
+#define BUSY_MAX 64
+
+struct opts {
+	uint64_t sleep_us, wakes, busy;
+	int quiet;
+};
+
+static atomic_bool stop;
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: bench_wake [--sleep-us N] [--wakes N] [--busy N] [--quiet]\n"
+		   "CPU time per wake-up of a thread that sleeps in a loop (bench/bench_wake.c).\n"
+		   "  --sleep-us N  each sleep, 1..1000000 us (default 1000)\n"
+		   "  --wakes N     sleeps, 10..10000000 (default 2000)\n"
+		   "  --busy N      threads spinning meanwhile, 0..64 (default 0)\n"
+		   "  --quiet       only the SUMMARY line\n"
+		   "  --help        this text\n");
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = { { "sleep-us", required_argument, NULL, 's' },
+					    { "wakes", required_argument, NULL, 'w' },
+					    { "busy", required_argument, NULL, 'b' },
+					    { "quiet", no_argument, NULL, 'q' },
+					    { "help", no_argument, NULL, 'h' },
+					    { NULL, 0, NULL, 0 } };
+	int ch;
+
+	*o = (struct opts){ .sleep_us = 1000, .wakes = 2000 };
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			if (parse_u64(optarg, &o->sleep_us) != 0 || o->sleep_us < 1 || o->sleep_us > 1000000) {
+				fprintf(stderr, "bench_wake: --sleep-us: '%s' is not a number in 1..1000000\n", optarg);
+				return 2;
+			}
+			break;
+		case 'w':
+			if (parse_u64(optarg, &o->wakes) != 0 || o->wakes < 10 || o->wakes > 10000000) {
+				fprintf(stderr, "bench_wake: --wakes: '%s' is not a number in 10..10000000\n", optarg);
+				return 2;
+			}
+			break;
+		case 'b':
+			if (parse_u64(optarg, &o->busy) != 0 || o->busy > BUSY_MAX) {
+				fprintf(stderr, "bench_wake: --busy: '%s' is not a number in 0..64\n", optarg);
+				return 2;
+			}
+			break;
+		case 'q':
+			o->quiet = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "bench_wake: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	return 0;
+}
+
+static void *spin(void *arg)
+{
+	(void)arg;
+	while (!atomic_load_explicit(&stop, memory_order_relaxed))
+		;
+	return NULL;
+}
+
+static int64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+	pthread_t busy[BUSY_MAX];
+	struct opts o;
+	struct timespec nap;
+	int64_t cpu0, wall0, cpu, wall;
+	unsigned started = 0;
+	int rc = parse_args(argc, argv, &o);
+
+	if (rc)
+		return rc == 1 ? 0 : rc;
+	for (; started < o.busy; started++) {
+		if ((rc = pthread_create(&busy[started], NULL, spin, NULL)) != 0) {
+			fprintf(stderr, "bench_wake: starting busy thread %u: %s\n", started, strerror(rc));
+			break;
+		}
+	}
+	nap = (struct timespec){ .tv_sec = (time_t)(o.sleep_us / 1000000),
+				 .tv_nsec = (long)(o.sleep_us % 1000000) * 1000 };
+	cpu0 = thread_cpu_ns();
+	wall0 = mono_ns();
+	for (uint64_t i = 0; i < o.wakes; i++)
+		clock_nanosleep(CLOCK_MONOTONIC, 0, &nap, NULL);
+	cpu = thread_cpu_ns() - cpu0;
+	wall = mono_ns() - wall0;
+	atomic_store(&stop, true);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(busy[i], NULL);
+	if (rc)
+		return 1;
+	if (!o.quiet)
+		printf("wakes=%llu cpu_s=%.4f wall_s=%.3f\n", (unsigned long long)o.wakes, (double)cpu / 1e9,
+		       (double)wall / 1e9);
+	printf("SUMMARY bench=wake sleep_us=%llu wakes=%llu busy=%llu cpu_us_per_wake=%.2f wall_us_per_wake=%.1f\n",
+	       (unsigned long long)o.sleep_us, (unsigned long long)o.wakes, (unsigned long long)o.busy,
+	       (double)cpu / 1e3 / (double)o.wakes, (double)wall / 1e3 / (double)o.wakes);
+	return 0;
+}
