@@ -3,6 +3,7 @@
  * type mix, a monotonic clock. Benchmarks only; not part of the product.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,28 @@ int parse_u64(const char *s, uint64_t *out)
 		return -EINVAL;
 	*out = v;
 	return 0;
+}
+
+int opt_u64(const char *prog, const char *name, const char *arg, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	uint64_t v;
+
+	if (parse_u64(arg, &v) != 0 || v < lo || v > hi) {
+		fprintf(stderr, "%s: --%s: '%s' is not a number in %llu..%llu\n", prog, name, arg, (unsigned long long)lo,
+			(unsigned long long)hi);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+int opt_no_operands(const char *prog, int argc, char **argv, void (*usage)(FILE *))
+{
+	if (optind >= argc)
+		return 0;
+	fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+	usage(stderr);
+	return -EINVAL;
 }
 
 /* "c=70,ms=20,g=10,s=0" -> weights. Returns 0 or -EINVAL. */

@@ -89,18 +89,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			}
 			break;
 		case 'n':
-			if (parse_u64(optarg, &v) != 0 || v < 1024 || v > (1ull << 32)) {
-				fprintf(stderr, "bench_mem: --accesses: '%s' is not a number in 1024..4294967296\n",
-					optarg);
+			if (opt_u64("bench_mem", "accesses", optarg, 1024, 1ull << 32, &o->accesses) != 0)
 				return 2;
-			}
-			o->accesses = v;
 			break;
 		case 'a':
-			if (parse_u64(optarg, &v) != 0 || v > 64) {
-				fprintf(stderr, "bench_mem: --ahead: '%s' is not a number in 0..64\n", optarg);
+			if (opt_u64("bench_mem", "ahead", optarg, 0, 64, &v) != 0)
 				return 2;
-			}
 			o->ahead = (unsigned)v;
 			break;
 		case 'H':
@@ -117,12 +111,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "bench_mem: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
-		return 2;
-	}
-	return 0;
+	return opt_no_operands("bench_mem", argc, argv, usage) ? 2 : 0;
 }
 
 /* Nanoseconds per read of base + idx[i] * step, prefetching ahead reads ahead. */

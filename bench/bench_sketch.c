@@ -48,22 +48,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'p':
-			if (parse_u64(optarg, &o->pairs) != 0 || o->pairs < 1 || o->pairs > 100000) {
-				fprintf(stderr, "bench_sketch: --pairs: '%s' is not a number in 1..100000\n", optarg);
+			if (opt_u64("bench_sketch", "pairs", optarg, 1, 100000, &o->pairs) != 0)
 				return 2;
-			}
 			break;
 		case 'c':
-			if (parse_u64(optarg, &o->calls) != 0 || o->calls < 1 || o->calls > 10000000000ULL) {
-				fprintf(stderr, "bench_sketch: --calls: '%s' is not a number in 1..10000000000\n", optarg);
+			if (opt_u64("bench_sketch", "calls", optarg, 1, 10000000000ULL, &o->calls) != 0)
 				return 2;
-			}
 			break;
 		case 's':
-			if (parse_u64(optarg, &o->seed) != 0) {
-				fprintf(stderr, "bench_sketch: --seed: '%s' is not a number\n", optarg);
+			if (opt_u64("bench_sketch", "seed", optarg, 0, UINT64_MAX, &o->seed) != 0)
 				return 2;
-			}
 			break;
 		case 'q':
 			o->quiet = 1;
@@ -76,12 +70,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "bench_sketch: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
-		return 2;
-	}
-	return 0;
+	return opt_no_operands("bench_sketch", argc, argv, usage) ? 2 : 0;
 }
 
 /* A sketch of 50-500 lognormal values (median 20, sigma 1). Returns 0 or the error of dts_sketch_add. */

@@ -52,22 +52,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
 		case 's':
-			if (parse_u64(optarg, &o->sleep_us) != 0 || o->sleep_us < 1 || o->sleep_us > 1000000) {
-				fprintf(stderr, "bench_wake: --sleep-us: '%s' is not a number in 1..1000000\n", optarg);
+			if (opt_u64("bench_wake", "sleep-us", optarg, 1, 1000000, &o->sleep_us) != 0)
 				return 2;
-			}
 			break;
 		case 'w':
-			if (parse_u64(optarg, &o->wakes) != 0 || o->wakes < 10 || o->wakes > 10000000) {
-				fprintf(stderr, "bench_wake: --wakes: '%s' is not a number in 10..10000000\n", optarg);
+			if (opt_u64("bench_wake", "wakes", optarg, 10, 10000000, &o->wakes) != 0)
 				return 2;
-			}
 			break;
 		case 'b':
-			if (parse_u64(optarg, &o->busy) != 0 || o->busy > BUSY_MAX) {
-				fprintf(stderr, "bench_wake: --busy: '%s' is not a number in 0..64\n", optarg);
+			if (opt_u64("bench_wake", "busy", optarg, 0, BUSY_MAX, &o->busy) != 0)
 				return 2;
-			}
 			break;
 		case 'q':
 			o->quiet = 1;
@@ -80,12 +74,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "bench_wake: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
-		return 2;
-	}
-	return 0;
+	return opt_no_operands("bench_wake", argc, argv, usage) ? 2 : 0;
 }
 
 static void *spin(void *arg)
