@@ -107,10 +107,20 @@ static const char *shown_text(const char *in, char out[68])
 	return out;
 }
 
-/* A field name from the input, as shown_text, and "\"\"" for an empty one (the error still starts "field:"). */
+/*
+ * A field name from the input as an error starts with it ("field: message"): as shown_text, and in double quotes when
+ * it is empty or holds a ':', a space or a quote, so that the error's own ": " stays the first one a reader or a
+ * program finds after the field (a key ": " showed as ": : unknown field").
+ */
 static const char *shown_key(const char *key, char out[68])
 {
-	return *key ? shown_text(key, out) : "\"\"";
+	char inner[68];
+
+	if (*key && !strpbrk(key, ": \""))
+		return shown_text(key, out);
+	shown_text(key, inner); /* at most 64 bytes: quoted, 66 */
+	snprintf(out, 68, "\"%.64s\"", inner);
+	return out;
 }
 
 /* A series name component as the store's keys carry it: 1..max printable ASCII bytes other than '/' and '|'. */

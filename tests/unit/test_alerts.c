@@ -67,6 +67,10 @@ static const struct bad_rule bad_rules[] = {
 	{ "{\"kind\":5}", "kind: must be a string" },
 	{ "{\"kind\":\"over\"}", "kind: must be above, below, stopped_working or stopped_responding, got 'over'" },
 	{ "{\"kind\":\"above\"," SERIES ",\"stat\":\"avg\",\"limit\":1,\"bogus\":1}", "bogus: unknown field" },
+	/* a field name that could be mistaken for the error's own separator is quoted (found by fuzz_alert_rule) */
+	{ "{\"kind\":\"stopped_working\",\": \":[{\"type\":\"218\"}]}", "\": \": unknown field" },
+	{ "{\"kind\":\"above\",\"\":1}", "\"\": unknown field" },
+	{ "{\"kind\":\"above\",\"a b\":1}", "\"a b\": unknown field" },
 	{ "{\"kind\":\"above\",\"counter\":\"q\",\"type\":\"ms\",\"stat\":\"avg\",\"limit\":1}", "process: required" },
 	{ "{\"kind\":\"above\",\"process\":\"a/b\",\"counter\":\"q\",\"type\":\"ms\",\"stat\":\"avg\",\"limit\":1}",
 	  "process: required: 1 to 200 printable" },
