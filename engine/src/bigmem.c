@@ -3,6 +3,7 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "bigmem.h"
@@ -30,25 +31,43 @@
 #endif
 
 #define HUGE_BYTES ((size_t)2 << 20)
+#define SMALL_BYTES ((size_t)64 << 10) /* below this, the heap: a mapping of its own would waste a page per region */
+
+/* The length dts__big_alloc maps for bytes (at least SMALL_BYTES): whole pages, whole huge pages from 2 MiB. */
+static size_t map_len(size_t bytes)
+{
+	const size_t unit = bytes >= HUGE_BYTES ? HUGE_BYTES : 4096;
+
+	return (bytes + unit - 1) & ~(unit - 1);
+}
 
 void *dts__big_alloc(size_t bytes)
 {
-	size_t len, lead;
+	size_t len, lead, extra;
 	uint8_t *p;
 
-	if (bytes < HUGE_BYTES)
-		return calloc(1, bytes ? bytes : 1);
-	len = (bytes + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1);
-	/* Over-map by one huge page and trim, so the region starts on a 2 MiB boundary. */
-	p = mmap(NULL, len + HUGE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (bytes < SMALL_BYTES) {
+		/* calloc aligns to 16 bytes only */
+		p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+		if (p)
+			memset(p, 0, (bytes + 63) & ~(size_t)63);
+		return p;
+	}
+	len = map_len(bytes);
+	/* From 2 MiB, over-map by one huge page and trim, so the region starts on a 2 MiB boundary; below, a mapping
+	 * of its own still keeps untouched pages out of the resident set, which the heap would not promise. */
+	extra = bytes >= HUGE_BYTES ? HUGE_BYTES : 0;
+	p = mmap(NULL, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
-	lead = (HUGE_BYTES - ((uintptr_t)p & (HUGE_BYTES - 1))) & (HUGE_BYTES - 1);
-	if (lead)
-		munmap(p, lead);
-	munmap(p + lead + len, HUGE_BYTES - lead);
-	p += lead;
-	(void)madvise(p, len, MADV_HUGEPAGE); /* advice only: EINVAL where THP is compiled out changes nothing */
+	if (extra) {
+		lead = (HUGE_BYTES - ((uintptr_t)p & (HUGE_BYTES - 1))) & (HUGE_BYTES - 1);
+		if (lead)
+			munmap(p, lead);
+		munmap(p + lead + len, HUGE_BYTES - lead);
+		p += lead;
+		(void)madvise(p, len, MADV_HUGEPAGE); /* advice only: EINVAL where THP is compiled out changes nothing */
+	}
 	lsan_root_add(p, len);
 	return p;
 }
@@ -57,10 +76,10 @@ void dts__big_free(void *p, size_t bytes)
 {
 	if (!p)
 		return;
-	if (bytes < HUGE_BYTES) {
+	if (bytes < SMALL_BYTES) {
 		free(p);
 		return;
 	}
-	lsan_root_del(p, (bytes + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1));
-	munmap(p, (bytes + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1));
+	lsan_root_del(p, map_len(bytes));
+	munmap(p, map_len(bytes));
 }

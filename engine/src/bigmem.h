@@ -1,12 +1,14 @@
 /*
- * bigmem.h - large, long-lived, zeroed allocations: the per-core tables' buckets and the merger's series index.
+ * bigmem.h - large, long-lived, zeroed allocations: the per-core tables' arrays, the merger's series memory and index.
  *
  * Both are probed at a random position per line or per folded entry. Backed by 4 KiB pages, a table of 2^21 buckets
  * (128 MiB) costs a TLB miss - a page walk that itself misses the cache - on nearly every access. Regions of at least
  * 2 MiB are therefore mapped 2 MiB-aligned and marked MADV_HUGEPAGE, so that transparent huge pages back them when the
  * system allows it (/sys/kernel/mm/transparent_hugepage/enabled set to "madvise" or "always"); where it does not, or
- * no huge page is free, they are ordinary pages and everything works the same, only slower. Smaller regions come from
- * calloc. Any thread; not for hot paths (mmap is a system call).
+ * no huge page is free, they are ordinary pages and everything works the same, only slower. Huge pages also make the
+ * first touch cheaper: one fault per 2 MiB instead of 512 (a fault costs ~12 us of CPU on the paravirtualised test
+ * machine, docs/performance.md "Session 8"). Regions of 64 KiB to 2 MiB get a mapping of their own (page-aligned,
+ * resident only as touched), smaller ones come from the heap. Any thread; not for hot paths (mmap is a system call).
  */
 #ifndef DTS_BIGMEM_H
 #define DTS_BIGMEM_H
