@@ -1,6 +1,7 @@
 /*
  * bigmem.c - large zeroed allocations backed by transparent huge pages where possible (see bigmem.h).
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,7 @@ static size_t map_len(size_t bytes)
 	return (bytes + unit - 1) & ~(unit - 1);
 }
 
-void *dts__big_alloc(size_t bytes)
+static void *alloc(size_t bytes, bool huge)
 {
 	size_t len, lead, extra;
 	uint8_t *p;
@@ -66,10 +67,21 @@ void *dts__big_alloc(size_t bytes)
 			munmap(p, lead);
 		munmap(p + lead + len, HUGE_BYTES - lead);
 		p += lead;
-		(void)madvise(p, len, MADV_HUGEPAGE); /* advice only: EINVAL where THP is compiled out changes nothing */
+		if (huge) /* advice only: EINVAL where THP is compiled out changes nothing */
+			(void)madvise(p, len, MADV_HUGEPAGE);
 	}
 	lsan_root_add(p, len);
 	return p;
+}
+
+void *dts__big_alloc(size_t bytes)
+{
+	return alloc(bytes, true);
+}
+
+void *dts__page_alloc(size_t bytes)
+{
+	return alloc(bytes, false);
 }
 
 void dts__big_free(void *p, size_t bytes)

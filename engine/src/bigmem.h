@@ -18,7 +18,13 @@
 /* bytes of zeroed memory, aligned to at least 64 bytes, or NULL (errno set). Free with dts__big_free(p, bytes). */
 void *dts__big_alloc(size_t bytes);
 
-/* Free what dts__big_alloc(bytes) returned (bytes must be the same; NULL is ignored). */
+/*
+ * The same without the huge-page advice, for arrays that are large when mapped at their room but are touched only a
+ * little at a time, where a 2 MiB page per touched region would waste more memory than the faults it saves.
+ */
+void *dts__page_alloc(size_t bytes);
+
+/* Free what dts__big_alloc(bytes) or dts__page_alloc(bytes) returned (bytes must be the same; NULL is ignored). */
 void dts__big_free(void *p, size_t bytes);
 
 #endif /* DTS_BIGMEM_H */

@@ -107,7 +107,8 @@ struct pubstate {
 	_Atomic uint64_t count, sum, min, max, last; /* doubles */
 };
 
-/* ext of a timer: its windows' sketches and the published quantiles (bot10, top10, p50, p99: doubles). */
+/* ext of a timer: its windows' sketches and the published quantiles (bot10, top10, p50, p99: doubles). In the record,
+ * after the ring (ext_bytes). */
 struct timer_ext {
 	struct dts_sketch sk[NWIN];
 	_Atomic uint64_t q[4];
@@ -121,10 +122,11 @@ struct set_ext {
 
 /*
  * A series: 320 bytes (published state, header, windows: five cache lines), then its ring of 5-second slots (192
- * bytes for counters and sets, 384 for gauges and timers), then its name; rounded up to SER_GRAIN
- * (docs/architecture.md "Memory"). Timers and sets add one allocation of NWIN sketches or sets (ext), which counters
- * and gauges do not pay for. The ring is at a fixed offset and the name after it, at an offset given by the type
- * (ser_name), so a fold finds both from its entry's type without reading the record first.
+ * bytes for counters and sets, 384 for gauges and timers), then, for timers and sets, their ext (NWIN sketches or
+ * sets and what is published of them), then its name; rounded up to SER_GRAIN (docs/architecture.md "Memory"). One
+ * allocation from the huge-page slabs, whatever the type. The ring is at a fixed offset and the ext and the name after
+ * it, at offsets given by the type (ser_name), so a fold finds them from its entry's type without reading the record
+ * first.
  * A fold touches three lines of it: the header, its window and its slot's position (series_get does not read the
  * name).
  */
@@ -144,7 +146,7 @@ struct series {
 	uint32_t last_seen_s; /* unix seconds of the newest data: the start of its slot */
 	int32_t gauge_slot; /* slot of gauge_value's absolute value */
 	struct dts__pstate *proc; /* the state of (user, process), NULL when it could not be created; holds a ref */
-	void *ext; /* timers: struct timer_ext, sets: struct set_ext; else NULL */
+	void *ext; /* timers: struct timer_ext, sets: struct set_ext, in the record (ser_ext); else NULL */
 	uint64_t hash;
 	double gauge_value;
 	int32_t ring_newest; /* newest slot merged into ring[], -1 before any */
@@ -157,8 +159,8 @@ struct series {
 			struct cds_lfs_node lfs;
 		};
 	};
-	/* ring_bytes(type) bytes of slots (ring_width(type) doubles per position), then the name: user\0process\0
-	 * counter\0tags\0 */
+	/* ring_bytes(type) bytes of slots (ring_width(type) doubles per position), then ext_bytes(type) bytes of ext,
+	 * then the name: user\0process\0counter\0tags\0 */
 	double ring[];
 };
 
@@ -166,11 +168,27 @@ _Static_assert(offsetof(struct series, type) == 64 && offsetof(struct series, wi
 	       "published state in the first cache line, the fold's header in the second, windows aligned after it");
 _Static_assert(sizeof(struct series) == 320, "docs/architecture.md \"Memory\" gives the record's size");
 _Static_assert(sizeof(struct win) == 64, "a window is one cache line");
+_Static_assert(sizeof(struct timer_ext) == 200 && sizeof(struct set_ext) == 80,
+	       "docs/architecture.md \"Memory\" gives the ext sizes");
+
+/* Bytes of the ext of a series of type t, in its record after the ring (multiples of 8, as the ring's). */
+static inline size_t ext_bytes(uint8_t t)
+{
+	return t == DTS_TIMER ? (sizeof(struct timer_ext) + 7) & ~(size_t)7
+	       : t == DTS_SET ? (sizeof(struct set_ext) + 7) & ~(size_t)7
+			      : 0;
+}
+
+/* Where the ext of a series of type t is in its record. */
+static inline void *ser_ext_of(const struct series *s, uint8_t t)
+{
+	return (char *)s->ring + ring_bytes(t);
+}
 
 /* The name of a series of type t whose record is at s (the type passed, so a prefetch need not read the record). */
 static inline char *ser_name_of(const struct series *s, uint8_t t)
 {
-	return (char *)s->ring + ring_bytes(t);
+	return (char *)s->ring + ring_bytes(t) + ext_bytes(t);
 }
 
 static inline char *ser_name(const struct series *s)
@@ -396,11 +414,12 @@ static void win_release(struct series *s, struct win *w)
 
 /*
  * Bytes of the record of a series of type t whose name holds n bytes, rounded to the grain; its class is that /
- * SER_GRAIN. With the ~31-byte names of bench_engine: 576 B for counters and sets, 768 B for gauges and timers.
+ * SER_GRAIN. With the ~31-byte names of bench_engine: 576 B for counters, 768 B for gauges, 640 B for sets and
+ * 960 B for timers (ext included).
  */
 static inline size_t ser_bytes(uint8_t t, size_t n)
 {
-	return (sizeof(struct series) + ring_bytes(t) + n + SER_GRAIN - 1) & ~(size_t)(SER_GRAIN - 1);
+	return (sizeof(struct series) + ring_bytes(t) + ext_bytes(t) + n + SER_GRAIN - 1) & ~(size_t)(SER_GRAIN - 1);
 }
 
 /* Move every record past its grace period to the free list of its class. Merger thread. */
@@ -463,7 +482,7 @@ static struct series *ser_alloc(struct dts_merger *m, size_t bytes)
 	return p;
 }
 
-/* Free what a record holds besides itself (ext and its heap); the record stays. */
+/* Free what a record's ext holds on the heap (bins, members); the record stays. */
 static void series_free_ext(struct series *s)
 {
 	for (int i = 0; i < NWIN; i++) {
@@ -475,7 +494,6 @@ static void series_free_ext(struct series *s)
 		if (set)
 			dts_set_free(set);
 	}
-	free(s->ext);
 	s->ext = NULL;
 }
 
@@ -527,18 +545,14 @@ static struct series *series_new(struct dts_merger *m, const struct dts__ident *
 	COPY_PART(id->tags_len);
 #undef COPY_PART
 	if (type == DTS_TIMER) {
-		struct timer_ext *x = calloc(1, sizeof(*x));
+		struct timer_ext *x = ser_ext_of(s, type);
 
-		if (!x)
-			goto out_free_series;
 		for (int i = 0; i < NWIN; i++)
 			dts_sketch_init(&x->sk[i]);
 		s->ext = x;
 	} else if (type == DTS_SET) {
-		struct set_ext *x = calloc(1, sizeof(*x));
+		struct set_ext *x = ser_ext_of(s, type);
 
-		if (!x)
-			goto out_free_series;
 		for (int i = 0; i < NWIN; i++)
 			dts_set_init(&x->set[i]);
 		s->ext = x;
@@ -549,10 +563,6 @@ static struct series *series_new(struct dts_merger *m, const struct dts__ident *
 	}
 	s->ring_newest = -1; /* the first slot merged clears every position */
 	return s;
-
-out_free_series:
-	series_free_now(m, s);
-	return NULL;
 }
 
 /* ---- published current state ----------------------------------------------------------------------------------- */
@@ -2107,8 +2117,8 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	m->pub_slot = -1;
 	m->ckpt_full = true;
 	__cds_lfs_init(&m->ser_recycled);
-	m->ser_classes = (unsigned)(ser_bytes(DTS_GAUGE, 2 * DTS_MAX_USER + 2 * DTS_MAX_NAME + DTS_MAX_TAGS_LEN + 8) /
-				    SER_GRAIN); /* the widest ring (gauges, timers) and the longest name */
+	m->ser_classes = (unsigned)(ser_bytes(DTS_TIMER, 2 * DTS_MAX_USER + 2 * DTS_MAX_NAME + DTS_MAX_TAGS_LEN + 8) /
+				    SER_GRAIN); /* the widest ring and ext (timers) and the longest name */
 	m->ser_classes++;
 	m->ser_free = calloc(m->ser_classes, sizeof(*m->ser_free));
 	m->recpool = calloc(1, sizeof(*m->recpool));
