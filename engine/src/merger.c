@@ -9,13 +9,16 @@
  *     on). A series that leaves is reused only after a grace period.
  *   - RX cores never touch any of it (see engine.h); they meet the merger only through the hand-over rings.
  *
- * Time model. Data is keyed by 5-second slot (slot = unix seconds / 5; minute = slot / 12). Each series keeps three
- * minute windows in a ring indexed by minute % 3 - the minute in grace, the open minute, and the next one (DogStatsD
- * |T and client clocks may run a little ahead) - which is why grace is bounded to 60 s. Minute M closes when the clock
- * passes (M + 1) * 60 + grace: every series' window for M is copied into one struct dts_closed_minute and handed to the
- * sink. A closed window stays in place (read-only) until its ring position is reused, so the moving-window quantiles
- * can still look one minute back; its sketch's bins or set's members are freed when the next minute closes. Data for
- * a minute already closed goes to the sink as a late part, which the store merges into the stored minute.
+ * Time model. Data is keyed by 5-second slot (slot = unix seconds / 5; minute = slot / 12). Each series keeps two
+ * minute windows in a ring indexed by minute % 2: the open minute and the one before it, in grace until it closes and
+ * then kept (read-only) for the moving-window quantiles, which look one minute back. Data for the minute after the
+ * open one (DogStatsD |T and client clocks may run a little ahead) takes the position of the minute before once that
+ * has closed, and is dropped as "future" while it is in grace (only data 60 - grace_s seconds or more ahead, in the
+ * first grace_s seconds of a minute); grace is bounded to 60 s. Minute M closes when the clock passes
+ * (M + 1) * 60 + grace: every series' window for M is copied into one struct dts_closed_minute and handed to the sink.
+ * A closed window's sketch bins or set members are freed when the next minute closes, or reused when its position
+ * is. Data for a minute already closed goes to the sink as a late part, which the store merges into the stored
+ * minute.
  *
  * Current state is republished for every changed series when the clock enters a new slot: the aggregate of the last 12
  * closed slots (exact for count, sum, rate, avg, and the min and max of gauges and timers) and, for timers, quantiles
@@ -42,7 +45,8 @@
 #include "engine_internal.h"
 #include "rcu.h"
 
-#define NWIN 3
+#define NWIN 2 /* minute windows per series (see "Time model") */
+#define LIVE_MINUTES 3 /* minutes that can hold data at once: in grace, open, next (two of them share a position) */
 /* The fold prefetches, FOLD_AHEAD table entries ahead, the index slot of an entry's hash, and FOLD_AHEAD/2 ahead the
  * cache lines of the series found there (header, and the window and 5-second slot the entry goes to). */
 #define FOLD_AHEAD 32
@@ -121,7 +125,7 @@ struct set_ext {
 };
 
 /*
- * A series: 320 bytes (published state, header, windows: five cache lines), then its ring of 5-second slots (192
+ * A series: 256 bytes (published state, header, two windows: four cache lines), then its ring of 5-second slots (192
  * bytes for counters and sets, 384 for gauges and timers), then, for timers and sets, their ext (NWIN sketches or
  * sets and what is published of them), then its name; rounded up to SER_GRAIN (docs/architecture.md "Memory"). One
  * allocation from the huge-page slabs, whatever the type. The ring is at a fixed offset and the ext and the name after
@@ -166,9 +170,9 @@ struct series {
 
 _Static_assert(offsetof(struct series, type) == 64 && offsetof(struct series, win) == 128,
 	       "published state in the first cache line, the fold's header in the second, windows aligned after it");
-_Static_assert(sizeof(struct series) == 320, "docs/architecture.md \"Memory\" gives the record's size");
+_Static_assert(sizeof(struct series) == 256, "docs/architecture.md \"Memory\" gives the record's size");
 _Static_assert(sizeof(struct win) == 64, "a window is one cache line");
-_Static_assert(sizeof(struct timer_ext) == 200 && sizeof(struct set_ext) == 80,
+_Static_assert(sizeof(struct timer_ext) == 144 && sizeof(struct set_ext) == 56,
 	       "docs/architecture.md \"Memory\" gives the ext sizes");
 
 /* Bytes of the ext of a series of type t, in its record after the ring (multiples of 8, as the ring's). */
@@ -275,8 +279,8 @@ struct dts_merger {
 		int64_t lo, hi; /* its minutes */
 		uint32_t pos, hw; /* next directory position; end of the walk */
 		bool partial;
-		bool split[NWIN]; /* a piece of minute lo + k was handed over before the walk ended */
-		struct dts_closed_minute *out[NWIN]; /* the pieces being filled (NULL: none could be allocated) */
+		bool split[LIVE_MINUTES]; /* a piece of minute lo + k was handed over before the walk ended */
+		struct dts_closed_minute *out[LIVE_MINUTES]; /* the pieces being filled (NULL: none could be allocated) */
 	} ck;
 	struct pub_walk { /* the publication in progress, slice by slice (inside one dts_merger_step) */
 		int64_t cur_slot, now_s;
@@ -414,8 +418,8 @@ static void win_release(struct series *s, struct win *w)
 
 /*
  * Bytes of the record of a series of type t whose name holds n bytes, rounded to the grain; its class is that /
- * SER_GRAIN. With the ~31-byte names of bench_engine: 576 B for counters, 768 B for gauges, 640 B for sets and
- * 960 B for timers (ext included).
+ * SER_GRAIN. With the ~31-byte names of bench_engine: 512 B for counters, 704 B for gauges, 576 B for sets and
+ * 832 B for timers (ext included).
  */
 static inline size_t ser_bytes(uint8_t t, size_t n)
 {
@@ -899,7 +903,7 @@ static struct win *series_win(struct dts_merger *m, struct series *s, int64_t mi
 	}
 	if (w->minute != minute) {
 		if (w->minute >= m->closed_upto) {
-			/* defensive: an open minute still occupies this position (cannot happen with grace <= 60 s) */
+			/* the minute before the open one, still in grace: data this far ahead waits for nothing */
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_FUTURE], 1);
 			return NULL;
 		}
@@ -1493,7 +1497,7 @@ static bool publish_slice(struct dts_merger *m)
 			const char *p = (const char *)ahead->ring;
 			const char *pend = p + ring_bytes(ahead->type);
 
-			for (; p < pend; p += 64) /* the ring starts a cache line (sizeof(struct series) is 320) */
+			for (; p < pend; p += 64) /* the ring starts a cache line (sizeof(struct series) is 256) */
 				__builtin_prefetch(p);
 		}
 		if (!s)
@@ -1754,7 +1758,7 @@ static bool collect_one(struct dts_merger *m, struct dts_closed_minute *cm, cons
 }
 
 /*
- * Copy the windows of minutes lo..hi (at most NWIN of them) of the series at directory positions [from, to) into
+ * Copy the windows of minutes lo..hi (at most LIVE_MINUTES of them) of the series at directory positions [from, to) into
  * out[minute - lo]. close (lo == hi): the minute closes, its windows become read-only, and the sketches and sets of
  * the minute before it are released (the moving window no longer looks at them); out[0] has room for every series.
  * Otherwise a checkpoint (m->ck): partial copies only the windows folded into since the previous checkpoint, and a
@@ -1850,7 +1854,8 @@ static void close_minute(struct dts_merger *m, int64_t minute)
 static void checkpoint_begin(struct dts_merger *m, int64_t now_s)
 {
 	struct ckpt_walk *ck = &m->ck;
-	int64_t hi = now_s / 60 + 1, lo = m->closed_upto > hi - (NWIN - 1) ? m->closed_upto : hi - (NWIN - 1);
+	int64_t hi = now_s / 60 + 1,
+		lo = m->closed_upto > hi - (LIVE_MINUTES - 1) ? m->closed_upto : hi - (LIVE_MINUTES - 1);
 
 	/* partial unless the sink cannot report a lost checkpoint, reports one now, or one could not be copied */
 	if (m->cfg.sink.checkpoint_lost && m->cfg.sink.checkpoint_lost(m->cfg.sink.ctx))
@@ -1861,7 +1866,7 @@ static void checkpoint_begin(struct dts_merger *m, int64_t now_s)
 	ck->hi = hi;
 	ck->pos = 0;
 	ck->hw = atomic_load_explicit(&m->dir_hw, memory_order_relaxed);
-	for (int k = 0; k < NWIN; k++) {
+	for (int k = 0; k < LIVE_MINUTES; k++) {
 		ck->split[k] = false;
 		ck->out[k] = NULL;
 	}

@@ -859,7 +859,7 @@ Test(merger, create_rejects_bad_config)
 		switch (i) {
 		case 0: cfg.cores = 0; break;
 		case 1: cfg.cores = 65; break;
-		case 2: cfg.grace_s = 61; break; /* the window ring holds three minutes */
+		case 2: cfg.grace_s = 61; break; /* a minute must close within the next one */
 		case 3: cfg.table_capacity = 3000; break;
 		case 4: cfg.user = ""; break;
 		case 5: cfg.tables_per_core = 1; break;
@@ -1188,6 +1188,7 @@ ParameterizedTest(int *ahead, merger, data_ahead_of_the_publication_slot)
  * every publication's count, sum, min and max must be the model's.
  */
 struct ring_model {
+	int64_t win[2]; /* the minute each of the series' two minute windows holds (minute % 2), -1: none */
 	int64_t slot[DTS_SLOTS_PER_MINUTE];
 	double sum[DTS_SLOTS_PER_MINUTE], count[DTS_SLOTS_PER_MINUTE], min[DTS_SLOTS_PER_MINUTE],
 		max[DTS_SLOTS_PER_MINUTE];
@@ -1237,15 +1238,20 @@ Test(merger, ring_matches_a_slot_number_per_position)
 	struct ring_model model[3];
 	uint64_t rng = 0x9e3779b97f4a7c15ULL;
 	int64_t closed_upto = T0 / 60 - 1, pub = T0 / 5;
-	unsigned checks = 0, wrong = 0;
+	unsigned checks = 0, wrong = 0, ahead = 0;
+	struct dts_merger_stats st;
 
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < 3; k++) {
+		model[k].win[0] = model[k].win[1] = -1;
 		for (int i = 0; i < DTS_SLOTS_PER_MINUTE; i++)
 			model[k].slot[i] = -1;
+	}
 	dts_merger_step(m, T0 * 1000);
 	for (int64_t t = T0 + 1; t < T0 + 1200; t += 1 + (int64_t)(rng >> 33) % 7) {
 		char dgram[4096];
 		size_t len = 0;
+		int64_t dropped_slot[3] = { -1, -1, -1 };
+		bool taken;
 
 		for (int k = 0; k < 3; k++) {
 			rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -1258,9 +1264,22 @@ Test(merger, ring_matches_a_slot_number_per_position)
 				v = 1 + (int)((rng >> 50) % 100);
 				if (ts / 60 < closed_upto)
 					continue; /* its minute is closed: a late part, never in the ring */
+				/* the next minute, while the minute before the open one holds its window and is still in
+				 * grace: dropped as future (one drop per series and slot: the core sums them into one entry) */
+				taken = true;
+				if (model[k].win[ts / 60 % 2] != ts / 60) {
+					if (model[k].win[ts / 60 % 2] >= closed_upto) {
+						taken = false;
+						ahead += !(dropped_slot[k] == ts / DTS_SLOT_SECONDS);
+						dropped_slot[k] = ts / DTS_SLOT_SECONDS;
+					} else {
+						model[k].win[ts / 60 % 2] = ts / 60;
+					}
+				}
 				len += (size_t)snprintf(dgram + len, sizeof(dgram) - len, "api.%s:%d|%s|T%lld\n", ser[k].name,
 							v, ser[k].suffix, (long long)ts);
-				model_merge(&model[k], ts / DTS_SLOT_SECONDS, v);
+				if (taken)
+					model_merge(&model[k], ts / DTS_SLOT_SECONDS, v);
 			}
 		}
 		if (len)
@@ -1296,4 +1315,8 @@ Test(merger, ring_matches_a_slot_number_per_position)
 	}
 	cr_expect_eq(wrong, 0, "%u of %u publications differ", wrong, checks);
 	cr_expect_gt(checks, 3 * 200);
+	dts_merger_stats_read(m, &st);
+	cr_expect_gt(ahead, 0, "the run has values for the next minute while the minute before is in grace");
+	cr_expect_eq(st.dropped[DTS_DROP_FUTURE], ahead, "dropped as future: %llu, want %u",
+		     (unsigned long long)st.dropped[DTS_DROP_FUTURE], ahead);
 }
