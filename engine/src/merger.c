@@ -2258,6 +2258,18 @@ static unsigned fold_pending(struct dts_merger *m, int64_t now_ms)
 	return n;
 }
 
+/*
+ * Close every minute two or more behind the clock: past its deadline whatever grace_s (at most 60) is. Before a fold,
+ * whose data for the open minute needs the window position such a minute still holds (two windows per series): with
+ * grace_s = 60, or a merger that did not step for 60 - grace_s seconds, it would otherwise be dropped as future. Data
+ * of the closed minute in the tables folded next goes to the sink as a late part, as after any close. Merger thread.
+ */
+static void close_overdue(struct dts_merger *m, int64_t now_s)
+{
+	while (m->closed_upto != INT64_MIN && m->closed_upto <= now_s / 60 - 2)
+		close_minute(m, m->closed_upto);
+}
+
 unsigned dts_merger_step(struct dts_merger *m, int64_t now_ms)
 {
 	const int64_t now_s = now_ms / 1000;
@@ -2266,6 +2278,7 @@ unsigned dts_merger_step(struct dts_merger *m, int64_t now_ms)
 
 	if (m->closed_upto == INT64_MIN)
 		m->closed_upto = now_s / 60 - 1;
+	close_overdue(m, now_s);
 	n = fold_pending(m, now_ms);
 	while ((m->closed_upto + 1) * 60 + (int64_t)m->cfg.grace_s <= now_s)
 		close_minute(m, m->closed_upto);
@@ -2299,6 +2312,7 @@ void dts_merger_destroy(struct dts_merger *m, int64_t now_ms)
 	if (!m)
 		return;
 	/* The cores have stopped: fold what they handed over and their active tables. */
+	close_overdue(m, now_s);
 	fold_pending(m, now_ms);
 	if (m->closed_upto == INT64_MIN)
 		m->closed_upto = now_s / 60 - 1;

@@ -152,6 +152,35 @@ static const struct dts_minute_rec *closed_rec(int64_t minute, const char *proce
 	return NULL;
 }
 
+/* With grace_s = 60, minute M closes at the first step of minute M + 2, whose data needs the window position M
+ * still holds (two windows per series): M is closed before the fold, and the data of M + 2 is taken, not dropped
+ * as future. */
+Test(merger, grace_of_60_s_takes_the_minute_after_next)
+{
+	struct dts_merger_stats st;
+	const struct dts_minute_rec *r;
+
+	dts_merger_destroy(m, T0 * 1000); /* the suite's merger has grace_s 5 */
+	m = NULL;
+	dts_rcu_unregister_thread();
+	start(1, 60);
+	dts_merger_step(m, T0 * 1000);
+	feed(0, T0 + 30, "api.hits:1|c");
+	dts_merger_step(m, (T0 + 30) * 1000);
+	feed(0, T0 + 120, "api.hits:2|c");
+	dts_merger_step(m, (T0 + 120) * 1000);
+	r = closed_rec(T0 / 60, "api", "hits");
+	cr_assert_not_null(r, "minute M closed at its deadline, (M + 2) * 60");
+	cr_expect_float_eq(r->agg.sum, 1, 1e-9);
+	dts_merger_step(m, (T0 + 240) * 1000);
+	r = closed_rec(T0 / 60 + 2, "api", "hits");
+	cr_assert_not_null(r, "minute M + 2 has its data");
+	cr_expect_float_eq(r->agg.sum, 2, 1e-9);
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.dropped[DTS_DROP_FUTURE], 0);
+	cr_expect_eq(st.dropped[DTS_DROP_LATE], 0);
+}
+
 Test(merger, counters_from_two_cores_sum_exactly)
 {
 	dts_merger_step(m, T0 * 1000);
