@@ -12,10 +12,13 @@
 #           cpu_s_per_million_lines=... dropped=... rejected=... (then samples, aggregated_loss_pct, kernel_rcvbuf_errors,
 #           server_rss_mb, server_rss_idle_mb, series_live, send_rate, mix, lines_per_datagram, sender_threads,
 #           workers_hit, server_user_s, server_sys_s, server_ctx_switches, lines_per_ctx_switch, rx_cpu_s,
-#           merger_cpu_s, storage_cpu_s)
+#           merger_cpu_s, storage_cpu_s, server_page_faults)
 # rx_cpu_s, merger_cpu_s and storage_cpu_s split server_cpu_s by thread (/proc/PID/task/*/stat, by thread name): the
 # UDP receive workers (their recvmmsg system time included), the merger, and the storage thread with RocksDB's
 # background threads; the rest is the stream, HTTP, alert and main threads. They tell which side bounds a run.
+# server_page_faults counts the daemon's minor page faults over the same time (/proc/PID/stat): first touches of
+# memory, mostly while series and tables grow; each costs ~12 us of CPU on the paravirtualised test VM, a 2 MiB
+# huge page one fault for 512 pages (docs/performance.md, "Session 8").
 # server_ctx_switches counts the context switches of all of dattssd's threads (/proc/PID/task/*/status, voluntary and
 # involuntary) over the load and the settle time: mostly receive-worker wake-ups, the cost recv_coalesce_us cuts.
 # lines_counted is what the workers received and decoded; samples is what was aggregated, which is less when the
@@ -149,6 +152,13 @@ cpu_ticks() { # "utime stime" of $pid in clock ticks (fields 14, 15; counted aft
 	awk '{ print $12, $13 }' <<<"$stat"
 }
 
+page_faults() { # minor faults of $pid so far (field 10)
+	local stat
+	stat=$(<"/proc/$pid/stat")
+	stat=${stat##*) }
+	awk '{ print $8 }' <<<"$stat"
+}
+
 thread_cpu() { # "rx merger storage" CPU ticks (utime + stime) of $pid's threads by name: dts-rx*, dts-merger,
 	# dts-storage + rocksdb:* (the rest is the stream, HTTP, alert and main threads)
 	local t comm stat rx=0 mg=0 st=0 c
@@ -214,6 +224,7 @@ m0=$(http_get /metrics)
 lines0=$(metric_sum dattss_received_lines_total <<<"$m0")
 samples0=$(metric_sum dattss_samples_total <<<"$m0")
 cpu0=$(cpu_ticks)
+pf0=$(page_faults)
 thr0=$(thread_cpu)
 ctx0=$(ctx_switches)
 rss_idle=$(rss_mb)
@@ -251,6 +262,7 @@ while :; do
 done
 
 cpu1=$(cpu_ticks)
+pf1=$(page_faults)
 thr1=$(thread_cpu)
 ctx1=$(ctx_switches)
 rss=$(rss_mb)
@@ -267,7 +279,7 @@ clk=$(getconf CLK_TCK)
 awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_counted" -v c0="$cpu0" -v c1="$cpu1" \
 	-v clk="$clk" -v dropped="$dropped" -v rejected="$rejected" -v samples="$samples" -v rcv=$((rcv1 - rcv0)) \
 	-v rss="$rss" -v rss_idle="$rss_idle" -v series="$series" -v srate="$send_rate" -v mix="$mix" -v lpd="$lpd" \
-	-v threads="$threads" -v hit="$workers_hit" -v ctx=$((ctx1 - ctx0)) -v t0="$thr0" -v t1="$thr1" 'BEGIN {
+	-v threads="$threads" -v hit="$workers_hit" -v ctx=$((ctx1 - ctx0)) -v t0="$thr0" -v t1="$thr1" -v pf=$((pf1 - pf0)) 'BEGIN {
 	split(c0, a, " "); split(c1, b, " "); split(t0, ta, " "); split(t1, tb, " ")
 	user = (b[1] - a[1]) / clk; sys = (b[2] - a[2]) / clk; cpu = user + sys
 	loss = sent > 0 ? (sent - counted) * 100 / sent : 0
@@ -282,8 +294,8 @@ awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_c
 		rss, rss_idle, series, srate, mix, lpd
 	printf " sender_threads=%s workers_hit=%s server_user_s=%.2f server_sys_s=%.2f", threads, hit, user, sys
 	printf " server_ctx_switches=%s lines_per_ctx_switch=%.0f", ctx, (ctx > 0 ? counted / ctx : 0)
-	printf " rx_cpu_s=%.2f merger_cpu_s=%.2f storage_cpu_s=%.2f\n", (tb[1] - ta[1]) / clk, (tb[2] - ta[2]) / clk, \
-		(tb[3] - ta[3]) / clk
+	printf " rx_cpu_s=%.2f merger_cpu_s=%.2f storage_cpu_s=%.2f server_page_faults=%s\n", (tb[1] - ta[1]) / clk, \
+		(tb[2] - ta[2]) / clk, (tb[3] - ta[3]) / clk, pf
 }'
 if [ "$dropped" != 0 ]; then
 	echo "run-e2e: dropped by reason: $(awk '/^dattss_dropped_total\{/ && $NF > 0 { printf "%s%s=%s", sep, $1, $NF; sep = " " }' <<<"$m1")" >&2
