@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../engine/src/bigmem.h"
 #include "../../engine/src/engine_internal.h"
 #include "dts/engine.h"
 
@@ -112,6 +113,32 @@ Test(table, grows_inside_its_room_only_when_empty)
 	for (uint32_t i = 0; i <= t->mask; i++)
 		cr_assert_eq(t->entries[i].hash, 0, "bucket %u not empty after growing", i);
 	dts__table_destroy(t);
+}
+
+/* The regions tables and series live in: zeroed, writable to the last byte, 64-byte aligned whatever the size (a
+ * bucket is one cache line), and 2 MiB-aligned from 2 MiB when advised for huge pages. */
+Test(table, big_regions_zeroed_and_aligned)
+{
+	static const size_t sizes[] = { 1, 100, 4096, 65535, 65536, 100000, 1u << 20, 2u << 20, (3u << 20) + 5 };
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		for (int huge = 0; huge < 2; huge++) {
+			const size_t n = sizes[i];
+			uint8_t *p = huge ? dts__big_alloc(n) : dts__page_alloc(n);
+			size_t nonzero = 0;
+
+			cr_assert_not_null(p, "%zu bytes", n);
+			cr_expect_eq((uintptr_t)p % 64, 0, "%zu bytes (huge %d) at %p", n, huge, (void *)p);
+			if (huge && n >= (2u << 20))
+				cr_expect_eq((uintptr_t)p % (2u << 20), 0, "%zu bytes at %p", n, (void *)p);
+			for (size_t k = 0; k < n; k++)
+				nonzero += p[k] != 0;
+			cr_expect_eq(nonzero, 0, "%zu bytes (huge %d): %zu not zero", n, huge, nonzero);
+			memset(p, 0xa5, n);
+			dts__big_free(p, n);
+		}
+	}
+	cr_expect_eq((uintptr_t)c->active->entries % 64, 0);
 }
 
 Test(table, counters_sum_in_place_per_slot)
