@@ -279,7 +279,8 @@ clk=$(getconf CLK_TCK)
 awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_counted" -v c0="$cpu0" -v c1="$cpu1" \
 	-v clk="$clk" -v dropped="$dropped" -v rejected="$rejected" -v samples="$samples" -v rcv=$((rcv1 - rcv0)) \
 	-v rss="$rss" -v rss_idle="$rss_idle" -v series="$series" -v srate="$send_rate" -v mix="$mix" -v lpd="$lpd" \
-	-v threads="$threads" -v hit="$workers_hit" -v ctx=$((ctx1 - ctx0)) -v t0="$thr0" -v t1="$thr1" -v pf=$((pf1 - pf0)) 'BEGIN {
+	-v threads="$threads" -v hit="$workers_hit" -v ctx=$((ctx1 - ctx0)) -v t0="$thr0" -v t1="$thr1" \
+	-v pf=$((pf1 - pf0)) 'BEGIN {
 	split(c0, a, " "); split(c1, b, " "); split(t0, ta, " "); split(t1, tb, " ")
 	user = (b[1] - a[1]) / clk; sys = (b[2] - a[2]) / clk; cpu = user + sys
 	loss = sent > 0 ? (sent - counted) * 100 / sent : 0
@@ -294,8 +295,9 @@ awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_c
 		rss, rss_idle, series, srate, mix, lpd
 	printf " sender_threads=%s workers_hit=%s server_user_s=%.2f server_sys_s=%.2f", threads, hit, user, sys
 	printf " server_ctx_switches=%s lines_per_ctx_switch=%.0f", ctx, (ctx > 0 ? counted / ctx : 0)
-	printf " rx_cpu_s=%.2f merger_cpu_s=%.2f storage_cpu_s=%.2f server_page_faults=%s\n", (tb[1] - ta[1]) / clk, \
-		(tb[2] - ta[2]) / clk, (tb[3] - ta[3]) / clk, pf
+	printf " rx_cpu_s=%.2f merger_cpu_s=%.2f storage_cpu_s=%.2f", (tb[1] - ta[1]) / clk, (tb[2] - ta[2]) / clk, \
+		(tb[3] - ta[3]) / clk
+	printf " server_page_faults=%s\n", pf
 }'
 if [ "$dropped" != 0 ]; then
 	echo "run-e2e: dropped by reason: $(awk '/^dattss_dropped_total\{/ && $NF > 0 { printf "%s%s=%s", sep, $1, $NF; sep = " " }' <<<"$m1")" >&2

@@ -280,7 +280,8 @@ struct dts_merger {
 		uint32_t pos, hw; /* next directory position; end of the walk */
 		bool partial;
 		bool split[LIVE_MINUTES]; /* a piece of minute lo + k was handed over before the walk ended */
-		struct dts_closed_minute *out[LIVE_MINUTES]; /* the pieces being filled (NULL: none could be allocated) */
+		/* the pieces being filled (NULL: none could be allocated) */
+		struct dts_closed_minute *out[LIVE_MINUTES];
 	} ck;
 	struct pub_walk { /* the publication in progress, slice by slice (inside one dts_merger_step) */
 		int64_t cur_slot, now_s;
@@ -903,7 +904,7 @@ static struct win *series_win(struct dts_merger *m, struct series *s, int64_t mi
 	}
 	if (w->minute != minute) {
 		if (w->minute >= m->closed_upto) {
-			/* the minute before the open one, still in grace: data this far ahead waits for nothing */
+			/* the minute two before, still in grace, holds the position: data this far ahead is dropped */
 			DTS__STAT_ADD(m->stats.dropped[DTS_DROP_FUTURE], 1);
 			return NULL;
 		}
@@ -1758,9 +1759,10 @@ static bool collect_one(struct dts_merger *m, struct dts_closed_minute *cm, cons
 }
 
 /*
- * Copy the windows of minutes lo..hi (at most LIVE_MINUTES of them) of the series at directory positions [from, to) into
- * out[minute - lo]. close (lo == hi): the minute closes, its windows become read-only, and the sketches and sets of
- * the minute before it are released (the moving window no longer looks at them); out[0] has room for every series.
+ * Copy the windows of minutes lo..hi (at most LIVE_MINUTES of them) of the series at directory positions
+ * [from, to) into out[minute - lo]. close (lo == hi): the minute closes, its windows become read-only, and the
+ * sketches and sets of the minute before it are released (the moving window no longer looks at them); out[0] has
+ * room for every series.
  * Otherwise a checkpoint (m->ck): partial copies only the windows folded into since the previous checkpoint, and a
  * full piece goes to the sink at once and is replaced. out[k] is NULL when memory ran out (the next checkpoint is
  * then full).

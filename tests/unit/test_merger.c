@@ -1293,8 +1293,9 @@ Test(merger, ring_matches_a_slot_number_per_position)
 				v = 1 + (int)((rng >> 50) % 100);
 				if (ts / 60 < closed_upto)
 					continue; /* its minute is closed: a late part, never in the ring */
-				/* the next minute, while the minute before the open one holds its window and is still in
-				 * grace: dropped as future (one drop per series and slot: the core sums them into one entry) */
+				/* the next minute, while the minute before the open one holds its window and is
+				 * still in grace: dropped as future (one drop per series and slot: the core sums
+				 * them into one entry) */
 				taken = true;
 				if (model[k].win[ts / 60 % 2] != ts / 60) {
 					if (model[k].win[ts / 60 % 2] >= closed_upto) {
