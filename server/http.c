@@ -397,6 +397,9 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 	metric_head(&b, "dattss_tables_grown_total", "counter",
 		    "Worker tables given more buckets after their worker's table filled before its tick.");
 	dts_sb_printf(&b, "dattss_tables_grown_total %" PRIu64 "\n", ms.tables_grown);
+	metric_head(&b, "dattss_table_logs_grown_total", "counter",
+		    "Worker tables given bigger timer and set logs alone after values filled one before its tick.");
+	dts_sb_printf(&b, "dattss_table_logs_grown_total %" PRIu64 "\n", ms.table_logs_grown);
 	metric_head(&b, "dattss_table_buckets", "gauge", "Buckets of all worker tables together.");
 	dts_sb_printf(&b, "dattss_table_buckets %" PRIu64 "\n", ms.table_buckets);
 	metric_head(&b, "dattss_series_live", "gauge", "Series in the live map.");

@@ -262,6 +262,7 @@ struct dts_merger {
 	struct core_growth { /* per core, merger-private: how big its tables should be (fold_pending) */
 		int64_t last_stamp_ms; /* hand-over time of its last folded table, 0 before the first */
 		uint32_t want; /* buckets its tables grow to when they come back empty */
+		uint32_t want_logs; /* the capacity their timer and set logs grow to (dts__table_grow_logs) */
 	} *growth;
 	struct dts__table **pool;
 	unsigned npool;
@@ -2188,16 +2189,16 @@ struct dts_core *dts_merger_core(struct dts_merger *m, unsigned i)
 }
 
 /*
- * The buckets a core's tables should have, given that t, handed over at stamp_ms, filled before its tick: enough
- * for a whole tick at the rate it filled, measured from the core's previous hand-over. A table that lasted a quarter
- * of its tick wants four times its buckets (rounded up to a power of two, at least twice), so a core that starts
- * under a million series reaches its size in a fold or two instead of one doubling per table and fold, dropping
- * values meanwhile. Twice, when there was no previous hand-over to measure from. Up to table_capacity_max.
+ * The capacity a core's tables (or their logs) should have, given that a table of capacity cap, handed over at
+ * stamp_ms, filled before its tick: enough for a whole tick at the rate it filled, measured from the core's previous
+ * hand-over. A table that lasted a quarter of its tick wants four times its capacity (rounded up to a power of two,
+ * at least twice), so a core that starts under a million series reaches its size in a fold or two instead of one
+ * doubling per table and fold, dropping values meanwhile. Twice, when there was no previous hand-over to measure
+ * from. Up to table_capacity_max.
  */
-static uint32_t growth_want(const struct dts_merger *m, const struct core_growth *g, const struct dts__table *t,
-			    int64_t stamp_ms)
+static uint32_t growth_want(const struct dts_merger *m, const struct core_growth *g, uint64_t cap, int64_t stamp_ms)
 {
-	const uint64_t room = m->cfg.table_capacity_max, cap = (uint64_t)t->mask + 1;
+	const uint64_t room = m->cfg.table_capacity_max;
 	const int64_t lasted = stamp_ms > g->last_stamp_ms ? stamp_ms - g->last_stamp_ms : 1;
 	uint64_t want = cap * 2;
 
@@ -2209,7 +2210,10 @@ static uint32_t growth_want(const struct dts_merger *m, const struct core_growth
 /*
  * Fold every handed-over table, oldest hand-over first across all cores, so that order-sensitive aggregates (gauges,
  * first/last values) see the cores' data in the order it was handed over. Bounded by the pool size. A table comes
- * back grown to what its core's tables want (growth_want), whether it was the one that filled or not.
+ * back grown to what its core's tables want (growth_want), whether it was the one that filled or not: more buckets
+ * when series filled it (entries, identities, partials), bigger timer and set logs alone when values did - at a few
+ * thousand series with many timer values a tick, more buckets would only spread the same entries over more pages
+ * (docs/performance.md, "Session 8: logs that grow apart from the buckets").
  */
 static unsigned fold_pending(struct dts_merger *m, int64_t now_ms)
 {
@@ -2236,11 +2240,16 @@ static unsigned fold_pending(struct dts_merger *m, int64_t now_ms)
 			break;
 		t = dts__ring_pop(&c->full, &stamp);
 		fold_table(m, t, now_ms / 1000);
-		/* filled before its tick (its entries, a log or an arena): the core's tables want more buckets */
-		if (dts__table_wants_handover(t) && t->mask + 1 < m->cfg.table_capacity_max) {
-			uint32_t want = growth_want(m, g, t, stamp);
+		/* filled before its tick: by series, the core's tables want more buckets; by values, bigger logs */
+		if (dts__table_entries_full(t) && t->mask + 1 < m->cfg.table_capacity_max) {
+			uint32_t want = growth_want(m, g, (uint64_t)t->mask + 1, stamp);
 
 			g->want = want > g->want ? want : g->want;
+		}
+		if (dts__table_logs_full(t) && t->log_capacity < m->cfg.table_capacity_max) {
+			uint32_t want = growth_want(m, g, t->log_capacity, stamp);
+
+			g->want_logs = want > g->want_logs ? want : g->want_logs;
 		}
 		g->last_stamp_ms = stamp;
 		dts__table_reset(t);
@@ -2249,6 +2258,8 @@ static unsigned fold_pending(struct dts_merger *m, int64_t now_ms)
 			DTS__STAT_ADD(m->stats.tables_grown, 1);
 			DTS__STAT_ADD(m->stats.table_buckets, g->want - before);
 		}
+		if (g->want_logs > t->log_capacity && dts__table_grow_logs(t, g->want_logs))
+			DTS__STAT_ADD(m->stats.table_logs_grown, 1);
 		dts__ring_push(&c->free, t, now_ms);
 		oldest = stamp < oldest ? stamp : oldest;
 		n++;

@@ -21,6 +21,17 @@ static uint32_t share(uint32_t room, uint32_t room_cap, uint32_t capacity, uint3
 	return v > room ? room : (uint32_t)v;
 }
 
+/* The timer and set logs at the share of a table of capacity buckets. */
+static void set_log_capacity(struct dts__table *t, uint32_t capacity)
+{
+	const struct dts__table_cfg_sizes *r = &t->room;
+
+	t->log_capacity = capacity;
+	t->tlog_cap = share(r->tlog_entries, r->capacity, capacity, 4096, 1);
+	t->slog_cap = share(r->slog_entries, r->capacity, capacity, 1024, 1);
+}
+
+/* capacity buckets, and every arena and log at its share of a table that size (the logs: at least). */
 static void set_capacity(struct dts__table *t, uint32_t capacity)
 {
 	const struct dts__table_cfg_sizes *r = &t->room;
@@ -30,8 +41,7 @@ static void set_capacity(struct dts__table *t, uint32_t capacity)
 	/* Linear probing stays short below 1/2 load; the rest is headroom while a hand-over is pending. */
 	t->max_used = capacity / 2;
 	t->keys_cap = share(r->keys_bytes, r->capacity, capacity, 4096, 1);
-	t->tlog_cap = share(r->tlog_entries, r->capacity, capacity, 4096, 1);
-	t->slog_cap = share(r->slog_entries, r->capacity, capacity, 1024, 1);
+	set_log_capacity(t, capacity > t->log_capacity ? capacity : t->log_capacity);
 	t->blob_cap = r->blob_bytes ? share(r->blob_bytes, r->capacity, capacity, DTS__BLOB_MIN, 8) : 0;
 	t->proc_cap = r->proc_entries ? share(r->proc_entries, r->capacity, capacity, DTS__PROC_MIN, 1) : 0;
 	t->ev_cap = r->event_bytes ? share(r->event_bytes, r->capacity, capacity, DTS__EVENT_MIN, 8) : 0;
@@ -125,5 +135,14 @@ bool dts__table_grow(struct dts__table *t, uint32_t capacity)
 	    t->keys_used || t->n_tlog || t->n_slog || t->blob_used || t->ev_used)
 		return false;
 	set_capacity(t, capacity); /* the buckets beyond the old mask were never used: still zero */
+	return true;
+}
+
+bool dts__table_grow_logs(struct dts__table *t, uint32_t capacity)
+{
+	if (capacity <= t->log_capacity || capacity > t->room.capacity || (capacity & (capacity - 1)) ||
+	    !dts__table_empty(t) || t->n_tlog || t->n_slog)
+		return false;
+	set_log_capacity(t, capacity);
 	return true;
 }

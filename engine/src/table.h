@@ -117,6 +117,7 @@ struct dts__table {
 	struct dts__proc *proc;
 	uint8_t *ev; /* struct dts__event records */
 	uint32_t mask; /* capacity - 1 */
+	uint32_t log_capacity; /* the capacity the timer and set logs are sized for: at least mask + 1 */
 	uint32_t shift; /* 32 - log2(capacity): a home bucket is top bits (dts__table_bucket_at) */
 	uint32_t max_used; /* hand over beyond this many entries (load factor bound) */
 	uint32_t n_used;
@@ -164,9 +165,14 @@ void dts__table_destroy(struct dts__table *t);
 void dts__table_reset(struct dts__table *t);
 
 /* Give an empty table capacity buckets (a power of two from its current capacity up to its cfg.capacity) and every
- * log and arena the same share of its room. Returns false, changing nothing, outside that range or when not empty.
- * Owner only. */
+ * log and arena the same share of its room (the timer and set logs at least: they may have grown further). Returns
+ * false, changing nothing, outside that range or when not empty. Owner only. */
 bool dts__table_grow(struct dts__table *t, uint32_t capacity);
+
+/* Give an empty table's timer and set logs the share of their room of a table of capacity buckets (a power of two
+ * above its log_capacity, up to its cfg.capacity), its buckets unchanged: values, not series, filled them. Returns
+ * false, changing nothing, outside that range or when not empty. Owner only. */
+bool dts__table_grow_logs(struct dts__table *t, uint32_t capacity);
 
 /* Room kept free in a log or arena of cap units after its early hand-over mark: a sixteenth of it, at least lo. A core
  * ticks once per receive burst, and a burst of 64 packed datagrams of short timer lines carries ~7,000 values: with
@@ -177,15 +183,27 @@ static inline uint32_t dts__table_margin(uint32_t cap, uint32_t lo)
 	return cap / 16 > lo ? cap / 16 : lo;
 }
 
-/* True when one of the capacities is past its early hand-over mark. */
-static inline bool dts__table_wants_handover(const struct dts__table *t)
+/* True when the timer or the set log is past its early hand-over mark (values filled the table, not series). */
+static inline bool dts__table_logs_full(const struct dts__table *t)
+{
+	return t->n_tlog + dts__table_margin(t->tlog_cap, 1024) > t->tlog_cap ||
+	       t->n_slog + dts__table_margin(t->slog_cap, 256) > t->slog_cap;
+}
+
+/* True when the buckets or what scales with them (identities, partials, reports, events) are past their early
+ * hand-over mark. */
+static inline bool dts__table_entries_full(const struct dts__table *t)
 {
 	return t->n_used >= t->max_used || t->keys_used + dts__table_margin(t->keys_cap, 1024) > t->keys_cap ||
-	       t->n_tlog + dts__table_margin(t->tlog_cap, 1024) > t->tlog_cap ||
-	       t->n_slog + dts__table_margin(t->slog_cap, 256) > t->slog_cap ||
 	       (t->blob_cap && t->blob_used + DTS__BLOB_MARK > t->blob_cap) ||
 	       (t->proc_cap && t->n_proc + DTS__PROC_MARK > t->proc_cap) ||
 	       (t->ev_cap && t->ev_used + DTS__EVENT_MARK > t->ev_cap);
+}
+
+/* True when one of the capacities is past its early hand-over mark. */
+static inline bool dts__table_wants_handover(const struct dts__table *t)
+{
+	return dts__table_entries_full(t) || dts__table_logs_full(t);
 }
 
 /* True when the table holds nothing for the merger (no entry, no process report, no event). */

@@ -836,7 +836,7 @@ Test(merger, tables_grow_by_how_fast_they_filled)
 
 /* Timer values of one series fill a table's timer log long before its buckets: that table grows too (its log with
  * it), and the values are all in the minute. */
-Test(merger, a_table_whose_timer_log_fills_grows)
+Test(merger, a_table_whose_timer_log_fills_grows_its_logs)
 {
 	static char dgram[400 * 16];
 	struct dts_merger_stats st;
@@ -854,7 +854,9 @@ Test(merger, a_table_whose_timer_log_fills_grows)
 			dts_merger_step(m, now_s * 1000);
 	}
 	dts_merger_stats_read(m, &st);
-	cr_expect_geq(st.tables_grown, 1, "a table handed over for its timer log grows");
+	cr_expect_geq(st.table_logs_grown, 1, "a table handed over for its timer log gets bigger logs");
+	cr_expect_eq(st.tables_grown, 0, "and no more buckets: one series filled it");
+	cr_expect_eq(st.table_buckets, 3 * 1024, "the pool's buckets are the initial ones");
 	dts_core_flush(c);
 	dts_core_tick(c, now_s * 1000);
 	dts_merger_step(m, (T0 + 66) * 1000); /* the minute closes */

@@ -112,6 +112,29 @@ Test(table, grows_inside_its_room_only_when_empty)
 	cr_expect_eq(t->proc_cap, 8192 / 16);
 	for (uint32_t i = 0; i <= t->mask; i++)
 		cr_assert_eq(t->entries[i].hash, 0, "bucket %u not empty after growing", i);
+
+	/* The timer and set logs alone: bigger, the buckets and the other arenas unchanged; never smaller than the
+	 * buckets' share, and kept when the buckets grow to less. */
+	cr_expect_not(dts__table_grow_logs(t, 8192), "not above the logs' capacity");
+	cr_expect_not(dts__table_grow_logs(t, 16384), "beyond its room");
+	cr_expect_not(dts__table_grow_logs(t, 6000), "not a power of two");
+	dts__table_destroy(t);
+	t = dts__table_create(&cfg);
+	cr_assert_not_null(t);
+	t->n_tlog = 1;
+	cr_expect_not(dts__table_grow_logs(t, 4096), "not while its log holds values");
+	t->n_tlog = 0;
+	cr_assert(dts__table_grow_logs(t, 4096));
+	cr_expect_eq(t->mask, 1023);
+	cr_expect_eq(t->keys_cap, 1024 * 48);
+	cr_expect_eq(t->tlog_cap, 4096 * 4);
+	cr_expect_eq(t->slog_cap, 4096);
+	cr_assert(dts__table_grow(t, 2048));
+	cr_expect_eq(t->mask, 2047);
+	cr_expect_eq(t->keys_cap, 2048 * 48);
+	cr_expect_eq(t->tlog_cap, 4096 * 4, "the logs keep their larger size");
+	cr_assert(dts__table_grow(t, 8192));
+	cr_expect_eq(t->tlog_cap, 8192 * 4, "and follow the buckets past it");
 	dts__table_destroy(t);
 }
 

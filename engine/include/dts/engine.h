@@ -91,6 +91,7 @@ struct dts_merger_stats {
 	uint64_t event_seq; /* gauge: the last sequence number given */
 	uint64_t event_batches_dropped; /* batches of events/process states not handed over: no memory */
 	uint64_t tables_grown; /* core tables given more buckets (dts_merger_cfg.table_capacity_max) */
+	uint64_t table_logs_grown; /* core tables given bigger timer and set logs alone (values filled them) */
 	uint64_t table_buckets; /* gauge: buckets of every core's tables together */
 	uint64_t publish_ns_last; /* duration of the last current-state publication walk (folds between slices included) */
 	uint64_t checkpoint_ns_last; /* duration of the last checkpoint walk (the same) */
