@@ -66,6 +66,21 @@ int opt_u64(const char *prog, const char *name, const char *arg, uint64_t lo, ui
 	return 0;
 }
 
+int opt_common(int ch, int *quiet, void (*usage)(FILE *))
+{
+	switch (ch) {
+	case 'q':
+		*quiet = 1;
+		return 0;
+	case 'h':
+		usage(stdout);
+		return 1;
+	default:
+		usage(stderr);
+		return 2;
+	}
+}
+
 int opt_no_operands(const char *prog, int argc, char **argv, void (*usage)(FILE *))
 {
 	if (optind >= argc)

@@ -21,6 +21,10 @@ int parse_u64(const char *s, uint64_t *out);
 /* The value of option --name as a number in [lo, hi] into *out; otherwise says so on stderr, naming prog, the option
  * and the range, and returns -EINVAL (*out unchanged). */
 int opt_u64(const char *prog, const char *name, const char *arg, uint64_t lo, uint64_t hi, uint64_t *out);
+/* The arms a tool's getopt_long switch ends with (its default: case): --quiet ('q') sets *quiet and returns 0,
+ * --help ('h') prints usage on stdout and returns 1, anything else prints it on stderr and returns 2 - what a
+ * tool's parse_args returns for each. */
+int opt_common(int ch, int *quiet, void (*usage)(FILE *));
 /* After getopt_long: 0 when no argument is left, else says which one on stderr, prints usage and returns -EINVAL. */
 int opt_no_operands(const char *prog, int argc, char **argv, void (*usage)(FILE *));
 /* "c=70,ms=20,g=10,s=0" -> weights. Returns 0 or -EINVAL. */

@@ -53,7 +53,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 					    { "quiet", no_argument, NULL, 'q' },
 					    { "help", no_argument, NULL, 'h' },
 					    { NULL, 0, NULL, 0 } };
-	int ch;
+	int ch, rc;
 
 	o->mb = 1024;
 	o->rounds = 3;
@@ -68,15 +68,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			if (opt_u64("bench_fault", "rounds", optarg, 1, 100, &o->rounds) != 0)
 				return 2;
 			break;
-		case 'q':
-			o->quiet = 1;
-			break;
-		case 'h':
-			usage(stdout);
-			return 1;
 		default:
-			usage(stderr);
-			return 2;
+			if ((rc = opt_common(ch, &o->quiet, usage)) != 0)
+				return rc;
+			break;
 		}
 	}
 	return opt_no_operands("bench_fault", argc, argv, usage) ? 2 : 0;

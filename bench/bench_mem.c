@@ -74,7 +74,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 					    { "help", no_argument, NULL, 'h' },
 					    { NULL, 0, NULL, 0 } };
 	uint64_t v;
-	int ch;
+	int ch, rc;
 
 	*o = (struct opts){ .spans_mb = { 4, 16, 64, 256, 1024 }, .nspans = 5, .accesses = 8u << 20, .ahead = 16,
 			    .huge = 1 };
@@ -100,15 +100,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'H':
 			o->huge = 0;
 			break;
-		case 'q':
-			o->quiet = 1;
-			break;
-		case 'h':
-			usage(stdout);
-			return 1;
 		default:
-			usage(stderr);
-			return 2;
+			if ((rc = opt_common(ch, &o->quiet, usage)) != 0)
+				return rc;
+			break;
 		}
 	}
 	return opt_no_operands("bench_mem", argc, argv, usage) ? 2 : 0;

@@ -42,7 +42,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 					    { "quiet", no_argument, NULL, 'q' },
 					    { "help", no_argument, NULL, 'h' },
 					    { NULL, 0, NULL, 0 } };
-	int ch;
+	int ch, rc;
 
 	*o = (struct opts){ .pairs = 2000, .calls = 2000000, .seed = 1 };
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -59,15 +59,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			if (opt_u64("bench_sketch", "seed", optarg, 0, UINT64_MAX, &o->seed) != 0)
 				return 2;
 			break;
-		case 'q':
-			o->quiet = 1;
-			break;
-		case 'h':
-			usage(stdout);
-			return 1;
 		default:
-			usage(stderr);
-			return 2;
+			if ((rc = opt_common(ch, &o->quiet, usage)) != 0)
+				return rc;
+			break;
 		}
 	}
 	return opt_no_operands("bench_sketch", argc, argv, usage) ? 2 : 0;
