@@ -122,6 +122,9 @@ static const struct key keys[] = {
 	  "0 or <= table_capacity: no growth)" },
 	{ "max_series", K_UINT, FIELD(max_series), 1, 1073741824, false, "N",
 	  "live series kept at most, 1..1073741824; new series beyond are dropped and counted" },
+	{ "series_reserve", K_UINT, FIELD(series_reserve), 0, 1073741824, false, "N",
+	  "series whose memory is faulted in at start (~640 B each), so that a start under full load drops nothing; "
+	  "0 = none, at most max_series" },
 	{ "user", K_NAME, FIELD(user), 0, 0, false, "NAME", "user owning statsd lines, 1..64 of [A-Za-z0-9@._+-]" },
 	{ "default_process", K_NAME, FIELD(default_process), 0, 0, false, "NAME",
 	  "process for statsd names without a separator" },
@@ -1068,6 +1071,11 @@ int dts_config_check(const struct dts_config *c, char *err, size_t errlen)
 	if (c->table_capacity_max & (c->table_capacity_max - 1)) {
 		errf(err, errlen, "table_capacity_max: must be 0 or a power of two (up to 16777216), got %u",
 		     c->table_capacity_max);
+		return -EINVAL;
+	}
+	if (c->series_reserve > c->max_series) {
+		errf(err, errlen, "series_reserve: must be at most max_series (%u), got %u", c->max_series,
+		     c->series_reserve);
 		return -EINVAL;
 	}
 	if (c->checkpoint_ms != 0 && c->checkpoint_ms < 1000) {

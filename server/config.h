@@ -109,6 +109,7 @@ struct dts_config {
 	unsigned table_capacity_max; /* tables that fill before their tick grow, doubling, up to this many buckets
 				      * [524288; a power of two; 0 or <= table_capacity: no growth] */
 	unsigned max_series; /* live series kept at most; new ones beyond are dropped, counted [4194304; 1..2^30] */
+	unsigned series_reserve; /* series whose memory is faulted in at start [0 = none; 0..max_series] */
 
 	/* Identity of statsd lines (they carry no user or process of their own) */
 	char user[DTS_CONFIG_NAME_SIZE]; /* user owning statsd lines on these listeners ["default"; 1..64 of

@@ -24,6 +24,14 @@ void *dts__big_alloc(size_t bytes);
  */
 void *dts__page_alloc(size_t bytes);
 
+/*
+ * Fault in the first bytes of a region that dts__big_alloc or dts__page_alloc returned, writable, now: its later first
+ * use then costs no page fault and no zeroing (huge pages where the region has them). Slow, since the kernel zeroes
+ * every page: 2-3 ns per byte on the test machine for memory its host has not backed yet. 0, or -1 with errno set
+ * (ENOMEM) when the system could not provide the memory; the region stays usable either way. Any thread.
+ */
+int dts__big_prefault(void *p, size_t bytes);
+
 /* Free what dts__big_alloc(bytes) or dts__page_alloc(bytes) returned (bytes must be the same; NULL is ignored). */
 void dts__big_free(void *p, size_t bytes);
 

@@ -291,6 +291,7 @@ struct dts_merger {
 	/* Series memory: records carved from 2 MiB slabs (huge pages) in size classes of SER_GRAIN bytes. */
 	void **slabs;
 	uint32_t nslabs, slabs_cap;
+	uint32_t slab_take; /* slabs[0, slab_take) are being or have been carved; the rest are reserved, faulted in */
 	uint8_t *slab_next, *slab_end; /* the unused part of the newest slab */
 	struct cds_lfs_node **ser_free; /* per size class: free records, linked through lfs.next (merger-private) */
 	unsigned ser_classes;
@@ -445,6 +446,28 @@ static void ser_take_recycled(struct dts_merger *m)
 	}
 }
 
+/* Map one more slab at the end of slabs[] (not yet faulted in), or NULL. Merger thread (or creation). */
+static uint8_t *slab_new(struct dts_merger *m)
+{
+	void *slab;
+
+	if (m->nslabs == m->slabs_cap) {
+		uint32_t cap = m->slabs_cap ? m->slabs_cap * 2 : 64;
+		void **v = realloc(m->slabs, cap * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		m->slabs = v;
+		m->slabs_cap = cap;
+	}
+	slab = dts__big_alloc(SLAB_BYTES);
+	if (slab) {
+		m->slabs[m->nslabs++] = slab;
+		__atomic_store_n(&m->stats.series_slab_bytes, (uint64_t)m->nslabs * SLAB_BYTES, __ATOMIC_RELAXED);
+	}
+	return slab;
+}
+
 /* A zeroed record of bytes (a multiple of SER_GRAIN, at most SLAB_BYTES), or NULL. Merger thread. */
 static struct series *ser_alloc(struct dts_merger *m, size_t bytes)
 {
@@ -463,21 +486,11 @@ static struct series *ser_alloc(struct dts_merger *m, size_t bytes)
 		memset(p, 0, bytes);
 	} else {
 		if ((size_t)(m->slab_end - m->slab_next) < bytes) {
-			void *slab;
+			uint8_t *slab = m->slab_take < m->nslabs ? m->slabs[m->slab_take] : slab_new(m);
 
-			if (m->nslabs == m->slabs_cap) {
-				uint32_t cap = m->slabs_cap ? m->slabs_cap * 2 : 64;
-				void **v = realloc(m->slabs, cap * sizeof(*v));
-
-				if (!v)
-					return NULL;
-				m->slabs = v;
-				m->slabs_cap = cap;
-			}
-			slab = dts__big_alloc(SLAB_BYTES);
 			if (!slab)
 				return NULL;
-			m->slabs[m->nslabs++] = slab;
+			m->slab_take++;
 			m->slab_next = slab;
 			m->slab_end = m->slab_next + SLAB_BYTES;
 		}
@@ -2076,6 +2089,26 @@ static uint64_t draw_ident_key(void)
 	return k ? k : 1;
 }
 
+/*
+ * Fault in, now, the index (already sized for n) and the record slabs of n series at DTS_SERIES_RESERVE_BYTES each,
+ * kept in slabs[] for ser_alloc to carve in order. 0 or -1 (ENOMEM). At creation.
+ */
+static int reserve_series(struct dts_merger *m, uint64_t n)
+{
+	const uint64_t nslabs = (n * DTS_SERIES_RESERVE_BYTES + SLAB_BYTES - 1) / SLAB_BYTES;
+
+	if (dts__big_prefault(m->ix, (m->ix_mask + 1) * sizeof(*m->ix)) != 0)
+		return -1;
+	for (uint64_t i = 0; i < nslabs; i++) {
+		uint8_t *slab = slab_new(m);
+
+		if (!slab || dts__big_prefault(slab, SLAB_BYTES) != 0)
+			return -1;
+	}
+	__atomic_store_n(&m->stats.series_reserved_bytes, nslabs * SLAB_BYTES, __ATOMIC_RELAXED);
+	return 0;
+}
+
 struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 {
 	const uint32_t room = cfg->table_capacity_max ? cfg->table_capacity_max : cfg->table_capacity; /* largest table */
@@ -2090,7 +2123,7 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	     (cfg->table_capacity_max < cfg->table_capacity || (cfg->table_capacity_max & (cfg->table_capacity_max - 1)) ||
 	      cfg->table_capacity_max > DTS_TABLE_CAPACITY_LIMIT)) ||
 	    cfg->table_capacity > DTS_TABLE_CAPACITY_LIMIT || cfg->max_series < 1 ||
-	    cfg->max_series > DTS_MAX_SERIES_LIMIT ||
+	    cfg->max_series > DTS_MAX_SERIES_LIMIT || cfg->series_reserve > cfg->max_series ||
 	    cfg->client_period_s < 1 || cfg->client_period_s > 3600 || cfg->native.max_past_s < 0 ||
 	    cfg->native.max_future_s < 0 || cfg->native.max_past_s + cfg->native.max_future_s > 86400) {
 		errno = EINVAL;
@@ -2137,9 +2170,14 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	dts_sketch_init(&m->dec_sk);
 	dts_set_init(&m->dec_set);
 	m->procs = dts__procs_create(&m->cfg, &m->stats);
-	m->ix_mask = (1u << IX_MIN_BITS) - 1;
-	m->ix_shift = 64 - IX_MIN_BITS;
-	m->stats.index_slots = (uint64_t)1 << IX_MIN_BITS;
+	/* The index starts with room for the reserve at most half full: it never rehashes while the reserve fills. */
+	unsigned ix_bits = IX_MIN_BITS;
+
+	while (((uint64_t)1 << ix_bits) < 2 * cfg->series_reserve)
+		ix_bits++;
+	m->ix_mask = (1u << ix_bits) - 1;
+	m->ix_shift = 64 - ix_bits;
+	m->stats.index_slots = (uint64_t)1 << ix_bits;
 	m->ix = dts__big_alloc((m->ix_mask + 1) * sizeof(*m->ix));
 	m->dir_nchunks = (uint32_t)((cfg->max_series + DIR_CHUNK - 1) / DIR_CHUNK);
 	m->dir = calloc(m->dir_nchunks, sizeof(*m->dir));
@@ -2151,6 +2189,8 @@ struct dts_merger *dts_merger_create(const struct dts_merger_cfg *cfg)
 	m->fold_bits = calloc((room + 63) / 64, sizeof(*m->fold_bits));
 	if (!m->ix || !m->dir || !m->ser_free || !m->recpool || !m->cores || !m->pool || !m->fold_map ||
 	    !m->fold_bits || !m->growth || !m->procs)
+		goto out_free_merger;
+	if (cfg->series_reserve && reserve_series(m, cfg->series_reserve) != 0)
 		goto out_free_merger;
 
 	table_cfg(&tcfg, room);

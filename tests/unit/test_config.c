@@ -188,6 +188,8 @@ static const struct good goods[] = {
 	{ "table_capacity_max", "16777216", "table_capacity_max = 16777216" },
 	{ "max_series", "1", "max_series = 1" },
 	{ "max_series", "1073741824", "max_series = 1073741824" },
+	{ "series_reserve", "0", "series_reserve = 0" },
+	{ "series_reserve", "1000000", "series_reserve = 1000000" },
 	{ "tick_ms", "60000", "tick_ms = 60000" },
 	{ "grace_s", "0", "grace_s = 0" },
 	{ "grace_s", "60", "grace_s = 60" },
@@ -454,6 +456,7 @@ static const struct bad bads[] = {
 	{ "table_capacity_max", "33554432", "between 0 and 16777216" },
 	{ "max_series", "0", "between 1 and 1073741824" },
 	{ "max_series", "1073741825", "between 1 and 1073741824" },
+	{ "series_reserve", "-1", "between 0 and 1073741824" },
 	{ "tick_ms", "60001", "between 10 and 60000" },
 	{ "grace_s", "61", "between 0 and 60" },
 	{ "grace_s", "600", "between 0 and 60" },
@@ -852,6 +855,9 @@ static const struct flagcase flagcases[] = {
 	{ { "--table-capacity-max=100000" }, -EINVAL, "table_capacity_max: must be 0 or a power of two (up to 16777216), "
 						      "got 100000" },
 	{ { "--table-capacity-max=1048576" }, 0, "table_capacity_max = 1048576" },
+	{ { "--max-series=1000", "--series-reserve=1001" }, -EINVAL,
+	  "series_reserve: must be at most max_series (1000), got 1001" },
+	{ { "--max-series=1000", "--series-reserve=1000" }, 0, "series_reserve = 1000" },
 };
 
 Test(config, flag_table)

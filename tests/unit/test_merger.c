@@ -781,6 +781,66 @@ Test(merger, many_new_series_in_one_fold_do_not_crowd_the_index)
 	cr_expect_geq(st.index_slots, 2 * 100000);
 }
 
+/* Series seen by sums_cb, and how many of them do not show the sum it expects (the value of feed_range). */
+struct sums {
+	unsigned seen, wrong;
+	double want;
+};
+
+static int sums_cb(void *ctx, const struct dts_series_view *v)
+{
+	struct sums *c = ctx;
+
+	c->seen++;
+	c->wrong += !v->cur || v->cur->sum != c->want;
+	return 0;
+}
+
+/*
+ * series_reserve: the index is sized for the reserve and the record memory is mapped (and faulted in) at creation;
+ * series created within it map nothing more and never rehash the index; beyond it, memory is mapped as without a
+ * reserve. Every series aggregates the same either way.
+ */
+Test(merger, a_series_reserve_is_used_before_more_memory_is_mapped)
+{
+	const uint64_t reserve = 100000, slab = 2u << 20;
+	const uint64_t want_bytes = (reserve * DTS_SERIES_RESERVE_BYTES + slab - 1) / slab * slab;
+	struct dts_merger_cfg cfg;
+	struct dts_merger_stats st;
+	struct sums c = { .want = 3 };
+
+	dts_merger_destroy(m, T0 * 1000);
+	dts_merger_cfg_defaults(&cfg);
+	cfg.cores = 1;
+	cfg.series_reserve = reserve;
+	cfg.sink.minute_closed = sink;
+	m = dts_merger_create(&cfg);
+	cr_assert_not_null(m);
+	dts_merger_stats_read(m, &st);
+	cr_assert_eq(st.series_reserved_bytes, want_bytes, "%llu reserved", (unsigned long long)st.series_reserved_bytes);
+	cr_assert_eq(st.series_slab_bytes, want_bytes);
+	cr_assert_geq(st.index_slots, 2 * reserve, "the index holds the reserve at most half full");
+	const uint64_t slots = st.index_slots;
+
+	dts_merger_step(m, T0 * 1000);
+	feed_range(T0 + 1, "p", 'c', 0, 90000, 1, 3);
+	dts_merger_stats_read(m, &st);
+	cr_assert_eq(st.series_live, 90000);
+	cr_expect_eq(st.series_slab_bytes, want_bytes, "90,000 counters fit the reserve: nothing more mapped");
+	cr_expect_eq(st.index_slots, slots, "no rehash within the reserve");
+
+	/* 100,000 more counters (512 B records): past the reserve, more slabs are mapped. */
+	feed_range(T0 + 1, "q", 'c', 0, 100000, 1, 3);
+	dts_merger_step(m, (T0 + 5) * 1000);
+	dts_merger_stats_read(m, &st);
+	cr_assert_eq(st.series_live, 190000);
+	cr_expect_gt(st.series_slab_bytes, want_bytes, "beyond the reserve, memory is mapped as needed");
+	cr_expect_eq(st.series_reserved_bytes, want_bytes);
+	dts_merger_read_current(m, NULL, sums_cb, &c);
+	cr_expect_eq(c.seen, 190000);
+	cr_expect_eq(c.wrong, 0, "%u series with a wrong sum", c.wrong);
+}
+
 /* Feed n new names to core c at now_ms, hand its table over and fold it; returns the buckets of all tables then. */
 static uint64_t handover_names(struct dts_core *c, int64_t now_ms, unsigned *base, unsigned n)
 {
@@ -881,9 +941,9 @@ Test(merger, create_rejects_bad_config)
 {
 	static const char *const what[] = { "zero cores", "65 cores", "grace beyond 60 s", "capacity not 2^n",
 					     "empty user", "one table per core", "maximum below the capacity",
-					     "maximum not 2^n" };
+					     "maximum not 2^n", "reserve beyond the series bound" };
 
-	for (int i = 0; i < 8; i++) {
+	for (int i = 0; i < 9; i++) {
 		struct dts_merger_cfg cfg;
 
 		dts_merger_cfg_defaults(&cfg);
@@ -896,6 +956,7 @@ Test(merger, create_rejects_bad_config)
 		case 5: cfg.tables_per_core = 1; break;
 		case 6: cfg.table_capacity_max = cfg.table_capacity / 2; break;
 		case 7: cfg.table_capacity_max = cfg.table_capacity * 3; break;
+		case 8: cfg.max_series = 1000; cfg.series_reserve = 1001; break;
 		}
 		errno = 0;
 		cr_expect_null(dts_merger_create(&cfg), "%s", what[i]);

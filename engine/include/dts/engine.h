@@ -95,6 +95,8 @@ struct dts_merger_stats {
 	uint64_t table_buckets; /* gauge: buckets of every core's tables together */
 	uint64_t publish_ns_last; /* duration of the last current-state publication walk (folds between slices included) */
 	uint64_t checkpoint_ns_last; /* duration of the last checkpoint walk (the same) */
+	uint64_t series_slab_bytes; /* gauge: memory mapped for series records (2 MiB slabs), the reserve included */
+	uint64_t series_reserved_bytes; /* gauge: of that, faulted in at creation for series_reserve */
 };
 
 /*
@@ -210,6 +212,9 @@ struct dts_sink {
 };
 
 #define DTS_MAX_SERIES_LIMIT (1ull << 30)
+/* Record bytes dts_merger_cfg.series_reserve sets aside per series: the mean of a mix of counters (512 B with a
+ * 31-byte name), gauges (704 B) and timers (832 B), rounded up (docs/architecture.md "Memory"). */
+#define DTS_SERIES_RESERVE_BYTES 640
 #define DTS_TABLE_CAPACITY_LIMIT (1u << 24) /* most buckets of one core table */
 
 struct dts_merger_cfg {
@@ -229,6 +234,15 @@ struct dts_merger_cfg {
 	uint32_t table_capacity_max;
 	uint32_t tables_per_core; /* tables in each core's pool (>= 2) */
 	uint64_t max_series; /* live series bound, 1..DTS_MAX_SERIES_LIMIT; new series beyond it are dropped, counted */
+	/*
+	 * Series whose memory dts_merger_create maps and faults in at once (0..max_series; 0, the default: none): an
+	 * index that holds them without rehashing, and record slabs at DTS_SERIES_RESERVE_BYTES per series, which the
+	 * merger carves before it maps more. A burst of new series - a start or restart under full load - then costs
+	 * the merger no page faults and no zeroing of fresh memory until the reserve is used up, which leaves it time to
+	 * fold the tables and keep the cores from dropping. It costs that memory from the start and the time to fault
+	 * it in (dts_merger_create: ~1.5 s per million series on the test machine, docs/operations.md "Many series").
+	 */
+	uint64_t series_reserve;
 	unsigned expire_s; /* a series without data for this long leaves the map (and the current state) */
 	unsigned checkpoint_ms; /* period of sink.checkpoint calls; 0 = no checkpoints */
 	/*
