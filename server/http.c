@@ -403,7 +403,7 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 	metric_head(&b, "dattss_table_buckets", "gauge", "Buckets of all worker tables together.");
 	dts_sb_printf(&b, "dattss_table_buckets %" PRIu64 "\n", ms.table_buckets);
 	metric_head(&b, "dattss_series_memory_bytes", "gauge",
-		    "Memory mapped for series records (2 MiB slabs), by part: reserved = faulted in at start (series_reserve).");
+		    "Memory mapped for series records (2 MiB slabs); reserved: faulted in at start (series_reserve).");
 	dts_sb_printf(&b, "dattss_series_memory_bytes{part=\"mapped\"} %" PRIu64 "\n", ms.series_slab_bytes);
 	dts_sb_printf(&b, "dattss_series_memory_bytes{part=\"reserved\"} %" PRIu64 "\n", ms.series_reserved_bytes);
 	metric_head(&b, "dattss_series_live", "gauge", "Series in the live map.");

@@ -817,7 +817,8 @@ Test(merger, a_series_reserve_is_used_before_more_memory_is_mapped)
 	m = dts_merger_create(&cfg);
 	cr_assert_not_null(m);
 	dts_merger_stats_read(m, &st);
-	cr_assert_eq(st.series_reserved_bytes, want_bytes, "%llu reserved", (unsigned long long)st.series_reserved_bytes);
+	cr_assert_eq(st.series_reserved_bytes, want_bytes, "%llu reserved",
+		     (unsigned long long)st.series_reserved_bytes);
 	cr_assert_eq(st.series_slab_bytes, want_bytes);
 	cr_assert_geq(st.index_slots, 2 * reserve, "the index holds the reserve at most half full");
 	const uint64_t slots = st.index_slots;

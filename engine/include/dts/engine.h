@@ -236,11 +236,12 @@ struct dts_merger_cfg {
 	uint64_t max_series; /* live series bound, 1..DTS_MAX_SERIES_LIMIT; new series beyond it are dropped, counted */
 	/*
 	 * Series whose memory dts_merger_create maps and faults in at once (0..max_series; 0, the default: none): an
-	 * index that holds them without rehashing, and record slabs at DTS_SERIES_RESERVE_BYTES per series, which the
-	 * merger carves before it maps more. A burst of new series - a start or restart under full load - then costs
-	 * the merger no page faults and no zeroing of fresh memory until the reserve is used up, which leaves it time to
-	 * fold the tables and keep the cores from dropping. It costs that memory from the start and the time to fault
-	 * it in (dts_merger_create: ~1.5 s per million series on the test machine, docs/operations.md "Many series").
+	 * index that holds them without rehashing, and record slabs at DTS_SERIES_RESERVE_BYTES per series, which
+	 * the merger carves before it maps more. A burst of new series - a start or restart under full load - then
+	 * costs the merger no page faults and no zeroing of fresh memory until the reserve is used up, which leaves
+	 * it time to fold the tables and keep the cores from dropping. It costs that memory from the start and the
+	 * time to fault it in (dts_merger_create: ~1.4 s per million series on the test machine, docs/operations.md
+	 * "Many series").
 	 */
 	uint64_t series_reserve;
 	unsigned expire_s; /* a series without data for this long leaves the map (and the current state) */
