@@ -49,7 +49,7 @@ struct opts {
 	double warmup; /* seconds fed first and not measured (series creation is a one-off cost) */
 	unsigned tick_ms;
 	uint32_t table_capacity;
-	bool quiet;
+	int quiet;
 };
 
 struct dgram {
@@ -111,7 +111,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ 0, 0, 0, 0 },
 	};
 	uint64_t v;
-	int c;
+	int c, rc;
 
 	*o = (struct opts){ .clients = 64, .series = 1000, .mix = { 70, 20, 10, 0 }, .values = 8, .seconds = 5,
 			    .warmup = 2, .tick_ms = 1000, .table_capacity = 1u << 16 };
@@ -159,18 +159,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				return 2;
 			}
 			break;
-		case 'q':
-			o->quiet = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 1;
 		default:
-			usage(stderr);
-			return 2;
+			if ((rc = opt_common(c, &o->quiet, usage)) != 0)
+				return rc;
+			break;
 		}
 	}
-	return 0;
+	return opt_no_operands("bench_native", argc, argv, usage) ? 2 : 0;
 }
 
 /* ---- the pool ---------------------------------------------------------------------------------------------------- */
@@ -388,7 +383,7 @@ int main(int argc, char **argv)
 	int rc = parse_opts(argc, argv, &o);
 
 	if (rc)
-		return rc > 0 ? 0 : 2;
+		return rc == 1 ? 0 : 2; /* 1: --help; 2: bad arguments, said on stderr */
 	snprintf(mixs, sizeof(mixs), "c=%u,ms=%u,g=%u", o.mix[0], o.mix[1], o.mix[2]);
 	dts_native_mac_key_init(&mac, "bench-secret", 12);
 	now_ms = real_ms();

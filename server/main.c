@@ -344,25 +344,25 @@ int main(int argc, char **argv)
 	int64_t create_ms = dts_now_ms();
 
 	mt.m = dts_merger_create(&mcfg);
-	if (!mt.m && cfg.series_reserve) {
-		dts_err("main", "cannot create the engine with memory for series_reserve = %u series (~%llu MiB): %s",
-			cfg.series_reserve, (unsigned long long)cfg.series_reserve * DTS_SERIES_RESERVE_BYTES >> 20,
-			strerror(errno));
-	} else if (!mt.m) {
-		dts_err("main", "cannot create the engine: %s", strerror(errno));
-	} else if (cfg.series_reserve) {
+	if (!mt.m) {
+		if (cfg.series_reserve)
+			dts_err("main", "cannot create the engine with series_reserve = %u (~%llu MiB): %s",
+				cfg.series_reserve,
+				(unsigned long long)cfg.series_reserve * DTS_SERIES_RESERVE_BYTES >> 20, strerror(errno));
+		else
+			dts_err("main", "cannot create the engine: %s", strerror(errno));
+		dts_users_close(users);
+		dts_storage_sink_stop(sink);
+		dts_storage_close(mt.st);
+		return 1;
+	}
+	if (cfg.series_reserve) {
 		struct dts_merger_stats ms;
 
 		dts_merger_stats_read(mt.m, &ms);
 		dts_info("main", "faulted in %llu MiB of series memory for series_reserve = %u in %lld ms",
 			 (unsigned long long)ms.series_reserved_bytes >> 20, cfg.series_reserve,
 			 (long long)(dts_now_ms() - create_ms));
-	}
-	if (!mt.m) {
-		dts_users_close(users);
-		dts_storage_sink_stop(sink);
-		dts_storage_close(mt.st);
-		return 1;
 	}
 	mt.api_core = dts_merger_core(mt.m, rx_cores + 1);
 	pthread_mutex_init(&mt.api_core_lock, NULL);
