@@ -402,6 +402,9 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 	dts_sb_printf(&b, "dattss_table_logs_grown_total %" PRIu64 "\n", ms.table_logs_grown);
 	metric_head(&b, "dattss_table_buckets", "gauge", "Buckets of all worker tables together.");
 	dts_sb_printf(&b, "dattss_table_buckets %" PRIu64 "\n", ms.table_buckets);
+	metric_head(&b, "dattss_table_reserved_bytes", "gauge",
+		    "Memory of the receive workers' tables faulted in at start for series_reserve.");
+	dts_sb_printf(&b, "dattss_table_reserved_bytes %" PRIu64 "\n", ms.table_reserved_bytes);
 	metric_head(&b, "dattss_series_memory_bytes", "gauge",
 		    "Memory mapped for series records (2 MiB slabs); reserved: faulted in at start (series_reserve).");
 	dts_sb_printf(&b, "dattss_series_memory_bytes{part=\"mapped\"} %" PRIu64 "\n", ms.series_slab_bytes);

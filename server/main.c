@@ -357,11 +357,25 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (cfg.series_reserve) {
+		/* the receive cores' tables too: a worker that faults in its table memory under load lets its socket
+		 * overflow (docs/performance.md, "Session 10") */
+		const uint64_t per_core = ((uint64_t)cfg.series_reserve + rx_cores - 1) / rx_cores;
 		struct dts_merger_stats ms;
 
+		for (unsigned i = 0; i < rx_cores; i++) {
+			if (dts_merger_reserve_tables(mt.m, i, per_core) != 0) {
+				dts_err("main", "cannot fault in the receive tables for series_reserve = %u: %s",
+					cfg.series_reserve, strerror(errno));
+				dts_users_close(users); /* the engine holds no data yet: exiting frees it */
+				dts_storage_sink_stop(sink);
+				dts_storage_close(mt.st);
+				return 1;
+			}
+		}
 		dts_merger_stats_read(mt.m, &ms);
-		dts_info("main", "faulted in %llu MiB of series memory for series_reserve = %u in %lld ms",
-			 (unsigned long long)ms.series_reserved_bytes >> 20, cfg.series_reserve,
+		dts_info("main", "faulted in %llu MiB of series memory and %llu MiB of receive tables for series_reserve "
+			 "= %u in %lld ms", (unsigned long long)ms.series_reserved_bytes >> 20,
+			 (unsigned long long)ms.table_reserved_bytes >> 20, cfg.series_reserve,
 			 (long long)(dts_now_ms() - create_ms));
 	}
 	mt.api_core = dts_merger_core(mt.m, rx_cores + 1);

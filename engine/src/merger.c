@@ -2223,6 +2223,33 @@ out_nomem:
 	return NULL;
 }
 
+int dts_merger_reserve_tables(struct dts_merger *m, unsigned core, uint64_t series)
+{
+	const unsigned per = m->cfg.tables_per_core;
+	const uint32_t room = m->cfg.table_capacity_max ? m->cfg.table_capacity_max : m->cfg.table_capacity;
+	uint32_t cap = m->cfg.table_capacity;
+
+	if (core >= m->cfg.cores) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (series == 0)
+		return 0;
+	while (cap < room && cap < 2 * series)
+		cap *= 2;
+	/* the pool holds each core's tables together, in core order (dts_merger_create) */
+	for (unsigned k = 0; k < per; k++) {
+		size_t n = dts__table_prefault(m->pool[core * per + k], cap);
+
+		if (n == SIZE_MAX) {
+			errno = ENOMEM;
+			return -1;
+		}
+		DTS__STAT_ADD(m->stats.table_reserved_bytes, n);
+	}
+	return 0;
+}
+
 struct dts_core *dts_merger_core(struct dts_merger *m, unsigned i)
 {
 	return i < m->cfg.cores ? m->cores[i] : NULL;

@@ -129,6 +129,19 @@ void dts__table_reset(struct dts__table *t)
 	t->has_base = false;
 }
 
+size_t dts__table_prefault(struct dts__table *t, uint32_t capacity)
+{
+	const struct dts__table_cfg_sizes *r = &t->room;
+	const uint32_t cap = capacity < r->capacity ? capacity : r->capacity;
+	const size_t buckets = (size_t)cap * sizeof(struct dts__entry), lists = (size_t)cap * sizeof(uint32_t),
+		     keys = share(r->keys_bytes, r->capacity, cap, 4096, 1);
+
+	if (dts__big_prefault(t->entries, buckets) != 0 || dts__big_prefault(t->used, lists) != 0 ||
+	    dts__big_prefault(t->gauges, lists) != 0 || dts__big_prefault(t->keys, keys) != 0)
+		return SIZE_MAX;
+	return buckets + 2 * lists + keys;
+}
+
 bool dts__table_grow(struct dts__table *t, uint32_t capacity)
 {
 	if (capacity <= t->mask || capacity > t->room.capacity || (capacity & (capacity - 1)) || !dts__table_empty(t) ||

@@ -169,6 +169,16 @@ void dts__table_reset(struct dts__table *t);
  * false, changing nothing, outside that range or when not empty. Owner only. */
 bool dts__table_grow(struct dts__table *t, uint32_t capacity);
 
+/*
+ * Fault in, now, what the table touches as it fills at capacity buckets (at most its cfg.capacity): the buckets, the
+ * lists of used buckets and of gauges, and the identity arena's share; not the timer and set logs, which fill with
+ * values, nor the partials' arenas. The capacity is unchanged (dts__table_grow later costs no fault up to there).
+ * Returns the bytes faulted in, or SIZE_MAX (errno ENOMEM) when the system could not provide them; the table stays
+ * usable either way. Only on a table not in use yet: where the kernel cannot populate, every page is written with a
+ * zero. Slow (the kernel zeroes every page; see bigmem.h). Owner only.
+ */
+size_t dts__table_prefault(struct dts__table *t, uint32_t capacity);
+
 /* Give an empty table's timer and set logs the share of their room of a table of capacity buckets (a power of two
  * above its log_capacity, up to its cfg.capacity), its buckets unchanged: values, not series, filled them. Returns
  * false, changing nothing, outside that range or when not empty. Owner only. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dts/decode.h"
 #include "dts/engine.h"
@@ -893,6 +894,75 @@ Test(merger, tables_grow_by_how_fast_they_filled)
 	cr_expect_eq(st.tables_grown, 4);
 	cr_expect_eq(st.dropped[DTS_DROP_TABLE_FULL], 0);
 	cr_expect_eq(st.series_live, base);
+}
+
+/* Resident memory of this process (/proc/self/statm), bytes. */
+static uint64_t resident_bytes(void)
+{
+	unsigned long size = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	cr_assert_not_null(f);
+	cr_assert_eq(fscanf(f, "%lu %lu", &size, &resident), 2);
+	fclose(f);
+	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/*
+ * dts_merger_reserve_tables: the tables of the one core named are resident at once, at the size the series call for
+ * (twice as many buckets, at most table_capacity_max), with none of the other core's; the tables keep their capacity
+ * and still grow from it, and everything fed aggregates as without.
+ */
+Test(merger, reserved_tables_are_resident_and_still_grow_from_their_capacity)
+{
+	/* per bucket: a 64-byte entry, its used and gauge list words (4 + 4) and 48 bytes of identity arena */
+	const uint64_t per_table = 65536ull * (64 + 4 + 4 + 48);
+	struct dts_merger_cfg cfg;
+	struct dts_merger_stats st;
+	struct sums sc = { .want = 1 }; /* only seen is checked: nothing is published before the next slot */
+	unsigned base = 0;
+
+	dts_merger_destroy(m, T0 * 1000);
+	dts_merger_cfg_defaults(&cfg);
+	cfg.cores = 2;
+	cfg.table_capacity = 1024;
+	cfg.table_capacity_max = 65536;
+	cfg.sink.minute_closed = sink;
+	m = dts_merger_create(&cfg);
+	cr_assert_not_null(m);
+
+	errno = 0;
+	cr_expect_eq(dts_merger_reserve_tables(m, 2, 1000), -1, "there is no core 2");
+	cr_expect_eq(errno, EINVAL);
+	cr_expect_eq(dts_merger_reserve_tables(m, 1, 0), 0, "no series: nothing to do");
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.table_reserved_bytes, 0);
+
+	const uint64_t before = resident_bytes();
+
+	/* 20,000 series: 40,000 buckets, rounded up to 65,536, for each of core 0's three tables */
+	cr_assert_eq(dts_merger_reserve_tables(m, 0, 20000), 0);
+	const uint64_t grown = resident_bytes() - before;
+
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.table_reserved_bytes, 3 * per_table, "%llu bytes reserved",
+		     (unsigned long long)st.table_reserved_bytes);
+	cr_expect_geq(grown, 3 * per_table * 9 / 10, "only %llu bytes became resident", (unsigned long long)grown);
+	cr_expect_eq(st.table_buckets, 6 * 1024, "the tables keep their capacity");
+
+	/* more series than the largest table holds: the largest table, not more */
+	cr_assert_eq(dts_merger_reserve_tables(m, 1, 10000000), 0);
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.table_reserved_bytes, 6 * per_table);
+
+	dts_merger_step(m, T0 * 1000);
+	handover_names(dts_merger_core(m, 0), (T0 + 1) * 1000 + 100, &base, 600);
+	dts_merger_stats_read(m, &st);
+	cr_expect_eq(st.tables_grown, 1, "a table that filled early grows as without the reserve");
+	cr_expect_eq(st.series_live, 600);
+	cr_expect_eq(st.dropped[DTS_DROP_TABLE_FULL], 0);
+	dts_merger_read_current(m, NULL, sums_cb, &sc);
+	cr_expect_eq(sc.seen, 600);
 }
 
 /* Timer values of one series fill a table's timer log long before its buckets: that table grows too (its log with

@@ -97,6 +97,7 @@ struct dts_merger_stats {
 	uint64_t checkpoint_ns_last; /* duration of the last checkpoint walk (the same) */
 	uint64_t series_slab_bytes; /* gauge: memory mapped for series records (2 MiB slabs), the reserve included */
 	uint64_t series_reserved_bytes; /* gauge: of that, faulted in at creation for series_reserve */
+	uint64_t table_reserved_bytes; /* gauge: core table memory faulted in by dts_merger_reserve_tables */
 };
 
 /*
@@ -241,7 +242,7 @@ struct dts_merger_cfg {
 	 * costs the merger no page faults and no zeroing of fresh memory until the reserve is used up, which leaves
 	 * it time to fold the tables and keep the cores from dropping. It costs that memory from the start and the
 	 * time to fault it in (dts_merger_create: ~1.4 s per million series on the test machine, docs/operations.md
-	 * "Many series").
+	 * "Many series"). The cores' tables have a reserve of their own, per core: dts_merger_reserve_tables.
 	 */
 	uint64_t series_reserve;
 	unsigned expire_s; /* a series without data for this long leaves the map (and the current state) */
@@ -294,6 +295,22 @@ void dts_merger_destroy(struct dts_merger *m, int64_t now_ms);
 
 /* The handle of RX core i (0 <= i < cfg.cores). Owned by the merger; valid until dts_merger_destroy. */
 struct dts_core *dts_merger_core(struct dts_merger *m, unsigned i);
+
+/*
+ * Fault in, now, the memory that core i's tables touch while each fills with up to `series` distinct series per
+ * hand-over: in every table of its pool, the buckets, the lists of used buckets and the identity arena of a table of
+ * 2 x series buckets (rounded up to a power of two, at most the largest table: table_capacity_max, else
+ * table_capacity). The timer and set logs and the partials' arenas still fault in as they fill. Tables keep their
+ * capacity and grow as before; a growth up to there, and the first fills, then cost the core no page fault and no
+ * zeroing of fresh memory, which a start under full load would otherwise pay on the receive path while the socket
+ * fills (docs/performance.md, "Session 10"). The cost is that memory, resident from now on, and the time to fault it
+ * in (the kernel zeroes it). For the cores that will carry the traffic (dattssd: its receive workers, with
+ * series_reserve over the workers). series 0 does nothing. Returns 0, or -1 with errno EINVAL (no core i) or ENOMEM
+ * (the system could not provide the memory; what was faulted in stays, counted, and the engine is usable).
+ * stats.table_reserved_bytes adds up what was faulted in. Call from the thread that created the merger, before core
+ * i ingests anything.
+ */
+int dts_merger_reserve_tables(struct dts_merger *m, unsigned core, uint64_t series);
 
 /*
  * Decode one datagram into core's table. now_s is the receive time (unix seconds).
