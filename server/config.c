@@ -1179,10 +1179,13 @@ void dts_config_usage(FILE *out)
 			snprintf(def, sizeof(def), "none");
 		else
 			format_value(k, &d, def, sizeof(def));
+		/* dpdk_* values are text that dpdk_config parses: their help gives the default it applies, if any */
+		if (k->kind == K_DPDK)
+			def[0] = '\0';
 		if (strlen(left) > 28)
-			fprintf(out, "  %s\n  %-28s %s [%s]\n", left, "", k->help, def);
+			fprintf(out, "  %s\n  %-28s %s%s%s%s\n", left, "", k->help, def[0] ? " [" : "", def, def[0] ? "]" : "");
 		else
-			fprintf(out, "  %-28s %s [%s]\n", left, k->help, def);
+			fprintf(out, "  %-28s %s%s%s%s\n", left, k->help, def[0] ? " [" : "", def, def[0] ? "]" : "");
 	}
 	fprintf(out, "  %-28s %s\n", "-h, --help", "print this help and exit");
 	fprintf(out, "  %-28s %s\n", "-V, --version", "print the version and exit");

@@ -986,6 +986,15 @@ Test(config, usage_matches_parse_args_help)
 	char *out;
 	cr_assert_eq(parse_capture(&c, ARGS("--help"), &out), DTS_CONFIG_EXIT);
 	cr_expect_str_eq(buf, out);
+	/* a dpdk_* key shows the default its help gives, once (not also its empty text) */
+	const char *dp = strstr(buf, "--dpdk-port N");
+	cr_assert_not_null(dp);
+	char line[256];
+	const size_t n_line = strcspn(dp, "\n");
+	cr_assert_lt(n_line, sizeof(line));
+	memcpy(line, dp, n_line);
+	line[n_line] = '\0';
+	cr_expect(n_line > 4 && strcmp(line + n_line - 4, " [0]") == 0 && !strstr(line, "[\"\"]"), "'%s'", line);
 	free(buf);
 	free(out);
 }
