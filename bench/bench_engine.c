@@ -25,11 +25,12 @@
  *
  * Output: progress on stderr once per second, then exactly one line on stdout:
  *   SUMMARY bench=engine names=K mix=... lines_per_datagram=N burst=B table_capacity=C table_capacity_max=M warmup=S
- *           lines=... seconds=... lines_per_sec=...
+ *           series_reserve=R lines=... seconds=... lines_per_sec=...
  *           ns_per_line=... ingest_ns_per_line=... merge_ns_per_line=... rejected=... dropped=... rss_mb=...
  *           rss_base_mb=... series_live=... bytes_per_series=...
  * Every figure after warmup= is for the measured run only (the --warmup seconds are fed first and not counted).
- * Memory: rss_base_mb is VmRSS once the pool is built and the merger created (before any line), rss_mb at the end;
+ * Memory: rss_base_mb is VmRSS once the pool is built and the merger created (before any line; with --series-reserve,
+ * before the merger is created, so that the reserve counts), rss_mb at the end;
  * bytes_per_series = (rss_mb - rss_base_mb) / series_live. It includes everything the run made resident besides the
  * series themselves: the core's tables (pages touched as they fill, ~41 MiB at most at the default capacity), the
  * merger's fold cache (1 MiB), the published current states and the ones waiting for their grace period.
@@ -71,6 +72,7 @@ struct opts {
 	unsigned tick_ms;
 	uint32_t table_capacity;
 	uint32_t table_capacity_max;
+	uint64_t series_reserve; /* dattssd's series_reserve: the merger's and the core's tables' */
 	size_t pool_mb;
 	bool quiet;
 };
@@ -267,6 +269,8 @@ static void usage(FILE *out)
 		"  --table-capacity N      buckets per core table, power of two (default 65536, as dattssd)\n"
 		"  --table-capacity-max N  tables that fill before their tick grow up to N buckets (default 524288, as\n"
 		"                          dattssd; 0: no growth)\n"
+		"  --series-reserve N      fault in the memory of N series and the core's tables for them first,\n"
+		"                          as dattssd's series_reserve (default 0)\n"
 		"  --pool-mb MB            size of the pregenerated datagram pool, cycled (default 64)\n"
 		"  --quiet                 no progress on stderr\n"
 		"  --help\n",
@@ -299,6 +303,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "tick-ms", required_argument, NULL, 't' },
 		{ "table-capacity", required_argument, NULL, 'c' },
 		{ "table-capacity-max", required_argument, NULL, 'C' },
+		{ "series-reserve", required_argument, NULL, 'R' },
 		{ "pool-mb", required_argument, NULL, 'p' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -318,6 +323,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->tick_ms = 1000;
 	o->table_capacity = 1u << 16;
 	o->table_capacity_max = 1u << 19;
+	o->series_reserve = 0;
 	o->pool_mb = 64;
 	o->quiet = false;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -378,6 +384,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			if (parse_u64(optarg, &v) || v > (1u << 24) || (v & (v - 1)))
 				goto bad;
 			o->table_capacity_max = (uint32_t)v;
+			break;
+		case 'R':
+			if (parse_u64(optarg, &o->series_reserve) || o->series_reserve > DTS_MAX_SERIES_LIMIT)
+				goto bad;
 			break;
 		case 'p':
 			if (parse_u64(optarg, &v) || v == 0 || v > 4095)
@@ -547,9 +557,14 @@ int main(int argc, char **argv)
 	mcfg.tick_ms = o.tick_ms;
 	mcfg.table_capacity = o.table_capacity;
 	mcfg.table_capacity_max = o.table_capacity_max > o.table_capacity ? o.table_capacity_max : 0;
+	mcfg.series_reserve = o.series_reserve;
+	if (mcfg.max_series < o.series_reserve)
+		mcfg.max_series = o.series_reserve;
+	rss_base = rss_mb();
 	m = dts_merger_create(&mcfg);
-	if (!m) {
-		fprintf(stderr, "bench_engine: dts_merger_create: %s\n", strerror(errno));
+	if (!m || dts_merger_reserve_tables(m, 0, o.series_reserve) != 0) {
+		fprintf(stderr, "bench_engine: %s: %s\n", m ? "dts_merger_reserve_tables" : "dts_merger_create",
+			strerror(errno));
 		pool_free(&p);
 		dts_rcu_unregister_thread();
 		return 1;
@@ -557,7 +572,8 @@ int main(int argc, char **argv)
 
 	memset(&cs0, 0, sizeof(cs0));
 	memset(&ms0, 0, sizeof(ms0));
-	rss_base = rss_mb();
+	if (o.series_reserve == 0)
+		rss_base = rss_mb();
 	if (o.warmup > 0) {
 		struct opts w = o;
 
@@ -592,10 +608,11 @@ int main(int argc, char **argv)
 	rss = rss_mb();
 
 	printf("SUMMARY bench=engine names=%" PRIu64 " mix=%s lines_per_datagram=%u burst=%u table_capacity=%u"
-	       " table_capacity_max=%u warmup=%.0f lines=%" PRIu64 " seconds=%.3f lines_per_sec=%.0f ns_per_line=%.2f ingest_ns_per_line=%.2f merge_ns_per_line=%.2f"
+	       " table_capacity_max=%u warmup=%.0f series_reserve=%" PRIu64 " lines=%" PRIu64 " seconds=%.3f lines_per_sec=%.0f ns_per_line=%.2f ingest_ns_per_line=%.2f merge_ns_per_line=%.2f"
 	       " rejected=%" PRIu64 " dropped=%" PRIu64 " rss_mb=%.1f rss_base_mb=%.1f series_live=%" PRIu64
 	       " bytes_per_series=%.0f\n",
-	       o.names, mixs, o.lpd, o.burst, o.table_capacity, o.table_capacity_max, o.warmup, r.lines, (double)r.wall_ns / 1e9,
+	       o.names, mixs, o.lpd, o.burst, o.table_capacity, o.table_capacity_max, o.warmup,
+	       o.series_reserve, r.lines, (double)r.wall_ns / 1e9,
 	       (double)r.lines / ((double)r.wall_ns / 1e9),
 	       (double)r.wall_ns / (double)r.lines, (double)r.ingest_ns / (double)r.lines,
 	       (double)r.merge_ns / (double)r.lines, rejected, dropped, rss, rss_base, ms.series_live,
