@@ -968,7 +968,17 @@ static void slot_merge(struct series *s, int64_t slot, const struct dts_agg *a)
 
 	if (slot > INT32_MAX)
 		return; /* after the year 2310: in its minute only */
-	if (slot > n) {
+	if (n < 0 && slot >= 0) {
+		/* The first slot of a series: what the loop below makes of its ring, without a test per position. Every
+		 * position is emptied and gets its bit; the record is zeroed (ser_alloc), so emptying is setting the
+		 * extremes. Slot's own position then has no bit: it is merged into below. */
+		if (extremes)
+			for (unsigned q = 0; q < DTS_SLOTS_PER_MINUTE; q++)
+				slot_clear(s->ring + q * w, true);
+		s->ring_prev = (uint16_t)(((1u << DTS_SLOTS_PER_MINUTE) - 1) & ~(unsigned)bit);
+		s->ring_newest = (int32_t)slot;
+		n = slot;
+	} else if (slot > n) {
 		int64_t k = slot - n > DTS_SLOTS_PER_MINUTE ? slot - DTS_SLOTS_PER_MINUTE + 1 : n + 1;
 		unsigned q = (unsigned)(k % DTS_SLOTS_PER_MINUTE);
 		unsigned prev = s->ring_prev;
