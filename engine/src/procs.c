@@ -106,8 +106,8 @@ struct dts__procs {
 	struct dts_event_batch *batch; /* being built; NULL when nothing is pending */
 	size_t ev_cap, proc_cap;
 	/* The states pstate_lookup found or made last, by pcache_slot: a new series, a report or an event usually names
-	 * one of a few processes, and this spares the keyed hashes and the map's lookup (~300 instructions of the ~1,300
-	 * that creating a series costs the merger). Merger thread only; a state leaves it before it leaves the map. */
+	 * one of a few processes, and this spares the keyed hashes and the map's lookup (~300 instructions per new
+	 * series, docs/performance.md "Creating a series"). Merger thread only; a state leaves it before the map. */
 	struct dts__pstate *cache[PCACHE_SLOTS];
 };
 
@@ -350,7 +350,7 @@ static void pcache_forget(struct dts__procs *p, const struct dts__pstate *ps)
 /* Find the state of k; with create (merger thread only), make it when missing. Caller holds the read side. */
 static struct dts__pstate *pstate_lookup(struct dts__procs *p, const struct pkey *k, bool create)
 {
-	const unsigned slot = pcache_slot(k);
+	const unsigned slot = create ? pcache_slot(k) : 0;
 	struct cds_lfht_iter it;
 	struct cds_lfht_node *node;
 	struct dts__pstate *ps = create ? p->cache[slot] : NULL;

@@ -306,9 +306,9 @@ struct dts_core *dts_merger_core(struct dts_merger *m, unsigned i);
  * fills (docs/performance.md, "Session 10"). The cost is that memory, resident from now on, and the time to fault it
  * in (the kernel zeroes it). For the cores that will carry the traffic (dattssd: its receive workers, with
  * series_reserve over the workers). series 0 does nothing. Returns 0, or -1 with errno EINVAL (no core i) or ENOMEM
- * (the system could not provide the memory; what was faulted in stays, counted, and the engine is usable).
- * stats.table_reserved_bytes adds up what was faulted in. Call from the thread that created the merger, before core
- * i ingests anything.
+ * (the system could not provide the memory; the tables faulted in before stay so, and the engine is usable).
+ * stats.table_reserved_bytes adds up the tables faulted in. Call from the thread that created the merger, before
+ * core i ingests anything.
  */
 int dts_merger_reserve_tables(struct dts_merger *m, unsigned core, uint64_t series);
 
