@@ -2236,7 +2236,6 @@ out_nomem:
 int dts_merger_reserve_tables(struct dts_merger *m, unsigned core, uint64_t series)
 {
 	const unsigned per = m->cfg.tables_per_core;
-	const uint32_t room = m->cfg.table_capacity_max ? m->cfg.table_capacity_max : m->cfg.table_capacity;
 	uint32_t cap = m->cfg.table_capacity;
 
 	if (core >= m->cfg.cores) {
@@ -2245,7 +2244,8 @@ int dts_merger_reserve_tables(struct dts_merger *m, unsigned core, uint64_t seri
 	}
 	if (series == 0)
 		return 0;
-	while (cap < room && cap < 2 * series)
+	/* dts__table_prefault takes at most the table's room (table_capacity_max) */
+	while (cap < DTS_TABLE_CAPACITY_LIMIT && cap < 2 * series)
 		cap *= 2;
 	/* the pool holds each core's tables together, in core order (dts_merger_create) */
 	for (unsigned k = 0; k < per; k++) {

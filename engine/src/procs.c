@@ -105,7 +105,7 @@ struct dts__procs {
 	bool sink_on; /* sink.events set: build batches */
 	struct dts_event_batch *batch; /* being built; NULL when nothing is pending */
 	size_t ev_cap, proc_cap;
-	/* The states pstate_lookup found or made last, by pcache_slot: a new series, a report or an event usually names
+	/* The states pstate_get found or made last, by pcache_slot: a new series, a report or an event usually names
 	 * one of a few processes, and this spares the keyed hashes and the map's lookup (~300 instructions per new
 	 * series, docs/performance.md "Creating a series"). Merger thread only; a state leaves it before the map. */
 	struct dts__pstate *cache[PCACHE_SLOTS];
@@ -243,15 +243,20 @@ static uint64_t proc_hash(const struct dts__procs *p, const struct pkey *k)
 	return dts_hash64(k->process, k->process_len, user_hash(k->user, k->user_len) ^ p->key);
 }
 
-static int pstate_match(struct cds_lfht_node *node, const void *key)
+/* Is ps the state of k? */
+static bool pstate_is(const struct dts__pstate *ps, const struct pkey *k)
 {
-	const struct dts__pstate *ps = caa_container_of(node, struct dts__pstate, node);
-	const struct pkey *k = key;
-
-	dts__hb_acquire(ps); /* readers look nodes up too: pairs with the release before cds_lfht_add */
 	return ps->user_len == k->user_len && ps->process_len == k->process_len &&
 	       memcmp(ps->cur.user, k->user, k->user_len) == 0 &&
 	       memcmp(ps->cur.process, k->process, k->process_len) == 0;
+}
+
+static int pstate_match(struct cds_lfht_node *node, const void *key)
+{
+	const struct dts__pstate *ps = caa_container_of(node, struct dts__pstate, node);
+
+	dts__hb_acquire(ps); /* readers look nodes up too: pairs with the release before cds_lfht_add */
+	return pstate_is(ps, key);
 }
 
 static int uevents_match(struct cds_lfht_node *node, const void *key)
@@ -347,25 +352,25 @@ static void pcache_forget(struct dts__procs *p, const struct dts__pstate *ps)
 		p->cache[i] = NULL;
 }
 
-/* Find the state of k; with create (merger thread only), make it when missing. Caller holds the read side. */
-static struct dts__pstate *pstate_lookup(struct dts__procs *p, const struct pkey *k, bool create)
+/* The state of k, made when missing (NULL only without memory). Merger thread; the caller holds the read side. */
+static struct dts__pstate *pstate_get(struct dts__procs *p, const struct pkey *k)
 {
-	const unsigned slot = create ? pcache_slot(k) : 0;
+	const unsigned slot = pcache_slot(k);
 	struct cds_lfht_iter it;
 	struct cds_lfht_node *node;
-	struct dts__pstate *ps = create ? p->cache[slot] : NULL;
+	struct dts__pstate *ps = p->cache[slot];
 	uint64_t h;
 
-	if (ps && ps->user_len == k->user_len && ps->process_len == k->process_len &&
-	    memcmp(ps->cur.process, k->process, k->process_len) == 0 && memcmp(ps->cur.user, k->user, k->user_len) == 0)
+	if (ps && pstate_is(ps, k))
 		return ps;
 	h = proc_hash(p, k);
 	cds_lfht_lookup(p->procs, (unsigned long)h, pstate_match, k, &it);
 	node = cds_lfht_iter_get_node(&it);
-	if (node && create)
-		p->cache[slot] = caa_container_of(node, struct dts__pstate, node);
-	if (node || !create)
-		return node ? caa_container_of(node, struct dts__pstate, node) : NULL;
+	if (node) {
+		ps = caa_container_of(node, struct dts__pstate, node);
+		p->cache[slot] = ps;
+		return ps;
+	}
 	ps = calloc(1, sizeof(*ps) + k->user_len + k->process_len + 2);
 	if (!ps) {
 		DTS__STAT_ADD(p->stats->dropped[DTS_DROP_NOMEM], 1);
@@ -394,7 +399,7 @@ struct dts__pstate *dts__procs_get(struct dts__procs *p, const char *user, size_
 {
 	struct pkey k = { user, process, user_len, process_len };
 
-	return pstate_lookup(p, &k, true);
+	return pstate_get(p, &k);
 }
 
 void dts__pstate_ref(struct dts__pstate *ps, int delta)
@@ -551,7 +556,7 @@ void dts__procs_fold(struct dts__procs *p, const struct dts__table *t)
 		const struct dts__proc *r = &t->proc[i];
 		const struct dts__ident *id = (const struct dts__ident *)(t->keys + r->ident_off);
 		struct pkey k = { id->bytes, id->bytes + id->user_len, id->user_len, id->process_len };
-		struct dts__pstate *ps = pstate_lookup(p, &k, true);
+		struct dts__pstate *ps = pstate_get(p, &k);
 
 		if (ps)
 			apply_report(p, ps, r);
@@ -731,7 +736,7 @@ int dts__procs_restore(struct dts__procs *p, const struct dts_process *st)
 	k.process = st->process;
 	k.process_len = strlen(st->process);
 	dts__read_lock();
-	ps = pstate_lookup(p, &k, true);
+	ps = pstate_get(p, &k);
 	if (ps) {
 		const char *u = ps->cur.user, *pr = ps->cur.process;
 
