@@ -1990,9 +1990,10 @@ Test(rollup, sink_rolls_due_hours_in_the_background)
 	for (int j = 0; j < N_OFFSETS; j++)
 		cb.minute_closed(cb.ctx, cm_mixed(H0 * 60 + rolled_offsets[j]));
 	cb.minute_closed(cb.ctx, cm_mixed((H0 + 1) * 60 + DTS_STORAGE_ROLL_DELAY_MIN));
+	/* The storage thread counts the hour, then the chunk's series and time: wait for all three, not the first. */
 	for (int i = 0; i < 1000; i++) {
 		dts_storage_stats_read(st, &s);
-		if (s.hours_rolled == 1)
+		if (s.hours_rolled == 1 && s.series_rolled == N_MIXED && s.roll_ns_total > 0)
 			break;
 		usleep(10000);
 	}
