@@ -670,16 +670,22 @@ Test(alerts, flapping_rule_is_rate_limited_and_failures_retried)
 	fd = dh_udp_socket(&dmn);
 	cr_assert_geq(fd, 0);
 
-	/* The gauge crosses the limit at every 5-second publication for 30 s. */
+	/*
+	 * The gauge crosses the limit at every 5-second publication for 30 s: one value per slot, sent 1.5 s into it,
+	 * so the workers' next tick (1 s) and the fold have 3.5 s to bring it in before the slot's end publishes it.
+	 * (Values sent at a fixed period from an arbitrary start could land just before a slot's end and be folded
+	 * before or after its publication, depending on the tick's phase: CI's ASan tier saw only 2 changes in 30 s.)
+	 */
 	t0 = dh_now_ms();
 	for (int i = 0; i < 6; i++) {
+		int64_t now = dh_now_ms(), at = now / 5000 * 5000 + 1500;
+
+		dh_sleep_ms(at > now ? at - now : at + 5000 - now);
 		statsd(fd, i % 2 ? "app.flap:50|g" : "app.flap:150|g");
-		dh_sleep_ms(2500);
-		statsd(fd, i % 2 ? "app.flap:50|g" : "app.flap:150|g");
-		dh_sleep_ms(2500);
 	}
+	dh_sleep_ms(5000); /* the last slot's publication */
 	close(fd);
-	dh_sleep_ms(20000); /* the next token (30 s after the first message), and the retry */
+	dh_sleep_ms(15000); /* the next token (30 s after the first message), and the retry */
 	elapsed_s = (double)(dh_now_ms() - t0) / 1000;
 
 	transitions = dh_metric(&dmn, "dattss_alert_transitions_total", (const char *[]){ "to=\"firing\"", NULL }, NULL) +
