@@ -1363,7 +1363,8 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 		uintptr_t ref;
 
 		/* Each value goes to a sketch that is cold at a million series: prefetch the sketch 16 values ahead and,
-		 * once it has arrived, 8 ahead, the bin the value will land in (keys near lo: the store's first bins). */
+		 * once it has arrived, 8 ahead, the bin the value will land in (keys near lo: the store's first bins), or a
+		 * sparse store's keys and weights. */
 		if (i + 16 < t->n_tlog && !((uintptr_t)m->fold_map[t->tlog[i + 16].entry] & LATE_TAG))
 			__builtin_prefetch(m->fold_map[t->tlog[i + 16].entry]);
 		if (i + 8 < t->n_tlog) {
@@ -1374,7 +1375,11 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 				const struct dts_sketch_store *st = a->negative ? &((struct dts_sketch *)r)->neg
 										: &((struct dts_sketch *)r)->pos;
 
-				if (st->bins && a->key >= st->lo && a->key < st->lo + (int32_t)st->nbins)
+				if (st->sparse) { /* up to a few dozen entries: their keys, searched, and weights */
+					__builtin_prefetch(st->bins + st->cap);
+					__builtin_prefetch(st->bins);
+				}
+				else if (st->bins && a->key >= st->lo && a->key < st->lo + (int32_t)st->nbins)
 					__builtin_prefetch(&st->bins[a->key - st->lo]);
 			}
 		}

@@ -615,6 +615,14 @@ static size_t store_piece_size(uint32_t nbins, int32_t lo)
 	return nbins ? dts_varint_len(zigzag(lo)) + dts_varint_len(nbins) + 1 + 4 * (size_t)nbins : 2;
 }
 
+/* The bins of keys lo .. lo + n - 1 of one of s's stores, into out[] (a piece is one store's at most). */
+static float *piece_bins(const struct dts_sketch *s, bool negative, int32_t lo, uint32_t n, float *out)
+{
+	for (uint32_t i = 0; i < n; i++)
+		out[i] = dts_sketch_bin(s, negative, lo + (int32_t)i);
+	return out;
+}
+
 /*
  * A timer whose sketch does not fit a datagram: pieces of consecutive bins (positive store first, then negative),
  * each a valid sketch at the original level; the first keeps zero and count and the aggregate.
@@ -622,6 +630,7 @@ static size_t store_piece_size(uint32_t nbins, int32_t lo)
 static int enc_sketch_pieces(struct dts_native_enc *e, const struct dts_native_partial *p)
 {
 	const struct dts_sketch *s = p->sketch;
+	float pbins[DTS_SKETCH_MAX_BINS], nbins[DTS_SKETCH_MAX_BINS]; /* a piece's bins, dense, whatever s's forms */
 	uint32_t ip = 0, in = 0;
 	bool first = true;
 
@@ -641,8 +650,8 @@ static int enc_sketch_pieces(struct dts_native_enc *e, const struct dts_native_p
 
 			while (k > 0 && store_piece_size(k, s->pos.lo + (int32_t)ip) + 2 > budget)
 				k--;
-			v.pos.bins = s->pos.bins + ip;
-			v.pos.lo = s->pos.lo + (int32_t)ip;
+			v.pos.bins = piece_bins(s, false, s->pos.lo + (int32_t)ip, k, pbins);
+			v.pos.lo = (int16_t)(s->pos.lo + (int32_t)ip);
 			v.pos.nbins = v.pos.cap = (uint16_t)k;
 			ip += k;
 			budget -= store_piece_size(k, v.pos.lo);
@@ -654,8 +663,8 @@ static int enc_sketch_pieces(struct dts_native_enc *e, const struct dts_native_p
 
 			while (k > 0 && store_piece_size(k, s->neg.lo + (int32_t)in) > budget)
 				k--;
-			v.neg.bins = s->neg.bins + in;
-			v.neg.lo = s->neg.lo + (int32_t)in;
+			v.neg.bins = piece_bins(s, true, s->neg.lo + (int32_t)in, k, nbins);
+			v.neg.lo = (int16_t)(s->neg.lo + (int32_t)in);
 			v.neg.nbins = v.neg.cap = (uint16_t)k;
 			in += k;
 		}
@@ -895,11 +904,10 @@ struct dts_native_scratch *dts_native_scratch_create(void)
 	dts_sketch_init(&s->sketch);
 	dts_set_init(&s->exact);
 	dts_set_init(&s->hll);
-	/* keys 0 and MAX_BINS - 1 span exactly the cap at level 0: both stores grow to it without collapsing */
-	err |= dts_sketch_add_key(&s->sketch, 0, false, 1.0);
-	err |= dts_sketch_add_key(&s->sketch, DTS_SKETCH_MAX_BINS - 1, false, 1.0);
-	err |= dts_sketch_add_key(&s->sketch, 0, true, 1.0);
-	err |= dts_sketch_add_key(&s->sketch, DTS_SKETCH_MAX_BINS - 1, true, 1.0);
+	/* keys 0 .. MAX_BINS - 1 span exactly the cap at level 0, and are too many entries for the sparse form: both
+	 * stores are dense at full size without collapsing, and decoding into them never allocates */
+	for (int32_t k = 0; k < DTS_SKETCH_MAX_BINS && !err; k++)
+		err |= dts_sketch_add_key(&s->sketch, k, false, 1.0) | dts_sketch_add_key(&s->sketch, k, true, 1.0);
 	for (uint64_t i = 1; i <= DTS_SET_EXACT_MAX && !err; i++)
 		err |= dts_set_add(&s->exact, dts__mix(i, 0x9e3779b97f4a7c15ULL));
 	for (uint64_t i = 1; i <= DTS_SET_EXACT_MAX + 1 && !err; i++)

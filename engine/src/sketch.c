@@ -89,6 +89,9 @@ _Static_assert(DTS_SKETCH_MAX_BINS >= 4 && DTS_SKETCH_MAX_BINS <= 65535, "nbins 
 #define FORM_SPARSE 1
 #define HEADER_BYTES 18
 #define MIN_CAP 8
+#define MIN_SPARSE_CAP 4
+
+_Static_assert(DTS_SKETCH_SPARSE_MAX >= MIN_SPARSE_CAP && DTS_SKETCH_SPARSE_MAX <= 255, "a store's nnz is uint8");
 
 /* GCC/clang vectors (any target; SSE2 here) for arithmetic done lane by lane exactly as the scalar code would:
  * quantile values (two Newton solves at once) and quantiles2's scaling of bins that line up. */
@@ -218,16 +221,78 @@ void dts_sketch_clear(struct dts_sketch *s)
 {
 	s->pos.lo = 0;
 	s->pos.nbins = 0;
+	s->pos.nnz = 0;
 	s->neg.lo = 0;
 	s->neg.nbins = 0;
+	s->neg.nnz = 0;
 	s->zero = 0.0;
 	s->count = 0.0;
 	s->level = 0;
 }
 
+/* ---- stores: a span of keys, its bins dense or sparse ----------------------------------------------------------- */
+
+/*
+ * A store's span [lo, lo + nbins) is what decides levels, in both forms: it is the range of every key added or merged
+ * in at the current level, empty bins included. Dense, bins[i] is the weight of key lo + i. Sparse, bins[i] is the
+ * weight of entry i and sp_keys(st)[i] its key, entries in ascending key order and of weight > 0 (a weight that
+ * rounds to 0.0f as a float grows the span and adds no entry, as a dense bin would stay 0). A sparse store always has
+ * an allocation; a store with no allocation (cap 0) is dense and empty. Items, in both forms, are what the readers
+ * walk in ascending key order: the span's bins (dense) or the entries (sparse), weight bins[i], key item_key(st, i).
+ * Every float sum is made in the same order in both forms (a dense bin starts at 0.0f, and 0.0f + w is w), so the
+ * form never changes a result.
+ */
+#define SP_ENTRY (sizeof(float) + sizeof(int16_t))
+
+static inline int16_t *sp_keys(const struct dts_sketch_store *st)
+{
+	return (int16_t *)(void *)(st->bins + st->cap);
+}
+
+static inline uint32_t store_items(const struct dts_sketch_store *st)
+{
+	return st->sparse ? st->nnz : st->nbins;
+}
+
+static inline int32_t item_key(const struct dts_sketch_store *st, uint32_t i)
+{
+	return st->sparse ? sp_keys(st)[i] : st->lo + (int32_t)i;
+}
+
+/* Index of the first entry of a sparse store whose key is >= k (nnz when none). */
+static inline uint32_t sp_lower(const struct dts_sketch_store *st, int32_t k)
+{
+	const int16_t *key = sp_keys(st);
+	uint32_t lo = 0, hi = st->nnz;
+
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) >> 1;
+
+		if (key[mid] < k)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 size_t dts_sketch_heap_bytes(const struct dts_sketch *s)
 {
-	return ((size_t)s->pos.cap + s->neg.cap) * sizeof(float);
+	return (size_t)s->pos.cap * (s->pos.sparse ? SP_ENTRY : sizeof(float)) +
+	       (size_t)s->neg.cap * (s->neg.sparse ? SP_ENTRY : sizeof(float));
+}
+
+float dts_sketch_bin(const struct dts_sketch *s, bool negative, int32_t key)
+{
+	const struct dts_sketch_store *st = negative ? &s->neg : &s->pos;
+	uint32_t i;
+
+	if (st->nbins == 0 || key < st->lo || key >= st->lo + (int32_t)st->nbins)
+		return 0.0f;
+	if (!st->sparse)
+		return st->bins[key - st->lo];
+	i = sp_lower(st, key);
+	return i < st->nnz && sp_keys(st)[i] == key ? st->bins[i] : 0.0f;
 }
 
 /* Capacity for n bins: a power of two >= MIN_CAP, never above DTS_SKETCH_MAX_BINS (n <= DTS_SKETCH_MAX_BINS). */
@@ -240,8 +305,25 @@ static uint16_t cap_for(uint32_t n)
 	return (uint16_t)(c > DTS_SKETCH_MAX_BINS ? DTS_SKETCH_MAX_BINS : c);
 }
 
-/* Make room for n bins; contents are kept. Returns 0 or -ENOMEM (store unchanged). */
-static int store_reserve(struct dts_sketch_store *st, uint32_t n)
+/* Capacity for n entries (n <= DTS_SKETCH_SPARSE_MAX): a power of two >= MIN_SPARSE_CAP, at most the limit. */
+static uint16_t sp_cap_for(uint32_t n)
+{
+	uint32_t c = MIN_SPARSE_CAP;
+
+	while (c < n)
+		c <<= 1;
+	return (uint16_t)(c > DTS_SKETCH_SPARSE_MAX ? DTS_SKETCH_SPARSE_MAX : c);
+}
+
+/* Whether a store of n non-empty bins over a span of `span` keys is better dense: past the sparse limit, or when the
+ * dense array would be no larger than the entries. */
+static bool want_dense(uint32_t n, uint32_t span)
+{
+	return n > DTS_SKETCH_SPARSE_MAX || (size_t)cap_for(span) * sizeof(float) <= (size_t)sp_cap_for(n) * SP_ENTRY;
+}
+
+/* Dense: room for n bins; contents are kept. Returns 0 or -ENOMEM (store unchanged). */
+static int dense_reserve(struct dts_sketch_store *st, uint32_t n)
 {
 	uint16_t cap;
 	float *p;
@@ -255,6 +337,60 @@ static int store_reserve(struct dts_sketch_store *st, uint32_t n)
 	st->bins = p;
 	st->cap = cap;
 	return 0;
+}
+
+/* Sparse (or not allocated yet): room for n entries, sparse; contents are kept. 0 or -ENOMEM (store unchanged). */
+static int sparse_reserve(struct dts_sketch_store *st, uint32_t n)
+{
+	const uint16_t old = st->cap;
+	uint16_t cap;
+	float *p;
+
+	if (n <= old && old > 0)
+		return 0;
+	cap = sp_cap_for(n);
+	p = realloc(st->bins, (size_t)cap * SP_ENTRY);
+	if (!p)
+		return -ENOMEM;
+	/* the keys follow the weights: move them up to the new capacity's end of the weights */
+	memmove(p + cap, p + old, (size_t)st->nnz * sizeof(int16_t));
+	st->bins = p;
+	st->cap = cap;
+	st->sparse = 1;
+	return 0;
+}
+
+/* Sparse to dense, with room for `span` bins as well as the current span. 0 or -ENOMEM (store unchanged). */
+static int store_densify(struct dts_sketch_store *st, uint32_t span)
+{
+	const uint16_t cap = cap_for(span > st->nbins ? span : st->nbins);
+	float *p = malloc((size_t)cap * sizeof(float));
+
+	if (!p)
+		return -ENOMEM;
+	memset(p, 0, (size_t)st->nbins * sizeof(float)); /* bins past the span are zeroed as store_extend reaches them */
+	for (uint32_t i = 0; i < st->nnz; i++)
+		p[sp_keys(st)[i] - st->lo] = st->bins[i];
+	free(st->bins);
+	st->bins = p;
+	st->cap = cap;
+	st->nnz = 0;
+	st->sparse = 0;
+	return 0;
+}
+
+/*
+ * Make room, contents kept, for what the store will hold after an add or a merge: a span of `span` bins (at the new
+ * level) and at most n entries. A dense store stays dense; a sparse or unallocated one stays or turns sparse unless
+ * want_dense says dense. Returns 0 or -ENOMEM (the store's contents unchanged either way).
+ */
+static int store_room(struct dts_sketch_store *st, uint32_t span, uint32_t n)
+{
+	if (!st->sparse && st->cap > 0)
+		return dense_reserve(st, span);
+	if (want_dense(n, span))
+		return st->cap > 0 ? store_densify(st, span) : dense_reserve(st, span);
+	return sparse_reserve(st, n);
 }
 
 /* Span, in bins at `d` levels above the store's, of the store's keys together with key k (already at the new
@@ -274,49 +410,108 @@ static uint32_t span_with(const struct dts_sketch_store *st, unsigned d, bool ha
 	return (uint32_t)(hi - lo) + 1;
 }
 
-/* Collapse a store in place by d levels: bin i goes to ceil((lo + i) / 2^d) - new lo, which is <= i, so a forward
- * pass that overwrites each target on its first visit never reads a bin it already wrote. */
+/*
+ * Collapse a store in place by d levels. Dense: bin i goes to ceil((lo + i) / 2^d) - new lo, which is <= i, so a
+ * forward pass that overwrites each target on its first visit never reads a bin it already wrote. Sparse: the same
+ * walk over the entries, whose collapsed keys stay in ascending order. Either way a target's bins are summed in
+ * ascending key order.
+ */
 static void store_collapse(struct dts_sketch_store *st, unsigned d)
 {
-	int32_t nlo;
+	int32_t nlo, nhi;
 	int32_t prev = -1;
 
 	if (d == 0 || st->nbins == 0)
 		return;
 	nlo = key_collapse(st->lo, d);
-	for (uint32_t i = 0; i < st->nbins; i++) {
-		int32_t j = key_collapse(st->lo + (int32_t)i, d) - nlo;
+	nhi = key_collapse(st->lo + st->nbins - 1, d);
+	if (st->sparse) {
+		int16_t *key = sp_keys(st);
+		int32_t j = -1;
 
-		if (j != prev)
-			st->bins[j] = st->bins[i];
-		else
-			st->bins[j] += st->bins[i];
-		prev = j;
+		for (uint32_t i = 0; i < st->nnz; i++) {
+			const int32_t k = key_collapse(key[i], d);
+
+			if (j >= 0 && key[j] == k) {
+				st->bins[j] += st->bins[i];
+			} else {
+				j++;
+				key[j] = (int16_t)k;
+				st->bins[j] = st->bins[i];
+			}
+		}
+		st->nnz = (uint8_t)(j + 1);
+	} else {
+		for (uint32_t i = 0; i < st->nbins; i++) {
+			int32_t j = key_collapse(st->lo + (int32_t)i, d) - nlo;
+
+			if (j != prev)
+				st->bins[j] = st->bins[i];
+			else
+				st->bins[j] += st->bins[i];
+			prev = j;
+		}
 	}
-	st->nbins = (uint16_t)(prev + 1);
-	st->lo = nlo;
+	st->nbins = (uint16_t)(nhi - nlo + 1);
+	st->lo = (int16_t)nlo;
 }
 
-/* Extend a store's range to include key k; capacity must already be there. New bins are zero. */
+/* Grow the span to include key k (no bins touched). Returns the number of keys added below the old lo. */
+static uint32_t span_include(struct dts_sketch_store *st, int32_t k)
+{
+	uint32_t below = 0;
+
+	if (st->nbins == 0) {
+		st->lo = (int16_t)k;
+		st->nbins = 1;
+	} else if (k < st->lo) {
+		below = (uint32_t)(st->lo - k);
+		st->lo = (int16_t)k;
+		st->nbins = (uint16_t)(st->nbins + below);
+	} else if (k >= st->lo + st->nbins) {
+		st->nbins = (uint16_t)(k - st->lo + 1);
+	}
+	return below;
+}
+
+/* Dense: extend the span to include key k; capacity must already be there. New bins are zero. */
 static void store_extend(struct dts_sketch_store *st, int32_t k)
 {
-	if (st->nbins == 0) {
-		st->lo = k;
-		st->nbins = 1;
-		st->bins[0] = 0.0f;
-	} else if (k < st->lo) {
-		uint32_t shift = (uint32_t)(st->lo - k);
+	const uint32_t old = st->nbins, below = span_include(st, k);
 
-		memmove(st->bins + shift, st->bins, (size_t)st->nbins * sizeof(float));
-		memset(st->bins, 0, (size_t)shift * sizeof(float));
-		st->lo = k;
-		st->nbins = (uint16_t)(st->nbins + shift);
-	} else if (k >= st->lo + st->nbins) {
-		uint32_t n = (uint32_t)(k - st->lo) + 1;
-
-		memset(st->bins + st->nbins, 0, (size_t)(n - st->nbins) * sizeof(float));
-		st->nbins = (uint16_t)n;
+	if (below) {
+		memmove(st->bins + below, st->bins, (size_t)old * sizeof(float));
+		memset(st->bins, 0, (size_t)below * sizeof(float));
+	} else if (st->nbins > old) {
+		memset(st->bins + old, 0, (size_t)(st->nbins - old) * sizeof(float));
 	}
+}
+
+/* Add w to key k's bin; room must already be there (store_room). */
+static void store_put(struct dts_sketch_store *st, int32_t k, float w)
+{
+	int16_t *key;
+	uint32_t i;
+
+	if (!st->sparse) {
+		store_extend(st, k);
+		st->bins[k - st->lo] += w;
+		return;
+	}
+	span_include(st, k);
+	if (!(w > 0.0f))
+		return;
+	key = sp_keys(st);
+	i = sp_lower(st, k);
+	if (i < st->nnz && key[i] == k) {
+		st->bins[i] += w;
+		return;
+	}
+	memmove(st->bins + i + 1, st->bins + i, (size_t)(st->nnz - i) * sizeof(float));
+	memmove(key + i + 1, key + i, (size_t)(st->nnz - i) * sizeof(int16_t));
+	st->bins[i] = w;
+	key[i] = (int16_t)k;
+	st->nnz++;
 }
 
 /* Bring the whole sketch to `level` (>= its level). */
@@ -334,7 +529,7 @@ static bool weight_ok(double w)
 	return w > 0.0 && w <= FLT_MAX; /* false for NaN; FLT_MAX: bins are float */
 }
 
-/* The slow path of add: key0's bin is outside its store's range. */
+/* The slow path of add: key0's bin is outside its store's range, or a new entry of a sparse store. */
 static int add_key_slow(struct dts_sketch *s, struct dts_sketch_store *st, int32_t key0, float w)
 {
 	unsigned level = s->level;
@@ -349,12 +544,11 @@ static int add_key_slow(struct dts_sketch *s, struct dts_sketch_store *st, int32
 	}
 	if (span > DTS_SKETCH_MAX_BINS) /* defensive: cannot happen for keys in dts_sketch_key's range */
 		return -EINVAL;
-	err = store_reserve(st, span);
+	err = store_room(st, span, (uint32_t)st->nnz + 1);
 	if (err)
 		return err;
 	sketch_collapse_to(s, level);
-	store_extend(st, k);
-	st->bins[k - st->lo] += w;
+	store_put(st, k, w);
 	return 0;
 }
 
@@ -376,12 +570,21 @@ int dts_sketch_add_key(struct dts_sketch *s, int32_t key0, bool negative, double
 	st = negative ? &s->neg : &s->pos;
 	k = key_collapse(key0, s->level);
 	if (st->nbins != 0 && k >= st->lo && k < st->lo + (int32_t)st->nbins) {
-		st->bins[k - st->lo] += (float)w;
-	} else {
-		err = add_key_slow(s, st, key0, (float)w);
-		if (err)
-			return err;
+		if (!st->sparse) {
+			st->bins[k - st->lo] += (float)w;
+			goto done;
+		}
+		uint32_t i = sp_lower(st, k);
+
+		if (i < st->nnz && sp_keys(st)[i] == k) {
+			st->bins[i] += (float)w;
+			goto done;
+		}
 	}
+	err = add_key_slow(s, st, key0, (float)w);
+	if (err)
+		return err;
+done:
 	s->count += w;
 	return 0;
 }
@@ -416,16 +619,106 @@ static uint32_t union_span(const struct dts_sketch_store *a, unsigned a_up, cons
 	return (uint32_t)(hi - lo) + 1;
 }
 
-/* dst (already at `level`, capacity reserved) += factor * src's bins moved up by d levels. Each of src's bins is
- * scaled before it is added, so with factor 1 this adds exactly src's floats. */
+/*
+ * Sparse dst (room reserved: at most DTS_SKETCH_SPARSE_MAX entries result) += factor * src's items moved up by d
+ * levels, src in either form. The result is built aside and copied back, so dst == src works. A key's weight is dst's
+ * (or nothing) plus each of src's items that land on it, in src's order: the sums store_merge makes in a dense dst.
+ */
+static void sparse_merge(struct dts_sketch_store *dst, const struct dts_sketch_store *src, unsigned d, double factor)
+{
+	float w[DTS_SKETCH_SPARSE_MAX];
+	int16_t key[DTS_SKETCH_SPARSE_MAX];
+	const int16_t *dkey = dst->nnz ? sp_keys(dst) : NULL;
+	const uint32_t nsrc = store_items(src);
+	uint32_t i = 0, n = 0;
+
+	for (uint32_t j = 0; j < nsrc; j++) {
+		const int32_t k = key_collapse(item_key(src, j), d);
+		const float x = (float)((double)src->bins[j] * factor);
+
+		while (i < dst->nnz && dkey[i] < k) {
+			key[n] = dkey[i];
+			w[n++] = dst->bins[i++];
+		}
+		if (n > 0 && key[n - 1] == k) {
+			w[n - 1] += x;
+		} else if (i < dst->nnz && dkey[i] == k) {
+			key[n] = dkey[i];
+			w[n++] = dst->bins[i++] + x;
+		} else if (x > 0.0f) {
+			key[n] = (int16_t)k;
+			w[n++] = x;
+		}
+	}
+	for (; i < dst->nnz; i++) {
+		key[n] = dkey[i];
+		w[n++] = dst->bins[i];
+	}
+	memcpy(dst->bins, w, (size_t)n * sizeof(float));
+	memcpy(sp_keys(dst), key, (size_t)n * sizeof(int16_t));
+	dst->nnz = (uint8_t)n;
+}
+
+/* dst (already at `level`, room reserved) += factor * src's bins moved up by d levels. Each of src's bins is scaled
+ * before it is added, so with factor 1 this adds exactly src's floats. */
 static void store_merge(struct dts_sketch_store *dst, const struct dts_sketch_store *src, unsigned d, double factor)
 {
+	const int32_t lo = key_collapse(src->lo, d), hi = key_collapse(src->lo + src->nbins - 1, d);
+
 	if (src->nbins == 0)
 		return;
-	store_extend(dst, key_collapse(src->lo, d));
-	store_extend(dst, key_collapse(src->lo + src->nbins - 1, d));
-	for (uint32_t i = 0; i < src->nbins; i++)
-		dst->bins[key_collapse(src->lo + (int32_t)i, d) - dst->lo] += (float)((double)src->bins[i] * factor);
+	if (dst->sparse) {
+		span_include(dst, lo);
+		span_include(dst, hi);
+		sparse_merge(dst, src, d, factor);
+		return;
+	}
+	store_extend(dst, lo);
+	store_extend(dst, hi);
+	for (uint32_t i = 0, n = store_items(src); i < n; i++)
+		dst->bins[key_collapse(item_key(src, i), d) - dst->lo] += (float)((double)src->bins[i] * factor);
+}
+
+/*
+ * Entries a sparse (or unallocated) dst holds once src is merged in: the distinct keys of dst's entries moved up dd
+ * levels and of src's non-empty bins moved up ds levels (both lists stay in ascending key order when moved up).
+ */
+static uint32_t merge_entries(const struct dts_sketch_store *dst, unsigned dd, const struct dts_sketch_store *src,
+			      unsigned ds)
+{
+	const uint32_t nd = dst->nnz, ns = store_items(src);
+	const int16_t *dkey = nd ? sp_keys(dst) : NULL;
+	uint32_t i = 0, j = 0, n = 0;
+	int32_t last = INT32_MIN;
+
+	for (;;) {
+		int32_t a, b, k;
+
+		while (j < ns && !(src->bins[j] > 0.0f))
+			j++;
+		if (i == nd && j == ns)
+			return n;
+		a = i < nd ? key_collapse(dkey[i], dd) : INT32_MAX;
+		b = j < ns ? key_collapse(item_key(src, j), ds) : INT32_MAX;
+		if (a <= b) {
+			k = a;
+			i++;
+		} else {
+			k = b;
+			j++;
+		}
+		n += k != last;
+		last = k;
+	}
+}
+
+/* Room in dst (dd levels below the merge's) for src (ds below) over a merged span of `span` bins. 0 or -ENOMEM. */
+static int merge_room(struct dts_sketch_store *dst, unsigned dd, const struct dts_sketch_store *src, unsigned ds,
+		      uint32_t span)
+{
+	if (src->nbins == 0)
+		return 0;
+	return store_room(dst, span, !dst->sparse && dst->cap > 0 ? 0 : merge_entries(dst, dd, src, ds));
 }
 
 /* dst += factor * src for a factor already checked (see scaled_ok). */
@@ -445,9 +738,9 @@ static int merge_scaled(struct dts_sketch *dst, const struct dts_sketch *src, do
 	}
 	if (pspan > DTS_SKETCH_MAX_BINS || nspan > DTS_SKETCH_MAX_BINS) /* defensive: keys out of range */
 		return -EINVAL;
-	err = store_reserve(&dst->pos, pspan);
+	err = merge_room(&dst->pos, level - dst->level, &src->pos, level - src->level, pspan);
 	if (!err)
-		err = store_reserve(&dst->neg, nspan);
+		err = merge_room(&dst->neg, level - dst->level, &src->neg, level - src->level, nspan);
 	if (err)
 		return err;
 	sketch_collapse_to(dst, level);
@@ -476,7 +769,7 @@ static bool scaled_ok(const struct dts_sketch *src, double factor)
 	if (!(src->count * factor <= DBL_MAX) || !(src->zero * factor <= DBL_MAX))
 		return false;
 	for (int k = 0; k < 2; k++)
-		for (uint32_t i = 0; i < st[k]->nbins; i++)
+		for (uint32_t i = 0, n = store_items(st[k]); i < n; i++)
 			if (!((double)st[k]->bins[i] * factor <= FLT_MAX))
 				return false;
 	return true;
@@ -491,25 +784,103 @@ int dts_sketch_merge_scaled(struct dts_sketch *dst, const struct dts_sketch *src
 	return merge_scaled(dst, src, factor);
 }
 
+/*
+ * A buffer for a store's new contents, nnz non-empty bins over a span of nbins: the store's own when it can hold them
+ * in its form (no allocation: the native decoder's scratch relies on it), else a new one in the form `sparse` (the
+ * store is not changed: store_adopt installs it). 0 or -ENOMEM.
+ */
+static int form_buffer(const struct dts_sketch_store *st, bool sparse, uint32_t nnz, uint32_t nbins, float **out,
+		       uint16_t *cap, bool *out_sparse)
+{
+	if (st->cap > 0 && (st->sparse ? nnz <= st->cap : nbins <= st->cap)) {
+		*out = st->bins;
+		*cap = st->cap;
+		*out_sparse = st->sparse;
+		return 0;
+	}
+	*cap = sparse ? sp_cap_for(nnz) : cap_for(nbins);
+	*out = malloc((size_t)*cap * (sparse ? SP_ENTRY : sizeof(float)));
+	*out_sparse = sparse;
+	return *out ? 0 : -ENOMEM;
+}
+
+/* Install a buffer from form_buffer (freeing the store's old one when it is new); the store is emptied. */
+static void store_adopt(struct dts_sketch_store *st, bool sparse, float *p, uint16_t cap)
+{
+	if (p != st->bins) {
+		free(st->bins);
+		st->bins = p;
+		st->cap = cap;
+		st->sparse = sparse;
+	}
+	st->lo = 0;
+	st->nbins = 0;
+	st->nnz = 0;
+}
+
+/* Non-empty bins of a store. */
+static uint32_t store_nonempty(const struct dts_sketch_store *st)
+{
+	uint32_t n = 0;
+
+	if (st->sparse)
+		return st->nnz;
+	for (uint32_t i = 0; i < st->nbins; i++)
+		n += st->bins[i] > 0.0f;
+	return n;
+}
+
 int dts_sketch_copy(struct dts_sketch *dst, const struct dts_sketch *src)
 {
-	int err;
+	const struct dts_sketch_store *from[2] = { &src->pos, &src->neg };
+	struct dts_sketch_store *to[2] = { &dst->pos, &dst->neg };
+	float *p[2] = { NULL, NULL };
+	uint16_t cap[2] = { 0, 0 };
+	bool sparse[2] = { false, false };
 
 	if (dst == src)
 		return 0;
-	err = store_reserve(&dst->pos, src->pos.nbins);
-	if (!err)
-		err = store_reserve(&dst->neg, src->neg.nbins);
-	if (err)
-		return err;
-	if (src->pos.nbins)
-		memcpy(dst->pos.bins, src->pos.bins, (size_t)src->pos.nbins * sizeof(float));
-	if (src->neg.nbins)
-		memcpy(dst->neg.bins, src->neg.bins, (size_t)src->neg.nbins * sizeof(float));
-	dst->pos.lo = src->pos.lo;
-	dst->pos.nbins = src->pos.nbins;
-	dst->neg.lo = src->neg.lo;
-	dst->neg.nbins = src->neg.nbins;
+	for (int k = 0; k < 2; k++) {
+		const uint32_t nnz = store_nonempty(from[k]);
+
+		if (from[k]->nbins == 0) { /* an empty store keeps dst's buffer, whatever its form */
+			p[k] = to[k]->bins;
+			cap[k] = to[k]->cap;
+			sparse[k] = to[k]->sparse;
+			continue;
+		}
+		if (form_buffer(to[k], !want_dense(nnz, from[k]->nbins), nnz, from[k]->nbins, &p[k], &cap[k], &sparse[k])) {
+			if (k == 1 && p[0] != to[0]->bins)
+				free(p[0]);
+			return -ENOMEM;
+		}
+	}
+	for (int k = 0; k < 2; k++) {
+		const struct dts_sketch_store *f = from[k];
+		struct dts_sketch_store *t = to[k];
+
+		store_adopt(t, sparse[k], p[k], cap[k]);
+		if (f->nbins == 0)
+			continue;
+		t->lo = f->lo;
+		t->nbins = f->nbins;
+		if (t->sparse == f->sparse) {
+			memcpy(t->bins, f->bins, (size_t)store_items(f) * sizeof(float));
+			if (f->sparse)
+				memcpy(sp_keys(t), sp_keys(f), (size_t)f->nnz * sizeof(int16_t));
+			t->nnz = f->nnz;
+		} else if (t->sparse) { /* dense to sparse: its non-empty bins */
+			for (uint32_t i = 0; i < f->nbins; i++)
+				if (f->bins[i] > 0.0f) {
+					sp_keys(t)[t->nnz] = (int16_t)(f->lo + (int32_t)i);
+					t->bins[t->nnz++] = f->bins[i];
+				}
+		} else { /* sparse to dense */
+			memset(t->bins, 0, (size_t)f->nbins * sizeof(float));
+			for (uint32_t i = 0; i < f->nnz; i++)
+				t->bins[sp_keys(f)[i] - f->lo] = f->bins[i];
+		}
+	}
 	dst->zero = src->zero;
 	dst->count = src->count;
 	dst->level = src->level;
@@ -533,11 +904,11 @@ double dts_sketch_quantile(const struct dts_sketch *s, double q)
 	q = q < 0.0 ? 0.0 : (q > 1.0 ? 1.0 : q);
 	rank = floor(q * (s->count - 1.0));
 	/* a bin's value (two cubic inversions) is computed only for the bin returned */
-	for (int32_t i = (int32_t)neg->nbins - 1; i >= 0; i--) {
+	for (int32_t i = (int32_t)store_items(neg) - 1; i >= 0; i--) {
 		if (neg->bins[i] <= 0.0f)
 			continue;
 		last = -1;
-		lastk = neg->lo + i;
+		lastk = item_key(neg, (uint32_t)i);
 		cum += neg->bins[i];
 		if (cum > rank)
 			return -dts_sketch_key_value(lastk, s->level);
@@ -548,11 +919,11 @@ double dts_sketch_quantile(const struct dts_sketch *s, double q)
 		if (cum > rank)
 			return 0.0;
 	}
-	for (uint32_t i = 0; i < pos->nbins; i++) {
+	for (uint32_t i = 0, n = store_items(pos); i < n; i++) {
 		if (pos->bins[i] <= 0.0f)
 			continue;
 		last = 2;
-		lastk = pos->lo + (int32_t)i;
+		lastk = item_key(pos, i);
 		cum += pos->bins[i];
 		if (cum > rank)
 			return dts_sketch_key_value(lastk, s->level);
@@ -581,18 +952,24 @@ static bool pair_range(const struct dts_sketch_store *a, unsigned da, const stru
 	return true;
 }
 
-/* t[j] += (float)((double)bin * w) for each bin of st in index order, its key moved up d levels being base + dir * j:
+/* t[j] += (float)((double)bin * w) for each item of st in key order, its key moved up d levels being base + dir * j:
  * what store_merge adds. With w = 1 that is the bin itself, as store_collapse adds it. */
 static void merge_into(float *t, int32_t base, int dir, const struct dts_sketch_store *st, unsigned d, double w)
 {
 	const float *bins = st->bins;
-	const uint32_t nb = st->nbins;
+	const uint32_t nb = store_items(st);
 	const int32_t lo = st->lo;
 	uint32_t i = 0;
 
 	if (nb == 0)
 		return;
-	if (d == 0 && dir > 0) {
+	if (st->sparse) {
+		const int16_t *key = sp_keys(st);
+
+		for (; i < nb; i++)
+			t[dir > 0 ? key_collapse(key[i], d) - base : base - key_collapse(key[i], d)] +=
+				(float)((double)bins[i] * w);
+	} else if (d == 0 && dir > 0) {
 		float *dst = t + (lo - base);
 
 		/* four at a time in vectors: each lane converted, scaled, rounded and added as below */
@@ -877,17 +1254,17 @@ static size_t weight_len(float w)
 static size_t store_sparse_bytes(const struct dts_sketch_store *st, uint32_t *nnz_out)
 {
 	size_t n = 0;
-	uint32_t nnz = 0, gap = 0;
+	uint32_t nnz = 0;
+	int32_t next = st->lo; /* the key after the previous non-empty bin */
 
-	for (uint32_t i = 0; i < st->nbins; i++) {
+	for (uint32_t i = 0, items = store_items(st); i < items; i++) {
 		const float w = st->bins[i];
+		const int32_t k = item_key(st, i);
 
-		if (!(w > 0.0f)) {
-			gap++;
+		if (!(w > 0.0f))
 			continue;
-		}
-		n += dts_varint_len(gap) + weight_len(w);
-		gap = 0;
+		n += dts_varint_len((uint32_t)(k - next)) + weight_len(w);
+		next = k + 1;
 		nnz++;
 	}
 	*nnz_out = nnz;
@@ -929,8 +1306,9 @@ size_t dts_sketch_encoded_size(const struct dts_sketch *s)
 
 static size_t store_encode(const struct dts_sketch_store *st, const struct store_plan *pl, uint8_t *p)
 {
+	const uint32_t items = store_items(st);
+	int32_t next = st->lo;
 	size_t n;
-	uint32_t gap = 0;
 
 	if (st->nbins == 0) {
 		p[0] = 0;
@@ -941,21 +1319,22 @@ static size_t store_encode(const struct dts_sketch_store *st, const struct store
 	n += dts_put_varint(p + n, st->nbins);
 	if (!pl->sparse) {
 		p[n++] = FORM_DENSE;
-		for (uint32_t i = 0; i < st->nbins; i++, n += 4)
-			dts_wrf32(p + n, st->bins[i]);
-		return n;
+		if (st->sparse) /* the span's empty bins, then the entries (0.0f is four zero bytes) */
+			memset(p + n, 0, (size_t)st->nbins * 4);
+		for (uint32_t i = 0; i < items; i++)
+			dts_wrf32(p + n + 4 * (size_t)(item_key(st, i) - st->lo), st->bins[i]);
+		return n + (size_t)st->nbins * 4;
 	}
 	p[n++] = FORM_SPARSE;
 	n += dts_put_varint(p + n, pl->nnz);
-	for (uint32_t i = 0; i < st->nbins; i++) {
+	for (uint32_t i = 0; i < items; i++) {
 		const float w = st->bins[i];
+		const int32_t k = item_key(st, i);
 
-		if (!(w > 0.0f)) {
-			gap++;
+		if (!(w > 0.0f))
 			continue;
-		}
-		n += dts_put_varint(p + n, gap);
-		gap = 0;
+		n += dts_put_varint(p + n, (uint32_t)(k - next));
+		next = k + 1;
 		if (weight_is_small_int(w)) {
 			n += dts_put_varint(p + n, (uint64_t)(uint32_t)w << 1);
 		} else {
@@ -988,7 +1367,7 @@ int dts_sketch_encode(const struct dts_sketch *s, uint8_t *buf, size_t buf_len)
 struct store_view {
 	int32_t lo;
 	uint32_t nbins;
-	uint32_t nnz; /* sparse: entries */
+	uint32_t nnz; /* non-empty bins (the sparse form: its entries) */
 	uint8_t form; /* FORM_DENSE or FORM_SPARSE (version 1: always dense) */
 	size_t bins_off;
 };
@@ -1096,21 +1475,49 @@ static int store_parse(const uint8_t *buf, size_t len, size_t *pos, unsigned lev
 		nnz++;
 	}
 	*pos += (size_t)v->nbins * 4;
+	v->nnz = nnz;
 	/* Canonical (version 2): dense only when sparse would not be smaller. */
 	if (version >= 2 && dts_varint_len(nnz) + sparse < (size_t)v->nbins * 4)
 		return -EINVAL;
 	return 0;
 }
 
+/* Fill a store (emptied by store_adopt, with room in its form) from a validated view. */
 static void store_fill(struct dts_sketch_store *st, const uint8_t *buf, const struct store_view *v)
 {
-	st->lo = v->lo;
-	st->nbins = (uint16_t)v->nbins;
-	if (v->form == FORM_SPARSE) {
-		size_t pos = v->bins_off;
-		uint32_t k = 0, gap;
-		float w = 0.0f;
+	size_t pos = v->bins_off;
+	uint32_t k = 0, gap;
+	float w = 0.0f;
 
+	st->lo = (int16_t)v->lo;
+	st->nbins = (uint16_t)v->nbins;
+	if (v->nbins == 0)
+		return;
+	if (st->sparse) {
+		int16_t *key = sp_keys(st);
+		uint32_t n = 0;
+
+		if (v->form == FORM_SPARSE) {
+			for (uint32_t i = 0; i < v->nnz; i++) {
+				get_varint(buf, SIZE_MAX, &pos, &gap); /* validated by store_parse */
+				sparse_weight(buf, SIZE_MAX, &pos, &w);
+				k += gap;
+				key[n] = (int16_t)(v->lo + (int32_t)k++);
+				st->bins[n++] = w;
+			}
+		} else {
+			for (uint32_t i = 0; i < v->nbins; i++) {
+				w = dts_rdf32(buf + v->bins_off + 4 * (size_t)i);
+				if (w > 0.0f) {
+					key[n] = (int16_t)(v->lo + (int32_t)i);
+					st->bins[n++] = w;
+				}
+			}
+		}
+		st->nnz = (uint8_t)n;
+		return;
+	}
+	if (v->form == FORM_SPARSE) {
 		memset(st->bins, 0, (size_t)v->nbins * sizeof(st->bins[0]));
 		for (uint32_t i = 0; i < v->nnz; i++) {
 			get_varint(buf, SIZE_MAX, &pos, &gap); /* validated by store_parse */
@@ -1124,14 +1531,17 @@ static void store_fill(struct dts_sketch_store *st, const uint8_t *buf, const st
 		st->bins[i] = dts_rdf32(buf + v->bins_off + 4 * (size_t)i);
 }
 
-/* Validate everything first, then reserve, then fill: on any error s is unchanged. */
+/* Validate everything first, then allocate, then fill: on any error s is unchanged. */
 int dts_sketch_decode(struct dts_sketch *s, const uint8_t *buf, size_t len)
 {
-	struct store_view pv, nv;
+	struct store_view v[2];
+	struct dts_sketch_store *to[2] = { &s->pos, &s->neg };
+	float *p[2] = { NULL, NULL };
+	uint16_t cap[2] = { 0, 0 };
+	bool sparse[2] = { false, false };
 	double zero, count;
 	unsigned level, version;
 	size_t pos = HEADER_BYTES;
-	int err;
 
 	if (len < HEADER_BYTES || buf[0] < 1 || buf[0] > FORMAT_VERSION || buf[1] > DTS__SKETCH_MAX_LEVEL)
 		return -EINVAL;
@@ -1141,15 +1551,26 @@ int dts_sketch_decode(struct dts_sketch *s, const uint8_t *buf, size_t len)
 	count = dts_rdf64(buf + 10);
 	if (!weight_valid(zero) || !weight_valid(count))
 		return -EINVAL;
-	if (store_parse(buf, len, &pos, level, version, &pv) || store_parse(buf, len, &pos, level, version, &nv))
+	if (store_parse(buf, len, &pos, level, version, &v[0]) || store_parse(buf, len, &pos, level, version, &v[1]))
 		return -EINVAL;
-	err = store_reserve(&s->pos, pv.nbins);
-	if (!err)
-		err = store_reserve(&s->neg, nv.nbins);
-	if (err)
-		return err;
-	store_fill(&s->pos, buf, &pv);
-	store_fill(&s->neg, buf, &nv);
+	for (int k = 0; k < 2; k++) {
+		if (v[k].nbins == 0) { /* an empty store keeps its buffer, whatever its form */
+			p[k] = to[k]->bins;
+			cap[k] = to[k]->cap;
+			sparse[k] = to[k]->sparse;
+			continue;
+		}
+		if (form_buffer(to[k], !want_dense(v[k].nnz, v[k].nbins), v[k].nnz, v[k].nbins, &p[k], &cap[k],
+				&sparse[k])) {
+			if (k == 1 && p[0] != to[0]->bins)
+				free(p[0]);
+			return -ENOMEM;
+		}
+	}
+	for (int k = 0; k < 2; k++) {
+		store_adopt(to[k], sparse[k], p[k], cap[k]);
+		store_fill(to[k], buf, &v[k]);
+	}
 	s->zero = zero;
 	s->count = count;
 	s->level = (uint8_t)level;

@@ -20,17 +20,13 @@
 #include <string.h>
 
 #include "dts/engine.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define NOW 1700000000
 #define MAX_DGRAMS 512
 #define MAX_MINUTES 8
-#define CHECK(cond)                                                                                                  \
-	do {                                                                                                         \
-		if (!(cond))                                                                                         \
-			abort();                                                                                     \
-	} while (0)
 
 struct minutes {
 	struct dts_closed_minute *cm[MAX_MINUTES];
@@ -86,15 +82,6 @@ static bool same_identity(const struct dts_minute_rec *a, const struct dts_minut
 	       same_str(a->counter, b->counter) && same_str(a->tags, b->tags);
 }
 
-static void same_store(const struct dts_sketch_store *a, const struct dts_sketch_store *b)
-{
-	CHECK(a->nbins == b->nbins);
-	if (a->nbins) {
-		CHECK(a->lo == b->lo);
-		CHECK(memcmp(a->bins, b->bins, a->nbins * sizeof(float)) == 0);
-	}
-}
-
 static void same_record(const struct dts_minute_rec *a, const struct dts_minute_rec *b)
 {
 	CHECK(same_bits(a->agg.sum, b->agg.sum) && same_bits(a->agg.count, b->agg.count));
@@ -102,8 +89,7 @@ static void same_record(const struct dts_minute_rec *a, const struct dts_minute_
 	CHECK(same_bits(a->agg.fst, b->agg.fst) && same_bits(a->agg.lst, b->agg.lst));
 	CHECK(a->sketch.level == b->sketch.level && same_bits(a->sketch.count, b->sketch.count) &&
 	      same_bits(a->sketch.zero, b->sketch.zero));
-	same_store(&a->sketch.pos, &b->sketch.pos);
-	same_store(&a->sketch.neg, &b->sketch.neg);
+	fuzz_same_bins(&a->sketch, &b->sketch);
 	CHECK(same_bits(dts_set_cardinality(&a->set), dts_set_cardinality(&b->set)));
 }
 

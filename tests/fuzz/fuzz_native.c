@@ -28,15 +28,11 @@
 
 #include "dts/engine.h"
 #include "dts/native.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define NOW 1700000000
-#define CHECK(cond)                                                                                                  \
-	do {                                                                                                         \
-		if (!(cond))                                                                                         \
-			abort();                                                                                     \
-	} while (0)
 
 static struct dts_native_mac_key mac;
 static struct dts_native_key key = { .user = "42", .user_len = 2, .mac = &mac };

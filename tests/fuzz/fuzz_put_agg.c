@@ -21,12 +21,7 @@
 #include "dts/decode.h"
 #include "dts/types.h"
 #include "put_agg.h"
-
-#define CHECK(c)                 \
-	do {                     \
-		if (!(c))        \
-			abort(); \
-	} while (0)
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

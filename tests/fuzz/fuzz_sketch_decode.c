@@ -14,29 +14,13 @@
 
 #include "dts/set.h"
 #include "dts/sketch.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                                  \
-	do {                                                                                                         \
-		if (!(cond))                                                                                         \
-			abort();                                                                                     \
-	} while (0)
 
 static bool same_double(double a, double b)
 {
 	return (isnan(a) && isnan(b)) || a == b;
-}
-
-static void same_store(const struct dts_sketch_store *a, const struct dts_sketch_store *b)
-{
-	CHECK(a->nbins == b->nbins);
-	CHECK(a->nbins <= DTS_SKETCH_MAX_BINS && a->cap <= DTS_SKETCH_MAX_BINS);
-	if (a->nbins) {
-		CHECK(a->lo == b->lo);
-		for (unsigned i = 0; i < a->nbins; i++) /* by value: a version-1 -0.0 bin comes back as +0.0 */
-			CHECK(a->bins[i] == b->bins[i]);
-	}
 }
 
 static void fuzz_sketch(const uint8_t *data, size_t size)
@@ -64,8 +48,7 @@ static void fuzz_sketch(const uint8_t *data, size_t size)
 	CHECK(m == n && (data[0] != 2 || memcmp(buf, data, (size_t)n) == 0));
 	CHECK(dts_sketch_decode(&t, buf, (size_t)m) == m);
 	CHECK(s.level == t.level && same_double(s.zero, t.zero) && same_double(s.count, t.count));
-	same_store(&s.pos, &t.pos);
-	same_store(&s.neg, &t.neg);
+	fuzz_same_bins(&s, &t);
 	for (int i = 0; i <= 10; i++) {
 		double q = dts_sketch_quantile(&s, i / 10.0);
 

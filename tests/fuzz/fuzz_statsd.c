@@ -26,15 +26,10 @@
 
 #include "dts/decode.h"
 #include "../../engine/src/statsd_fast.h"
+#include "fuzz_check.h"
 
 #define NOW 1700000000LL
 #define MAX_OUT 8
-
-#define CHECK(c)                 \
-	do {                     \
-		if (!(c))        \
-			abort(); \
-	} while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -167,9 +167,9 @@ static void assert_same_sketch(const struct dts_sketch *a, const struct dts_sket
 		if (sa[k]->nbins == 0)
 			continue;
 		cr_assert_eq(sa[k]->lo, sb[k]->lo, "%s: store %d lo %d != %d", what, k, sa[k]->lo, sb[k]->lo);
-		for (unsigned i = 0; i < sa[k]->nbins; i++)
-			cr_assert_eq(sa[k]->bins[i], sb[k]->bins[i], "%s: store %d bin %u: %g != %g", what, k, i,
-				     (double)sa[k]->bins[i], (double)sb[k]->bins[i]);
+		for (int32_t key = sa[k]->lo; key < sa[k]->lo + (int32_t)sa[k]->nbins; key++)
+			cr_assert_eq(dts_sketch_bin(a, k, key), dts_sketch_bin(b, k, key), "%s: store %d key %d: %g != %g",
+				     what, k, key, (double)dts_sketch_bin(a, k, key), (double)dts_sketch_bin(b, k, key));
 	}
 }
 
@@ -871,12 +871,12 @@ Test(sketch_collapse, table)
 
 			for (int32_t k = t->pos_from; k <= t->pos_to; k++)
 				n += ref_collapse(k, s.level) == K;
-			cr_assert_eq(s.pos.bins[i], (float)n, "%s: bin %d holds %g, want %d", t->name, K,
-				     (double)s.pos.bins[i], n);
-			total += s.pos.bins[i];
+			cr_assert_eq(dts_sketch_bin(&s, false, K), (float)n, "%s: bin %d holds %g, want %d", t->name, K,
+				     (double)dts_sketch_bin(&s, false, K), n);
+			total += dts_sketch_bin(&s, false, K);
 		}
 		for (unsigned i = 0; i < s.neg.nbins; i++)
-			total += s.neg.bins[i];
+			total += dts_sketch_bin(&s, true, s.neg.lo + (int32_t)i);
 		cr_assert_eq(total, s.count, "%s", t->name);
 		dts_sketch_free(&s);
 		dts_sketch_free(&rev);
@@ -1178,8 +1178,8 @@ Test(sketch_encode, sparse_form)
 	cr_assert_eq(dts_sketch_decode(&d, buf, (size_t)n), n);
 	cr_assert_eq(d.pos.lo, s.pos.lo);
 	cr_assert_eq(d.pos.nbins, s.pos.nbins);
-	for (unsigned i = 0; i < s.pos.nbins; i++)
-		cr_assert_eq(d.pos.bins[i], s.pos.bins[i], "bin %u", i);
+	for (int32_t k = s.pos.lo; k < s.pos.lo + (int32_t)s.pos.nbins; k++)
+		cr_assert_eq(dts_sketch_bin(&d, false, k), dts_sketch_bin(&s, false, k), "key %d", k);
 	/* a dense form of the same bins is not canonical: rejected */
 	{
 		uint8_t dense[4096];
@@ -1188,16 +1188,19 @@ Test(sketch_encode, sparse_form)
 		memcpy(dense, buf, form_off); /* header, lo, nbins */
 		m = form_off;
 		dense[m++] = 0;
-		for (unsigned i = 0; i < s.pos.nbins; i++, m += 4)
-			memcpy(dense + m, &s.pos.bins[i], 4);
+		for (int32_t k = s.pos.lo; k < s.pos.lo + (int32_t)s.pos.nbins; k++, m += 4) {
+			const float w = dts_sketch_bin(&s, false, k);
+
+			memcpy(dense + m, &w, 4);
+		}
 		dense[m++] = 0;
 		dense[m++] = 0;
 		cr_assert_eq(dts_sketch_decode(&d, dense, m), -EINVAL);
 		dense[0] = 1; /* ... but as version 1 (no form byte) it is the old layout: decoded, same bins */
 		memmove(dense + form_off, dense + form_off + 1, m - form_off - 1);
 		cr_assert_eq(dts_sketch_decode(&d, dense, m - 1), (int)m - 1);
-		for (unsigned i = 0; i < s.pos.nbins; i++)
-			cr_assert_eq(d.pos.bins[i], s.pos.bins[i], "bin %u", i);
+		for (int32_t k = s.pos.lo; k < s.pos.lo + (int32_t)s.pos.nbins; k++)
+			cr_assert_eq(dts_sketch_bin(&d, false, k), dts_sketch_bin(&s, false, k), "key %d", k);
 	}
 	dts_sketch_free(&d);
 	dts_sketch_free(&s);
@@ -1331,7 +1334,7 @@ Test(sketch_encode, field_table)
 			cr_assert_eq(s.count, t->count, "%s", t->name);
 			cr_assert_eq(s.pos.lo, t->lo, "%s", t->name);
 			cr_assert_eq(s.pos.nbins, t->nbins, "%s", t->name);
-			cr_assert_eq(s.pos.bins[t->nbins - 1], t->bin, "%s", t->name);
+			cr_assert_eq(dts_sketch_bin(&s, false, t->lo + (int32_t)t->nbins - 1), t->bin, "%s", t->name);
 			cr_assert_eq(s.neg.nbins, 0, "%s", t->name);
 		}
 		dts_sketch_free(&s);
@@ -1421,9 +1424,8 @@ Test(sketch_encode, random_garbage_never_misparses)
 				cr_assert_eq(dts_sketch_decode(&r, again, (size_t)m), m);
 				cr_assert_eq(r.pos.nbins, s.pos.nbins);
 				cr_assert_eq(r.neg.nbins, s.neg.nbins);
-				for (unsigned k = 0; k < s.pos.nbins; k++)
-					cr_assert(r.pos.bins[k] == s.pos.bins[k] ||
-						  (r.pos.bins[k] == 0.0f && s.pos.bins[k] == 0.0f));
+				for (int32_t k = s.pos.lo; k < s.pos.lo + (int32_t)s.pos.nbins; k++)
+					cr_assert(dts_sketch_bin(&r, false, k) == dts_sketch_bin(&s, false, k));
 				dts_sketch_free(&r);
 			}
 			cr_assert(s.pos.nbins <= DTS_SKETCH_MAX_BINS && s.neg.nbins <= DTS_SKETCH_MAX_BINS);
@@ -1489,4 +1491,177 @@ Test(agg, weights_scale_sum_and_count)
 	cr_assert_eq(a.count, 10.5);
 	cr_assert_eq(a.fst, 2.0);
 	cr_assert_eq(a.lst, 4.0);
+}
+
+/* ---- the two forms of a store: sparse while few bins are used, dense after ---- */
+
+/* A sketch whose stores are dense whatever they will hold: full-size arrays, kept by dts_sketch_clear. */
+static void dense_sketch(struct dts_sketch *s)
+{
+	dts_sketch_init(s);
+	for (int32_t k = 0; k < DTS_SKETCH_MAX_BINS; k++) {
+		cr_assert_eq(dts_sketch_add_key(s, k, false, 1.0), 0);
+		cr_assert_eq(dts_sketch_add_key(s, k, true, 1.0), 0);
+	}
+	dts_sketch_clear(s);
+	cr_assert(!s->pos.sparse && !s->neg.sparse && s->pos.cap == DTS_SKETCH_MAX_BINS);
+}
+
+/* The same bins (assert_same_sketch), the same encoding byte for byte, and the same quantiles bit for bit. */
+static void assert_same_everything(const struct dts_sketch *a, const struct dts_sketch *b, const char *what)
+{
+	size_t na = dts_sketch_encoded_size(a), nb = dts_sketch_encoded_size(b);
+	uint8_t *ea = malloc(na), *eb = malloc(nb);
+
+	assert_same_sketch(a, b, what);
+	cr_assert_eq(na, nb, "%s: encoded sizes %zu != %zu", what, na, nb);
+	cr_assert_eq(dts_sketch_encode(a, ea, na), (int)na);
+	cr_assert_eq(dts_sketch_encode(b, eb, nb), (int)nb);
+	cr_assert_eq(memcmp(ea, eb, na), 0, "%s: encodings differ", what);
+	for (int i = 0; i <= 20; i++) {
+		double qa = dts_sketch_quantile(a, i / 20.0), qb = dts_sketch_quantile(b, i / 20.0);
+
+		cr_assert(memcmp(&qa, &qb, sizeof(qa)) == 0 || (isnan(qa) && isnan(qb)), "%s: q %d: %.17g != %.17g", what,
+			  i, qa, qb);
+	}
+	free(ea);
+	free(eb);
+}
+
+/* What a store costs: a timer's minute of a dozen values, and a constant, are a few dozen bytes. */
+Test(sketch_forms, a_timer_minute_is_sparse_and_small)
+{
+	struct dts_sketch s, d;
+
+	rng_seed(11);
+	dts_sketch_init(&s);
+	dense_sketch(&d);
+	for (int i = 0; i < 12; i++) {
+		double v = 20.0 * exp(rng_normal());
+
+		cr_assert_eq(dts_sketch_add(&s, v, 1.0), 0);
+		cr_assert_eq(dts_sketch_add(&d, v, 1.0), 0);
+	}
+	cr_assert(s.pos.sparse);
+	cr_assert_gt(s.pos.nbins, 64, "a span a dense store would spend %u floats on", s.pos.nbins);
+	cr_assert_leq(dts_sketch_heap_bytes(&s), 16 * 6, "12 entries of 6 bytes in room for 16, not %zu bytes",
+		      dts_sketch_heap_bytes(&s));
+	cr_assert_eq(s.neg.cap, 0, "no negative value: no allocation");
+	assert_same_everything(&s, &d, "12 lognormal values");
+	dts_sketch_free(&s);
+	for (int i = 0; i < 1000; i++)
+		cr_assert_eq(dts_sketch_add(&s, 42.0, 1.0), 0);
+	cr_assert_leq(dts_sketch_heap_bytes(&s), 4 * 6, "a constant is one entry");
+	dts_sketch_free(&s);
+	dts_sketch_free(&d);
+}
+
+/* Past DTS_SKETCH_SPARSE_MAX entries, or when a dense array is no larger, a store is dense. */
+Test(sketch_forms, many_bins_or_a_narrow_span_are_dense)
+{
+	struct dts_sketch s;
+
+	dts_sketch_init(&s);
+	for (int32_t k = 0; k < DTS_SKETCH_SPARSE_MAX; k++)
+		cr_assert_eq(dts_sketch_add_key(&s, 1000 + 3 * k, false, 1.0), 0);
+	cr_assert(s.pos.sparse, "%d entries 3 keys apart", DTS_SKETCH_SPARSE_MAX);
+	cr_assert_eq(s.pos.nnz, DTS_SKETCH_SPARSE_MAX);
+	cr_assert_eq(dts_sketch_add_key(&s, 1001, false, 1.0), 0);
+	cr_assert(!s.pos.sparse, "one more entry than the sparse form holds");
+	cr_assert_eq(dts_sketch_bin(&s, false, 1001), 1.0f);
+	cr_assert_eq(dts_sketch_bin(&s, false, 1000 + 3 * 63), 1.0f);
+	cr_assert_eq(dts_sketch_bin(&s, false, 1002), 0.0f);
+	dts_sketch_free(&s);
+
+	/* 6 adjacent keys: 6 entries of 6 bytes (room for 8: 48 B) against 8 floats (32 B) */
+	for (int32_t k = 0; k < 6; k++)
+		cr_assert_eq(dts_sketch_add_key(&s, 500 + k, false, 2.0), 0);
+	cr_assert(!s.pos.sparse);
+	cr_assert_eq(dts_sketch_heap_bytes(&s), 8 * sizeof(float));
+	dts_sketch_free(&s);
+}
+
+/*
+ * Every operation gives the same result whatever the form of the stores it reads and writes, bit for bit: adds
+ * (through the sparse form's limit and collapses), merges both ways between the forms, scaled merges whose weights
+ * underflow, the one-walk quantiles, copies and decodes into either form.
+ */
+Test(sketch_forms, the_form_never_changes_a_result, .timeout = 60)
+{
+	static const int sizes[] = { 0, 1, 5, 30, 63, 64, 65, 100, 400 };
+	static const double factors[] = { 1.0, 0.37, 1e-40, 3.0 };
+
+	rng_seed(77);
+	for (int r = 0; r < 240; r++) {
+		const int n = sizes[r % 9], kind = r / 9 % 9;
+		const double median = exp(4.0 * rng_normal()), sigma = 2.0 * rng_uniform(), f = factors[r % 4];
+		struct dts_sketch sp, dn, other, m1, m2, c1, c2;
+		double q[4] = { 0.1, 0.5, 0.9, 0.99 }, o1[4], o2[4];
+		char what[64];
+		uint8_t *buf;
+		size_t size;
+
+		dts_sketch_init(&sp);
+		dense_sketch(&dn);
+		for (int i = 0; i < n; i++) {
+			double v = kind == 6 ? exp(40.0 * rng_normal()) : median * exp(sigma * rng_normal());
+			double w = kind == 7 ? 1e-3 * rng_uniform() : rng_next() % 4 == 0 ? 4.0 * rng_uniform() : 1.0;
+
+			if (kind == 3 || (kind == 4 && rng_next() % 3 == 0))
+				v = -v;
+			if (kind == 5 && rng_next() % 4 == 0)
+				v = 0.0;
+			if (kind == 8)
+				v = round(v); /* few distinct keys, many values each */
+			cr_assert_eq(dts_sketch_add(&sp, v, w), 0);
+			cr_assert_eq(dts_sketch_add(&dn, v, w), 0);
+		}
+		snprintf(what, sizeof(what), "round %d (n %d, kind %d)", r, n, kind);
+		assert_same_everything(&sp, &dn, what);
+		random_sketch(&other, (int)(rng_next() % 9));
+
+		/* merges: into each form, and each form into a sparse and a dense destination */
+		dts_sketch_init(&m1);
+		dense_sketch(&m2);
+		cr_assert_eq(dts_sketch_merge(&m1, &other), 0);
+		cr_assert_eq(dts_sketch_merge(&m2, &other), 0);
+		cr_assert_eq(dts_sketch_merge_scaled(&m1, &sp, f), 0);
+		cr_assert_eq(dts_sketch_merge_scaled(&m2, &dn, f), 0);
+		assert_same_everything(&m1, &m2, what);
+		cr_assert_eq(dts_sketch_merge_scaled(&sp, &other, f), 0);
+		cr_assert_eq(dts_sketch_merge_scaled(&dn, &other, f), 0);
+		assert_same_everything(&sp, &dn, what);
+		cr_assert_eq(dts_sketch_merge(&sp, &sp), 0); /* itself */
+		cr_assert_eq(dts_sketch_merge(&dn, &dn), 0);
+		assert_same_everything(&sp, &dn, what);
+
+		/* the one-walk quantiles of a pair */
+		dts_sketch_quantiles2(&sp, &other, 0.25, q, 4, o1);
+		dts_sketch_quantiles2(&dn, &other, 0.25, q, 4, o2);
+		cr_assert_eq(memcmp(o1, o2, sizeof(o1)), 0, "%s: quantiles2", what);
+
+		/* copies and decodes into a fresh sketch and into dense stores */
+		dts_sketch_init(&c1);
+		dense_sketch(&c2);
+		cr_assert_eq(dts_sketch_copy(&c1, &dn), 0);
+		cr_assert_eq(dts_sketch_copy(&c2, &sp), 0);
+		assert_same_everything(&c1, &c2, what);
+		size = dts_sketch_encoded_size(&sp);
+		buf = malloc(size);
+		cr_assert_eq(dts_sketch_encode(&sp, buf, size), (int)size);
+		cr_assert_eq(dts_sketch_decode(&c1, buf, size), (int)size);
+		dts_sketch_free(&c2);
+		dense_sketch(&c2);
+		cr_assert_eq(dts_sketch_decode(&c2, buf, size), (int)size);
+		assert_same_everything(&c1, &c2, what);
+		assert_same_everything(&c1, &sp, what);
+		free(buf);
+		dts_sketch_free(&sp);
+		dts_sketch_free(&dn);
+		dts_sketch_free(&other);
+		dts_sketch_free(&m1);
+		dts_sketch_free(&m2);
+		dts_sketch_free(&c1);
+		dts_sketch_free(&c2);
+	}
 }

@@ -16,8 +16,12 @@
  * Merging two sketches adds bins after bringing both to the higher level: it is exact (the result is the sketch of the
  * union of the inputs), so the accuracy of any number of merges is the accuracy of the final level.
  *
- * Memory: bins are float counts (sample rates make counts fractional) in one dense array covering [lo, lo + nbins);
- * it grows by doubling up to DTS_SKETCH_MAX_BINS and then collapses. Negative values are mirrored into a second store.
+ * Memory: bins are float counts (sample rates make counts fractional). A store covers the span [lo, lo + nbins) of
+ * keys and holds its bins in one of two forms: sparse (the non-empty bins as sorted key/weight entries, 6 bytes each,
+ * while there are few: a timer's minute of a dozen values holds ~100 bytes instead of ~1 KB), or dense (one float per
+ * key of the span) once that is no larger or the entries pass DTS_SKETCH_SPARSE_MAX. Either grows by doubling; a
+ * span past DTS_SKETCH_MAX_BINS collapses. The form is memory layout only: every result (levels, bins, quantiles,
+ * encodings) is the same whichever form a store is in. Negative values are mirrored into a second store.
  *
  * Threading: a sketch has one writer and no internal synchronisation. The merger owns the sketches in the global
  * windows; readers only see immutable copies.
@@ -41,12 +45,15 @@ double dts_sketch_key_value(int32_t key, unsigned level);
 /* Relative accuracy guaranteed at a collapse level (alpha at level 0). */
 double dts_sketch_level_alpha(unsigned level);
 
-/* One dense store of bins. Private fields: use the functions below. */
+/* One store of bins. Private fields: use the functions below (dts_sketch_bin reads one bin). */
 struct dts_sketch_store {
-	float *bins; /* owned; NULL when empty */
-	int32_t lo; /* key of bins[0] */
-	uint16_t nbins; /* bins in use: keys lo .. lo + nbins - 1 */
-	uint16_t cap; /* allocated bins */
+	float *bins; /* owned; NULL before the first allocation. Dense: the weights of keys lo .. lo + nbins - 1.
+		      * Sparse: the weights of the nnz entries, then (at bins + cap) their keys as int16_t. */
+	int16_t lo; /* key of the span's first bin (keys at any level fit in int16) */
+	uint16_t nbins; /* the span: keys lo .. lo + nbins - 1, in either form */
+	uint16_t cap; /* allocated bins (dense) or entries (sparse) */
+	uint8_t nnz; /* sparse: entries in use, in ascending key order, each of weight > 0 */
+	uint8_t sparse; /* 1: sparse form; 0: dense (or nothing allocated yet) */
 };
 
 struct dts_sketch {
@@ -115,6 +122,13 @@ void dts_sketch_quantiles2(const struct dts_sketch *a, const struct dts_sketch *
 
 /* Bytes of heap the sketch holds (for memory accounting). */
 size_t dts_sketch_heap_bytes(const struct dts_sketch *s);
+
+/*
+ * The weight of the bin of key (a key at the sketch's current level, as the store's lo counts them) in the positive
+ * store, or in the negative one when negative is true; 0 for a key outside the store or an empty bin. Pure; any
+ * thread; O(log entries). For tests and tools that look at a sketch bin by bin, whatever the form of its stores.
+ */
+float dts_sketch_bin(const struct dts_sketch *s, bool negative, int32_t key);
 
 /*
  * Serialise into buf (byte table at the top of sketch.c and in docs/sketch.md). Returns bytes written, or -ENOSPC

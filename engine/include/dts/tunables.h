@@ -38,6 +38,11 @@
  * 8.8 decades. Real timer distributions rarely span more than 3 decades within a minute. */
 #define DTS_SKETCH_MAX_BINS 256
 
+/* Non-empty bins a sketch's store keeps as sorted key/weight entries (6 bytes each) before it turns dense (4 bytes per
+ * key of its span, empty ones included); it turns dense earlier once that is no larger. A timer of a few dozen values
+ * a minute stays sparse. At most 255 (uint8 count); inserting an entry moves up to this many. */
+#define DTS_SKETCH_SPARSE_MAX 64
+
 /* Values at or below this go to the sketch's zero bin (statsd timers of 0 ms are common). */
 #define DTS_SKETCH_MIN_VALUE 1e-9
 
