@@ -67,6 +67,7 @@ struct opts {
 	uint64_t names;
 	unsigned mix[DTS_NTYPES];
 	unsigned lpd; /* lines per datagram, 0 = packed */
+	unsigned passes; /* at least this many lines per name in a pool (each with its own value) */
 	uint64_t seed;
 	bool quiet;
 };
@@ -192,12 +193,13 @@ static int gen_line(const struct opts *o, uint64_t k, uint64_t *rng, char *out, 
 
 /*
  * Build thread s's pool: the names i with i mod T == s->id, in permuted order, repeated (new values each pass) until
- * at least MIN_POOL_LINES lines, then one prebuilt mmsghdr per datagram. Returns 0 or -ENOMEM.
+ * at least MIN_POOL_LINES lines and --passes passes, then one prebuilt mmsghdr per datagram. Returns 0 or -ENOMEM.
  */
 static int pool_build(struct sender *s, const struct opts *o)
 {
 	uint64_t share = o->names / o->threads + (s->id < o->names % o->threads);
-	uint64_t passes = share ? (MIN_POOL_LINES + share - 1) / share : 0;
+	uint64_t need = share ? (MIN_POOL_LINES + share - 1) / share : 0; /* passes for MIN_POOL_LINES */
+	uint64_t passes = share == 0 ? 0 : need > o->passes ? need : o->passes;
 	uint64_t total = share * passes, rng = mix64(o->seed + s->id), i = 0;
 	/* generated lines are under 48 bytes (name <= 30, value <= 12, type 3); 64 per line plus a '\n' is ample */
 	size_t cap_bytes = (size_t)total * 65 + PACK_BYTES, used = 0, cap_d;
@@ -375,11 +377,14 @@ static void usage(FILE *out)
 		"  --names K               distinct names (default 1000)\n"
 		"  --mix c=70,ms=20,g=10   type weights: c counters, ms timers, g gauges, s sets (default c=70,ms=20,g=10)\n"
 		"  --lines-per-datagram N  lines per datagram; 0 = pack lines up to %d bytes (default 0)\n"
+		"  --passes N              each name at least N times in the pool, each time with a new value: timers\n"
+		"                          with N different values (default 1; the pool holds at least %d lines\n"
+		"                          per thread, so small K repeat more anyway)\n"
 		"  --seed N                permutation and value seed (default 1)\n"
 		"  --quiet                 no progress on stderr\n"
 		"  --help\n"
 		"Counter lines are always '<name>:1|c', so a server's counter sums must equal counter_lines_sent.\n",
-		PACK_BYTES);
+		PACK_BYTES, MIN_POOL_LINES);
 }
 
 
@@ -423,6 +428,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "names", required_argument, NULL, 'k' },
 		{ "mix", required_argument, NULL, 'm' },
 		{ "lines-per-datagram", required_argument, NULL, 'l' },
+		{ "passes", required_argument, NULL, 'p' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -441,6 +447,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->names = 1000;
 	parse_mix("c=70,ms=20,g=10", o->mix);
 	o->lpd = 0;
+	o->passes = 1;
 	o->seed = 1;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
@@ -481,6 +488,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			if (parse_u64(optarg, &v) || v > 64)
 				goto bad;
 			o->lpd = (unsigned)v;
+			break;
+		case 'p':
+			if (parse_u64(optarg, &v) || v == 0 || v > 1000)
+				goto bad;
+			o->passes = (unsigned)v;
 			break;
 		case 'S':
 			if (parse_u64(optarg, &o->seed))

@@ -44,6 +44,7 @@ mix=${E2E_MIX:-c=70,ms=20,g=10}
 threads=${E2E_THREADS:-1}
 workers=${E2E_WORKERS:-2}
 tick_ms=${E2E_TICK_MS:-200}
+load_passes=${E2E_LOAD_PASSES:-1}
 http_port=${E2E_HTTP_PORT:-}
 statsd_port=${E2E_STATSD_PORT:-}
 settle_timeout=${E2E_SETTLE_TIMEOUT:-60}
@@ -64,6 +65,8 @@ usage: bench/run-e2e.sh [options]
   --http-port P             [E2E_HTTP_PORT, default: a free random port]
   --statsd-port P           [E2E_STATSD_PORT, default: a free random port]
   --settle-timeout S        give up waiting for the counts to settle after S seconds [E2E_SETTLE_TIMEOUT, 60]
+  --load-passes N           dattss-load --passes: each name N times in the sender's pool, each time with a new
+                            value (timers with N distinct values per name) [E2E_LOAD_PASSES, default 1]
   --daemon-arg ARG          one more dattssd flag, e.g. --daemon-arg=--recv-coalesce-us=0 (repeatable)
                             [E2E_DAEMON_ARGS: flags separated by blanks]
   --build-dir DIR           where bin/dattssd and bin/dattss-load are [BUILD_DIR, default $repo/build]
@@ -84,6 +87,7 @@ while [ $# -gt 0 ]; do
 	--http-port) http_port=$2; shift 2 ;;
 	--statsd-port) statsd_port=$2; shift 2 ;;
 	--settle-timeout) settle_timeout=$2; shift 2 ;;
+	--load-passes) load_passes=$2; shift 2 ;;
 	--daemon-arg) daemon_extra+=("$2"); shift 2 ;;
 	--daemon-arg=*) daemon_extra+=("${1#--daemon-arg=}"); shift ;;
 	--build-dir) build_dir=$2; shift 2 ;;
@@ -232,7 +236,7 @@ rcv0=$(rcvbuf_errors)
 
 # ---- load ---------------------------------------------------------------------------------------------------------
 load_args=(--port "$statsd_port" --threads "$threads" --rate "$rate" --seconds "$duration" --names "$names"
-	--mix "$mix" --lines-per-datagram "$lpd")
+	--mix "$mix" --lines-per-datagram "$lpd" --passes "$load_passes")
 [ "$quiet" = 1 ] && load_args+=(--quiet)
 log "load: $load --host 127.0.0.1 ${load_args[*]}"
 load_out=$("$load" --host 127.0.0.1 "${load_args[@]}")
