@@ -12,8 +12,9 @@
  * of the bin's representative 2*lo*hi/(lo+hi). An exact log mapping needs 1/log2(gamma) = ln 2/ln gamma keys per
  * octave; this one uses m = 0.7/ln gamma, 1% more.
  *
- * Stores are dense arrays covering exactly [min key, max key] of what was added (at the current level), grown by
- * doubling up to DTS_SKETCH_MAX_BINS. A key that would make a store span more than that raises the sketch's level until
+ * A store covers a span of keys, exactly [min key, max key] of what was added (at the current level), and holds its
+ * bins sparse (sorted entries) or dense (an array over the span): see "stores" below. A key that would make a store
+ * span more than DTS_SKETCH_MAX_BINS raises the sketch's level until
  * the span fits: key_l = ceil(key0 / 2^l), one level being (k + 1) >> 1 with an arithmetic shift. Because
  * ceil(ceil(x/2)/2) = ceil(x/4) and "fits at level l" implies "fits at level l+1", the level of a sketch is always the
  * smallest level at which everything it was given fits, whatever the order of adds and merges. That is why merging
@@ -35,7 +36,7 @@
  *                     nbins   LEB128 varint (minimal), 0 .. DTS_SKETCH_MAX_BINS: the span lo .. lo + nbins - 1
  *                     (when nbins > 0:)
  *                     form    u8: 0 = dense, 1 = sparse
- *                     dense:  nbins x f32 (finite, >= 0): weight of keys lo .. lo + nbins - 1
+ *                     dense:  nbins x f32 (finite, >= 0; an empty bin is +0.0): weight of keys lo .. lo + nbins - 1
  *                     sparse: nnz varint (<= nbins), then nnz x { gap varint: bins skipped since the previous entry
  *                             (the first: since lo); weight: varint 2n for an integral weight n in 1 .. 2^24, or
  *                             varint 1 followed by the f32 (finite, > 0, any other value) }
@@ -45,9 +46,9 @@
  * written lo = 0, nbins = 0 (2 bytes, no form); an empty sketch is 22 bytes, a full one at most
  * 18 + 2 * (3 + 2 + 1 + 1024) = 2078. Keys must lie in the range dts_sketch_key can produce, collapsed to `level`.
  * The decoder accepts exactly what the encoder can write (canonical varints, lo = 0 for empty stores, the smaller form,
- * the short weight form whenever it applies), so decode then encode gives back the same bytes. Version 1 (the first
- * release) had no form byte and always dense stores; it is still decoded (stored minutes, old clients) and re-encoded
- * as version 2.
+ * the short weight form whenever it applies, +0.0 for an empty dense bin), so decode then encode gives back the same
+ * bytes. Version 1 (the first release) had no form byte and always dense stores; it is still decoded (stored minutes,
+ * old clients; a -0.0 bin is read as an empty one) and re-encoded as version 2.
  */
 #include <errno.h>
 #include <float.h>
@@ -1464,7 +1465,7 @@ static int store_parse(const uint8_t *buf, size_t len, size_t *pos, unsigned lev
 	for (uint32_t i = 0; i < v->nbins; i++) {
 		const float w = dts_rdf32(buf + *pos + 4 * (size_t)i);
 
-		if (!weight_valid(w))
+		if (!weight_valid(w) || (version >= 2 && signbit(w))) /* -0.0: no encoder writes it */
 			return -EINVAL;
 		if (!(w > 0.0f)) {
 			gap++;
@@ -1527,8 +1528,10 @@ static void store_fill(struct dts_sketch_store *st, const uint8_t *buf, const st
 		}
 		return;
 	}
-	for (uint32_t i = 0; i < v->nbins; i++)
-		st->bins[i] = dts_rdf32(buf + v->bins_off + 4 * (size_t)i);
+	for (uint32_t i = 0; i < v->nbins; i++) {
+		w = dts_rdf32(buf + v->bins_off + 4 * (size_t)i);
+		st->bins[i] = w > 0.0f ? w : 0.0f; /* a version-1 -0.0 is empty, as the sparse form reads it */
+	}
 }
 
 /* Validate everything first, then allocate, then fill: on any error s is unchanged. */

@@ -17,7 +17,7 @@
 			abort();                                                                                     \
 	} while (0)
 
-/* The same spans and the same bins by value (a version-1 -0.0 bin comes back as +0.0), whatever the stores' forms. */
+/* The same spans and the same bins, by value, whatever the stores' forms. */
 static inline void fuzz_same_bins(const struct dts_sketch *a, const struct dts_sketch *b)
 {
 	for (int neg = 0; neg < 2; neg++) {

@@ -1665,3 +1665,63 @@ Test(sketch_forms, the_form_never_changes_a_result, .timeout = 60)
 		dts_sketch_free(&c2);
 	}
 }
+
+/*
+ * A dense bin of -0.0 is not canonical in version 2 (no encoder writes it: empty bins are +0.0), and a version-1 one
+ * is an empty bin, in whichever form the store decodes into. (A sparse store cannot hold -0.0: kept, it would have
+ * made the decoded sketch, and so its encoding, depend on the destination's form.)
+ */
+Test(sketch_forms, negative_zero_bins_in_dense_encodings)
+{
+	uint8_t buf[64], again[64];
+	struct dts_sketch a, b;
+	size_t n = 0;
+	int m;
+
+	buf[n++] = 2; /* version */
+	buf[n++] = 0; /* level */
+	memset(buf + n, 0, 8); /* zero: 0.0 */
+	n += 8;
+	{
+		const double count = 4.5;
+
+		memcpy(buf + n, &count, 8); /* little-endian f64, as dts_wrf64 writes it on this (x86) machine */
+		n += 8;
+	}
+	buf[n++] = 0xc8; /* lo = 100, zigzag 200 */
+	buf[n++] = 0x01;
+	buf[n++] = 4; /* nbins */
+	buf[n++] = 0; /* dense: 16 bytes, sparse with these weights 19 */
+	{
+		const float w[4] = { 1.5f, -0.0f, 1.5f, 1.5f };
+
+		memcpy(buf + n, w, sizeof(w));
+		n += sizeof(w);
+	}
+	buf[n++] = 0; /* empty negative store */
+	buf[n++] = 0;
+	dts_sketch_init(&a);
+	dense_sketch(&b);
+	cr_assert_eq(dts_sketch_decode(&a, buf, n), -EINVAL, "version 2 with a -0.0 bin");
+	cr_assert_eq(dts_sketch_decode(&b, buf, n), -EINVAL);
+	/* the same as version 1: no form byte */
+	buf[0] = 1;
+	memmove(buf + 21, buf + 22, n - 22);
+	n--;
+	cr_assert_eq(dts_sketch_decode(&a, buf, n), (int)n);
+	cr_assert_eq(dts_sketch_decode(&b, buf, n), (int)n);
+	cr_assert(a.pos.sparse && !b.pos.sparse, "one of each form");
+	for (int32_t k = 100; k < 104; k++) {
+		const float wa = dts_sketch_bin(&a, false, k), wb = dts_sketch_bin(&b, false, k);
+
+		cr_assert_eq(memcmp(&wa, &wb, sizeof(wa)), 0, "key %d: %g against %g, bit for bit", k, (double)wa,
+			     (double)wb);
+	}
+	cr_assert(!signbit(dts_sketch_bin(&b, false, 101)));
+	assert_same_everything(&a, &b, "version 1 with a -0.0 bin");
+	m = dts_sketch_encode(&b, again, sizeof(again));
+	cr_assert_gt(m, 0);
+	cr_assert_eq(dts_sketch_decode(&a, again, (size_t)m), m, "re-encoded as version 2: canonical");
+	dts_sketch_free(&a);
+	dts_sketch_free(&b);
+}
