@@ -296,24 +296,24 @@ float dts_sketch_bin(const struct dts_sketch *s, bool negative, int32_t key)
 	return i < st->nnz && sp_keys(st)[i] == key ? st->bins[i] : 0.0f;
 }
 
+/* The smallest power of two >= n and >= min, at most max. */
+static inline uint16_t pow2_cap(uint32_t n, uint32_t min, uint32_t max)
+{
+	const uint32_t c = n <= min ? min : 1u << (32 - __builtin_clz(n - 1));
+
+	return (uint16_t)(c > max ? max : c);
+}
+
 /* Capacity for n bins: a power of two >= MIN_CAP, never above DTS_SKETCH_MAX_BINS (n <= DTS_SKETCH_MAX_BINS). */
 static uint16_t cap_for(uint32_t n)
 {
-	uint32_t c = MIN_CAP;
-
-	while (c < n)
-		c <<= 1;
-	return (uint16_t)(c > DTS_SKETCH_MAX_BINS ? DTS_SKETCH_MAX_BINS : c);
+	return pow2_cap(n, MIN_CAP, DTS_SKETCH_MAX_BINS);
 }
 
 /* Capacity for n entries (n <= DTS_SKETCH_SPARSE_MAX): a power of two >= MIN_SPARSE_CAP, at most the limit. */
 static uint16_t sp_cap_for(uint32_t n)
 {
-	uint32_t c = MIN_SPARSE_CAP;
-
-	while (c < n)
-		c <<= 1;
-	return (uint16_t)(c > DTS_SKETCH_SPARSE_MAX ? DTS_SKETCH_SPARSE_MAX : c);
+	return pow2_cap(n, MIN_SPARSE_CAP, DTS_SKETCH_SPARSE_MAX);
 }
 
 /* Whether a store of n non-empty bins over a span of `span` keys is better dense: past the sparse limit, or when the
@@ -382,13 +382,16 @@ static int store_densify(struct dts_sketch_store *st, uint32_t span)
 
 /*
  * Make room, contents kept, for what the store will hold after an add or a merge: a span of `span` bins (at the new
- * level) and at most n entries. A dense store stays dense; a sparse or unallocated one stays or turns sparse unless
- * want_dense says dense. Returns 0 or -ENOMEM (the store's contents unchanged either way).
+ * level) and at most n entries. A dense store stays dense; a sparse one with room for n stays sparse; otherwise a
+ * sparse or unallocated store grows sparse unless want_dense says dense. Returns 0 or -ENOMEM (the store's contents
+ * unchanged either way).
  */
 static int store_room(struct dts_sketch_store *st, uint32_t span, uint32_t n)
 {
 	if (!st->sparse && st->cap > 0)
 		return dense_reserve(st, span);
+	if (st->sparse && n <= st->cap)
+		return 0;
 	if (want_dense(n, span))
 		return st->cap > 0 ? store_densify(st, span) : dense_reserve(st, span);
 	return sparse_reserve(st, n);
@@ -488,6 +491,18 @@ static void store_extend(struct dts_sketch_store *st, int32_t k)
 	}
 }
 
+/* Insert entry (k, w) at index i of a sparse store with room for it (i = sp_lower(st, k), k not there yet). */
+static inline void sp_insert(struct dts_sketch_store *st, uint32_t i, int32_t k, float w)
+{
+	int16_t *key = sp_keys(st);
+
+	memmove(st->bins + i + 1, st->bins + i, (size_t)(st->nnz - i) * sizeof(float));
+	memmove(key + i + 1, key + i, (size_t)(st->nnz - i) * sizeof(int16_t));
+	st->bins[i] = w;
+	key[i] = (int16_t)k;
+	st->nnz++;
+}
+
 /* Add w to key k's bin; room must already be there (store_room). */
 static void store_put(struct dts_sketch_store *st, int32_t k, float w)
 {
@@ -504,15 +519,10 @@ static void store_put(struct dts_sketch_store *st, int32_t k, float w)
 		return;
 	key = sp_keys(st);
 	i = sp_lower(st, k);
-	if (i < st->nnz && key[i] == k) {
+	if (i < st->nnz && key[i] == k)
 		st->bins[i] += w;
-		return;
-	}
-	memmove(st->bins + i + 1, st->bins + i, (size_t)(st->nnz - i) * sizeof(float));
-	memmove(key + i + 1, key + i, (size_t)(st->nnz - i) * sizeof(int16_t));
-	st->bins[i] = w;
-	key[i] = (int16_t)k;
-	st->nnz++;
+	else
+		sp_insert(st, i, k, w);
 }
 
 /* Bring the whole sketch to `level` (>= its level). */
@@ -579,6 +589,10 @@ int dts_sketch_add_key(struct dts_sketch *s, int32_t key0, bool negative, double
 
 		if (i < st->nnz && sp_keys(st)[i] == k) {
 			st->bins[i] += (float)w;
+			goto done;
+		}
+		if (st->nnz < st->cap && (float)w > 0.0f) { /* a new entry inside the span, with room: no level change */
+			sp_insert(st, i, k, (float)w);
 			goto done;
 		}
 	}
