@@ -14,12 +14,11 @@
  *
  * A store covers a span of keys, exactly [min key, max key] of what was added (at the current level), and holds its
  * bins sparse (sorted entries) or dense (an array over the span): see "stores" below. A key that would make a store
- * span more than DTS_SKETCH_MAX_BINS raises the sketch's level until
- * the span fits: key_l = ceil(key0 / 2^l), one level being (k + 1) >> 1 with an arithmetic shift. Because
- * ceil(ceil(x/2)/2) = ceil(x/4) and "fits at level l" implies "fits at level l+1", the level of a sketch is always the
- * smallest level at which everything it was given fits, whatever the order of adds and merges. That is why merging
- * any partition of the data gives bin for bin the sketch of the whole (with integral weights, whose float sums are
- * exact below 2^24 per bin).
+ * span more than DTS_SKETCH_MAX_BINS raises the sketch's level until the span fits: key_l = ceil(key0 / 2^l), one
+ * level being (k + 1) >> 1 with an arithmetic shift. Because ceil(ceil(x/2)/2) = ceil(x/4) and "fits at level l"
+ * implies "fits at level l+1", the level of a sketch is always the smallest level at which everything it was given
+ * fits, whatever the order of adds and merges. That is why merging any partition of the data gives bin for bin the
+ * sketch of the whole (with integral weights, whose float sums are exact below 2^24 per bin).
  *
  * Every operation that can fail (allocation) first computes the target level and sizes, allocates, and only then
  * changes the sketch, so a failed call leaves the sketch as it was.
