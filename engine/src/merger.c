@@ -1378,8 +1378,7 @@ static void fold_table(struct dts_merger *m, struct dts__table *t, int64_t now_s
 				if (st->sparse) { /* up to a few dozen entries: their keys, searched, and weights */
 					__builtin_prefetch(st->bins + st->cap);
 					__builtin_prefetch(st->bins);
-				}
-				else if (st->bins && a->key >= st->lo && a->key < st->lo + (int32_t)st->nbins)
+				} else if (st->bins && a->key >= st->lo && a->key < st->lo + (int32_t)st->nbins)
 					__builtin_prefetch(&st->bins[a->key - st->lo]);
 			}
 		}

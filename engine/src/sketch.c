@@ -360,6 +360,14 @@ static int sparse_reserve(struct dts_sketch_store *st, uint32_t n)
 	return 0;
 }
 
+/* A sparse store's bins as a dense array over its span, into out[0 .. nbins). */
+static void sp_scatter(const struct dts_sketch_store *st, float *out)
+{
+	memset(out, 0, (size_t)st->nbins * sizeof(float));
+	for (uint32_t i = 0; i < st->nnz; i++)
+		out[sp_keys(st)[i] - st->lo] = st->bins[i];
+}
+
 /* Sparse to dense, with room for `span` bins as well as the current span. 0 or -ENOMEM (store unchanged). */
 static int store_densify(struct dts_sketch_store *st, uint32_t span)
 {
@@ -368,9 +376,7 @@ static int store_densify(struct dts_sketch_store *st, uint32_t span)
 
 	if (!p)
 		return -ENOMEM;
-	memset(p, 0, (size_t)st->nbins * sizeof(float)); /* bins past the span are zeroed as store_extend reaches them */
-	for (uint32_t i = 0; i < st->nnz; i++)
-		p[sp_keys(st)[i] - st->lo] = st->bins[i];
+	sp_scatter(st, p); /* bins past the span are zeroed as store_extend reaches them */
 	free(st->bins);
 	st->bins = p;
 	st->cap = cap;
@@ -798,34 +804,53 @@ int dts_sketch_merge_scaled(struct dts_sketch *dst, const struct dts_sketch *src
 	return merge_scaled(dst, src, factor);
 }
 
+/* An array for a store's new contents, from form_buffer, installed by store_adopt. */
+struct store_buf {
+	float *p;
+	uint16_t cap;
+	bool sparse;
+};
+
 /*
- * A buffer for a store's new contents, nnz non-empty bins over a span of nbins: the store's own when it can hold them
- * in its form (no allocation: the native decoder's scratch relies on it), else a new one in the form `sparse` (the
- * store is not changed: store_adopt installs it). 0 or -ENOMEM.
+ * An array for a store's new contents, nnz non-empty bins over a span of nbins: the store's own when the contents
+ * are empty or it can hold them in its form (no allocation: the native decoder's scratch relies on it), else a new
+ * one in the form want_dense chooses (the store is not changed: store_adopt installs it). 0 or -ENOMEM.
  */
-static int form_buffer(const struct dts_sketch_store *st, bool sparse, uint32_t nnz, uint32_t nbins, float **out,
-		       uint16_t *cap, bool *out_sparse)
+static int form_buffer(const struct dts_sketch_store *st, uint32_t nnz, uint32_t nbins, struct store_buf *b)
 {
-	if (st->cap > 0 && (st->sparse ? nnz <= st->cap : nbins <= st->cap)) {
-		*out = st->bins;
-		*cap = st->cap;
-		*out_sparse = st->sparse;
+	if (nbins == 0 || (st->cap > 0 && (st->sparse ? nnz <= st->cap : nbins <= st->cap))) {
+		*b = (struct store_buf){ st->bins, st->cap, st->sparse };
 		return 0;
 	}
-	*cap = sparse ? sp_cap_for(nnz) : cap_for(nbins);
-	*out = malloc((size_t)*cap * (sparse ? SP_ENTRY : sizeof(float)));
-	*out_sparse = sparse;
-	return *out ? 0 : -ENOMEM;
+	b->sparse = !want_dense(nnz, nbins);
+	b->cap = b->sparse ? sp_cap_for(nnz) : cap_for(nbins);
+	b->p = malloc((size_t)b->cap * (b->sparse ? SP_ENTRY : sizeof(float)));
+	return b->p ? 0 : -ENOMEM;
 }
 
-/* Install a buffer from form_buffer (freeing the store's old one when it is new); the store is emptied. */
-static void store_adopt(struct dts_sketch_store *st, bool sparse, float *p, uint16_t cap)
+/* form_buffer for both of s's stores (positive, then negative), before either changes: 0, or -ENOMEM with nothing
+ * allocated. */
+static int sketch_buffers(const struct dts_sketch *s, const uint32_t nnz[2], const uint32_t nbins[2],
+			  struct store_buf b[2])
 {
-	if (p != st->bins) {
+	if (form_buffer(&s->pos, nnz[0], nbins[0], &b[0]))
+		return -ENOMEM;
+	if (form_buffer(&s->neg, nnz[1], nbins[1], &b[1])) {
+		if (b[0].p != s->pos.bins)
+			free(b[0].p);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Install an array from form_buffer (freeing the store's old one when it is new); the store is emptied. */
+static void store_adopt(struct dts_sketch_store *st, const struct store_buf *b)
+{
+	if (b->p != st->bins) {
 		free(st->bins);
-		st->bins = p;
-		st->cap = cap;
-		st->sparse = sparse;
+		st->bins = b->p;
+		st->cap = b->cap;
+		st->sparse = b->sparse;
 	}
 	st->lo = 0;
 	st->nbins = 0;
@@ -848,32 +873,19 @@ int dts_sketch_copy(struct dts_sketch *dst, const struct dts_sketch *src)
 {
 	const struct dts_sketch_store *from[2] = { &src->pos, &src->neg };
 	struct dts_sketch_store *to[2] = { &dst->pos, &dst->neg };
-	float *p[2] = { NULL, NULL };
-	uint16_t cap[2] = { 0, 0 };
-	bool sparse[2] = { false, false };
+	const uint32_t nnz[2] = { store_nonempty(&src->pos), store_nonempty(&src->neg) };
+	const uint32_t nbins[2] = { src->pos.nbins, src->neg.nbins };
+	struct store_buf b[2];
 
 	if (dst == src)
 		return 0;
-	for (int k = 0; k < 2; k++) {
-		const uint32_t nnz = store_nonempty(from[k]);
-
-		if (from[k]->nbins == 0) { /* an empty store keeps dst's buffer, whatever its form */
-			p[k] = to[k]->bins;
-			cap[k] = to[k]->cap;
-			sparse[k] = to[k]->sparse;
-			continue;
-		}
-		if (form_buffer(to[k], !want_dense(nnz, from[k]->nbins), nnz, from[k]->nbins, &p[k], &cap[k], &sparse[k])) {
-			if (k == 1 && p[0] != to[0]->bins)
-				free(p[0]);
-			return -ENOMEM;
-		}
-	}
+	if (sketch_buffers(dst, nnz, nbins, b))
+		return -ENOMEM;
 	for (int k = 0; k < 2; k++) {
 		const struct dts_sketch_store *f = from[k];
 		struct dts_sketch_store *t = to[k];
 
-		store_adopt(t, sparse[k], p[k], cap[k]);
+		store_adopt(t, &b[k]);
 		if (f->nbins == 0)
 			continue;
 		t->lo = f->lo;
@@ -889,10 +901,8 @@ int dts_sketch_copy(struct dts_sketch *dst, const struct dts_sketch *src)
 					sp_keys(t)[t->nnz] = (int16_t)(f->lo + (int32_t)i);
 					t->bins[t->nnz++] = f->bins[i];
 				}
-		} else { /* sparse to dense */
-			memset(t->bins, 0, (size_t)f->nbins * sizeof(float));
-			for (uint32_t i = 0; i < f->nnz; i++)
-				t->bins[sp_keys(f)[i] - f->lo] = f->bins[i];
+		} else {
+			sp_scatter(f, t->bins);
 		}
 	}
 	dst->zero = src->zero;
@@ -1552,9 +1562,7 @@ int dts_sketch_decode(struct dts_sketch *s, const uint8_t *buf, size_t len)
 {
 	struct store_view v[2];
 	struct dts_sketch_store *to[2] = { &s->pos, &s->neg };
-	float *p[2] = { NULL, NULL };
-	uint16_t cap[2] = { 0, 0 };
-	bool sparse[2] = { false, false };
+	struct store_buf b[2];
 	double zero, count;
 	unsigned level, version;
 	size_t pos = HEADER_BYTES;
@@ -1569,22 +1577,10 @@ int dts_sketch_decode(struct dts_sketch *s, const uint8_t *buf, size_t len)
 		return -EINVAL;
 	if (store_parse(buf, len, &pos, level, version, &v[0]) || store_parse(buf, len, &pos, level, version, &v[1]))
 		return -EINVAL;
+	if (sketch_buffers(s, (const uint32_t[2]){ v[0].nnz, v[1].nnz }, (const uint32_t[2]){ v[0].nbins, v[1].nbins }, b))
+		return -ENOMEM;
 	for (int k = 0; k < 2; k++) {
-		if (v[k].nbins == 0) { /* an empty store keeps its buffer, whatever its form */
-			p[k] = to[k]->bins;
-			cap[k] = to[k]->cap;
-			sparse[k] = to[k]->sparse;
-			continue;
-		}
-		if (form_buffer(to[k], !want_dense(v[k].nnz, v[k].nbins), v[k].nnz, v[k].nbins, &p[k], &cap[k],
-				&sparse[k])) {
-			if (k == 1 && p[0] != to[0]->bins)
-				free(p[0]);
-			return -ENOMEM;
-		}
-	}
-	for (int k = 0; k < 2; k++) {
-		store_adopt(to[k], sparse[k], p[k], cap[k]);
+		store_adopt(to[k], &b[k]);
 		store_fill(to[k], buf, &v[k]);
 	}
 	s->zero = zero;
