@@ -176,6 +176,40 @@ static void metric_head(struct dts_sb *b, const char *name, const char *type, co
 	dts_sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A metric of one unlabelled sample: a count, or seconds printed with prec decimals. */
+static void metric_u64(struct dts_sb *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+	metric_head(b, name, type, help);
+	dts_sb_printf(b, "%s %" PRIu64 "\n", name, v);
+}
+
+static void metric_f64(struct dts_sb *b, const char *name, const char *type, const char *help, int prec, double v)
+{
+	metric_head(b, name, type, help);
+	dts_sb_printf(b, "%s %.*f\n", name, prec, v);
+}
+
+/*
+ * A metric of one sample per value of a single label, in the order given: name{label="value"} v.
+ * METRIC_BY takes the rows as { "value", v } pairs and counts them.
+ */
+struct metric_row {
+	const char *value;
+	uint64_t v;
+};
+
+static void metric_rows(struct dts_sb *b, const char *name, const char *type, const char *help, const char *label,
+			const struct metric_row *rows, size_t n)
+{
+	metric_head(b, name, type, help);
+	for (size_t i = 0; i < n; i++)
+		dts_sb_printf(b, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label, rows[i].value, rows[i].v);
+}
+
+#define METRIC_BY(b, name, type, help, label, ...)                                                            \
+	metric_rows(b, name, type, help, label, (const struct metric_row[]){ __VA_ARGS__ },                   \
+		    sizeof((const struct metric_row[]){ __VA_ARGS__ }) / sizeof(struct metric_row))
+
 /* Worker label of engine core i: UDP workers are "0".."n-2"; the last core serves TCP and the Unix socket. */
 static const char *worker_label(unsigned i, unsigned n, char *buf, size_t len)
 {
@@ -262,64 +296,56 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 		struct dts_receiver_stats rs;
 
 		dts_receiver_stats_read(h->ctx.receiver, &rs);
-		metric_head(&b, "dattss_socket_errors_total", "counter", "Receive calls that failed.");
-		dts_sb_printf(&b, "dattss_socket_errors_total %" PRIu64 "\n", rs.recv_errors);
-		metric_head(&b, "dattss_tcp_connections_total", "counter", "TCP connections, by outcome.");
-		dts_sb_printf(&b, "dattss_tcp_connections_total{outcome=\"accepted\"} %" PRIu64 "\n", rs.tcp_accepted);
-		dts_sb_printf(&b, "dattss_tcp_connections_total{outcome=\"refused\"} %" PRIu64 "\n", rs.tcp_refused);
-		dts_sb_printf(&b, "dattss_tcp_connections_total{outcome=\"denied\"} %" PRIu64 "\n", rs.tcp_denied);
-		metric_head(&b, "dattss_denied_datagrams_total", "counter",
-			    "UDP datagrams dropped because their source is not in statsd_allow.");
-		dts_sb_printf(&b, "dattss_denied_datagrams_total %" PRIu64 "\n", rs.denied);
-		metric_head(&b, "dattss_receive_calls_total", "counter",
-			    "Receive calls (recvmmsg, recv) that returned data: packets / calls is the batch per wake-up.");
-		dts_sb_printf(&b, "dattss_receive_calls_total %" PRIu64 "\n", rs.recv_calls);
+		metric_u64(&b, "dattss_socket_errors_total", "counter", "Receive calls that failed.", rs.recv_errors);
+		METRIC_BY(&b, "dattss_tcp_connections_total", "counter", "TCP connections, by outcome.", "outcome",
+			  { "accepted", rs.tcp_accepted }, { "refused", rs.tcp_refused }, { "denied", rs.tcp_denied });
+		metric_u64(&b, "dattss_denied_datagrams_total", "counter",
+			   "UDP datagrams dropped because their source is not in statsd_allow.", rs.denied);
+		metric_u64(&b, "dattss_receive_calls_total", "counter",
+			   "Receive calls (recvmmsg, recv) that returned data: packets / calls is the batch per wake-up.",
+			   rs.recv_calls);
 	}
 	if (h->ctx.storage) {
 		struct dts_storage_stats ss;
 		struct dts_storage_usage u;
 
 		dts_storage_stats_read(h->ctx.storage, &ss);
-		metric_head(&b, "dattss_store_batches_total", "counter", "WriteBatches committed to the store.");
-		dts_sb_printf(&b, "dattss_store_batches_total %" PRIu64 "\n", ss.batches);
-		metric_head(&b, "dattss_store_minutes_written_total", "counter", "Closed minutes stored.");
-		dts_sb_printf(&b, "dattss_store_minutes_written_total %" PRIu64 "\n", ss.minutes_written);
-		metric_head(&b, "dattss_store_records_written_total", "counter", "Series-minutes stored.");
-		dts_sb_printf(&b, "dattss_store_records_written_total %" PRIu64 "\n", ss.records_written);
-		metric_head(&b, "dattss_store_records_merged_total", "counter",
-			    "Series-minutes merged into an already stored minute (late data, restarts).");
-		dts_sb_printf(&b, "dattss_store_records_merged_total %" PRIu64 "\n", ss.records_merged);
-		metric_head(&b, "dattss_store_checkpoints_written_total", "counter", "Open-minute checkpoints stored.");
-		dts_sb_printf(&b, "dattss_store_checkpoints_written_total %" PRIu64 "\n", ss.checkpoints_written);
-		metric_head(&b, "dattss_store_checkpoints_lost_total", "counter",
-			    "Checkpoints refused (queue half full) or failed; the next one is then full.");
-		dts_sb_printf(&b, "dattss_store_checkpoints_lost_total{reason=\"dropped\"} %" PRIu64 "\n",
-			      ss.checkpoints_dropped);
-		dts_sb_printf(&b, "dattss_store_checkpoints_lost_total{reason=\"failed\"} %" PRIu64 "\n",
-			      ss.checkpoints_failed);
-		metric_head(&b, "dattss_store_minute_parts_total", "counter",
-			    "WriteBatches of closed minutes (a large put-only minute is committed in parts).");
-		dts_sb_printf(&b, "dattss_store_minute_parts_total %" PRIu64 "\n", ss.minute_parts);
-		metric_head(&b, "dattss_store_bytes_written_total", "counter", "Bytes written to the store.");
-		dts_sb_printf(&b, "dattss_store_bytes_written_total %" PRIu64 "\n", ss.bytes_written);
-		metric_head(&b, "dattss_store_batch_seconds", "gauge", "Build + commit time of the last batch.");
-		dts_sb_printf(&b, "dattss_store_batch_seconds %.6f\n", (double)ss.batch_ns_last / 1e9);
-		metric_head(&b, "dattss_store_write_errors_total", "counter", "Failed batch commits (each is retried).");
-		dts_sb_printf(&b, "dattss_store_write_errors_total %" PRIu64 "\n", ss.write_errors);
-		metric_head(&b, "dattss_store_rollup_markers_total", "counter",
-			    "Hourly rollup markers put by minute closes (one per series and hour).");
-		dts_sb_printf(&b, "dattss_store_rollup_markers_total %" PRIu64 "\n", ss.markers_written);
-		metric_head(&b, "dattss_store_hours_rolled_total", "counter", "Hours rolled up into the hours family.");
-		dts_sb_printf(&b, "dattss_store_hours_rolled_total %" PRIu64 "\n", ss.hours_rolled);
-		metric_head(&b, "dattss_store_rollup_errors_total", "counter", "Failed rollup chunks (each is redone).");
-		dts_sb_printf(&b, "dattss_store_rollup_errors_total %" PRIu64 "\n", ss.roll_errors);
-		metric_head(&b, "dattss_store_rollup_chunk_max_seconds", "gauge", "Longest rollup chunk so far.");
-		dts_sb_printf(&b, "dattss_store_rollup_chunk_max_seconds %.6f\n", (double)ss.roll_ns_max / 1e9);
+		metric_u64(&b, "dattss_store_batches_total", "counter", "WriteBatches committed to the store.",
+			   ss.batches);
+		metric_u64(&b, "dattss_store_minutes_written_total", "counter", "Closed minutes stored.",
+			   ss.minutes_written);
+		metric_u64(&b, "dattss_store_records_written_total", "counter", "Series-minutes stored.",
+			   ss.records_written);
+		metric_u64(&b, "dattss_store_records_merged_total", "counter",
+			   "Series-minutes merged into an already stored minute (late data, restarts).",
+			   ss.records_merged);
+		metric_u64(&b, "dattss_store_checkpoints_written_total", "counter", "Open-minute checkpoints stored.",
+			   ss.checkpoints_written);
+		METRIC_BY(&b, "dattss_store_checkpoints_lost_total", "counter",
+			  "Checkpoints refused (queue half full) or failed; the next one is then full.", "reason",
+			  { "dropped", ss.checkpoints_dropped }, { "failed", ss.checkpoints_failed });
+		metric_u64(&b, "dattss_store_minute_parts_total", "counter",
+			   "WriteBatches of closed minutes (a large put-only minute is committed in parts).",
+			   ss.minute_parts);
+		metric_u64(&b, "dattss_store_bytes_written_total", "counter", "Bytes written to the store.",
+			   ss.bytes_written);
+		metric_f64(&b, "dattss_store_batch_seconds", "gauge", "Build + commit time of the last batch.", 6,
+			   (double)ss.batch_ns_last / 1e9);
+		metric_u64(&b, "dattss_store_write_errors_total", "counter", "Failed batch commits (each is retried).",
+			   ss.write_errors);
+		metric_u64(&b, "dattss_store_rollup_markers_total", "counter",
+			   "Hourly rollup markers put by minute closes (one per series and hour).", ss.markers_written);
+		metric_u64(&b, "dattss_store_hours_rolled_total", "counter", "Hours rolled up into the hours family.",
+			   ss.hours_rolled);
+		metric_u64(&b, "dattss_store_rollup_errors_total", "counter", "Failed rollup chunks (each is redone).",
+			   ss.roll_errors);
+		metric_f64(&b, "dattss_store_rollup_chunk_max_seconds", "gauge", "Longest rollup chunk so far.", 6,
+			   (double)ss.roll_ns_max / 1e9);
 		metric_head(&b, "dattss_store_hour_done", "gauge",
 			    "Unix time of the last hour rolled up (every hour up to it is in the hours family); -1 when none.");
 		dts_sb_printf(&b, "dattss_store_hour_done %" PRId64 "\n", ss.hour_done < 0 ? -1 : ss.hour_done * 3600);
-		metric_head(&b, "dattss_store_queue_minutes", "gauge", "Closed minutes and checkpoints waiting.");
-		dts_sb_printf(&b, "dattss_store_queue_minutes %" PRIu64 "\n", ss.queue_minutes);
+		metric_u64(&b, "dattss_store_queue_minutes", "gauge", "Closed minutes and checkpoints waiting.",
+			   ss.queue_minutes);
 		metric_head(&b, "dattss_store_dropped_records_total", "counter", "Series-minutes the store dropped.");
 		for (unsigned d = 0; d < DTS_SDROP_COUNT; d++)
 			dts_sb_printf(&b, "dattss_store_dropped_records_total{reason=\"%s\"} %" PRIu64 "\n",
@@ -327,10 +353,9 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 		struct dts_storage_event_stats es;
 
 		dts_storage_event_stats_read(h->ctx.storage, &es);
-		metric_head(&b, "dattss_store_event_batches_total", "counter",
-			    "Batches of events and process states, by outcome.");
-		dts_sb_printf(&b, "dattss_store_event_batches_total{outcome=\"written\"} %" PRIu64 "\n", es.batches_written);
-		dts_sb_printf(&b, "dattss_store_event_batches_total{outcome=\"dropped\"} %" PRIu64 "\n", es.batches_dropped);
+		METRIC_BY(&b, "dattss_store_event_batches_total", "counter",
+			  "Batches of events and process states, by outcome.", "outcome",
+			  { "written", es.batches_written }, { "dropped", es.batches_dropped });
 		if (dts_storage_usage(h->ctx.storage, &u) == 0) {
 			metric_head(&b, "dattss_store_sst_bytes", "gauge", "SST bytes per column family.");
 			for (unsigned c = 0; c < DTS_STORAGE_CF_COUNT; c++)
@@ -356,10 +381,7 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 			metric_head(&b, "dattss_dpdk_queue_packets_total", "counter", "Per receive queue, by outcome.");
 			for (unsigned q = 0; q < ds->queues; q++) {
 				const struct dts_dpdk_queue_stats *qs = &ds->queue[q];
-				const struct {
-					const char *what;
-					uint64_t v;
-				} rows[] = {
+				const struct metric_row rows[] = {
 					{ "rx", qs->rx_packets },	      { "bad_checksum", qs->bad_checksum },
 					{ "truncated", qs->truncated },	      { "bad_header", qs->bad_header },
 					{ "arp_replies", qs->arp_replies },   { "icmp_replies", qs->icmp_replies },
@@ -370,85 +392,74 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 				};
 				for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
 					dts_sb_printf(&b, "dattss_dpdk_queue_packets_total{queue=\"%u\",what=\"%s\"} %" PRIu64 "\n",
-						q, rows[r].what, rows[r].v);
+						q, rows[r].value, rows[r].v);
 			}
 		}
 		free(ds);
 	}
-	metric_head(&b, "dattss_merge_lag_seconds", "gauge", "Age of the oldest table in the merger's last fold.");
-	dts_sb_printf(&b, "dattss_merge_lag_seconds %.3f\n", (double)ms.merge_lag_ms / 1000.0);
-	metric_head(&b, "dattss_merger_fold_seconds_total", "counter", "Time the merger spent folding tables.");
-	dts_sb_printf(&b, "dattss_merger_fold_seconds_total %.6f\n", (double)ms.fold_ns_total / 1e9);
-	metric_head(&b, "dattss_merger_tables_folded_total", "counter", "Tables folded by the merger.");
-	dts_sb_printf(&b, "dattss_merger_tables_folded_total %" PRIu64 "\n", ms.tables_folded);
-	metric_head(&b, "dattss_merger_late_forwarded_total", "counter",
-		    "Entries for already closed minutes handed to the store to merge.");
-	dts_sb_printf(&b, "dattss_merger_late_forwarded_total %" PRIu64 "\n", ms.late_forwarded);
-	metric_head(&b, "dattss_minutes_closed_total", "counter", "Minute windows closed.");
-	dts_sb_printf(&b, "dattss_minutes_closed_total %" PRIu64 "\n", ms.minutes_closed);
-	metric_head(&b, "dattss_minute_close_seconds", "gauge", "Duration of the last minute close.");
-	dts_sb_printf(&b, "dattss_minute_close_seconds %.6f\n", (double)ms.close_ns_last / 1e9);
-	metric_head(&b, "dattss_publish_seconds", "gauge",
-		    "Duration of the last 5-second publication walk over every series (folds between slices included).");
-	dts_sb_printf(&b, "dattss_publish_seconds %.6f\n", (double)ms.publish_ns_last / 1e9);
-	metric_head(&b, "dattss_checkpoint_copy_seconds", "gauge",
-		    "Duration of the merger's last checkpoint walk (folds between slices included).");
-	dts_sb_printf(&b, "dattss_checkpoint_copy_seconds %.6f\n", (double)ms.checkpoint_ns_last / 1e9);
-	metric_head(&b, "dattss_tables_grown_total", "counter",
-		    "Worker tables given more buckets after their worker's table filled before its tick.");
-	dts_sb_printf(&b, "dattss_tables_grown_total %" PRIu64 "\n", ms.tables_grown);
-	metric_head(&b, "dattss_table_logs_grown_total", "counter",
-		    "Worker tables given bigger timer and set logs alone after values filled one before its tick.");
-	dts_sb_printf(&b, "dattss_table_logs_grown_total %" PRIu64 "\n", ms.table_logs_grown);
-	metric_head(&b, "dattss_table_buckets", "gauge", "Buckets of all worker tables together.");
-	dts_sb_printf(&b, "dattss_table_buckets %" PRIu64 "\n", ms.table_buckets);
-	metric_head(&b, "dattss_table_reserved_bytes", "gauge",
-		    "Memory of the receive workers' tables faulted in at start for series_reserve.");
-	dts_sb_printf(&b, "dattss_table_reserved_bytes %" PRIu64 "\n", ms.table_reserved_bytes);
-	metric_head(&b, "dattss_series_memory_bytes", "gauge",
-		    "Memory mapped for series records (2 MiB slabs); reserved: faulted in at start (series_reserve).");
-	dts_sb_printf(&b, "dattss_series_memory_bytes{part=\"mapped\"} %" PRIu64 "\n", ms.series_slab_bytes);
-	dts_sb_printf(&b, "dattss_series_memory_bytes{part=\"reserved\"} %" PRIu64 "\n", ms.series_reserved_bytes);
-	metric_head(&b, "dattss_series_live", "gauge", "Series in the live map.");
-	dts_sb_printf(&b, "dattss_series_live %" PRIu64 "\n", ms.series_live);
-	metric_head(&b, "dattss_series_created_total", "counter", "Series created.");
-	dts_sb_printf(&b, "dattss_series_created_total %" PRIu64 "\n", ms.series_created);
-	metric_head(&b, "dattss_series_expired_total", "counter", "Idle series removed from the live map.");
-	dts_sb_printf(&b, "dattss_series_expired_total %" PRIu64 "\n", ms.series_expired);
-	metric_head(&b, "dattss_processes", "gauge", "Processes with a state, by status.");
-	dts_sb_printf(&b, "dattss_processes{status=\"online\"} %" PRIu64 "\n", ms.processes_online);
-	dts_sb_printf(&b, "dattss_processes{status=\"offline\"} %" PRIu64 "\n",
-		ms.processes_live > ms.processes_online ? ms.processes_live - ms.processes_online : 0);
-	metric_head(&b, "dattss_process_restarts_total", "counter", "Process restarts detected (uptime went down).");
-	dts_sb_printf(&b, "dattss_process_restarts_total %" PRIu64 "\n", ms.restarts);
-	metric_head(&b, "dattss_merger_events_total", "counter", "Errors and warnings numbered and kept by the merger.");
-	dts_sb_printf(&b, "dattss_merger_events_total %" PRIu64 "\n", ms.events_total);
-	metric_head(&b, "dattss_merger_encodings_merged_total", "counter",
-		    "Sketches and sets of partial aggregates merged exactly into minute windows.");
-	dts_sb_printf(&b, "dattss_merger_encodings_merged_total %" PRIu64 "\n", ms.encodings_merged);
+	metric_f64(&b, "dattss_merge_lag_seconds", "gauge", "Age of the oldest table in the merger's last fold.", 3,
+		   (double)ms.merge_lag_ms / 1000.0);
+	metric_f64(&b, "dattss_merger_fold_seconds_total", "counter", "Time the merger spent folding tables.", 6,
+		   (double)ms.fold_ns_total / 1e9);
+	metric_u64(&b, "dattss_merger_tables_folded_total", "counter", "Tables folded by the merger.",
+		   ms.tables_folded);
+	metric_u64(&b, "dattss_merger_late_forwarded_total", "counter",
+		   "Entries for already closed minutes handed to the store to merge.", ms.late_forwarded);
+	metric_u64(&b, "dattss_minutes_closed_total", "counter", "Minute windows closed.", ms.minutes_closed);
+	metric_f64(&b, "dattss_minute_close_seconds", "gauge", "Duration of the last minute close.", 6,
+		   (double)ms.close_ns_last / 1e9);
+	metric_f64(&b, "dattss_publish_seconds", "gauge",
+		   "Duration of the last 5-second publication walk over every series (folds between slices included).", 6,
+		   (double)ms.publish_ns_last / 1e9);
+	metric_f64(&b, "dattss_checkpoint_copy_seconds", "gauge",
+		   "Duration of the merger's last checkpoint walk (folds between slices included).", 6,
+		   (double)ms.checkpoint_ns_last / 1e9);
+	metric_u64(&b, "dattss_tables_grown_total", "counter",
+		   "Worker tables given more buckets after their worker's table filled before its tick.",
+		   ms.tables_grown);
+	metric_u64(&b, "dattss_table_logs_grown_total", "counter",
+		   "Worker tables given bigger timer and set logs alone after values filled one before its tick.",
+		   ms.table_logs_grown);
+	metric_u64(&b, "dattss_table_buckets", "gauge", "Buckets of all worker tables together.", ms.table_buckets);
+	metric_u64(&b, "dattss_table_reserved_bytes", "gauge",
+		   "Memory of the receive workers' tables faulted in at start for series_reserve.",
+		   ms.table_reserved_bytes);
+	METRIC_BY(&b, "dattss_series_memory_bytes", "gauge",
+		  "Memory mapped for series records (2 MiB slabs); reserved: faulted in at start (series_reserve).", "part",
+		  { "mapped", ms.series_slab_bytes }, { "reserved", ms.series_reserved_bytes });
+	metric_u64(&b, "dattss_series_live", "gauge", "Series in the live map.", ms.series_live);
+	metric_u64(&b, "dattss_series_created_total", "counter", "Series created.", ms.series_created);
+	metric_u64(&b, "dattss_series_expired_total", "counter", "Idle series removed from the live map.",
+		   ms.series_expired);
+	METRIC_BY(&b, "dattss_processes", "gauge", "Processes with a state, by status.", "status",
+		  { "online", ms.processes_online },
+		  { "offline", ms.processes_live > ms.processes_online ? ms.processes_live - ms.processes_online : 0 });
+	metric_u64(&b, "dattss_process_restarts_total", "counter", "Process restarts detected (uptime went down).",
+		   ms.restarts);
+	metric_u64(&b, "dattss_merger_events_total", "counter", "Errors and warnings numbered and kept by the merger.",
+		   ms.events_total);
+	metric_u64(&b, "dattss_merger_encodings_merged_total", "counter",
+		   "Sketches and sets of partial aggregates merged exactly into minute windows.", ms.encodings_merged);
 	if (h->ctx.graphite) {
 		struct dts_graphite_stats gs;
 
 		dts_graphite_stats_read(h->ctx.graphite, &gs);
-		metric_head(&b, "dattss_graphite_minutes_sent_total", "counter", "Closed minutes written to Graphite.");
-		dts_sb_printf(&b, "dattss_graphite_minutes_sent_total %" PRIu64 "\n", gs.minutes_sent);
-		metric_head(&b, "dattss_graphite_lines_sent_total", "counter", "Graphite plaintext lines written.");
-		dts_sb_printf(&b, "dattss_graphite_lines_sent_total %" PRIu64 "\n", gs.lines_sent);
-		metric_head(&b, "dattss_graphite_connects_total", "counter", "Connections to carbon established.");
-		dts_sb_printf(&b, "dattss_graphite_connects_total %" PRIu64 "\n", gs.connects);
-		metric_head(&b, "dattss_graphite_errors_total", "counter", "Failed resolutions, connects and writes.");
-		dts_sb_printf(&b, "dattss_graphite_errors_total %" PRIu64 "\n", gs.errors);
-		metric_head(&b, "dattss_graphite_dropped_records_total", "counter",
-			    "Series-minutes not exported: queue full or unsent at stop (queue_full); late parts (late_part).");
-		dts_sb_printf(&b, "dattss_graphite_dropped_records_total{reason=\"queue_full\"} %" PRIu64 "\n",
-			gs.records_dropped);
-		dts_sb_printf(&b, "dattss_graphite_dropped_records_total{reason=\"late_part\"} %" PRIu64 "\n",
-			gs.late_skipped);
-		metric_head(&b, "dattss_graphite_queue_records", "gauge", "Series-minutes waiting to be written.");
-		dts_sb_printf(&b, "dattss_graphite_queue_records %" PRIu64 "\n", gs.queue_records);
+		metric_u64(&b, "dattss_graphite_minutes_sent_total", "counter", "Closed minutes written to Graphite.",
+			   gs.minutes_sent);
+		metric_u64(&b, "dattss_graphite_lines_sent_total", "counter", "Graphite plaintext lines written.",
+			   gs.lines_sent);
+		metric_u64(&b, "dattss_graphite_connects_total", "counter", "Connections to carbon established.",
+			   gs.connects);
+		metric_u64(&b, "dattss_graphite_errors_total", "counter", "Failed resolutions, connects and writes.",
+			   gs.errors);
+		METRIC_BY(&b, "dattss_graphite_dropped_records_total", "counter",
+			  "Series-minutes not exported: queue full or unsent at stop (queue_full); late parts (late_part).",
+			  "reason", { "queue_full", gs.records_dropped }, { "late_part", gs.late_skipped });
+		metric_u64(&b, "dattss_graphite_queue_records", "gauge", "Series-minutes waiting to be written.",
+			   gs.queue_records);
 	}
-	metric_head(&b, "dattss_uptime_seconds", "gauge", "Seconds since dattssd started.");
-	dts_sb_printf(&b, "dattss_uptime_seconds %.3f\n", (double)(dts_now_ms() - h->ctx.started_ms) / 1000.0);
+	metric_f64(&b, "dattss_uptime_seconds", "gauge", "Seconds since dattssd started.", 3,
+		   (double)(dts_now_ms() - h->ctx.started_ms) / 1000.0);
 	if (h->ctx.alerts) {
 		char *text = dts_alerts_metrics(h->ctx.alerts); /* dattss_alert_*: rules, rounds, notifications */
 
