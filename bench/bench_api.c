@@ -494,12 +494,8 @@ int main(int argc, char **argv)
 
 		if (dst) {
 			if (parse_u64(optarg, dst) != 0) {
-				const char *name = "?";
-
-				for (const struct option *lo = longopts; lo->name; lo++)
-					if (lo->val == opt)
-						name = lo->name;
-				fprintf(stderr, "bench_api: bad value '%s' for --%s\n", optarg, name);
+				fprintf(stderr, "bench_api: bad value '%s' for --%s\n", optarg,
+					opt_name(longopts, opt));
 				return 2;
 			}
 		} else if (opt == 'm') {

@@ -47,7 +47,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench_common.h"
 #include "dts/engine.h"
@@ -57,8 +56,6 @@
 #define MAX_BURST 1024 /* largest --burst */
 #define MERGE_PERIOD_MS 20 /* dattssd's merger wakes this often (server/main.c MERGER_PERIOD_MS) */
 #define MAX_LINE_GEN 128 /* longest line the generator writes */
-
-static const char *const type_word[DTS_NTYPES] = { "counter", "timer", "gauge", "set" };
 
 struct opts {
 	uint64_t names;
@@ -74,7 +71,7 @@ struct opts {
 	uint32_t table_capacity_max;
 	uint64_t series_reserve; /* dattssd's series_reserve: the merger's and the core's tables' */
 	size_t pool_mb;
-	bool quiet;
+	int quiet;
 };
 
 /* One datagram of the pool. */
@@ -93,38 +90,12 @@ struct pool {
 	uint64_t type_lines[DTS_NTYPES];
 };
 
-/* ---- PRNG (wyrand: fast, 2^64 period, good enough for traffic) ---------------------------------------------------- */
-
-
-
-
-
-/* A name's type: a fixed function of k and the mix (so one name is always one series). */
-static enum dts_type name_type(const struct opts *o, uint64_t k)
-{
-	uint64_t z = k + 0x9e3779b97f4a7c15ULL;
-	unsigned total = 0, r;
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	z ^= z >> 31;
-	for (int t = 0; t < DTS_NTYPES; t++)
-		total += o->mix[t];
-	r = (unsigned)(z % total);
-	for (int t = 0; t < DTS_NTYPES; t++) {
-		if (r < o->mix[t])
-			return (enum dts_type)t;
-		r -= o->mix[t];
-	}
-	return DTS_COUNTER; /* not reached: r < total */
-}
-
 /* Write one statsd line for a random name into out (no newline). Returns its length. */
 static int gen_line(const struct opts *o, uint64_t *rng, char *out, enum dts_type *type_out)
 {
 	uint64_t k = rng_below(rng, o->names);
-	enum dts_type t = name_type(o, k);
-	int n = snprintf(out, MAX_LINE_GEN, "proc%u.%s_%" PRIu64 ":", (unsigned)(k % 50), type_word[t], k);
+	enum dts_type t = mix_type(o->mix, k);
+	int n = gen_name(out, MAX_LINE_GEN, k, t);
 	unsigned r = (unsigned)rng_below(rng, 100);
 
 	switch (t) {
@@ -222,33 +193,6 @@ out_free_pool:
 	return -ENOMEM;
 }
 
-/* ---- clock and memory ---------------------------------------------------------------------------------------------- */
-
-
-static int64_t real_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* VmRSS of this process in MiB, or -1 when /proc is not readable. */
-static double rss_mb(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char l[256];
-	double kb = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(l, sizeof(l), f))
-		if (sscanf(l, "VmRSS: %lf kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb < 0 ? -1 : kb / 1024.0;
-}
-
 /* ---- options ------------------------------------------------------------------------------------------------------- */
 
 static void usage(FILE *out)
@@ -277,8 +221,6 @@ static void usage(FILE *out)
 		PACK_BYTES, MAX_BURST);
 }
 
-
-
 static void format_mix(const unsigned mix[DTS_NTYPES], char *out, size_t n)
 {
 	size_t l = 0;
@@ -287,6 +229,55 @@ static void format_mix(const unsigned mix[DTS_NTYPES], char *out, size_t n)
 	for (int t = 0; t < DTS_NTYPES; t++)
 		if (mix[t] && l < n)
 			l += (size_t)snprintf(out + l, n - l, "%s%s=%u", l ? "," : "", type_key[t], mix[t]);
+}
+
+/* arg as a table capacity: 0 or a power of two, in [lo, 2^24], into *out. Returns 0 or -EINVAL. */
+static int parse_capacity(const char *arg, uint64_t lo, uint32_t *out)
+{
+	uint64_t v;
+
+	if (parse_u64_in(arg, lo, 1u << 24, &v) || (v & (v - 1)))
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* bench_engine's own options, for opt_parse; the traffic options go to opt_traffic. Returns 0 when arg was taken,
+ * -EINVAL when it is not a valid value, 1 when ch is none of them. */
+static int take_opt(int ch, const char *arg, void *ctx)
+{
+	struct opts *o = ctx;
+	uint64_t v;
+
+	switch (ch) {
+	case 'b':
+		return parse_uint_in(arg, 1, MAX_BURST, &o->burst);
+	case 's':
+		return parse_seconds(arg, &o->seconds);
+	case 'W': {
+		char *e;
+
+		o->warmup = strtod(arg, &e);
+		return *e || !(o->warmup >= 0 && o->warmup < 86400) ? -EINVAL : 0;
+	}
+	case 'n':
+		return parse_u64_in(arg, 1, UINT64_MAX, &o->lines);
+	case 't':
+		return parse_uint_in(arg, 1, 60000, &o->tick_ms);
+	case 'c':
+		return parse_capacity(arg, 1024, &o->table_capacity);
+	case 'C':
+		return parse_capacity(arg, 0, &o->table_capacity_max);
+	case 'R':
+		return parse_u64_in(arg, 0, DTS_MAX_SERIES_LIMIT, &o->series_reserve);
+	case 'p':
+		if (parse_u64_in(arg, 1, 4095, &v))
+			return -EINVAL;
+		o->pool_mb = (size_t)v;
+		return 0;
+	default:
+		return opt_traffic(ch, arg, &o->names, o->mix, &o->lpd, &o->seed);
+	}
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -309,8 +300,6 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	uint64_t v;
-	int c;
 
 	o->names = 10000;
 	parse_mix("c=70,ms=20,g=10", o->mix);
@@ -325,96 +314,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->table_capacity_max = 1u << 19;
 	o->series_reserve = 0;
 	o->pool_mb = 64;
-	o->quiet = false;
-	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		switch (c) {
-		case 'k':
-			if (parse_u64(optarg, &o->names) || o->names == 0 || o->names > 100000000)
-				goto bad;
-			break;
-		case 'm':
-			if (parse_mix(optarg, o->mix))
-				goto bad;
-			break;
-		case 'l':
-			if (parse_u64(optarg, &v) || v > 64)
-				goto bad;
-			o->lpd = (unsigned)v;
-			break;
-		case 'b':
-			if (parse_u64(optarg, &v) || v == 0 || v > MAX_BURST)
-				goto bad;
-			o->burst = (unsigned)v;
-			break;
-		case 's': {
-			char *e;
-
-			o->seconds = strtod(optarg, &e);
-			if (*e || !(o->seconds > 0 && o->seconds < 86400))
-				goto bad;
-			break;
-		}
-		case 'W': {
-			char *e;
-
-			o->warmup = strtod(optarg, &e);
-			if (*e || !(o->warmup >= 0 && o->warmup < 86400))
-				goto bad;
-			break;
-		}
-		case 'n':
-			if (parse_u64(optarg, &o->lines) || o->lines == 0)
-				goto bad;
-			break;
-		case 'S':
-			if (parse_u64(optarg, &o->seed))
-				goto bad;
-			break;
-		case 't':
-			if (parse_u64(optarg, &v) || v == 0 || v > 60000)
-				goto bad;
-			o->tick_ms = (unsigned)v;
-			break;
-		case 'c':
-			if (parse_u64(optarg, &v) || v < 1024 || v > (1u << 24) || (v & (v - 1)))
-				goto bad;
-			o->table_capacity = (uint32_t)v;
-			break;
-		case 'C':
-			if (parse_u64(optarg, &v) || v > (1u << 24) || (v & (v - 1)))
-				goto bad;
-			o->table_capacity_max = (uint32_t)v;
-			break;
-		case 'R':
-			if (parse_u64(optarg, &o->series_reserve) || o->series_reserve > DTS_MAX_SERIES_LIMIT)
-				goto bad;
-			break;
-		case 'p':
-			if (parse_u64(optarg, &v) || v == 0 || v > 4095)
-				goto bad;
-			o->pool_mb = (size_t)v;
-			break;
-		case 'q':
-			o->quiet = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 1;
-		default:
-			usage(stderr);
-			return -EINVAL;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "bench_engine: unexpected argument '%s'\n", argv[optind]);
-		return -EINVAL;
-	}
-	return 0;
-bad:
-	for (const struct option *x = lo; x->name; x++)
-		if (x->val == c)
-			fprintf(stderr, "bench_engine: bad value '%s' for --%s (see --help)\n", optarg, x->name);
-	return -EINVAL;
+	o->quiet = 0;
+	return opt_parse("bench_engine", argc, argv, lo, take_opt, o, &o->quiet, usage);
 }
 
 /* ---- the run ------------------------------------------------------------------------------------------------------- */
@@ -427,15 +328,6 @@ struct run {
 	int64_t wall_ns;
 	uint64_t steps;
 };
-
-static void step_merger(struct dts_merger *m, int64_t now_ms, struct run *r)
-{
-	int64_t t0 = mono_ns();
-
-	dts_merger_step(m, now_ms);
-	r->merge_ns += mono_ns() - t0;
-	r->steps++;
-}
 
 /*
  * Feed up to o->burst datagrams from pool index *i on (fewer at the pool's end or at --lines), then tick. Returns
@@ -498,7 +390,7 @@ static void run(const struct opts *o, const struct pool *p, struct dts_merger *m
 		t1 = mono_ns();
 		r->ingest_ns += t1 - t0;
 		if (handed || now_ms - last_step_ms >= MERGE_PERIOD_MS) {
-			step_merger(m, now_ms, r);
+			merger_step_timed(m, now_ms, &r->merge_ns, &r->steps);
 			last_step_ms = now_ms;
 		}
 		if (o->lines ? r->lines >= o->lines : t1 >= t_end)
@@ -517,9 +409,7 @@ static void run(const struct opts *o, const struct pool *p, struct dts_merger *m
 		}
 	}
 	/* Hand over and fold the last table too, so that every line fed was also folded (short --lines runs included). */
-	dts_core_flush(c);
-	if (dts_core_tick(c, real_ms()))
-		step_merger(m, real_ms(), r);
+	core_flush_fold(c, m, &r->merge_ns, &r->steps);
 	r->wall_ns = mono_ns() - t_start;
 }
 
@@ -532,13 +422,13 @@ int main(int argc, char **argv)
 	struct dts_core_stats cs, cs0;
 	struct dts_merger_stats ms, ms0;
 	struct run r;
-	uint64_t rejected = 0, dropped = 0, core_dropped = 0;
+	uint64_t rejected = 0, dropped, core_dropped;
 	char mixs[64];
 	double rss, rss_base;
 	int rc = parse_opts(argc, argv, &o);
 
 	if (rc)
-		return rc > 0 ? 0 : 2;
+		return rc == 1 ? 0 : 2;
 	format_mix(o.mix, mixs, sizeof(mixs));
 	if (pool_build(&p, &o) != 0) {
 		fprintf(stderr, "bench_engine: cannot allocate the %zu MB datagram pool\n", o.pool_mb);
@@ -599,12 +489,7 @@ int main(int argc, char **argv)
 		cs.rejected[i] -= cs0.rejected[i];
 		rejected += cs.rejected[i];
 	}
-	for (int i = 0; i < DTS_DROP_COUNT; i++) {
-		cs.dropped[i] -= cs0.dropped[i];
-		ms.dropped[i] -= ms0.dropped[i];
-		core_dropped += cs.dropped[i];
-		dropped += cs.dropped[i] + ms.dropped[i];
-	}
+	dropped = drops_since(cs.dropped, cs0.dropped, ms.dropped, ms0.dropped, &core_dropped);
 	rss = rss_mb();
 
 	printf("SUMMARY bench=engine names=%" PRIu64 " mix=%s lines_per_datagram=%u burst=%u table_capacity=%u"
@@ -641,18 +526,9 @@ int main(int argc, char **argv)
 			r.lines, cs.lines, cs.samples);
 		rc = 1;
 	}
-	if (dropped) {
-		fprintf(stderr, "bench_engine: note: dropped:");
-		for (int i = 0; i < DTS_DROP_COUNT; i++)
-			if (cs.dropped[i] || ms.dropped[i])
-				fprintf(stderr, " %s=%" PRIu64 "/%" PRIu64, dts_drop_name((enum dts_drop)i), cs.dropped[i],
-					ms.dropped[i]);
-		fprintf(stderr, " (core/merger)\n");
-	}
+	note_dropped("bench_engine", cs.dropped, ms.dropped);
 
-	dts_merger_destroy(m, real_ms());
-	dts_rcu_barrier();
-	dts_rcu_unregister_thread();
+	merger_teardown(m);
 	pool_free(&p);
 	return rc;
 }

@@ -16,7 +16,6 @@
  * Output: one line per round (unless --quiet), then one SUMMARY line with the first and the best round of each kind.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,33 +47,12 @@ static void usage(FILE *f)
 /* 0: run; 1: --help printed; 2: bad arguments (said on stderr). */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	static const struct option lo[] = { { "mb", required_argument, NULL, 'm' },
-					    { "rounds", required_argument, NULL, 'r' },
-					    { "quiet", no_argument, NULL, 'q' },
-					    { "help", no_argument, NULL, 'h' },
-					    { NULL, 0, NULL, 0 } };
-	int ch, rc;
+	const struct num_opt nums[] = { { "mb", 2, 65536, &o->mb }, { "rounds", 1, 100, &o->rounds } };
 
 	o->mb = 1024;
 	o->rounds = 3;
 	o->quiet = 0;
-	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		switch (ch) {
-		case 'm':
-			if (opt_u64("bench_fault", "mb", optarg, 2, 65536, &o->mb) != 0)
-				return 2;
-			break;
-		case 'r':
-			if (opt_u64("bench_fault", "rounds", optarg, 1, 100, &o->rounds) != 0)
-				return 2;
-			break;
-		default:
-			if ((rc = opt_common(ch, &o->quiet, usage)) != 0)
-				return rc;
-			break;
-		}
-	}
-	return opt_no_operands("bench_fault", argc, argv, usage) ? 2 : 0;
+	return opt_parse_nums("bench_fault", argc, argv, nums, 2, &o->quiet, usage);
 }
 
 struct round {

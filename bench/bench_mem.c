@@ -57,7 +57,7 @@ static int parse_spans(const char *s, struct opts *o)
 	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		uint64_t v;
 
-		if (o->nspans == SPANS_MAX || parse_u64(tok, &v) != 0 || v < 1 || v > 65536)
+		if (o->nspans == SPANS_MAX || parse_u64_in(tok, 1, 65536, &v) != 0)
 			return -EINVAL;
 		o->spans_mb[o->nspans++] = v;
 	}

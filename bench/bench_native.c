@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench_common.h"
 #include "dts/bytes.h"
@@ -74,14 +73,6 @@ static const struct dts_native_key *lookup(void *ctx, uint32_t id)
 {
 	(void)ctx;
 	return id == KEY_ID ? &key : NULL;
-}
-
-static int64_t real_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void usage(FILE *f)
@@ -301,28 +292,6 @@ struct run {
 	uint64_t steps;
 };
 
-static void step(struct dts_merger *m, int64_t now_ms, struct run *r)
-{
-	int64_t t0 = mono_ns();
-
-	dts_merger_step(m, now_ms);
-	r->merge_ns += mono_ns() - t0;
-	r->steps++;
-}
-
-static double rss_mb(void)
-{
-	FILE *f = fopen("/proc/self/statm", "r");
-	unsigned long size = 0, res = 0;
-
-	if (f) {
-		if (fscanf(f, "%lu %lu", &size, &res) != 2)
-			res = 0;
-		fclose(f);
-	}
-	return (double)res * 4096.0 / (1 << 20);
-}
-
 /* Feed the pool for seconds (cycling, re-sequenced between passes); r holds this run's figures only. */
 static void feed(const struct opts *o, struct pool *p, struct dts_merger *m, struct dts_core *c, double seconds,
 		 struct run *r)
@@ -348,7 +317,7 @@ static void feed(const struct opts *o, struct pool *p, struct dts_merger *m, str
 		t1 = mono_ns();
 		r->ingest_ns += t1 - t0;
 		if (handed || now_ms - last_step_ms >= MERGE_PERIOD_MS) {
-			step(m, now_ms, r);
+			merger_step_timed(m, now_ms, &r->merge_ns, &r->steps);
 			last_step_ms = now_ms;
 		}
 		if (i == p->n) {
@@ -377,7 +346,7 @@ int main(int argc, char **argv)
 	struct dts_core_stats cs, cs0 = { 0 };
 	struct dts_merger_stats ms, ms0 = { 0 };
 	struct run r = { 0 };
-	uint64_t rejected = 0, dropped = 0;
+	uint64_t rejected = 0, dropped;
 	int64_t now_ms;
 	char mixs[64];
 	int rc = parse_opts(argc, argv, &o);
@@ -416,9 +385,7 @@ int main(int argc, char **argv)
 		dts_merger_stats_read(m, &ms0);
 	}
 	feed(&o, &p, m, c, o.seconds, &r);
-	dts_core_flush(c);
-	if (dts_core_tick(c, real_ms()))
-		step(m, real_ms(), &r);
+	core_flush_fold(c, m, &r.merge_ns, &r.steps);
 
 	dts_core_stats_read(c, &cs);
 	dts_merger_stats_read(m, &ms);
@@ -430,11 +397,7 @@ int main(int argc, char **argv)
 		cs.native_rejected[i] -= cs0.native_rejected[i];
 		rejected += cs.native_rejected[i];
 	}
-	for (int i = 0; i < DTS_DROP_COUNT; i++) {
-		cs.dropped[i] -= cs0.dropped[i];
-		ms.dropped[i] -= ms0.dropped[i];
-		dropped += cs.dropped[i] + ms.dropped[i];
-	}
+	dropped = drops_since(cs.dropped, cs0.dropped, ms.dropped, ms0.dropped, NULL);
 	double secs = (double)(r.ingest_ns + r.merge_ns) / 1e9;
 
 	printf("SUMMARY bench=native clients=%u series=%u mix=%s values=%u warmup=%.0f datagrams=%" PRIu64
@@ -465,17 +428,8 @@ int main(int argc, char **argv)
 			r.partials, cs.partials);
 		rc = 1;
 	}
-	if (dropped) {
-		fprintf(stderr, "bench_native: note: dropped:");
-		for (int i = 0; i < DTS_DROP_COUNT; i++)
-			if (cs.dropped[i] || ms.dropped[i])
-				fprintf(stderr, " %s=%" PRIu64 "/%" PRIu64, dts_drop_name((enum dts_drop)i), cs.dropped[i],
-					ms.dropped[i]);
-		fprintf(stderr, " (core/merger)\n");
-	}
-	dts_merger_destroy(m, real_ms());
-	dts_rcu_barrier();
-	dts_rcu_unregister_thread();
+	note_dropped("bench_native", cs.dropped, ms.dropped);
+	merger_teardown(m);
 	pool_free(&p);
 	return rc;
 }

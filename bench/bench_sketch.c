@@ -9,7 +9,6 @@
  * call are the function's Ir over `calls`.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,38 +33,15 @@ static void usage(FILE *f)
 		   "  --help      this text\n");
 }
 
+/* 0: run; 1: --help printed; 2: bad arguments (said on stderr). */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	static const struct option lo[] = { { "pairs", required_argument, NULL, 'p' },
-					    { "calls", required_argument, NULL, 'c' },
-					    { "seed", required_argument, NULL, 's' },
-					    { "quiet", no_argument, NULL, 'q' },
-					    { "help", no_argument, NULL, 'h' },
-					    { NULL, 0, NULL, 0 } };
-	int ch, rc;
+	const struct num_opt nums[] = { { "pairs", 1, 100000, &o->pairs },
+					{ "calls", 1, 10000000000ULL, &o->calls },
+					{ "seed", 0, UINT64_MAX, &o->seed } };
 
 	*o = (struct opts){ .pairs = 2000, .calls = 2000000, .seed = 1 };
-	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		switch (ch) {
-		case 'p':
-			if (opt_u64("bench_sketch", "pairs", optarg, 1, 100000, &o->pairs) != 0)
-				return 2;
-			break;
-		case 'c':
-			if (opt_u64("bench_sketch", "calls", optarg, 1, 10000000000ULL, &o->calls) != 0)
-				return 2;
-			break;
-		case 's':
-			if (opt_u64("bench_sketch", "seed", optarg, 0, UINT64_MAX, &o->seed) != 0)
-				return 2;
-			break;
-		default:
-			if ((rc = opt_common(ch, &o->quiet, usage)) != 0)
-				return rc;
-			break;
-		}
-	}
-	return opt_no_operands("bench_sketch", argc, argv, usage) ? 2 : 0;
+	return opt_parse_nums("bench_sketch", argc, argv, nums, 3, &o->quiet, usage);
 }
 
 /* A sketch of 50-500 lognormal values (median 20, sigma 1). Returns 0 or the error of dts_sketch_add. */

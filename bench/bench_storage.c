@@ -102,23 +102,6 @@ struct opts {
 
 /* ---- helpers ---------------------------------------------------------------------------------------------------- */
 
-static int64_t thread_cpu_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* CPU time of the whole process (every thread) */
-static int64_t process_cpu_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static uint64_t rng_state; /* bench_common's splitmix64, seeded by --seed */
 
 static double rng_lognormal(void)
@@ -295,11 +278,11 @@ static void phase_close(struct dts_storage *st, const struct opts *o, int64_t h0
 			struct dts_storage_stats s;
 			int64_t c0, c1;
 
-			c0 = thread_cpu_ns();
+			c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 			t0 = mono_ns();
 			fns.minute_closed(fns.ctx, cm); /* the merger's side: must not wait */
 			t1 = mono_ns();
-			c1 = thread_cpu_ns();
+			c1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 			if (t1 - t0 > r->push_ns_max)
 				r->push_ns_max = t1 - t0;
 			if (c1 - c0 > r->push_cpu_ns_max)
@@ -318,14 +301,14 @@ static void phase_close(struct dts_storage *st, const struct opts *o, int64_t h0
 				(double)s.batch_ns_last / 1e9,
 				(double)(mono_ns() - t0) / 1e9);
 		} else {
-			const int64_t c0 = process_cpu_ns();
+			const int64_t c0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
 			int rc;
 
 			t0 = mono_ns();
 			rc = dts_storage_write_minute(st, cm);
 			t1 = mono_ns();
 			r->close_ns[m] = t1 - t0;
-			r->close_cpu_ns = process_cpu_ns() - c0;
+			r->close_cpu_ns = clock_ns(CLOCK_PROCESS_CPUTIME_ID) - c0;
 			if (rc != 0) {
 				fprintf(stderr, "bench_storage: writing minute %u: %s\n", m, strerror(-rc));
 				r->errors++;
@@ -516,7 +499,8 @@ static struct dts_storage *phase_checkpoints(struct dts_storage *st, const struc
 	}
 	dts_storage_stats_read(st, &s0);
 	for (unsigned c = 0; c < o->checkpoints; c++) {
-		const int64_t t0 = mono_ns(), c0 = thread_cpu_ns(), p0 = process_cpu_ns();
+		const int64_t t0 = mono_ns(), c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+		const int64_t p0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
 
 		for (size_t from = 0; from < cm->n; from += slice) {
 			struct dts_closed_minute part = {
@@ -530,10 +514,10 @@ static struct dts_storage *phase_checkpoints(struct dts_storage *st, const struc
 			}
 		}
 		wall += mono_ns() - t0;
-		cpu += thread_cpu_ns() - c0;
-		pcpu += process_cpu_ns() - p0;
+		cpu += clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0;
+		pcpu += clock_ns(CLOCK_PROCESS_CPUTIME_ID) - p0;
 		fprintf(stderr, "checkpoint %u: %.3f s, %.3f s CPU (this thread)\n", c, (double)(mono_ns() - t0) / 1e9,
-			(double)(thread_cpu_ns() - c0) / 1e9);
+			(double)(clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0) / 1e9);
 	}
 	dts_storage_stats_read(st, &s1);
 	r->wall_s = (double)wall / 1e9 / o->checkpoints;

@@ -8,7 +8,6 @@
  * meanwhile, so that the CPU is otherwise busy as under load (the wake-up then also preempts one of them).
  * Prints one SUMMARY line.
  */
-#include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,38 +37,15 @@ static void usage(FILE *f)
 		   "  --help        this text\n");
 }
 
+/* 0: run; 1: --help printed; 2: bad arguments (said on stderr). */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	static const struct option lo[] = { { "sleep-us", required_argument, NULL, 's' },
-					    { "wakes", required_argument, NULL, 'w' },
-					    { "busy", required_argument, NULL, 'b' },
-					    { "quiet", no_argument, NULL, 'q' },
-					    { "help", no_argument, NULL, 'h' },
-					    { NULL, 0, NULL, 0 } };
-	int ch, rc;
+	const struct num_opt nums[] = { { "sleep-us", 1, 1000000, &o->sleep_us },
+					{ "wakes", 10, 10000000, &o->wakes },
+					{ "busy", 0, BUSY_MAX, &o->busy } };
 
 	*o = (struct opts){ .sleep_us = 1000, .wakes = 2000 };
-	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		switch (ch) {
-		case 's':
-			if (opt_u64("bench_wake", "sleep-us", optarg, 1, 1000000, &o->sleep_us) != 0)
-				return 2;
-			break;
-		case 'w':
-			if (opt_u64("bench_wake", "wakes", optarg, 10, 10000000, &o->wakes) != 0)
-				return 2;
-			break;
-		case 'b':
-			if (opt_u64("bench_wake", "busy", optarg, 0, BUSY_MAX, &o->busy) != 0)
-				return 2;
-			break;
-		default:
-			if ((rc = opt_common(ch, &o->quiet, usage)) != 0)
-				return rc;
-			break;
-		}
-	}
-	return opt_no_operands("bench_wake", argc, argv, usage) ? 2 : 0;
+	return opt_parse_nums("bench_wake", argc, argv, nums, 3, &o->quiet, usage);
 }
 
 static void *spin(void *arg)
@@ -78,14 +54,6 @@ static void *spin(void *arg)
 	while (!atomic_load_explicit(&stop, memory_order_relaxed))
 		;
 	return NULL;
-}
-
-static int64_t thread_cpu_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 int main(int argc, char **argv)
@@ -107,11 +75,11 @@ int main(int argc, char **argv)
 	}
 	nap = (struct timespec){ .tv_sec = (time_t)(o.sleep_us / 1000000),
 				 .tv_nsec = (long)(o.sleep_us % 1000000) * 1000 };
-	cpu0 = thread_cpu_ns();
+	cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	wall0 = mono_ns();
 	for (uint64_t i = 0; i < o.wakes; i++)
 		clock_nanosleep(CLOCK_MONOTONIC, 0, &nap, NULL);
-	cpu = thread_cpu_ns() - cpu0;
+	cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
 	wall = mono_ns() - wall0;
 	atomic_store(&stop, true);
 	for (unsigned i = 0; i < started; i++)

@@ -56,8 +56,6 @@
 #define SLICE_MAX_NS 10000000LL /* longest: 10 ms, so the stop flag and low rates stay responsive */
 #define ERR_BACKOFF_NS 1000000LL /* after a failed send (e.g. ECONNREFUSED: nobody listening) */
 
-static const char *const type_word[DTS_NTYPES] = { "counter", "timer", "gauge", "set" };
-
 struct opts {
 	char host[64];
 	uint16_t port;
@@ -69,7 +67,7 @@ struct opts {
 	unsigned lpd; /* lines per datagram, 0 = packed */
 	unsigned passes; /* at least this many lines per name in a pool (each with its own value) */
 	uint64_t seed;
-	bool quiet;
+	int quiet;
 };
 
 struct dgram_meta {
@@ -99,33 +97,6 @@ struct sender {
 static _Atomic bool stop_flag;
 
 /* ---- traffic (same generator shape as bench_engine.c) ------------------------------------------------------------- */
-
-
-
-
-
-static uint64_t mix64(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static enum dts_type name_type(const struct opts *o, uint64_t k)
-{
-	uint64_t z = mix64(k + 0x9e3779b97f4a7c15ULL);
-	unsigned total = 0, r;
-
-	for (int t = 0; t < DTS_NTYPES; t++)
-		total += o->mix[t];
-	r = (unsigned)(z % total);
-	for (int t = 0; t < DTS_NTYPES; t++) {
-		if (r < o->mix[t])
-			return (enum dts_type)t;
-		r -= o->mix[t];
-	}
-	return DTS_COUNTER;
-}
 
 /*
  * A pseudo-random permutation of [0, K): a bijection on [0, 2^b) (odd multiply, xor-shift, add, all mod 2^b, keyed by
@@ -170,8 +141,8 @@ static uint64_t perm_at(const struct perm *p, uint64_t i)
 
 static int gen_line(const struct opts *o, uint64_t k, uint64_t *rng, char *out, enum dts_type *type_out)
 {
-	enum dts_type t = name_type(o, k);
-	int n = snprintf(out, MAX_LINE_GEN, "proc%u.%s_%" PRIu64 ":", (unsigned)(k % 50), type_word[t], k);
+	enum dts_type t = mix_type(o->mix, k);
+	int n = gen_name(out, MAX_LINE_GEN, k, t);
 
 	switch (t) {
 	case DTS_COUNTER:
@@ -275,7 +246,6 @@ static void sender_free(struct sender *s)
 }
 
 /* ---- sending ------------------------------------------------------------------------------------------------------- */
-
 
 static void sleep_until(int64_t t_ns)
 {
@@ -387,8 +357,6 @@ static void usage(FILE *out)
 		PACK_BYTES, MIN_POOL_LINES);
 }
 
-
-
 /* Loopback only: 127.0.0.0/8 or ::1. Fills the address. Returns 0 or -EINVAL. */
 static int loopback_addr(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -417,6 +385,39 @@ static int loopback_addr(const char *host, uint16_t port, struct sockaddr_storag
 	return -EINVAL;
 }
 
+/* dattss-load's own options, for opt_parse; the traffic options go to opt_traffic. Returns 0 when arg was taken,
+ * -EINVAL when it is not a valid value, 1 when ch is none of them. */
+static int take_opt(int ch, const char *arg, void *ctx)
+{
+	struct opts *o = ctx;
+	uint64_t v;
+	char *e;
+
+	switch (ch) {
+	case 'H':
+		if (strlen(arg) >= sizeof(o->host))
+			return -EINVAL;
+		strcpy(o->host, arg);
+		return 0;
+	case 'P':
+		if (parse_u64_in(arg, 1, 65535, &v))
+			return -EINVAL;
+		o->port = (uint16_t)v;
+		return 0;
+	case 'T':
+		return parse_uint_in(arg, 1, 64, &o->threads);
+	case 'r':
+		o->rate = strtod(arg, &e);
+		return *e || e == arg || !(o->rate >= 0 && o->rate < 1e10) ? -EINVAL : 0;
+	case 's':
+		return parse_seconds(arg, &o->seconds);
+	case 'p':
+		return parse_uint_in(arg, 1, 1000, &o->passes);
+	default:
+		return opt_traffic(ch, arg, &o->names, o->mix, &o->lpd, &o->seed);
+	}
+}
+
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option lo[] = {
@@ -434,9 +435,6 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	uint64_t v;
-	char *e;
-	int c;
 
 	memset(o, 0, sizeof(*o));
 	strcpy(o->host, "127.0.0.1");
@@ -449,76 +447,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->lpd = 0;
 	o->passes = 1;
 	o->seed = 1;
-	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		switch (c) {
-		case 'H':
-			if (strlen(optarg) >= sizeof(o->host))
-				goto bad;
-			strcpy(o->host, optarg);
-			break;
-		case 'P':
-			if (parse_u64(optarg, &v) || v == 0 || v > 65535)
-				goto bad;
-			o->port = (uint16_t)v;
-			break;
-		case 'T':
-			if (parse_u64(optarg, &v) || v == 0 || v > 64)
-				goto bad;
-			o->threads = (unsigned)v;
-			break;
-		case 'r':
-			o->rate = strtod(optarg, &e);
-			if (*e || e == optarg || !(o->rate >= 0 && o->rate < 1e10))
-				goto bad;
-			break;
-		case 's':
-			o->seconds = strtod(optarg, &e);
-			if (*e || e == optarg || !(o->seconds > 0 && o->seconds < 86400))
-				goto bad;
-			break;
-		case 'k':
-			if (parse_u64(optarg, &o->names) || o->names == 0 || o->names > 100000000)
-				goto bad;
-			break;
-		case 'm':
-			if (parse_mix(optarg, o->mix))
-				goto bad;
-			break;
-		case 'l':
-			if (parse_u64(optarg, &v) || v > 64)
-				goto bad;
-			o->lpd = (unsigned)v;
-			break;
-		case 'p':
-			if (parse_u64(optarg, &v) || v == 0 || v > 1000)
-				goto bad;
-			o->passes = (unsigned)v;
-			break;
-		case 'S':
-			if (parse_u64(optarg, &o->seed))
-				goto bad;
-			break;
-		case 'q':
-			o->quiet = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 1;
-		default:
-			usage(stderr);
-			return -EINVAL;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "dattss-load: unexpected argument '%s'\n", argv[optind]);
-		return -EINVAL;
-	}
-	return 0;
-bad:
-	for (const struct option *x = lo; x->name; x++)
-		if (x->val == c)
-			fprintf(stderr, "dattss-load: bad value '%s' for --%s (see --help)\n", optarg, x->name);
-	return -EINVAL;
+	return opt_parse("dattss-load", argc, argv, lo, take_opt, o, &o->quiet, usage);
 }
 
 /* ---- main ---------------------------------------------------------------------------------------------------------- */
@@ -550,7 +479,7 @@ int main(int argc, char **argv)
 	int rc = parse_opts(argc, argv, &o);
 
 	if (rc)
-		return rc > 0 ? 0 : 2;
+		return rc == 1 ? 0 : 2;
 	if (loopback_addr(o.host, o.port, &ss, &slen) != 0) {
 		fprintf(stderr,
 			"dattss-load: refusing --host '%s': this load generator only sends to loopback "
