@@ -1,13 +1,13 @@
 # DaTtSs - the two commands:
 #   make run    install what is missing, build, and run dattssd on embedded defaults (dashboard on http://127.0.0.1:8080/)
 #   make test   install what is missing, build (plain, ASan+UBSan, TSan, fuzz) and run every test tier
-# Other targets: build (programs in build/bin/), bench, fuzz, clean.
+# Other targets: build (programs in build/bin/), bench, bench-targets (every performance target, ~4 min), fuzz, clean.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 FUZZ_SECONDS ?= 30
 RUN_ARGS ?=
 
-.PHONY: all build run test deps deps-test test-plain test-browser test-asan test-tsan fuzz bench clean
+.PHONY: all build run test deps deps-test test-plain test-browser test-asan test-tsan fuzz bench bench-targets clean
 
 all: build
 
@@ -67,6 +67,10 @@ test: test-plain test-browser test-asan test-tsan fuzz
 
 bench: build
 	bench/run-e2e.sh
+
+# The benchmark of each performance target of the engine issue, with the verdict (docs/performance.md).
+bench-targets: build
+	bench/targets.sh --build-dir $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan $(BUILD)-fuzz
