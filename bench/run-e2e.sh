@@ -12,13 +12,16 @@
 #           cpu_s_per_million_lines=... dropped=... rejected=... (then samples, aggregated_loss_pct, kernel_rcvbuf_errors,
 #           server_rss_mb, server_rss_idle_mb, series_live, send_rate, mix, lines_per_datagram, sender_threads,
 #           workers_hit, server_user_s, server_sys_s, server_ctx_switches, lines_per_ctx_switch, rx_cpu_s,
-#           merger_cpu_s, storage_cpu_s, server_page_faults)
+#           merger_cpu_s, storage_cpu_s, server_page_faults, paused_s, socket_dropped_datagrams)
 # rx_cpu_s, merger_cpu_s and storage_cpu_s split server_cpu_s by thread (/proc/PID/task/*/stat, by thread name): the
 # UDP receive workers (their recvmmsg system time included), the merger, and the storage thread with RocksDB's
 # background threads; the rest is the stream, HTTP, alert and main threads. They tell which side bounds a run.
 # server_page_faults counts the daemon's minor page faults over the same time (/proc/PID/stat): first touches of
 # memory, mostly while series and tables grow; each costs ~12 us of CPU on the paravirtualised test VM, a 2 MiB
 # huge page one fault for 512 pages (docs/performance.md, "Session 8").
+# paused_s is the time the UDP workers left their sockets unread while their core was saturated (udp_backpressure: the
+# merger behind), socket_dropped_datagrams what the kernel dropped at their sockets meanwhile (SO_MEMINFO), both
+# from /metrics over the run.
 # server_ctx_switches counts the context switches of all of dattssd's threads (/proc/PID/task/*/status, voluntary and
 # involuntary) over the load and the settle time: mostly receive-worker wake-ups, the cost recv_coalesce_us cuts.
 # lines_counted is what the workers received and decoded; samples is what was aggregated, which is less when the
@@ -278,13 +281,18 @@ dropped=$(metric_sum dattss_dropped_total <<<"$m1")
 rejected=$(metric_sum dattss_rejected_lines_total <<<"$m1")
 series=$(metric_sum dattss_series_live <<<"$m1")
 workers_hit=$(awk '/^dattss_received_lines_total\{/ && $NF > 0 { n++ } END { print n + 0 }' <<<"$m1")
+# udp_backpressure: time the workers left their sockets unread, and what their sockets dropped (both over the run)
+paused0=$(awk '$1 == "dattss_receive_paused_seconds_total" { print $2 }' <<<"$m0")
+paused1=$(awk '$1 == "dattss_receive_paused_seconds_total" { print $2 }' <<<"$m1")
+sdrops0=$(metric_sum dattss_socket_dropped_datagrams_total <<<"$m0")
+sdrops=$(($(metric_sum dattss_socket_dropped_datagrams_total <<<"$m1") - sdrops0))
 clk=$(getconf CLK_TCK)
 
 awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_counted" -v c0="$cpu0" -v c1="$cpu1" \
 	-v clk="$clk" -v dropped="$dropped" -v rejected="$rejected" -v samples="$samples" -v rcv=$((rcv1 - rcv0)) \
 	-v rss="$rss" -v rss_idle="$rss_idle" -v series="$series" -v srate="$send_rate" -v mix="$mix" -v lpd="$lpd" \
 	-v threads="$threads" -v hit="$workers_hit" -v ctx=$((ctx1 - ctx0)) -v t0="$thr0" -v t1="$thr1" \
-	-v pf=$((pf1 - pf0)) 'BEGIN {
+	-v pf=$((pf1 - pf0)) -v p0="${paused0:-0}" -v p1="${paused1:-0}" -v sdrops="$sdrops" 'BEGIN {
 	split(c0, a, " "); split(c1, b, " "); split(t0, ta, " "); split(t1, tb, " ")
 	user = (b[1] - a[1]) / clk; sys = (b[2] - a[2]) / clk; cpu = user + sys
 	loss = sent > 0 ? (sent - counted) * 100 / sent : 0
@@ -301,7 +309,7 @@ awk -v names="$names" -v rate="$rate" -v sent="$lines_sent" -v counted="$lines_c
 	printf " server_ctx_switches=%s lines_per_ctx_switch=%.0f", ctx, (ctx > 0 ? counted / ctx : 0)
 	printf " rx_cpu_s=%.2f merger_cpu_s=%.2f storage_cpu_s=%.2f", (tb[1] - ta[1]) / clk, (tb[2] - ta[2]) / clk, \
 		(tb[3] - ta[3]) / clk
-	printf " server_page_faults=%s\n", pf
+	printf " server_page_faults=%s paused_s=%.3f socket_dropped_datagrams=%s\n", pf, p1 - p0, sdrops
 }'
 if [ "$dropped" != 0 ]; then
 	echo "run-e2e: dropped by reason: $(awk '/^dattss_dropped_total\{/ && $NF > 0 { printf "%s%s=%s", sep, $1, $NF; sep = " " }' <<<"$m1")" >&2

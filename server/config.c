@@ -109,6 +109,8 @@ static const struct key keys[] = {
 	  "longest sleep after a wake-up that emptied the socket, for more datagrams per wake-up, 0..10000; 0 = off" },
 	{ "rcvbuf_bytes", K_BYTES, FIELD(rcvbuf_bytes), 0, RCVBUF_MAX, false, "BYTES",
 	  "SO_RCVBUF per socket (K/M/G suffix ok), up to 1G; 0 = system default" },
+	{ "udp_backpressure", K_BOOL, FIELD(udp_backpressure), 0, 0, false, NULL,
+	  "a saturated worker leaves its socket unread (the socket buffer queues) instead of dropping" },
 	{ "tick_ms", K_UINT, FIELD(tick_ms), 10, 60000, false, "MS", "table hand-over period to the merger, 10..60000" },
 	{ "grace_s", K_UINT, FIELD(grace_s), 0, 60, false, "S", "seconds after a minute ends before it is closed, 0..60" },
 	{ "max_past_skew_s", K_I64, FIELD(max_past_skew_s), 0, 86400, false, "S",
@@ -203,6 +205,7 @@ void dts_config_defaults(struct dts_config *c)
 	c->recv_batch = 64;
 	c->recv_coalesce_us = 10000;
 	c->rcvbuf_bytes = 8u << 20;
+	c->udp_backpressure = true;
 	c->tick_ms = 1000;
 	c->grace_s = 10;
 	c->max_past_skew_s = 600;

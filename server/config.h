@@ -94,6 +94,9 @@ struct dts_config {
 	unsigned recv_coalesce_us; /* longest sleep of a UDP worker after a short burst, so that the next recvmmsg()
 				    * takes more datagrams per wake-up (receive.c) [2000; 0..10000, 0 = off] */
 	unsigned rcvbuf_bytes; /* SO_RCVBUF per socket [8388608; 0..1073741824, 0 = system default] */
+	bool udp_backpressure; /* a UDP worker whose core is saturated leaves its socket unread until a clean table is
+				* free, instead of reading on and dropping what the full table cannot take (receive.c)
+				* [true] */
 
 	/* Aggregation timing */
 	unsigned tick_ms; /* how often workers hand tables to the merger [1000; 10..60000] */

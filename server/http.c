@@ -304,6 +304,12 @@ static enum MHD_Result metrics(struct dts_http_req *req)
 		metric_u64(&b, "dattss_receive_calls_total", "counter",
 			   "Receive calls (recvmmsg, recv) that returned data: packets / calls is the batch per wake-up.",
 			   rs.recv_calls);
+		metric_f64(&b, "dattss_receive_paused_seconds_total", "counter",
+			   "Time UDP workers left their sockets unread while their core was saturated (udp_backpressure).",
+			   6, (double)rs.paused_ns / 1e9);
+		metric_u64(&b, "dattss_socket_dropped_datagrams_total", "counter",
+			   "Datagrams the kernel dropped at the UDP workers' sockets (receive buffer full).",
+			   rs.socket_drops);
 	}
 	if (h->ctx.storage) {
 		struct dts_storage_stats ss;

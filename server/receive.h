@@ -42,6 +42,10 @@ struct dts_receiver_stats {
 	uint64_t tcp_refused; /* connections closed at once because DTS_RECV_MAX_TCP were open */
 	uint64_t denied; /* UDP datagrams dropped because their source is not in statsd_allow */
 	uint64_t tcp_denied; /* TCP connections closed at once because their source is not in statsd_allow */
+	uint64_t paused_ns; /* time UDP workers left their sockets unread because their core was saturated
+			     * (udp_backpressure) */
+	uint64_t socket_drops; /* datagrams the kernel dropped at the UDP workers' sockets (SO_MEMINFO's drop count,
+				* 32 bits per socket in the kernel: it wraps), read when the stats are read */
 };
 
 /*

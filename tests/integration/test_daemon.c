@@ -755,6 +755,95 @@ Test(daemon, sparse_datagrams_are_received_within_a_bounded_time)
 	passed();
 }
 
+/* ---- udp_backpressure: a saturated worker leaves its socket unread --------------------------------------------- */
+
+enum { BP_NAMES = 40000, BP_PER_DGRAM = 50 };
+
+/* The receive buffer the daemon can get: root forces 8 MiB (SO_RCVBUFFORCE), anyone else is capped by rmem_max. */
+static bool bp_buffer_too_small(void)
+{
+	FILE *f = fopen("/proc/sys/net/core/rmem_max", "r");
+	long v = 0;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return geteuid() != 0 && v < (4L << 20);
+}
+
+/*
+ * Start one worker with tables of 1,024 buckets that never grow (each takes 896 series at most and is handed over
+ * at 512), a tick long enough that only full tables are handed over, and 4 datagrams per recvmmsg (one call adds at
+ * most 200 series to a saturated table: within its room), with udp_backpressure set by flag; send BP_NAMES distinct
+ * counters in a burst (800 datagrams of 50 lines, from one socket) and wait until every value is either aggregated or
+ * dropped. Fills in what /metrics says of the run.
+ */
+static void bp_run(const char *flag, double *samples, double *table_full, double *paused)
+{
+	static const char *const tf[] = { "reason", "table_full", NULL };
+	const char *const extra[] = { "--workers", "1", "--table-capacity", "1024", "--table-capacity-max", "0",
+				      "--tick-ms", "60000", "--recv-batch", "4", flag, NULL };
+	struct dh_daemon d;
+	char err[256], dgram[BP_PER_DGRAM * 24];
+	int rc = dh_start(&d, extra, err, sizeof(err)), fd;
+	double got = -1, prev;
+
+	cr_assert_eq(rc, 0, "cannot start %s %s: %s", DATTSSD_PATH, flag, err);
+	fd = dh_udp_socket(&d);
+	cr_assert_geq(fd, 0, "udp socket: %s", strerror(-fd));
+	for (int i = 0; i < BP_NAMES; i += BP_PER_DGRAM) {
+		size_t len = 0;
+
+		for (int k = i; k < i + BP_PER_DGRAM; k++)
+			len += (size_t)snprintf(dgram + len, sizeof(dgram) - len, "bp.c%d:1|c\n", k);
+		rc = dh_udp_send(fd, dgram, len);
+		cr_assert_eq(rc, 0, "udp send: %s", strerror(-rc));
+	}
+	close(fd);
+	/* Settled: every line received, and the aggregated count unchanged for half a second. */
+	for (int64_t deadline = dh_now_ms() + WAIT_MS; dh_now_ms() < deadline; dh_sleep_ms(500)) {
+		prev = got;
+		got = dh_metric(&d, "dattss_samples_total", NULL, NULL);
+		if (dh_metric(&d, "dattss_received_lines_total", NULL, NULL) >= BP_NAMES && got == prev)
+			break;
+	}
+	*samples = got;
+	*table_full = dh_metric(&d, "dattss_dropped_total", tf, NULL);
+	*paused = dh_metric(&d, "dattss_receive_paused_seconds_total", NULL, NULL);
+	cr_expect_eq(dh_metric(&d, "dattss_received_lines_total", NULL, NULL), BP_NAMES,
+		     "%s: the worker received %.0f of %d lines", flag,
+		     dh_metric(&d, "dattss_received_lines_total", NULL, NULL), BP_NAMES);
+	cr_expect_eq(*samples + *table_full, BP_NAMES, "%s: %.0f aggregated + %.0f dropped of %d lines", flag, *samples,
+		     *table_full, BP_NAMES);
+	dh_stop(&d, 10000);
+	if (*samples + *table_full != BP_NAMES)
+		dh_dump_log(&d, stderr);
+	dh_destroy(&d);
+}
+
+/*
+ * A burst of new series faster than the merger folds tables: with udp_backpressure (the default) the worker leaves
+ * the datagrams in its socket while its tables are all with the merger, and every value is aggregated; without it,
+ * the same burst overflows the tables and values are dropped (table_full), which is what shows the burst does
+ * saturate the worker.
+ */
+Test(backpressure, a_saturated_worker_waits_and_loses_nothing, .timeout = 60)
+{
+	double samples, table_full, paused;
+
+	if (bp_buffer_too_small())
+		cr_skip_test("net.core.rmem_max below 4 MiB and not root: the socket cannot queue the burst");
+	bp_run("--udp-backpressure", &samples, &table_full, &paused);
+	cr_expect_eq(samples, BP_NAMES, "with backpressure: %.0f of %d values aggregated", samples, BP_NAMES);
+	cr_expect_eq(table_full, 0, "with backpressure: %.0f values dropped as table_full", table_full);
+	cr_expect_gt(paused, 0, "the worker never paused: the burst did not saturate it");
+	bp_run("--no-udp-backpressure", &samples, &table_full, &paused);
+	cr_expect_gt(table_full, 0, "without backpressure the burst lost nothing: it did not saturate the worker");
+	cr_expect_eq(paused, 0, "without backpressure the worker paused for %.3f s", paused);
+}
+
 /* ---- command line (no daemon left running) ----------------------------------------------------------------------- */
 
 Test(cli, help_exits_zero_and_lists_flags, .timeout = 20)

@@ -181,6 +181,8 @@ static const struct good goods[] = {
 	{ "rcvbuf_bytes", "16M", "rcvbuf_bytes = 16777216" },
 	{ "rcvbuf_bytes", "1G", "rcvbuf_bytes = 1073741824" },
 	{ "rcvbuf_bytes", "1073741824", "rcvbuf_bytes = 1073741824" },
+	{ "udp_backpressure", "false", "udp_backpressure = false" },
+	{ "udp_backpressure", "on", "udp_backpressure = true" },
 	{ "tick_ms", "10", "tick_ms = 10" },
 	{ "table_capacity", "1024", "table_capacity = 1024" },
 	{ "table_capacity", "16777216", "table_capacity = 16777216" },
@@ -264,7 +266,7 @@ static void flag_of(const char *key, char *out)
 
 static bool is_bool_key(const char *key)
 {
-	return strcmp(key, "cpu_pin") == 0 || strcmp(key, "split_process") == 0;
+	return strcmp(key, "cpu_pin") == 0 || strcmp(key, "split_process") == 0 || strcmp(key, "udp_backpressure") == 0;
 }
 
 /* Can the value be written unquoted in a config file and read back the same? */
@@ -438,6 +440,7 @@ static const struct bad bads[] = {
 	{ "cpu_pin", "", "true/false" },
 	{ "cpu_pin", "2", "got '2'" },
 	{ "cpu_pin", "tru", "true/false" },
+	{ "udp_backpressure", "sometimes", "true/false" },
 	{ "recv_batch", "0", "between 1 and 1024" },
 	{ "recv_batch", "1025", "between 1 and 1024" },
 	{ "recv_coalesce_us", "10001", "between 0 and 10000" },
@@ -1133,9 +1136,10 @@ Test(config, dump_names_the_config_file_and_every_key)
 	snprintf(want, sizeof(want), "# config file: %s\n", conf);
 	cr_expect(strstr(d, want), "%s", d);
 	static const char *const keys[] = { "data_dir", "bind", "statsd_port", "unix_socket", "http_port", "workers",
-					    "cpu_pin", "recv_batch", "recv_coalesce_us", "rcvbuf_bytes", "tick_ms",
-					    "grace_s", "max_past_skew_s", "max_future_skew_s", "user",
-					    "default_process", "split_process", "process_sep", "log_level" };
+					    "cpu_pin", "recv_batch", "recv_coalesce_us", "rcvbuf_bytes",
+					    "udp_backpressure", "tick_ms", "grace_s", "max_past_skew_s",
+					    "max_future_skew_s", "user", "default_process", "split_process", "process_sep",
+					    "log_level" };
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		snprintf(want, sizeof(want), "\n%s = ", keys[i]);
 		cr_expect(strstr(d, want), "dump lacks %s:\n%s", keys[i], d);

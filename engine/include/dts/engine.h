@@ -400,8 +400,9 @@ bool dts_core_tick(struct dts_core *c, int64_t now_ms);
 
 /*
  * True when the core's table is past its hand-over mark and no clean table was free at the last dts_core_tick: further
- * new series or timer values may be dropped (counted). Receivers that can push back on their sender (TCP, tests) stop
- * reading while this holds; UDP receivers cannot and keep going. RX core only.
+ * new series or timer values may be dropped (counted). Receivers that can wait stop reading while this holds and call
+ * dts_core_tick until it no longer does: dattssd's TCP connections (flow control slows the sender) and its UDP
+ * workers while their socket buffer can queue (udp_backpressure). RX core only.
  */
 bool dts_core_saturated(const struct dts_core *c);
 
