@@ -782,6 +782,66 @@ Test(merger, many_new_series_in_one_fold_do_not_crowd_the_index)
 	cr_expect_geq(st.index_slots, 2 * 100000);
 }
 
+/* Timer series of quantiles_cb: how many it saw, and how many do not show what timer k's values give. */
+struct tq {
+	unsigned seen, wrong;
+	char first_wrong[160];
+};
+
+/* Series t.n<k> had the values (k + 1) * j for j = 1..4: count 4, min and max exact, quantiles within 2%. */
+static int quantiles_cb(void *ctx, const struct dts_series_view *v)
+{
+	struct tq *c = ctx;
+	unsigned k;
+	double u;
+
+	if (v->type != DTS_TIMER || sscanf(v->counter, "n%u", &k) != 1)
+		return 0;
+	c->seen++;
+	u = k + 1.0;
+	if (!v->cur || v->cur->count != 4 || v->cur->min != u || v->cur->max != 4 * u ||
+	    fabs(v->cur->bot10 - u) > 0.0201 * u || fabs(v->cur->p50 - 2 * u) > 0.0201 * 2 * u ||
+	    fabs(v->cur->top10 - 3 * u) > 0.0201 * 3 * u) {
+		if (!c->wrong++)
+			snprintf(c->first_wrong, sizeof(c->first_wrong), "%s: count %g min %g max %g bot10 %g p50 %g "
+				 "top10 %g, for %g", v->counter, v->cur ? v->cur->count : NAN, v->cur ? v->cur->min : NAN,
+				 v->cur ? v->cur->max : NAN, v->cur ? v->cur->bot10 : NAN, v->cur ? v->cur->p50 : NAN,
+				 v->cur ? v->cur->top10 : NAN, u);
+	}
+	return 0;
+}
+
+/*
+ * A table of many series folds its timer log grouped by bucket instead of in arrival order (merger.c, tlog_grouped):
+ * every value must still reach its own series' sketch. 20,000 timer series, four values each, sent round-robin (each
+ * series' values far apart in the log) into one table; each series' quantiles are those of its own four values.
+ */
+Test(merger, a_large_table_timer_values_reach_their_own_sketches)
+{
+	static char dgram[1000 * 32];
+	struct dts_core *c = start_keyed(0, 1u << 16);
+	struct dts_merger_stats st;
+	struct tq q = { 0 };
+
+	for (unsigned j = 1; j <= 4; j++)
+		for (unsigned k = 0; k < 20000;) {
+			size_t len = 0;
+
+			for (unsigned n = 0; n < 1000; n++, k++)
+				len += (size_t)snprintf(dgram + len, sizeof(dgram) - len, "t.n%u:%u|ms\n", k, (k + 1) * j);
+			cr_assert_eq(dts_core_ingest(c, dgram, len, T0 + 1), 1000);
+		}
+	dts_core_flush(c);
+	cr_assert(dts_core_tick(c, (T0 + 1) * 1000));
+	dts_merger_step(m, (T0 + 5) * 1000);
+	dts_merger_stats_read(m, &st);
+	cr_assert_eq(st.tables_folded, 1, "all in one table");
+	cr_assert_eq(st.series_created, 20000);
+	dts_merger_read_current(m, NULL, quantiles_cb, &q);
+	cr_expect_eq(q.seen, 20000);
+	cr_expect_eq(q.wrong, 0, "%u wrong, first: %s", q.wrong, q.first_wrong);
+}
+
 /* Series seen by sums_cb, and how many of them do not show the sum it expects (the value of feed_range). */
 struct sums {
 	unsigned seen, wrong;
