@@ -754,6 +754,21 @@ Test(merger, a_gauge_delta_in_the_next_slot_of_one_table_adds_to_the_value)
 	}
 }
 
+/* Ingest the lines fmt(k, (k + 1) * j) for k in [0, n) (n a multiple of 1,000), 1,000 to a datagram, on c at now_s;
+ * each datagram must aggregate all of its lines. */
+static void ingest_numbered(struct dts_core *c, int64_t now_s, unsigned n, const char *fmt, unsigned j)
+{
+	static char dgram[1000 * 32];
+
+	for (unsigned k = 0; k < n;) {
+		size_t len = 0;
+
+		for (unsigned i = 0; i < 1000; i++, k++)
+			len += (size_t)snprintf(dgram + len, sizeof(dgram) - len, fmt, k, (k + 1) * j);
+		cr_assert_eq(dts_core_ingest(c, dgram, len, now_s), 1000);
+	}
+}
+
 /*
  * The fold visits hashes in order, so the new series of one table all home below the point it has reached: many of
  * them at once into a small index must not pile up into one cluster that every addition walks. 100,000 new series
@@ -761,17 +776,10 @@ Test(merger, a_gauge_delta_in_the_next_slot_of_one_table_adds_to_the_value)
  */
 Test(merger, many_new_series_in_one_fold_do_not_crowd_the_index)
 {
-	static char dgram[1000 * 24];
 	struct dts_core *c = start_keyed(0, 1u << 18);
 	struct dts_merger_stats st;
 
-	for (unsigned k = 0; k < 100000;) {
-		size_t len = 0;
-
-		for (unsigned j = 0; j < 1000; j++, k++)
-			len += (size_t)snprintf(dgram + len, sizeof(dgram) - len, "p.n%u:1|c\n", k);
-		cr_assert_eq(dts_core_ingest(c, dgram, len, T0 + 1), 1000);
-	}
+	ingest_numbered(c, T0 + 1, 100000, "p.n%u:1|c\n", 0);
 	dts_core_flush(c);
 	cr_assert(dts_core_tick(c, (T0 + 1) * 1000));
 	dts_merger_step(m, (T0 + 1) * 1000);
@@ -818,19 +826,12 @@ static int quantiles_cb(void *ctx, const struct dts_series_view *v)
  */
 Test(merger, a_large_table_timer_values_reach_their_own_sketches)
 {
-	static char dgram[1000 * 32];
 	struct dts_core *c = start_keyed(0, 1u << 16);
 	struct dts_merger_stats st;
 	struct tq q = { 0 };
 
 	for (unsigned j = 1; j <= 4; j++)
-		for (unsigned k = 0; k < 20000;) {
-			size_t len = 0;
-
-			for (unsigned n = 0; n < 1000; n++, k++)
-				len += (size_t)snprintf(dgram + len, sizeof(dgram) - len, "t.n%u:%u|ms\n", k, (k + 1) * j);
-			cr_assert_eq(dts_core_ingest(c, dgram, len, T0 + 1), 1000);
-		}
+		ingest_numbered(c, T0 + 1, 20000, "t.n%u:%u|ms\n", j);
 	dts_core_flush(c);
 	cr_assert(dts_core_tick(c, (T0 + 1) * 1000));
 	dts_merger_step(m, (T0 + 5) * 1000);
