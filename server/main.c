@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "dts/cpu.h"
 #include "dts/engine.h"
 #include "dts/dpdk_rx.h"
 #include "dts/storage.h"
@@ -30,6 +31,8 @@
 #include "notify.h"
 #include "receive.h"
 #include "users.h"
+
+DTS_CPU_CHECK("dattssd")
 
 /*
  * The merger wakes this often while the cores hand tables over: well under the default 1 s tick so lag stays small.

@@ -29,8 +29,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "dts/cpu.h"
 #include "dts/storage.h"
 #include "tool_cmds.h"
+
+DTS_CPU_CHECK("dattss")
 
 #ifndef DTS_VERSION
 #define DTS_VERSION "0.1.0"

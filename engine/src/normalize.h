@@ -77,8 +77,9 @@ static inline size_t dts__keep_span_scalar(const char *p, size_t n, char sep, si
 
 #if defined(__SSSE3__)
 /*
- * With SSSE3 (x86-64-v2, what Rel builds target) 16 bytes are classified at once by two nibble lookups (pshufb):
- * byte c is kept when lo[c & 15] & hi[c >> 4] != 0, where each bit stands for one row of the ASCII table:
+ * With SSSE3 (x86-64-v2 and up; every build targets x86-64-v3 unless DTS_MARCH says otherwise, CMakeLists.txt) 16
+ * bytes are classified at once by two nibble lookups (pshufb): byte c is kept when lo[c & 15] & hi[c >> 4] != 0,
+ * where each bit stands for one row of the ASCII table:
  *   bit 0: 0x2d-0x2e "-."    bit 1: 0x30-0x39 digits    bit 2: 0x41-0x4f, 0x61-0x6f    bit 3: 0x50-0x5a, 0x5f
  *   bit 4: 0x70-0x7a
  * pshufb gives 0 for an index byte >= 0x80, so bytes >= 0x80 are never kept. Spans of 8..32 bytes take no loop and
