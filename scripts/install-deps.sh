@@ -5,7 +5,7 @@
 set -eu
 want="cmake make gcc pkg-config liburcu-dev libssl-dev libmicrohttpd-dev libjansson-dev libcriterion-dev librocksdb-dev rocksdb-tools libdpdk-dev libcurl4-openssl-dev"
 if [ "${1:-run}" = "test" ]; then
-  want="$want clang libclang-rt-dev curl iproute2 iputils-ping ethtool chromium"
+  want="$want clang libclang-rt-dev curl iproute2 iputils-ping ethtool chromium qemu-user"
 fi
 # The dashboard (web/) is built with npm and esbuild. A node that ships its own npm (e.g. nodesource's nodejs, which
 # conflicts with Debian's npm package) is used as it is.
