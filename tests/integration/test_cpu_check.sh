@@ -17,7 +17,10 @@ if [ "$MARCH" != "x86-64-v3" ]; then
 	echo "$NAME: skipped (built for $MARCH, the test is for x86-64-v3)"
 	exit 0
 fi
-command -v qemu-x86_64 >/dev/null 2>&1 || { echo "$NAME: FAIL: qemu-x86_64 not found (scripts/install-deps.sh test)"; exit 1; }
+if ! command -v qemu-x86_64 >/dev/null 2>&1; then
+	echo "$NAME: FAIL: qemu-x86_64 not found (scripts/install-deps.sh test)"
+	exit 1
+fi
 
 # check PROG CPU WANT_STATUS WANT_TEXT ARG: run PROG ARG on CPU, compare its exit status and look for WANT_TEXT.
 check() {
@@ -34,7 +37,8 @@ check() {
 	fi
 }
 
-check "$DATTSSD" Nehalem 1 "dattssd: this build targets x86-64-v3, and this CPU lacks AVX2; build for it with cmake -DDTS_MARCH=x86-64-v2" --help
+want="this build targets x86-64-v3, and this CPU lacks AVX2; build for it with cmake -DDTS_MARCH=x86-64-v2"
+check "$DATTSSD" Nehalem 1 "dattssd: $want" --help
 check "$DATTSS" Nehalem 1 "dattss: this build targets x86-64-v3, and this CPU lacks AVX2" --version
 check "$DATTSSD" Haswell 0 "Usage: dattssd" --help
 check "$DATTSS" Haswell 0 "dattss 0." --version
