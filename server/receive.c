@@ -280,6 +280,16 @@ static void coalesce(struct udp_worker *w, uint64_t got, uint64_t bytes, bool mo
 	clock_nanosleep(CLOCK_MONOTONIC, 0, &(struct timespec){ .tv_sec = 0, .tv_nsec = w->sleep_ns }, NULL);
 }
 
+/* The kernel's memory figures of socket fd (SO_MEMINFO: the buffer's use and limit, its drops). False when it has
+ * none to give. Safe on a socket another thread reads. */
+static bool sock_meminfo(int fd, uint32_t mem[SK_MEMINFO_VARS])
+{
+	socklen_t len = SK_MEMINFO_VARS * sizeof(uint32_t);
+
+	return fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) == 0 &&
+	       len == SK_MEMINFO_VARS * sizeof(uint32_t);
+}
+
 /*
  * udp_backpressure: called while the worker's core is saturated (its table past the hand-over mark and no clean table
  * free: the merger is behind). Tries the hand-over again and, when no table is free yet, sleeps PAUSE_NS without
@@ -294,13 +304,11 @@ static void coalesce(struct udp_worker *w, uint64_t got, uint64_t bytes, bool mo
 static bool backpressure_wait(struct udp_worker *w)
 {
 	uint32_t mem[SK_MEMINFO_VARS];
-	socklen_t len = sizeof(mem);
 	int64_t t0;
 
 	if (dts_core_tick(w->core, dts_now_ms()) || !dts_core_saturated(w->core))
 		return false;
-	if (getsockopt(w->fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0 || len <= SK_MEMINFO_RCVBUF * sizeof(uint32_t) ||
-	    mem[SK_MEMINFO_RMEM_ALLOC] >= mem[SK_MEMINFO_RCVBUF] / 2)
+	if (!sock_meminfo(w->fd, mem) || mem[SK_MEMINFO_RMEM_ALLOC] >= mem[SK_MEMINFO_RCVBUF] / 2)
 		return false;
 	t0 = mono_ns();
 	clock_nanosleep(CLOCK_MONOTONIC, 0, &(struct timespec){ .tv_sec = 0, .tv_nsec = PAUSE_NS }, NULL);
@@ -754,10 +762,8 @@ void dts_receiver_stats_read(const struct dts_receiver *r, struct dts_receiver_s
 	 * on a socket another thread reads is safe; the sockets live as long as r. */
 	for (unsigned i = 0; i < r->nworkers; i++) {
 		uint32_t mem[SK_MEMINFO_VARS];
-		socklen_t len = sizeof(mem);
 
-		if (r->workers[i].fd >= 0 && getsockopt(r->workers[i].fd, SOL_SOCKET, SO_MEMINFO, mem, &len) == 0 &&
-		    len > SK_MEMINFO_DROPS * sizeof(uint32_t))
+		if (sock_meminfo(r->workers[i].fd, mem))
 			out->socket_drops += mem[SK_MEMINFO_DROPS];
 	}
 }

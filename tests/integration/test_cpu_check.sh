@@ -24,8 +24,9 @@ fi
 
 # check PROG CPU WANT_STATUS WANT_TEXT ARG: run PROG ARG on CPU, compare its exit status and look for WANT_TEXT.
 check() {
-	out=$(qemu-x86_64 -cpu "$2" "$1" "$5" 2>&1 | grep -v "^qemu-x86_64: warning")
-	status=$(qemu-x86_64 -cpu "$2" "$1" "$5" >/dev/null 2>&1; echo $?)
+	out=$(qemu-x86_64 -cpu "$2" "$1" "$5" 2>&1)
+	status=$?
+	out=$(printf '%s\n' "$out" | grep -v "^qemu-x86_64: warning")
 	if [ "$status" != "$3" ]; then
 		echo "$NAME: FAIL: $(basename "$1") $5 on $2 exited $status, want $3; it said: $out"
 		fail=1

@@ -33,7 +33,7 @@ static inline void dts_cpu_check(const char *prog)
 #endif
 	if (!missing && !__builtin_cpu_supports("ssse3"))
 		missing = "SSSE3";
-	else if (!missing && !__builtin_cpu_supports("sse4.2"))
+	if (!missing && !__builtin_cpu_supports("sse4.2"))
 		missing = "SSE4.2";
 	if (missing) {
 		fprintf(stderr,
