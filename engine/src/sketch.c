@@ -54,6 +54,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "dts/bytes.h"
 #include "dts/sketch.h"
@@ -92,6 +95,8 @@ _Static_assert(DTS_SKETCH_MAX_BINS >= 4 && DTS_SKETCH_MAX_BINS <= 65535, "nbins 
 #define MIN_SPARSE_CAP 4
 
 _Static_assert(DTS_SKETCH_SPARSE_MAX >= MIN_SPARSE_CAP && DTS_SKETCH_SPARSE_MAX <= 255, "a store's nnz is uint8");
+_Static_assert(MIN_SPARSE_CAP >= 4 && (MIN_SPARSE_CAP & (MIN_SPARSE_CAP - 1)) == 0 && DTS_SKETCH_SPARSE_MAX % 8 == 0,
+	       "sp_lower reads a sparse store's keys 8 at a time, or 4 when its capacity is 4");
 
 /* GCC/clang vectors (any target; SSE2 here) for arithmetic done lane by lane exactly as the scalar code would:
  * quantile values (two Newton solves at once) and quantiles2's scaling of bins that line up. */
@@ -259,11 +264,39 @@ static inline int32_t item_key(const struct dts_sketch_store *st, uint32_t i)
 	return st->sparse ? sp_keys(st)[i] : st->lo + (int32_t)i;
 }
 
-/* Index of the first entry of a sparse store whose key is >= k (nnz when none). */
+/*
+ * Index of the first entry of a sparse store whose key is >= k (nnz when none), k inside the store's span (so within
+ * int16). The keys are sorted, so that index is the number of keys below k: with SSE2 it is counted 8 keys at a time
+ * with no branch on the keys, where a binary search mispredicts about half of its 6 steps (callgrind: 3.8 mispredicts
+ * per timer value folded into a sparse store). A store's key array holds cap keys, cap a power of two >= 4, so the
+ * 16-byte loads stay inside it when cap >= 8 and a store of cap 4 is read with one 8-byte load; lanes past nnz are
+ * masked off.
+ */
 static inline uint32_t sp_lower(const struct dts_sketch_store *st, int32_t k)
 {
 	const int16_t *key = sp_keys(st);
-	uint32_t lo = 0, hi = st->nnz;
+	const uint32_t n = st->nnz;
+#if defined(__SSE2__)
+	const __m128i kv = _mm_set1_epi16((int16_t)k);
+	uint32_t below = 0;
+
+	if (st->cap < 8) {
+		const __m128i v = _mm_loadl_epi64((const __m128i *)(const void *)key);
+
+		return (uint32_t)__builtin_popcount((unsigned)_mm_movemask_epi8(_mm_cmpgt_epi16(kv, v)) &
+						    ((1u << (2 * n)) - 1)) / 2;
+	}
+	for (uint32_t i = 0; i < n; i += 8) {
+		const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(key + i));
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpgt_epi16(kv, v));
+
+		if (n - i < 8)
+			m &= (1u << (2 * (n - i))) - 1;
+		below += (uint32_t)__builtin_popcount(m);
+	}
+	return below / 2;
+#else
+	uint32_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		uint32_t mid = (lo + hi) >> 1;
@@ -274,6 +307,7 @@ static inline uint32_t sp_lower(const struct dts_sketch_store *st, int32_t k)
 			hi = mid;
 	}
 	return lo;
+#endif
 }
 
 size_t dts_sketch_heap_bytes(const struct dts_sketch *s)
