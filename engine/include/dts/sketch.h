@@ -81,8 +81,8 @@ int dts_sketch_add(struct dts_sketch *s, double v, double w);
  * Add weight w to the bin of a precomputed level-0 key (as produced by dts_sketch_key) with the sign of the original
  * value (negative != 0 for values < 0). key == INT32_MIN means the zero bin. Returns 0, -EINVAL (key0 outside what
  * dts_sketch_key returns, or w not in (0, FLT_MAX]) or -ENOMEM; the sketch is unchanged on error. Amortised O(1) in a
- * dense store; in a sparse one a binary search over at most DTS_SKETCH_SPARSE_MAX entries, and moving up to that many
- * when the key is new.
+ * dense store; in a sparse one the entries below the key are counted (at most DTS_SKETCH_SPARSE_MAX, 16 or 8 to a
+ * vector compare), and up to that many are moved when the key is new.
  * This is how the merger folds the keys that RX cores computed. For v not NaN, dts_sketch_add(s, v, w) is exactly
  * dts_sketch_add_key(s, |v| <= DTS_SKETCH_MIN_VALUE ? INT32_MIN : dts_sketch_key(v), v < 0, w).
  */
