@@ -27,8 +27,10 @@
  *   SUMMARY bench=engine names=K mix=... lines_per_datagram=N burst=B table_capacity=C table_capacity_max=M warmup=S
  *           series_reserve=R lines=... seconds=... lines_per_sec=...
  *           ns_per_line=... ingest_ns_per_line=... merge_ns_per_line=... rejected=... dropped=... rss_mb=...
- *           rss_base_mb=... series_live=... bytes_per_series=...
- * Every figure after warmup= is for the measured run only (the --warmup seconds are fed first and not counted).
+ *           rss_base_mb=... series_live=... bytes_per_series=... table_buckets=...
+ * Every figure after warmup= is for the measured run only (the --warmup seconds are fed first and not counted), except
+ * table_buckets: the buckets of the core's tables together at the end (dts_merger_stats.table_buckets; 3 tables,
+ * so 3 x 2^21 once they have grown to --table-capacity-max 2097152).
  * Memory: rss_base_mb is VmRSS once the pool is built and the merger created (before any line; with --series-reserve,
  * before the merger is created, so that the reserve counts), rss_mb at the end;
  * bytes_per_series = (rss_mb - rss_base_mb) / series_live. It includes everything the run made resident besides the
@@ -495,13 +497,14 @@ int main(int argc, char **argv)
 	printf("SUMMARY bench=engine names=%" PRIu64 " mix=%s lines_per_datagram=%u burst=%u table_capacity=%u"
 	       " table_capacity_max=%u warmup=%.0f series_reserve=%" PRIu64 " lines=%" PRIu64 " seconds=%.3f lines_per_sec=%.0f ns_per_line=%.2f ingest_ns_per_line=%.2f merge_ns_per_line=%.2f"
 	       " rejected=%" PRIu64 " dropped=%" PRIu64 " rss_mb=%.1f rss_base_mb=%.1f series_live=%" PRIu64
-	       " bytes_per_series=%.0f\n",
+	       " bytes_per_series=%.0f table_buckets=%" PRIu64 "\n",
 	       o.names, mixs, o.lpd, o.burst, o.table_capacity, o.table_capacity_max, o.warmup,
 	       o.series_reserve, r.lines, (double)r.wall_ns / 1e9,
 	       (double)r.lines / ((double)r.wall_ns / 1e9),
 	       (double)r.wall_ns / (double)r.lines, (double)r.ingest_ns / (double)r.lines,
 	       (double)r.merge_ns / (double)r.lines, rejected, dropped, rss, rss_base, ms.series_live,
-	       ms.series_live && rss >= 0 ? (rss - rss_base) * 1048576.0 / (double)ms.series_live : 0.0);
+	       ms.series_live && rss >= 0 ? (rss - rss_base) * 1048576.0 / (double)ms.series_live : 0.0,
+	       ms.table_buckets);
 	fflush(stdout);
 	if (!o.quiet)
 		fprintf(stderr,

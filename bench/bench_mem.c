@@ -12,6 +12,14 @@
  *
  * Output: one line per span (unless --quiet), then one SUMMARY line. Exit 1 if the reads did not all happen (their
  * sum is checked, which also keeps the compiler from leaving them out).
+ *
+ * --work N puts N rounds of arithmetic (four independent chains of an add and a xor each, about 8 instructions a
+ * round, no memory) between two reads, as the engine decodes a line between two table accesses (~250 instructions:
+ * --work 30). --grouped issues the prefetches of the next AHEAD reads together, in a loop of their own, while the
+ * current AHEAD are read, instead of one prefetch per read. docs/performance.md, "Session 15", says what the two
+ * showed here: with work between the reads a spread read costs several times what the plain loop says, and grouped
+ * prefetches take most of that back in this loop - but not in the engine's line loop, where the same change was
+ * measured and left out.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,17 +38,23 @@ struct opts {
 	unsigned nspans;
 	uint64_t accesses;
 	unsigned ahead;
+	unsigned work;
+	int grouped;
 	int huge;
 	int quiet;
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: bench_mem [--spans MB,MB,...] [--accesses N] [--ahead N] [--no-huge] [--quiet]\n"
+	fprintf(f, "usage: bench_mem [--spans MB,MB,...] [--accesses N] [--ahead N] [--work N] [--grouped]\n"
+		   "                 [--no-huge] [--quiet]\n"
 		   "Random cache-line reads, packed vs spread over each span (see the header of bench/bench_mem.c).\n"
 		   "  --spans LIST    spans in MiB, comma-separated, 1..65536 each (default 4,16,64,256,1024)\n"
 		   "  --accesses N    reads per pattern and span (default 8388608)\n"
 		   "  --ahead N       prefetch distance in accesses, 0..64 (default 16, as the merger's fold)\n"
+		   "  --work N        rounds of arithmetic between two reads, 0..1000 (default 0; ~8 instructions\n"
+		   "                  each)\n"
+		   "  --grouped       prefetch the next AHEAD reads together, not one per read (needs --ahead >= 1)\n"
 		   "  --no-huge       advise against transparent huge pages (default: advise for them)\n"
 		   "  --quiet         only the SUMMARY line\n"
 		   "  --help          this text\n");
@@ -69,6 +83,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	static const struct option lo[] = { { "spans", required_argument, NULL, 's' },
 					    { "accesses", required_argument, NULL, 'n' },
 					    { "ahead", required_argument, NULL, 'a' },
+					    { "work", required_argument, NULL, 'w' },
+					    { "grouped", no_argument, NULL, 'g' },
 					    { "no-huge", no_argument, NULL, 'H' },
 					    { "quiet", no_argument, NULL, 'q' },
 					    { "help", no_argument, NULL, 'h' },
@@ -97,6 +113,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return 2;
 			o->ahead = (unsigned)v;
 			break;
+		case 'w':
+			if (opt_u64("bench_mem", "work", optarg, 0, 1000, &v) != 0)
+				return 2;
+			o->work = (unsigned)v;
+			break;
+		case 'g':
+			o->grouped = 1;
+			break;
 		case 'H':
 			o->huge = 0;
 			break;
@@ -106,21 +130,66 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		}
 	}
+	if (o->grouped && o->ahead == 0) {
+		fprintf(stderr, "bench_mem: --grouped needs --ahead of 1 or more (the size of a group)\n");
+		return 2;
+	}
 	return opt_no_operands("bench_mem", argc, argv, usage) ? 2 : 0;
 }
 
-/* Nanoseconds per read of base + idx[i] * step, prefetching ahead reads ahead. */
-static double run(const uint8_t *base, size_t step, const uint32_t *idx, uint64_t n, unsigned ahead, uint64_t *sink)
+static volatile uint64_t work_sink; /* where the arithmetic's result goes */
+
+/* rounds of arithmetic on four independent chains, kept by the empty asm (the compiler cannot fold them away) */
+static inline uint64_t work(uint64_t x, unsigned rounds)
 {
-	uint64_t sum = 0;
+	uint64_t a = x, b = x + 1, c = x + 2, d = x + 3;
+
+	for (unsigned i = 0; i < rounds; i++) {
+		a += i;
+		b ^= a;
+		c += b >> 3;
+		d ^= c + i;
+		__asm__ volatile("" : "+r"(a), "+r"(b), "+r"(c), "+r"(d));
+	}
+	return a ^ b ^ c ^ d;
+}
+
+/*
+ * Nanoseconds per read of base + idx[i] * step, with o->work rounds of arithmetic before each; prefetching o->ahead
+ * reads ahead, one per read, or (o->grouped) the next group of o->ahead reads all at once while a group is read.
+ */
+static double run(const struct opts *o, const uint8_t *base, size_t step, const uint32_t *idx, uint64_t n,
+		  uint64_t *sink)
+{
+	const unsigned ahead = o->ahead;
+	uint64_t sum = 0, w = 1;
 	int64_t t0 = mono_ns();
 
-	for (uint64_t i = 0; i < n; i++) {
-		if (ahead && i + ahead < n)
-			__builtin_prefetch(base + (size_t)idx[i + ahead] * step);
-		sum += base[(size_t)idx[i] * step];
+	if (!o->grouped) {
+		for (uint64_t i = 0; i < n; i++) {
+			if (ahead && i + ahead < n)
+				__builtin_prefetch(base + (size_t)idx[i + ahead] * step);
+			w = work(w, o->work);
+			sum += base[(size_t)idx[i] * step];
+		}
+	} else {
+		for (uint64_t g = 0; g < n; g += ahead) {
+			const uint64_t end = g + ahead < n ? g + ahead : n;
+			const uint64_t next_end = end + ahead < n ? end + ahead : n;
+
+			if (g == 0)
+				for (uint64_t i = 0; i < end; i++)
+					__builtin_prefetch(base + (size_t)idx[i] * step);
+			for (uint64_t i = end; i < next_end; i++)
+				__builtin_prefetch(base + (size_t)idx[i] * step);
+			for (uint64_t i = g; i < end; i++) {
+				w = work(w, o->work);
+				sum += base[(size_t)idx[i] * step];
+			}
+		}
 	}
 	*sink += sum;
+	work_sink ^= w;
 	return (double)(mono_ns() - t0) / (double)n;
 }
 
@@ -153,8 +222,8 @@ int main(int argc, char **argv)
 		memset(p, 1, bytes);
 		for (uint64_t i = 0; i < o.accesses; i++)
 			idx[i] = (uint32_t)rng_below(&rng, lines ? lines : 1);
-		dense[k] = run(p, 64, idx, o.accesses, o.ahead, &sink);
-		spread[k] = run(p, STRIDE, idx, o.accesses, o.ahead, &sink);
+		dense[k] = run(&o, p, 64, idx, o.accesses, &sink);
+		spread[k] = run(&o, p, STRIDE, idx, o.accesses, &sink);
 		munmap(p, bytes);
 		if (!o.quiet)
 			printf("span_mb=%llu lines=%zu dense_ns=%.2f spread_ns=%.2f\n",
@@ -166,7 +235,8 @@ int main(int argc, char **argv)
 			(unsigned long long)(2 * o.accesses * o.nspans));
 		return 1;
 	}
-	printf("SUMMARY bench=mem accesses=%llu ahead=%u huge=%d", (unsigned long long)o.accesses, o.ahead, o.huge);
+	printf("SUMMARY bench=mem accesses=%llu ahead=%u work=%u grouped=%d huge=%d", (unsigned long long)o.accesses,
+	       o.ahead, o.work, o.grouped, o.huge);
 	for (unsigned k = 0; k < o.nspans; k++)
 		printf(" spread_ns_%llumb=%.2f dense_ns_%llumb=%.2f", (unsigned long long)o.spans_mb[k], spread[k],
 		       (unsigned long long)o.spans_mb[k], dense[k]);

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# ab.sh - compare two builds of a benchmark on a noisy machine: alternated pairs, or instruction counts.
+#
+# The machines this project is measured on are shared: the same binary varies by 1.5-2x within minutes
+# (docs/performance.md). A difference between two builds is only worth reporting when it holds against that noise, so
+# this runs the two binaries (any benchmark of bench/ that prints a SUMMARY line) in alternated pairs, in ABBA order
+# (old-new, new-old, ...: a drift of the machine during the run favours neither), with the same arguments, and reports
+# for each figure asked for the median of each side, their ratio and in how many pairs the new one was higher: a
+# change that is real wins (or loses) nearly every pair, noise splits them.
+# --callgrind instead runs each binary once under valgrind's callgrind with branch simulation and reports the
+# instructions and the mispredicted branches it counts: the same on every run of an unchanged program, whatever
+# else the machine does (but a model: callgrind's branch predictor is not the CPU's, and instructions are not time).
+#
+# Prints a table of the runs on stderr and one line on stdout:
+#   SUMMARY bench=ab mode=pairs pairs=N args="..." old_args="..." new_args="..." <f>_old=M <f>_new=M <f>_ratio=R
+#           <f>_new_higher=K ...
+#   SUMMARY bench=ab mode=callgrind args="..." old_args="..." new_args="..." collect=... ir_old= ir_new= ir_ratio=
+#           mispredicts_old= mispredicts_new= mispredicts_ratio=
+# Exit status: 0 when every run printed its SUMMARY, 2 on bad usage or a missing binary or tool, 3 when a run failed.
+set -euo pipefail
+
+pairs=5
+fields=lines_per_sec
+cpu=
+callgrind=0
+collect=
+quiet=0
+old_args=()
+new_args=()
+
+usage() {
+	cat <<'EOF'
+usage: bench/ab.sh [options] OLD NEW [--] [benchmark arguments...]
+Runs two builds of a benchmark (OLD and NEW: paths of its binary, e.g. /tmp/base/bin/bench_engine and
+build/bin/bench_engine) with the same arguments, alternated, and compares the figures of their SUMMARY lines.
+  --pairs N         alternated pairs, 1..50, in ABBA order (default 5)
+  --fields A,B      SUMMARY fields to compare (default lines_per_sec); each gets the median of both sides, the
+                    ratio new/old and the number of pairs in which the new build's figure was higher
+  --cpu N           pin every run to CPU N (taskset)
+  --old-arg A       one more argument for the OLD runs only (repeat for several); with --new-arg, two settings
+  --new-arg A       of one binary compare (give the same binary as OLD and NEW)
+  --callgrind       instead of timed pairs: one run of each under valgrind --tool=callgrind --branch-sim=yes,
+                    comparing instructions and mispredicted branches (give the benchmark a fixed amount of work,
+                    e.g. bench_engine --lines N)
+  --collect F,G     with --callgrind: count only inside these functions (--toggle-collect), e.g.
+                    dts_core_ingest_burst,dts_merger_step; default: the whole program
+  --quiet           no table on stderr
+  --help
+Example:
+  bench/ab.sh --pairs 6 --cpu 1 /tmp/base/bin/bench_engine build/bin/bench_engine -- --names 10000 --seconds 3
+EOF
+}
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--pairs) pairs=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
+	--fields) fields=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
+	--cpu) cpu=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
+	--old-arg) [ $# -ge 2 ] || { usage >&2; exit 2; }; old_args+=("$2"); shift 2 ;;
+	--new-arg) [ $# -ge 2 ] || { usage >&2; exit 2; }; new_args+=("$2"); shift 2 ;;
+	--callgrind) callgrind=1; shift ;;
+	--collect) collect=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
+	--quiet) quiet=1; shift ;;
+	-h | --help) usage; exit 0 ;;
+	--) shift; break ;;
+	-*) echo "ab.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+	*) break ;;
+	esac
+done
+if [ $# -lt 2 ]; then
+	echo "ab.sh: give the OLD and the NEW binary (see --help)" >&2
+	exit 2
+fi
+old=$1
+new=$2
+shift 2
+[ "${1:-}" = -- ] && shift
+args=("$@")
+
+if ! [[ $pairs =~ ^[0-9]+$ ]] || [ "$pairs" -lt 1 ] || [ "$pairs" -gt 50 ]; then
+	echo "ab.sh: bad value '$pairs' for --pairs: a whole number from 1 to 50" >&2
+	exit 2
+fi
+if [ -n "$cpu" ]; then
+	if ! [[ $cpu =~ ^[0-9]+$ ]] || [ "$cpu" -ge "$(nproc --all)" ]; then
+		echo "ab.sh: bad value '$cpu' for --cpu: a CPU number below $(nproc --all)" >&2
+		exit 2
+	fi
+	command -v taskset >/dev/null || { echo "ab.sh: --cpu needs taskset (util-linux)" >&2; exit 2; }
+fi
+if ! [[ $fields =~ ^[a-z0-9_]+(,[a-z0-9_]+)*$ ]]; then
+	echo "ab.sh: bad value '$fields' for --fields: SUMMARY field names separated by commas" >&2
+	exit 2
+fi
+if [ -n "$collect" ] && [ "$callgrind" = 0 ]; then
+	echo "ab.sh: --collect applies to --callgrind only" >&2
+	exit 2
+fi
+for b in "$old" "$new"; do
+	[ -x "$b" ] || { echo "ab.sh: '$b' is not an executable file" >&2; exit 2; }
+done
+if [ "$callgrind" = 1 ]; then
+	for t in valgrind callgrind_annotate; do
+		command -v "$t" >/dev/null || { echo "ab.sh: --callgrind needs $t (apt install valgrind)" >&2; exit 2; }
+	done
+fi
+
+log() { [ "$quiet" = 1 ] || echo "$*" >&2; }
+
+# The value of key=value in a SUMMARY line (empty when absent).
+field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
+
+# The median of the numbers given (the mean of the two middle ones for an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2);
+	printf "%.10g\n", NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2 }'; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 == 0) print "nan"; else printf "%.4f\n", b / a }'; }
+
+# Run binary $1 with the benchmark arguments and then its side's own (the rest of the arguments; pinned with --cpu);
+# its SUMMARY line on stdout, exit 3 on failure.
+run_one() {
+	local out bin=$1 pin=()
+	shift
+	[ -n "$cpu" ] && pin=(taskset -c "$cpu")
+	if ! out=$("${pin[@]}" "$bin" "${args[@]}" "$@" 2>&1); then
+		echo "ab.sh: failed: $bin ${args[*]} $*" >&2
+		tail -20 <<<"$out" >&2
+		exit 3
+	fi
+	out=$(grep '^SUMMARY ' <<<"$out" | tail -1) || true
+	[ -n "$out" ] || { echo "ab.sh: no SUMMARY line from: $bin ${args[*]} $*" >&2; exit 3; }
+	echo "$out"
+}
+
+# Instructions and mispredicted branches of one callgrind run of binary $1 (its side's arguments after it):
+# "IR MISPREDICTS" on stdout.
+callgrind_one() {
+	local dir out totals bin=$1 pin=() tog=()
+	shift
+	dir=$(mktemp -d "${TMPDIR:-/tmp}/dattss-ab.XXXXXX")
+	[ -n "$cpu" ] && pin=(taskset -c "$cpu")
+	if [ -n "$collect" ]; then
+		IFS=, read -r -a fns <<<"$collect"
+		for f in "${fns[@]}"; do tog+=("--toggle-collect=$f"); done
+	fi
+	if ! out=$("${pin[@]}" valgrind --tool=callgrind --branch-sim=yes --callgrind-out-file="$dir/cg.out" \
+		"${tog[@]}" "$bin" "${args[@]}" "$@" 2>&1); then
+		echo "ab.sh: failed under callgrind: $bin ${args[*]} $*" >&2
+		tail -20 <<<"$out" >&2
+		rm -rf "$dir"
+		exit 3
+	fi
+	# PROGRAM TOTALS in the order of the events line, Ir Bc Bcm Bi Bim, each count maybe followed by its percentage
+	totals=$(callgrind_annotate "$dir/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { n = 0
+		for (i = 1; i <= NF; i++) if ($i ~ /^[0-9,]+$/) v[++n] = $i
+		print v[1], v[3]; exit }' | tr -d ,)
+	rm -rf "$dir"
+	[ -n "$totals" ] || { echo "ab.sh: no totals in the callgrind output of $bin" >&2; exit 3; }
+	echo "$totals"
+}
+
+if [ "$callgrind" = 1 ]; then
+	r=$(callgrind_one "$old" "${old_args[@]}") || exit 3
+	read -r ir_old bcm_old <<<"$r"
+	log "old $old: instructions $ir_old, mispredicted branches $bcm_old"
+	r=$(callgrind_one "$new" "${new_args[@]}") || exit 3
+	read -r ir_new bcm_new <<<"$r"
+	log "new $new: instructions $ir_new, mispredicted branches $bcm_new"
+	echo "SUMMARY bench=ab mode=callgrind args=\"${args[*]}\" old_args=\"${old_args[*]}\"" \
+		"new_args=\"${new_args[*]}\" collect=${collect:-all} ir_old=$ir_old ir_new=$ir_new" \
+		"ir_ratio=$(ratio "$ir_old" "$ir_new") mispredicts_old=$bcm_old mispredicts_new=$bcm_new" \
+		"mispredicts_ratio=$(ratio "$bcm_old" "$bcm_new")"
+	exit 0
+fi
+
+IFS=, read -r -a flist <<<"$fields"
+declare -A vals_old vals_new higher
+for f in "${flist[@]}"; do
+	vals_old[$f]=
+	vals_new[$f]=
+	higher[$f]=0
+done
+for i in $(seq 1 "$pairs"); do
+	if [ $((i % 2)) = 1 ]; then order=(old new); else order=(new old); fi
+	declare -A line=()
+	for side in "${order[@]}"; do
+		if [ "$side" = old ]; then
+			line[$side]=$(run_one "$old" "${old_args[@]}") || exit 3
+		else
+			line[$side]=$(run_one "$new" "${new_args[@]}") || exit 3
+		fi
+	done
+	row="pair $i/$pairs (${order[0]} first):"
+	for f in "${flist[@]}"; do
+		a=$(field "${line[old]}" "$f")
+		b=$(field "${line[new]}" "$f")
+		[ -n "$a" ] && [ -n "$b" ] || { echo "ab.sh: no $f= in the SUMMARY lines: ${line[old]}" >&2; exit 3; }
+		vals_old[$f]+=" $a"
+		vals_new[$f]+=" $b"
+		awk -v a="$a" -v b="$b" 'BEGIN { exit !(b + 0 > a + 0) }' && higher[$f]=$((higher[$f] + 1))
+		row+=" $f old $a new $b;"
+	done
+	log "$row"
+done
+summary="SUMMARY bench=ab mode=pairs pairs=$pairs args=\"${args[*]}\" old_args=\"${old_args[*]}\""
+summary+=" new_args=\"${new_args[*]}\""
+for f in "${flist[@]}"; do
+	# shellcheck disable=SC2086 # the values are space-separated numbers
+	mo=$(median ${vals_old[$f]})
+	# shellcheck disable=SC2086
+	mn=$(median ${vals_new[$f]})
+	summary+=" ${f}_old=$mo ${f}_new=$mn ${f}_ratio=$(ratio "$mo" "$mn") ${f}_new_higher=${higher[$f]}"
+done
+echo "$summary"
