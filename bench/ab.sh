@@ -8,14 +8,15 @@
 # for each figure asked for the median of each side, their ratio and in how many pairs the new one was higher: a
 # change that is real wins (or loses) nearly every pair, noise splits them.
 # --callgrind instead runs each binary once under valgrind's callgrind with branch simulation and reports the
-# instructions and the mispredicted branches it counts: the same on every run of an unchanged program, whatever
-# else the machine does (but a model: callgrind's branch predictor is not the CPU's, and instructions are not time).
+# instructions and the mispredicted conditional branches it counts (callgrind's Ir and Bcm): the same on every run of
+# an unchanged program, whatever else the machine does (but a model: callgrind's branch predictor is not the CPU's,
+# and instructions are not time).
 #
 # Prints a table of the runs on stderr and one line on stdout:
 #   SUMMARY bench=ab mode=pairs pairs=N args="..." old_args="..." new_args="..." <f>_old=M <f>_new=M <f>_ratio=R
 #           <f>_new_higher=K ...
 #   SUMMARY bench=ab mode=callgrind args="..." old_args="..." new_args="..." collect=... ir_old= ir_new= ir_ratio=
-#           mispredicts_old= mispredicts_new= mispredicts_ratio=
+#           cond_mispredicts_old= cond_mispredicts_new= cond_mispredicts_ratio=
 # Exit status: 0 when every run printed its SUMMARY, 2 on bad usage or a missing binary or tool, 3 when a run failed.
 set -euo pipefail
 
@@ -40,8 +41,8 @@ build/bin/bench_engine) with the same arguments, alternated, and compares the fi
   --old-arg A       one more argument for the OLD runs only (repeat for several); with --new-arg, two settings
   --new-arg A       of one binary compare (give the same binary as OLD and NEW)
   --callgrind       instead of timed pairs: one run of each under valgrind --tool=callgrind --branch-sim=yes,
-                    comparing instructions and mispredicted branches (give the benchmark a fixed amount of work,
-                    e.g. bench_engine --lines N)
+                    comparing instructions and mispredicted conditional branches (give the benchmark a fixed
+                    amount of work, e.g. bench_engine --lines N); --pairs and --fields do not apply
   --collect F,G     with --callgrind: count only inside these functions (--toggle-collect), e.g.
                     dts_core_ingest_burst,dts_merger_step; default: the whole program
   --quiet           no table on stderr
@@ -51,15 +52,21 @@ Example:
 EOF
 }
 
+# The value of option $1, which must have one ($2 is the rest of the command line).
+need_value() {
+	[ "$2" -ge 2 ] || { echo "ab.sh: $1 needs a value (see --help)" >&2; exit 2; }
+}
+
+pinned=0
 while [ $# -gt 0 ]; do
 	case $1 in
-	--pairs) pairs=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
-	--fields) fields=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
-	--cpu) cpu=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
-	--old-arg) [ $# -ge 2 ] || { usage >&2; exit 2; }; old_args+=("$2"); shift 2 ;;
-	--new-arg) [ $# -ge 2 ] || { usage >&2; exit 2; }; new_args+=("$2"); shift 2 ;;
+	--pairs) need_value "$1" $#; pairs=$2; shift 2 ;;
+	--fields) need_value "$1" $#; fields=$2; shift 2 ;;
+	--cpu) need_value "$1" $#; cpu=$2; pinned=1; shift 2 ;;
+	--old-arg) need_value "$1" $#; old_args+=("$2"); shift 2 ;;
+	--new-arg) need_value "$1" $#; new_args+=("$2"); shift 2 ;;
 	--callgrind) callgrind=1; shift ;;
-	--collect) collect=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
+	--collect) need_value "$1" $#; collect=$2; shift 2 ;;
 	--quiet) quiet=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	--) shift; break ;;
@@ -77,12 +84,12 @@ shift 2
 [ "${1:-}" = -- ] && shift
 args=("$@")
 
-if ! [[ $pairs =~ ^[0-9]+$ ]] || [ "$pairs" -lt 1 ] || [ "$pairs" -gt 50 ]; then
+if ! [[ $pairs =~ ^[1-9][0-9]?$ ]] || [ "$pairs" -gt 50 ]; then
 	echo "ab.sh: bad value '$pairs' for --pairs: a whole number from 1 to 50" >&2
 	exit 2
 fi
-if [ -n "$cpu" ]; then
-	if ! [[ $cpu =~ ^[0-9]+$ ]] || [ "$cpu" -ge "$(nproc --all)" ]; then
+if [ "$pinned" = 1 ]; then
+	if ! [[ $cpu =~ ^(0|[1-9][0-9]{0,3})$ ]] || [ "$cpu" -ge "$(nproc --all)" ]; then
 		echo "ab.sh: bad value '$cpu' for --cpu: a CPU number below $(nproc --all)" >&2
 		exit 2
 	fi
@@ -92,17 +99,25 @@ if ! [[ $fields =~ ^[a-z0-9_]+(,[a-z0-9_]+)*$ ]]; then
 	echo "ab.sh: bad value '$fields' for --fields: SUMMARY field names separated by commas" >&2
 	exit 2
 fi
+if [ "$(tr , '\n' <<<"$fields" | sort | uniq -d)" != "" ]; then
+	echo "ab.sh: bad value '$fields' for --fields: a field is named twice" >&2
+	exit 2
+fi
 if [ -n "$collect" ] && [ "$callgrind" = 0 ]; then
 	echo "ab.sh: --collect applies to --callgrind only" >&2
 	exit 2
 fi
 for b in "$old" "$new"; do
-	[ -x "$b" ] || { echo "ab.sh: '$b' is not an executable file" >&2; exit 2; }
+	[ -f "$b" ] && [ -x "$b" ] || { echo "ab.sh: '$b' is not an executable file" >&2; exit 2; }
 done
+# a name without a '/' is a file here, not a command to look up in PATH
+[[ $old == */* ]] || old=./$old
+[[ $new == */* ]] || new=./$new
 if [ "$callgrind" = 1 ]; then
-	for t in valgrind callgrind_annotate; do
-		command -v "$t" >/dev/null || { echo "ab.sh: --callgrind needs $t (apt install valgrind)" >&2; exit 2; }
-	done
+	command -v valgrind >/dev/null || {
+		echo "ab.sh: --callgrind needs valgrind (apt install valgrind)" >&2
+		exit 2
+	}
 fi
 
 log() { [ "$quiet" = 1 ] || echo "$*" >&2; }
@@ -132,8 +147,8 @@ run_one() {
 	echo "$out"
 }
 
-# Instructions and mispredicted branches of one callgrind run of binary $1 (its side's arguments after it):
-# "IR MISPREDICTS" on stdout.
+# Instructions and mispredicted conditional branches of one callgrind run of binary $1 (its side's arguments after
+# it): "IR BCM" on stdout; exit 3 when the run failed, printed no SUMMARY line or counted no instruction.
 callgrind_one() {
 	local dir out totals bin=$1 pin=() tog=()
 	shift
@@ -150,26 +165,35 @@ callgrind_one() {
 		rm -rf "$dir"
 		exit 3
 	fi
-	# PROGRAM TOTALS in the order of the events line, Ir Bc Bcm Bi Bim, each count maybe followed by its percentage
-	totals=$(callgrind_annotate "$dir/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { n = 0
-		for (i = 1; i <= NF; i++) if ($i ~ /^[0-9,]+$/) v[++n] = $i
-		print v[1], v[3]; exit }' | tr -d ,)
+	if ! grep -q '^SUMMARY ' <<<"$out"; then
+		echo "ab.sh: no SUMMARY line from: $bin ${args[*]} $*" >&2
+		rm -rf "$dir"
+		exit 3
+	fi
+	# the counts collected, in the order of the "events:" line (missing trailing counts are 0)
+	totals=$(awk '/^events:/ { for (i = 2; i <= NF; i++) col[$i] = i }
+		/^(summary|totals):/ { ir = $(col["Ir"]) + 0; bcm = ("Bcm" in col) ? $(col["Bcm"]) + 0 : 0 }
+		END { printf "%.0f %.0f\n", ir, bcm }' "$dir/cg.out")
 	rm -rf "$dir"
-	[ -n "$totals" ] || { echo "ab.sh: no totals in the callgrind output of $bin" >&2; exit 3; }
+	if [ "${totals%% *}" = 0 ]; then
+		echo "ab.sh: callgrind counted no instruction in $bin:" \
+			"is every function of --collect '$collect' called?" >&2
+		exit 3
+	fi
 	echo "$totals"
 }
 
 if [ "$callgrind" = 1 ]; then
 	r=$(callgrind_one "$old" "${old_args[@]}") || exit 3
 	read -r ir_old bcm_old <<<"$r"
-	log "old $old: instructions $ir_old, mispredicted branches $bcm_old"
+	log "old $old: instructions $ir_old, mispredicted conditional branches $bcm_old"
 	r=$(callgrind_one "$new" "${new_args[@]}") || exit 3
 	read -r ir_new bcm_new <<<"$r"
-	log "new $new: instructions $ir_new, mispredicted branches $bcm_new"
+	log "new $new: instructions $ir_new, mispredicted conditional branches $bcm_new"
 	echo "SUMMARY bench=ab mode=callgrind args=\"${args[*]}\" old_args=\"${old_args[*]}\"" \
 		"new_args=\"${new_args[*]}\" collect=${collect:-all} ir_old=$ir_old ir_new=$ir_new" \
-		"ir_ratio=$(ratio "$ir_old" "$ir_new") mispredicts_old=$bcm_old mispredicts_new=$bcm_new" \
-		"mispredicts_ratio=$(ratio "$bcm_old" "$bcm_new")"
+		"ir_ratio=$(ratio "$ir_old" "$ir_new") cond_mispredicts_old=$bcm_old cond_mispredicts_new=$bcm_new" \
+		"cond_mispredicts_ratio=$(ratio "$bcm_old" "$bcm_new")"
 	exit 0
 fi
 
@@ -194,7 +218,11 @@ for i in $(seq 1 "$pairs"); do
 	for f in "${flist[@]}"; do
 		a=$(field "${line[old]}" "$f")
 		b=$(field "${line[new]}" "$f")
-		[ -n "$a" ] && [ -n "$b" ] || { echo "ab.sh: no $f= in the SUMMARY lines: ${line[old]}" >&2; exit 3; }
+		if [ -z "$a" ] || [ -z "$b" ]; then
+			echo "ab.sh: no $f= in the SUMMARY line of each side:" >&2
+			printf '  old: %s\n  new: %s\n' "${line[old]}" "${line[new]}" >&2
+			exit 3
+		fi
 		vals_old[$f]+=" $a"
 		vals_new[$f]+=" $b"
 		awk -v a="$a" -v b="$b" 'BEGIN { exit !(b + 0 > a + 0) }' && higher[$f]=$((higher[$f] + 1))

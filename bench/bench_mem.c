@@ -13,13 +13,13 @@
  * Output: one line per span (unless --quiet), then one SUMMARY line. Exit 1 if the reads did not all happen (their
  * sum is checked, which also keeps the compiler from leaving them out).
  *
- * --work N puts N rounds of arithmetic (four independent chains of an add and a xor each, about 8 instructions a
- * round, no memory) between two reads, as the engine decodes a line between two table accesses (~250 instructions:
- * --work 30). --grouped issues the prefetches of the next AHEAD reads together, in a loop of their own, while the
- * current AHEAD are read, instead of one prefetch per read. docs/performance.md, "Session 15", says what the two
- * showed here: with work between the reads a spread read costs several times what the plain loop says, and grouped
- * prefetches take most of that back in this loop - but not in the engine's line loop, where the same change was
- * measured and left out.
+ * --work N puts N rounds of arithmetic (four chained add, xor and shift updates and the loop's own, ~10 instructions a
+ * round, no memory) between two reads, as the engine decodes a line between two table accesses (~250-300
+ * instructions: --work 30). --grouped issues the prefetches of the next AHEAD reads together, in a loop of their own,
+ * while the current AHEAD are read, instead of one prefetch per read. docs/performance.md, "Session 15", says what
+ * the two showed here: with work between the reads a spread read costs several times what the plain loop says, and
+ * grouped prefetches take most of that back in this loop - but not in the engine's line loop, where the same change
+ * was measured and left out.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -52,7 +52,7 @@ static void usage(FILE *f)
 		   "  --spans LIST    spans in MiB, comma-separated, 1..65536 each (default 4,16,64,256,1024)\n"
 		   "  --accesses N    reads per pattern and span (default 8388608)\n"
 		   "  --ahead N       prefetch distance in accesses, 0..64 (default 16, as the merger's fold)\n"
-		   "  --work N        rounds of arithmetic between two reads, 0..1000 (default 0; ~8 instructions\n"
+		   "  --work N        rounds of arithmetic between two reads, 0..1000 (default 0; ~10 instructions\n"
 		   "                  each)\n"
 		   "  --grouped       prefetch the next AHEAD reads together, not one per read (needs --ahead >= 1)\n"
 		   "  --no-huge       advise against transparent huge pages (default: advise for them)\n"
@@ -139,7 +139,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
 static volatile uint64_t work_sink; /* where the arithmetic's result goes */
 
-/* rounds of arithmetic on four independent chains, kept by the empty asm (the compiler cannot fold them away) */
+/* rounds of arithmetic on four chained values, kept by the empty asm (the compiler cannot fold them away) */
 static inline uint64_t work(uint64_t x, unsigned rounds)
 {
 	uint64_t a = x, b = x + 1, c = x + 2, d = x + 3;
