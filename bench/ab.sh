@@ -20,6 +20,8 @@
 # Exit status: 0 when every run printed its SUMMARY, 2 on bad usage or a missing binary or tool, 3 when a run failed.
 set -euo pipefail
 
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
 pairs=5
 fields=lines_per_sec
 cpu=
@@ -95,6 +97,8 @@ if [ "$pinned" = 1 ]; then
 	fi
 	command -v taskset >/dev/null || { echo "ab.sh: --cpu needs taskset (util-linux)" >&2; exit 2; }
 fi
+pin=() # the command prefix of every run
+[ "$pinned" = 1 ] && pin=(taskset -c "$cpu")
 if ! [[ $fields =~ ^[a-z0-9_]+(,[a-z0-9_]+)*$ ]]; then
 	echo "ab.sh: bad value '$fields' for --fields: SUMMARY field names separated by commas" >&2
 	exit 2
@@ -122,21 +126,16 @@ fi
 
 log() { [ "$quiet" = 1 ] || echo "$*" >&2; }
 
-# The value of key=value in a SUMMARY line (empty when absent).
-field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
-
-# The median of the numbers given (the mean of the two middle ones for an even count).
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2);
-	printf "%.10g\n", NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2 }'; }
+# field and median
+. "$here/summary.sh"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 == 0) print "nan"; else printf "%.4f\n", b / a }'; }
 
 # Run binary $1 with the benchmark arguments and then its side's own (the rest of the arguments; pinned with --cpu);
 # its SUMMARY line on stdout, exit 3 on failure.
 run_one() {
-	local out bin=$1 pin=()
+	local out bin=$1
 	shift
-	[ -n "$cpu" ] && pin=(taskset -c "$cpu")
 	if ! out=$("${pin[@]}" "$bin" "${args[@]}" "$@" 2>&1); then
 		echo "ab.sh: failed: $bin ${args[*]} $*" >&2
 		tail -20 <<<"$out" >&2
@@ -147,34 +146,30 @@ run_one() {
 	echo "$out"
 }
 
-# Instructions and mispredicted conditional branches of one callgrind run of binary $1 (its side's arguments after
-# it): "IR BCM" on stdout; exit 3 when the run failed, printed no SUMMARY line or counted no instruction.
+# Instructions and mispredicted conditional branches of one callgrind run of binary $2 (its side's arguments after
+# it), its profile written to $1: "IR BCM" on stdout; exit 3 when the run failed, printed no SUMMARY line or counted
+# no instruction.
 callgrind_one() {
-	local dir out totals bin=$1 pin=() tog=()
-	shift
-	dir=$(mktemp -d "${TMPDIR:-/tmp}/dattss-ab.XXXXXX")
-	[ -n "$cpu" ] && pin=(taskset -c "$cpu")
+	local out totals prof=$1 bin=$2 fns=() tog=()
+	shift 2
 	if [ -n "$collect" ]; then
 		IFS=, read -r -a fns <<<"$collect"
 		for f in "${fns[@]}"; do tog+=("--toggle-collect=$f"); done
 	fi
-	if ! out=$("${pin[@]}" valgrind --tool=callgrind --branch-sim=yes --callgrind-out-file="$dir/cg.out" \
+	if ! out=$("${pin[@]}" valgrind --tool=callgrind --branch-sim=yes --callgrind-out-file="$prof" \
 		"${tog[@]}" "$bin" "${args[@]}" "$@" 2>&1); then
 		echo "ab.sh: failed under callgrind: $bin ${args[*]} $*" >&2
 		tail -20 <<<"$out" >&2
-		rm -rf "$dir"
 		exit 3
 	fi
 	if ! grep -q '^SUMMARY ' <<<"$out"; then
 		echo "ab.sh: no SUMMARY line from: $bin ${args[*]} $*" >&2
-		rm -rf "$dir"
 		exit 3
 	fi
 	# the counts collected, in the order of the "events:" line (missing trailing counts are 0)
 	totals=$(awk '/^events:/ { for (i = 2; i <= NF; i++) col[$i] = i }
 		/^(summary|totals):/ { ir = $(col["Ir"]) + 0; bcm = ("Bcm" in col) ? $(col["Bcm"]) + 0 : 0 }
-		END { printf "%.0f %.0f\n", ir, bcm }' "$dir/cg.out")
-	rm -rf "$dir"
+		END { printf "%.0f %.0f\n", ir, bcm }' "$prof")
 	if [ "${totals%% *}" = 0 ]; then
 		echo "ab.sh: callgrind counted no instruction in $bin:" \
 			"is every function of --collect '$collect' called?" >&2
@@ -184,10 +179,14 @@ callgrind_one() {
 }
 
 if [ "$callgrind" = 1 ]; then
-	r=$(callgrind_one "$old" "${old_args[@]}") || exit 3
+	# the two profiles, in a directory removed on every way out (an interrupt included)
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/dattss-ab.XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
+	trap 'exit 130' INT TERM
+	r=$(callgrind_one "$tmp/old.out" "$old" "${old_args[@]}") || exit 3
 	read -r ir_old bcm_old <<<"$r"
 	log "old $old: instructions $ir_old, mispredicted conditional branches $bcm_old"
-	r=$(callgrind_one "$new" "${new_args[@]}") || exit 3
+	r=$(callgrind_one "$tmp/new.out" "$new" "${new_args[@]}") || exit 3
 	read -r ir_new bcm_new <<<"$r"
 	log "new $new: instructions $ir_new, mispredicted conditional branches $bcm_new"
 	echo "SUMMARY bench=ab mode=callgrind args=\"${args[*]}\" old_args=\"${old_args[*]}\"" \

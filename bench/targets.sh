@@ -89,12 +89,8 @@ done
 
 log() { [ "$quiet" = 1 ] || echo "targets: $*" >&2; }
 
-# The value of key=value in a SUMMARY line (empty when absent).
-field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
-
-# The median of the numbers given (the mean of the two middle ones for an even count).
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2);
-	printf "%.15g\n", NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2 }'; }
+# field and median
+. "$here/summary.sh"
 
 # One run of target $1: its command's SUMMARY line on stdout; exit 3 when it fails.
 run_one() {
